@@ -1,0 +1,261 @@
+//! Domain types shared by every module: what a target is, which action queries it, what one
+//! answer says about a task, and how a request ended.
+//!
+//! Nothing here does I/O. Times are the API's own units (milliseconds since the Unix epoch) so
+//! that a snapshot is exactly what the API answered; conversions to seconds happen at render.
+
+use std::fmt;
+
+/// The two kinds of task the exporter follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// Cloud recording, queried with `GetRecordTask`.
+    Record,
+    /// Cloud web-page capture, queried with `GetWebCastTask`.
+    Webcast,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 2] = [Kind::Record, Kind::Webcast];
+
+    /// The value of the `kind` label and of the config's `kind` key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Record => "record",
+            Kind::Webcast => "webcast",
+        }
+    }
+
+    /// The OpenAPI action that answers for this kind.
+    pub fn action(self) -> Action {
+        match self {
+            Kind::Record => Action::GetRecordTask,
+            Kind::Webcast => Action::GetWebCastTask,
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The two query actions; each has its own request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Action {
+    GetRecordTask,
+    GetWebCastTask,
+}
+
+impl Action {
+    pub const ALL: [Action; 2] = [Action::GetRecordTask, Action::GetWebCastTask];
+
+    /// The `Action` query parameter, the config's budget key and the `action` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::GetRecordTask => "GetRecordTask",
+            Action::GetWebCastTask => "GetWebCastTask",
+        }
+    }
+
+    pub fn kind(self) -> Kind {
+        match self {
+            Action::GetRecordTask => Kind::Record,
+            Action::GetWebCastTask => Kind::Webcast,
+        }
+    }
+
+    /// Dense index, for per-action arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Action::GetRecordTask => 0,
+            Action::GetWebCastTask => 1,
+        }
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What identifies a target: one task (or, for a webcast target without `task_id`, one room's
+/// newest web-capture task).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetKey {
+    pub kind: Kind,
+    pub app_id: String,
+    pub room_id: String,
+    /// Always set for record targets; `None` means "the room's newest task" (webcast only).
+    pub task_id: Option<String>,
+}
+
+/// One configured target: its key plus the user's extra labels (sorted by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub key: TargetKey,
+    pub labels: Vec<(String, String)>,
+}
+
+/// The API's task Status.
+pub mod status {
+    pub const UNKNOWN: i64 = 0;
+    pub const NOT_STARTED: i64 = 1;
+    pub const RUNNING: i64 = 2;
+    pub const ENDED: i64 = 3;
+    pub const FAILED: i64 = 4;
+}
+
+/// One answer about one task, as the API gave it (fields it left out are defaults).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskSnapshot {
+    /// `Status`: see [`status`].
+    pub status: i64,
+    /// `StartTime`, ms since the epoch (0 if absent).
+    pub start_time_ms: i64,
+    /// `EndTime`, ms since the epoch; 0 while the task has not ended.
+    pub end_time_ms: i64,
+    /// `StopReason`; empty while the task has not ended.
+    pub stop_reason: String,
+    /// `RecordFileList` (record tasks; empty for webcast).
+    pub files: Vec<RecordFile>,
+    /// `MaxRunningTime` in seconds (webcast tasks only).
+    pub max_running_time_s: Option<i64>,
+    /// `UserId` (webcast tasks only).
+    pub user_id: Option<String>,
+}
+
+impl TaskSnapshot {
+    /// A task is terminal once it has a StopReason, an EndTime, or a terminal Status.
+    pub fn is_terminal(&self) -> bool {
+        self.status == status::ENDED
+            || self.status == status::FAILED
+            || self.end_time_ms > 0
+            || !self.stop_reason.is_empty()
+    }
+}
+
+/// One entry of `RecordFileList`; every field is optional in the API.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecordFile {
+    pub vid: Option<String>,
+    pub object_key: Option<String>,
+    /// `Duration`, ms.
+    pub duration_ms: Option<i64>,
+    /// `Size`, bytes.
+    pub size_bytes: Option<i64>,
+    /// `StartTime`, ms since the epoch.
+    pub start_time_ms: Option<i64>,
+}
+
+impl RecordFile {
+    /// The `file` label value: Vid, else ObjectKey, else the file's position in the list.
+    pub fn label(&self, position: usize) -> String {
+        match (&self.vid, &self.object_key) {
+            (Some(v), _) if !v.is_empty() => v.clone(),
+            (_, Some(k)) if !k.is_empty() => k.clone(),
+            _ => position.to_string(),
+        }
+    }
+}
+
+/// How one API request ended: the `outcome` label of `volcengine_rtc_api_requests_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Success,
+    Throttled,
+    AuthError,
+    NotFound,
+    ClientError,
+    ServerError,
+    Timeout,
+    NetworkError,
+    DecodeError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 9] = [
+        Outcome::Success,
+        Outcome::Throttled,
+        Outcome::AuthError,
+        Outcome::NotFound,
+        Outcome::ClientError,
+        Outcome::ServerError,
+        Outcome::Timeout,
+        Outcome::NetworkError,
+        Outcome::DecodeError,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::Throttled => "throttled",
+            Outcome::AuthError => "auth_error",
+            Outcome::NotFound => "not_found",
+            Outcome::ClientError => "client_error",
+            Outcome::ServerError => "server_error",
+            Outcome::Timeout => "timeout",
+            Outcome::NetworkError => "network_error",
+            Outcome::DecodeError => "decode_error",
+        }
+    }
+
+    /// Worth another attempt after a backoff (inside the budget).
+    pub fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            Outcome::ServerError | Outcome::Timeout | Outcome::NetworkError
+        )
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_label_prefers_vid_then_object_key_then_position() {
+        let mut f = RecordFile {
+            vid: Some("v1".into()),
+            object_key: Some("k/1.mp4".into()),
+            ..Default::default()
+        };
+        assert_eq!(f.label(2), "v1");
+        f.vid = Some(String::new());
+        assert_eq!(f.label(2), "k/1.mp4");
+        f.object_key = None;
+        assert_eq!(f.label(2), "2");
+    }
+
+    #[test]
+    fn terminal_detection() {
+        let mut s = TaskSnapshot {
+            status: status::RUNNING,
+            ..Default::default()
+        };
+        assert!(!s.is_terminal());
+        s.stop_reason = "StopByAPI".into();
+        assert!(s.is_terminal());
+        let failed = TaskSnapshot {
+            status: status::FAILED,
+            ..Default::default()
+        };
+        assert!(failed.is_terminal());
+    }
+
+    #[test]
+    fn action_kind_roundtrip() {
+        for k in Kind::ALL {
+            assert_eq!(k.action().kind(), k);
+        }
+        assert_eq!(Action::GetWebCastTask.as_str(), "GetWebCastTask");
+    }
+}
