@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::credentials::{Credentials, Secret};
+use crate::credentials::Credentials;
 use crate::model::{Action, Kind, Outcome};
 
 pub use clock::Clock;
@@ -104,8 +104,8 @@ struct TaskStore {
     webcast_rooms: HashMap<(String, String), Vec<String>>,
 }
 
-/// Who may call: access key ID -> (secret key, session token the request must carry).
-type KeyTable = HashMap<String, (Secret, Option<Secret>)>;
+/// Who may call: access key ID -> its credentials (a session token, if set, must be sent).
+type KeyTable = HashMap<String, Credentials>;
 
 /// The simulated OpenAPI: shared (behind an `Arc`) between [`serve`] and whoever scripts it.
 #[derive(Debug)]
@@ -171,13 +171,7 @@ impl Simulator {
     /// Accepts requests signed with these credentials (a session token, if given, must be
     /// sent as `X-Security-Token`).
     pub fn add_credentials(&self, credentials: &Credentials) {
-        write(&self.keys).insert(
-            credentials.access_key_id.clone(),
-            (
-                credentials.secret_access_key.clone(),
-                credentials.session_token.clone(),
-            ),
-        );
+        write(&self.keys).insert(credentials.access_key_id.clone(), credentials.clone());
     }
 
     /// Stops accepting this access key.
@@ -185,8 +179,8 @@ impl Simulator {
         write(&self.keys).remove(access_key_id);
     }
 
-    /// The secret and token for an access key, as the signature verifier looks them up.
-    pub(crate) fn lookup_key(&self, access_key_id: &str) -> Option<(Secret, Option<Secret>)> {
+    /// The credentials of an access key, as the signature verifier looks them up.
+    pub(crate) fn lookup_key(&self, access_key_id: &str) -> Option<Credentials> {
         read(&self.keys).get(access_key_id).cloned()
     }
 
