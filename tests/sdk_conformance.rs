@@ -33,6 +33,7 @@ const REGIONS: &[&str] = &["cn-north-1", "ap-singapore-1"];
 
 struct Case {
     host: String,
+    path: String,
     query: Vec<(String, String)>,
     ak: String,
     sk: String,
@@ -109,6 +110,7 @@ fn generate(n: usize) -> Vec<Case> {
         let secs = rng.gen_range(946_684_800u64..4_102_444_800); // 2000..2100
         cases.push(Case {
             host: HOSTS[i % HOSTS.len()].to_string(),
+            path: "/".into(),
             query,
             ak: format!(
                 "AKLT{}",
@@ -141,6 +143,7 @@ fn generate(n: usize) -> Vec<Case> {
     for (j, v) in odd.iter().enumerate() {
         cases.push(Case {
             host: "rtc.volcengineapi.com".into(),
+            path: ["/", "", "/api/v1", "/a b/c@d~e"][j % 4].into(),
             query: vec![
                 ("Action".into(), "GetRecordTask".into()),
                 ("Version".into(), "2023-06-01".into()),
@@ -172,7 +175,7 @@ fn ours(c: &Case) -> Signed {
     let req = SignRequest {
         method: "GET",
         host: &c.host,
-        path: "/",
+        path: &c.path,
         query: &query,
         body: b"",
         region: &c.region,
@@ -189,7 +192,7 @@ fn sdk(cases: &[Case], xdates: &[String]) -> Vec<Value> {
             json!({
                 "method": "GET",
                 "host": c.host,
-                "path": "/",
+                "path": c.path,
                 "query": c.query,
                 "body": "",
                 "ak": c.ak,

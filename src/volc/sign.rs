@@ -46,6 +46,9 @@ const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// As [`QUERY_ENCODE`], with `/` kept: for the path.
+const PATH_ENCODE: &AsciiSet = &QUERY_ENCODE.remove(b'/');
+
 /// One request to sign.
 #[derive(Debug, Clone, Copy)]
 pub struct SignRequest<'a> {
@@ -55,7 +58,8 @@ pub struct SignRequest<'a> {
     /// `:443` suffix is stripped before signing, as the SDK does; callers should not send one
     /// (reqwest doesn't for the scheme's default port).
     pub host: &'a str,
-    /// The URL path, `/` for the OpenAPI; empty means `/`.
+    /// The URL path, unencoded: `/` for the OpenAPI; empty means `/`. It is signed as
+    /// [`canonical_path`] gives it, which is also what to send.
     pub path: &'a str,
     /// The query parameters, unencoded, in any order.
     pub query: &'a [(&'a str, &'a str)],
@@ -224,6 +228,15 @@ pub fn canonical_host(host: &str) -> &str {
         .unwrap_or(h)
 }
 
+/// The path as signed (and sent): each byte but `/` and the unreserved ones percent-encoded,
+/// like the SDK's `quote(path)`; empty becomes `/`.
+pub fn canonical_path(path: &str) -> String {
+    if path.is_empty() {
+        return "/".to_string();
+    }
+    utf8_percent_encode(path, PATH_ENCODE).to_string()
+}
+
 /// Builds the canonical request from the method, path, canonical query, the headers to sign
 /// and the body hash. Header names are lower-cased, values trimmed, and sorted by name. Returns the canonical request and the `;`-joined signed header list.
 pub fn canonical_request(
@@ -250,10 +263,10 @@ pub fn canonical_request(
         .map(|(n, _)| n.as_str())
         .collect::<Vec<_>>()
         .join(";");
-    let path = if path.is_empty() { "/" } else { path };
+    let path = canonical_path(path);
     let creq = [
         method,
-        path,
+        &path,
         canonical_query,
         &canonical_headers,
         &signed_headers,
@@ -367,7 +380,7 @@ impl VerifyError {
 #[derive(Debug, Clone, Copy)]
 pub struct VerifyRequest<'a> {
     pub method: &'a str,
-    /// The URL path.
+    /// The URL path as received (percent-encoded).
     pub path: &'a str,
     /// The query string exactly as received (after `?`, still percent-encoded). `+` is read as
     /// a space, like Go's `url.ParseQuery`.
@@ -566,6 +579,7 @@ where
         };
         headers.push((name, value));
     }
+    let path = percent_decode_str(req.path).decode_utf8_lossy();
     let pairs = parse_query(req.raw_query);
     let borrowed: Vec<(&str, &str)> = pairs
         .iter()
@@ -573,7 +587,7 @@ where
         .collect();
     let query = encode_query(&borrowed);
     let (creq, signed_headers) =
-        canonical_request(req.method, req.path, &query, &headers, &body_sha256);
+        canonical_request(req.method, &path, &query, &headers, &body_sha256);
     if signed_headers != auth.signed_headers {
         return Err(VerifyError::InvalidAuthorization(
             "SignedHeaders must be lower-case, sorted and without duplicates",
@@ -715,6 +729,13 @@ mod tests {
             "a=0&a=1&b=2%202"
         );
         assert_eq!(encode_query(&[]), "");
+    }
+
+    #[test]
+    fn path_is_encoded_like_the_sdk() {
+        assert_eq!(canonical_path(""), "/");
+        assert_eq!(canonical_path("/"), "/");
+        assert_eq!(canonical_path("/a b/c@d~e"), "/a%20b/c%40d~e");
     }
 
     #[test]
@@ -891,6 +912,37 @@ mod tests {
         let s = sign(&request("rtc.volcengineapi.com", &q), &c, jan1());
         let w = Wire::new("rtc.volcengineapi.com:443", &s, None);
         assert!(w.verify(&c, jan1()).is_ok());
+    }
+
+    #[test]
+    fn verify_decodes_the_received_path() {
+        let q = [("Action", "GetWebCastTask")];
+        let c = creds(None);
+        let req = SignRequest {
+            path: "/a b@c",
+            ..request("h", &q)
+        };
+        let s = sign(&req, &c, jan1());
+        let w = Wire::new("h", &s, None);
+        let headers: Vec<(&str, &str)> = w
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let check = |path: &str| {
+            let vr = VerifyRequest {
+                method: "GET",
+                path,
+                raw_query: &w.query,
+                headers: &headers,
+                body: b"",
+                region: None,
+                service: "rtc",
+            };
+            verify(&vr, |_| Some(c.clone()), jan1(), MAX_SKEW)
+        };
+        assert!(check("/a%20b%40c").is_ok());
+        assert_eq!(check("/a%20b%40d"), Err(VerifyError::SignatureDoesNotMatch));
     }
 
     #[test]
