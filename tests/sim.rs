@@ -862,3 +862,26 @@ async fn shutdown_is_prompt_even_with_a_slow_answer_in_flight() {
     assert!(began.elapsed() < Duration::from_secs(4));
     pending.abort();
 }
+
+#[tokio::test]
+async fn connection_reset_is_a_real_reset() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = start(world(now_ms())).await;
+    s.sim.configure(|o| o.verify_signatures = false);
+    s.sim.inject(FaultSpec::once(Fault::ResetConnection));
+    let mut conn = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let query = sign::encode_query(&record_query("room_1", "rec-running"));
+    conn.write_all(format!("GET /?{query} HTTP/1.1\r\nHost: {}\r\n\r\n", s.addr).as_bytes())
+        .await
+        .expect("send");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut buf))
+        .await
+        .expect("closed promptly");
+    let err = read.expect_err("reset, not an orderly close");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
+    assert!(buf.is_empty(), "no answer at all");
+    s.stop().await;
+}
