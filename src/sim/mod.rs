@@ -145,11 +145,14 @@ impl Simulator {
         }
     }
 
-    /// A world with the scenario's tasks, accepting its credentials.
+    /// A world with the scenario's tasks and faults, accepting its credentials.
     pub fn from_scenario(scenario: &Scenario, options: SimOptions, clock: Clock) -> Self {
         let sim = Simulator::new(options, clock);
         sim.add_credentials(&scenario.credentials);
         sim.add_tasks(scenario.tasks.iter().cloned());
+        for fault in &scenario.faults {
+            sim.inject(fault.clone());
+        }
         sim
     }
 

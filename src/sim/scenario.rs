@@ -11,15 +11,17 @@ use crate::credentials::{Credentials, Secret};
 use crate::model::{Kind, Target, TargetKey};
 
 use super::clock::system_time_to_ms;
+use super::fault::{Fault, FaultSpec, TaskMatch};
 use super::task::{stop_reason, SimFile, SimTask, VideoSolution};
 
-/// A world to simulate: its tasks, the targets an exporter should poll in it, and the
-/// credentials the simulator accepts.
+/// A world to simulate: its tasks, the targets an exporter should poll in it, the
+/// credentials the simulator accepts, and faults to inject from the start.
 #[derive(Debug, Clone)]
 pub struct Scenario {
     pub tasks: Vec<SimTask>,
     pub targets: Vec<Target>,
     pub credentials: Credentials,
+    pub faults: Vec<FaultSpec>,
 }
 
 /// The access key ID the scenarios use (not a real key).
@@ -125,7 +127,8 @@ fn ended_record(
 /// `IdleTimeOut`, `StopByAPI` (both kinds) and `ExceedMaxRunningTime`, record files arriving
 /// and settling after the end, a task passing the 72-hour horizon, and a followed webcast room
 /// (`lobby.main`, target without task ID) whose task is replaced; new tasks keep starting for
-/// five minutes. A few targets are deliberately not found (a typo, tasks older than 72 h).
+/// five minutes. A few targets are deliberately not found (a typo, tasks older than 72 h), and
+/// a few answers show the vendor's quirks (three early 503s, the other field spellings).
 pub fn demo_scenario(now: SystemTime) -> Scenario {
     let t0 = system_time_to_ms(now);
     let s = |secs: i64| t0 + secs * SEC;
@@ -399,10 +402,33 @@ pub fn demo_scenario(now: SystemTime) -> Scenario {
         .collect();
     targets.extend(extra_targets);
     let tasks = items.into_iter().map(|(t, _)| t).collect();
+    // The vendor's quirks, so the demo's request counters are not all `success`: a few
+    // transient 503s early on (retried), and answers in the other documented spellings.
+    let faults = vec![
+        FaultSpec::once(Fault::unavailable())
+            .times(3)
+            .for_action(crate::model::Action::GetRecordTask),
+        FaultSpec::always(Fault::WebcastSpelling).for_target(TaskMatch::task(
+            APP_EVENTS,
+            "expo-hall",
+            Some("web-expo-2"),
+        )),
+        FaultSpec::always(Fault::ShortConfigSpellings).for_target(TaskMatch::task(
+            APP_LIVE,
+            "studio-1",
+            Some("web-studio-1"),
+        )),
+        FaultSpec::always(Fault::ExtraFields).for_target(TaskMatch::task(
+            APP_LIVE,
+            "studio-2",
+            Some("rec_studio-2"),
+        )),
+    ];
     Scenario {
         tasks,
         targets,
         credentials: sim_credentials(),
+        faults,
     }
 }
 
@@ -487,6 +513,7 @@ pub fn bulk_scenario(
         tasks,
         targets,
         credentials: sim_credentials(),
+        faults: Vec::new(),
     }
 }
 
