@@ -12,6 +12,13 @@
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
 //!
+//! Choices where the vendor's documents are silent: a task that is unknown, not started yet,
+//! or started over 72 h ago answers HTTP 400 `InvalidParameter.ErrorActiveTaskNotFound` (the
+//! status its other `InvalidParameter.*` codes use; clients classify on `Code`). Signatures are
+//! checked against the real wall clock (`SystemTime::now()`, as clients sign), not the
+//! simulator's [`Clock`], so tests may move the simulated world days ahead and still sign
+//! normally. The QPS window counts admitted requests only.
+//!
 //! ```no_run
 //! # async fn f() -> std::io::Result<()> {
 //! use std::sync::Arc;

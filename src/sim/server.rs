@@ -105,6 +105,14 @@ async fn handle(
         headers: &parts.headers,
         arrived,
     });
+    tracing::debug!(
+        query = parts.uri.query().unwrap_or(""),
+        status = reply.status,
+        outcome = %reply.outcome,
+        delay_ms = reply.delay.map(|d| d.as_millis() as u64),
+        reset = reply.reset,
+        "simulator: answered"
+    );
     if let Some(delay) = reply.delay {
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
