@@ -422,9 +422,7 @@ impl Scheduler {
                             // A room whose newest known task is too old to be seen.
                             t.phase = Phase::Expired;
                         }
-                        let delay = lane_interval
-                            .saturating_mul(pow2(t.failures))
-                            .min(MAX_BACKOFF.max(lane_interval));
+                        let delay = backoff(lane_interval, t.failures, id);
                         Some((lane, later(now, delay)))
                     }
                     Outcome::ServerError
@@ -489,6 +487,30 @@ fn later(t: Instant, d: Duration) -> Instant {
         .unwrap_or(t)
 }
 
+/// The wait after the `n`-th backoff-class failure in a row of target `id`: between half and
+/// all of `min(interval × 2^(n−1), cap)`, never below `interval`, where the cap is
+/// [`MAX_BACKOFF`] (or `interval` if longer). The jitter is a fixed function of `(id, n)`, so
+/// behaviour is reproducible, yet targets that failed together (wrong credentials) drift
+/// apart instead of coming back in one wave every 10 minutes.
+fn backoff(interval: Duration, n: u32, id: TargetId) -> Duration {
+    let full = interval
+        .saturating_mul(pow2(n))
+        .min(MAX_BACKOFF.max(interval));
+    let fraction = (mix(id as u64, u64::from(n)) >> 11) as f64 / (1u64 << 53) as f64;
+    full.mul_f64(1.0 - fraction / 2.0).max(interval)
+}
+
+/// A well-mixed 64-bit value from two inputs (the SplitMix64 finalizer).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(b)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// 2^(n−1) for n ≥ 1 (1 for n = 0), saturating.
 fn pow2(n: u32) -> u32 {
     1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX)
@@ -503,5 +525,593 @@ fn expiry(start_time_ms: i64, now: Instant, wall: SystemTime) -> Option<Instant>
     match end.duration_since(wall) {
         Ok(left) => now.checked_add(left),
         Err(_) => Some(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, TargetKey};
+
+    const ACTIVE: Duration = Duration::from_secs(15);
+    const SETTLE: Duration = Duration::from_secs(60);
+    const R: Action = Action::GetRecordTask;
+    const W: Action = Action::GetWebCastTask;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn schedule() -> ScheduleSettings {
+        ScheduleSettings {
+            active_interval: ACTIVE,
+            settle_interval: SETTLE,
+            retention: secs(86_400),
+        }
+    }
+
+    fn target(kind: Kind, i: usize, task: bool) -> Target {
+        Target {
+            key: TargetKey {
+                kind,
+                app_id: "app".into(),
+                room_id: format!("room{i}"),
+                task_id: task.then(|| format!("task{i}")),
+            },
+            labels: Vec::new(),
+        }
+    }
+
+    fn records(n: usize) -> Vec<Target> {
+        (0..n).map(|i| target(Kind::Record, i, true)).collect()
+    }
+
+    /// A fixed wall clock: `t0` corresponds to this.
+    fn wall0() -> SystemTime {
+        UNIX_EPOCH + secs(1_800_000_000)
+    }
+
+    /// Wall-clock time at `now`, given that `t0` is [`wall0`].
+    fn wall(t0: Instant, now: Instant) -> SystemTime {
+        wall0() + (now - t0)
+    }
+
+    /// StartTime (ms) of a task that started `ago` before `t0`.
+    fn started_ago(ago: Duration) -> i64 {
+        let ms = (wall0() - ago)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        i64::try_from(ms).unwrap()
+    }
+
+    fn running(start_ms: i64) -> PollResult {
+        PollResult::Success {
+            terminal: false,
+            start_time_ms: start_ms,
+            changed: true,
+        }
+    }
+
+    fn ended(start_ms: i64, changed: bool) -> PollResult {
+        PollResult::Success {
+            terminal: true,
+            start_time_ms: start_ms,
+            changed,
+        }
+    }
+
+    /// Pops the next target of `action` at its due time; returns (id, when).
+    fn pop_next(s: &mut Scheduler, action: Action) -> Option<(TargetId, Instant)> {
+        let due = s.next_due(action)?;
+        s.pop_due(action, due).map(|id| (id, due))
+    }
+
+    fn total(counts: [[usize; 5]; 2]) -> usize {
+        counts.iter().flatten().sum()
+    }
+
+    #[test]
+    fn phase_labels() {
+        let labels: Vec<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(labels, ["new", "active", "settling", "done", "expired"]);
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+    }
+
+    #[test]
+    fn first_polls_are_spread_evenly_per_action() {
+        let t0 = Instant::now();
+        let mut targets = records(5000);
+        targets.extend((0..300).map(|i| target(Kind::Webcast, i, i % 2 == 0)));
+        let mut s = Scheduler::new(&targets, &schedule(), t0);
+        for (action, n) in [(R, 5000usize), (W, 300)] {
+            assert!(
+                s.pop_due(action, t0).is_some(),
+                "the first one is due at t0"
+            );
+            assert!(
+                s.pop_due(action, t0).is_none(),
+                "never everything due at t0"
+            );
+            let mut times = vec![t0];
+            while let Some((_, at)) = pop_next(&mut s, action) {
+                times.push(at);
+            }
+            assert_eq!(times.len(), n);
+            assert!(times.iter().all(|&t| t >= t0 && t < t0 + ACTIVE));
+            let limit = n.div_ceil(150) + 1;
+            let mut lo = 0;
+            for hi in 0..times.len() {
+                while times[hi] - times[lo] >= Duration::from_millis(100) {
+                    lo += 1;
+                }
+                assert!(
+                    hi - lo < limit,
+                    "{action}: {} polls due within 100 ms (limit {limit})",
+                    hi - lo + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn active_targets_go_before_settling_ones_and_most_overdue_first() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(4), &schedule(), t0);
+        let start = started_ago(secs(3600));
+        // Due at 0, 3.75, 7.5 and 11.25 s.
+        let mut popped = Vec::new();
+        while let Some((id, _)) = pop_next(&mut s, R) {
+            popped.push(id);
+        }
+        assert_eq!(popped, [0, 1, 2, 3]);
+        let at = t0 + secs(12);
+        // 0 becomes settling (next due 0 + 60 s on its grid? no: dispatched late, so 12 + 60).
+        s.complete(0, ended(start, true), at, wall(t0, at));
+        // The others fail and retry after active_interval, at different times.
+        s.complete(3, PollResult::Failed(Outcome::Timeout), at, wall(t0, at));
+        s.complete(
+            1,
+            PollResult::Failed(Outcome::Timeout),
+            at + secs(1),
+            wall(t0, at),
+        );
+        s.complete(
+            2,
+            PollResult::Failed(Outcome::Timeout),
+            at + secs(2),
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Settling));
+        let late = t0 + secs(600);
+        assert_eq!(s.lag(R, late), late - (t0 + secs(27)));
+        let order: Vec<_> = std::iter::from_fn(|| s.pop_due(R, late)).collect();
+        assert_eq!(
+            order,
+            [3, 1, 2, 0],
+            "active most-overdue first, then settling"
+        );
+    }
+
+    #[test]
+    fn settling_until_two_identical_answers_then_done_for_good() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(start), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        assert_eq!(s.next_due(R), Some(at + SETTLE));
+        // Files still uploading: the answer changed again.
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(R), None);
+        assert_eq!(s.pop_due(R, t0 + secs(86_400)), None);
+        assert_eq!(s.queued(R), 0);
+        assert_eq!(s.in_flight(R), 0);
+    }
+
+    #[test]
+    fn first_answer_terminal_settles_and_unchanged_first_settle_poll_is_done() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        assert_eq!(at, t0 + SETTLE);
+        s.complete(id, ended(start, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(R), None);
+    }
+
+    #[test]
+    fn tasks_older_than_72_hours_expire_and_are_never_polled() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        let mut popped: Vec<_> = std::iter::from_fn(|| s.pop_due(R, t0 + ACTIVE)).collect();
+        popped.sort_unstable();
+        assert_eq!(popped, [0, 1, 2]);
+        let at = t0 + ACTIVE;
+        // 0: answered, but started 73 h ago.
+        s.complete(
+            0,
+            ended(started_ago(secs(73 * 3600)), true),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        // 1: running, 71 h 59 m 30 s old: expires before its next-but-one poll.
+        let almost = started_ago(VISIBILITY_WINDOW - secs(30));
+        s.complete(1, running(almost), at, wall(t0, at));
+        assert_eq!(s.phase(1), Some(Phase::Active));
+        // 2: running, same age, then answers NotFound once it is over 72 h old.
+        s.complete(2, running(almost), at, wall(t0, at));
+        let mut polls = Vec::new();
+        let end = t0 + secs(3600);
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            assert!(at < end);
+            polls.push(id);
+            let result = if at - t0 > secs(30) && id == 2 {
+                PollResult::Failed(Outcome::NotFound)
+            } else {
+                running(almost)
+            };
+            s.complete(id, result, at, wall(t0, at));
+        }
+        assert!(!polls.contains(&0));
+        assert_eq!(s.phase(1), Some(Phase::Expired));
+        assert_eq!(s.phase(2), Some(Phase::Expired));
+        assert_eq!(s.next_due(R), None);
+        assert_eq!(s.phase_counts()[R.index()][Phase::Expired.index()], 3);
+    }
+
+    #[test]
+    fn not_found_for_a_task_known_to_be_too_old_expires_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, t0 + ACTIVE)).collect();
+        assert_eq!(ids, [0, 1]);
+        let at = t0 + ACTIVE;
+        // 0 is known to leave the 72-hour window 20 s after its next poll is dispatched;
+        // 1 is a day younger.
+        let old = started_ago(VISIBILITY_WINDOW - ACTIVE - ACTIVE - secs(20));
+        let young = started_ago(VISIBILITY_WINDOW - secs(86_400));
+        s.complete(0, running(old), at, wall(t0, at));
+        s.complete(1, running(young), at, wall(t0, at));
+        let at = t0 + ACTIVE + ACTIVE;
+        let mut ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, at)).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1]);
+        // Both answers arrive after 0 has grown too old.
+        let late = at + secs(25);
+        s.complete(
+            0,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        s.complete(
+            1,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(
+            s.phase(1),
+            Some(Phase::Active),
+            "young task: backoff, not expiry"
+        );
+        assert_eq!(s.queued(R), 1);
+        // A completion for a target that is not in flight any more is ignored.
+        s.complete(0, running(young), late, wall(t0, late));
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(s.queued(R), 1);
+    }
+
+    #[test]
+    fn not_found_backoff_grows_caps_and_resets_on_success() {
+        let t0 = Instant::now();
+        let n = 50;
+        let mut s = Scheduler::new(&records(n), &schedule(), t0);
+        // Each target: nine NotFound, one success, one NotFound, then successes.
+        let mut times: Vec<Vec<Instant>> = vec![Vec::new(); n];
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at > t0 + secs(2 * 3600) {
+                break;
+            }
+            times[id].push(at);
+            let result = match times[id].len() {
+                1..=9 | 11 => PollResult::Failed(Outcome::NotFound),
+                _ => running(started_ago(secs(60))),
+            };
+            s.complete(id, result, at, wall(t0, at));
+        }
+        let mut capped = Vec::new();
+        for t in &times {
+            let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(gaps.len() > 11, "{gaps:?}");
+            for (k, gap) in gaps.iter().take(9).enumerate() {
+                let full = (ACTIVE * (1 << k)).min(MAX_BACKOFF);
+                assert!(
+                    *gap >= ACTIVE.max(full / 2) && *gap <= full,
+                    "failure {}: waited {gap:?}, full backoff {full:?}",
+                    k + 1
+                );
+            }
+            capped.push(gaps[8]);
+            assert_eq!(gaps[9], ACTIVE, "after the success: active_interval");
+            assert_eq!(gaps[10], ACTIVE, "backoff restarted after the success");
+        }
+        let (lo, hi) = (capped.iter().min().unwrap(), capped.iter().max().unwrap());
+        assert!(
+            *hi - *lo >= secs(120),
+            "jitter spreads the capped retries: {lo:?}..{hi:?}"
+        );
+    }
+
+    #[test]
+    fn auth_errors_for_every_target_do_not_storm() {
+        let t0 = Instant::now();
+        let n = 1000;
+        let mut s = Scheduler::new(&records(n), &schedule(), t0);
+        let mut per_minute = [0usize; 10];
+        let end = t0 + secs(600);
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at >= end {
+                break;
+            }
+            per_minute[((at - t0).as_secs() / 60) as usize] += 1;
+            s.complete(id, PollResult::Failed(Outcome::AuthError), at, wall(t0, at));
+        }
+        // Minute 1: each target at 0, +15 s and +45 s; then the backoff doubles (with jitter)
+        // up to 10 minutes. The naive 4 polls per target per minute would be 40,000.
+        assert!(per_minute[0] <= 3 * n, "{per_minute:?}");
+        assert!(per_minute[1] <= n + n / 10, "{per_minute:?}");
+        for m in &per_minute[2..] {
+            assert!(*m <= n / 2 + n / 20, "{per_minute:?}");
+        }
+        assert!(
+            per_minute[5..].iter().sum::<usize>() <= n + n / 5,
+            "about one request per target per 5 minutes by then: {per_minute:?}"
+        );
+        assert!(
+            per_minute.iter().sum::<usize>() <= 40_000 / 5,
+            "{per_minute:?}"
+        );
+        assert!(per_minute[9] > 0, "still trying: {per_minute:?}");
+    }
+
+    #[test]
+    fn retryable_and_throttled_failures_never_loop_tightly() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(
+            id,
+            PollResult::Failed(Outcome::ServerError),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.next_due(R), Some(at + ACTIVE));
+        let mut gaps = Vec::new();
+        let mut last = at + ACTIVE;
+        for _ in 0..7 {
+            let (id, at) = pop_next(&mut s, R).unwrap();
+            gaps.push((at - last).as_secs());
+            last = at;
+            s.complete(id, PollResult::Failed(Outcome::Throttled), at, wall(t0, at));
+        }
+        assert_eq!(gaps, [0, 1, 2, 4, 8, 15, 15]);
+        // A success resets the throttle streak.
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(started_ago(secs(60))), at, wall(t0, at));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, PollResult::Failed(Outcome::Throttled), at, wall(t0, at));
+        assert_eq!(s.next_due(R), Some(at + secs(1)));
+    }
+
+    #[test]
+    fn room_following_target_watches_the_room_and_picks_up_a_new_task() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        let first = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(first, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(first, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // Still watched at settle_interval.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        assert_eq!(at, t0 + 2 * SETTLE);
+        s.complete(id, ended(first, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // A new task started in the room.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, running(started_ago(secs(10))), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+        assert_eq!(s.next_due(W), Some(at + ACTIVE));
+        // A newer task that is already terminal goes straight to settling, even if the
+        // caller's `changed` were false.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+    }
+
+    #[test]
+    fn room_whose_newest_task_expired_is_still_checked() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(
+            id,
+            ended(started_ago(secs(80 * 3600)), true),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(id), Some(Phase::Expired));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        assert_eq!(at, t0 + SETTLE);
+        s.complete(id, running(started_ago(secs(1))), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+    }
+
+    #[test]
+    fn lag_is_how_overdue_the_most_overdue_target_is() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        assert_eq!(s.lag(R, t0), Duration::ZERO);
+        assert_eq!(
+            s.lag(W, t0 + secs(100)),
+            Duration::ZERO,
+            "no webcast targets"
+        );
+        assert_eq!(s.lag(R, t0 + secs(7)), secs(7));
+        assert_eq!(s.pop_due(R, t0 + secs(7)), Some(0));
+        assert_eq!(s.lag(R, t0 + secs(7)), secs(2), "target 1 was due at 5 s");
+        assert_eq!(s.pop_due(R, t0 + secs(7)), Some(1));
+        assert_eq!(s.lag(R, t0 + secs(7)), Duration::ZERO);
+    }
+
+    #[test]
+    fn lag_stays_bounded_when_the_budget_is_the_bottleneck() {
+        // 100 targets every 15 s need 6.7 polls/s; only 2/s can be sent.
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(100), &schedule(), t0);
+        let start = started_ago(secs(60));
+        let mut lags = Vec::new();
+        for step in 0..2000u64 {
+            let now = t0 + Duration::from_millis(500 * step);
+            if let Some(id) = s.pop_due(R, now) {
+                s.complete(id, running(start), now, wall(t0, now));
+            }
+            if step % 200 == 199 {
+                lags.push(s.lag(R, now).as_secs_f64());
+            }
+        }
+        let last = lags[lags.len() - 1];
+        // Each target is polled every 100 / 2 = 50 s: 35 s more than active_interval.
+        assert!((30.0..=40.0).contains(&last), "{lags:?}");
+        assert!(
+            lags.iter().skip(3).all(|l| (l - last).abs() < 5.0),
+            "{lags:?}"
+        );
+    }
+
+    #[test]
+    fn on_time_polls_keep_their_grid_despite_latency() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let start = started_ago(secs(60));
+        for _ in 0..200 {
+            let due = s.next_due(R).unwrap();
+            // Dispatched 2 s late (the limiter was busy), answered 500 ms later.
+            let id = s.pop_due(R, due + secs(2)).unwrap();
+            let done = due + Duration::from_millis(2500);
+            s.complete(id, running(start), done, wall(t0, done));
+        }
+        // Both targets are still on their original grid: 0 s and 7.5 s.
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE * 100));
+        assert_eq!(s.pop_due(R, t0 + ACTIVE * 100), Some(0));
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE * 100 + ACTIVE / 2));
+    }
+
+    #[test]
+    fn completions_for_unknown_or_idle_targets_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        s.complete(7, running(1), t0, wall0());
+        s.complete(1, running(1), t0, wall0());
+        assert_eq!(s.phase(1), Some(Phase::New));
+        assert_eq!(s.phase(7), None);
+        assert_eq!(s.queued(R), 2);
+    }
+
+    #[test]
+    fn absurd_start_times_do_not_panic() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        for (id, start) in [(0, i64::MAX), (1, i64::MIN), (2, -5)] {
+            while s.pop_due(R, t0 + ACTIVE).is_some() {}
+            s.complete(id, running(start), t0 + ACTIVE, wall0());
+            assert_eq!(s.phase(id), Some(Phase::Active));
+        }
+    }
+
+    #[test]
+    fn phase_counts_always_add_up() {
+        let t0 = Instant::now();
+        let mut targets = records(60);
+        targets.extend((0..40).map(|i| target(Kind::Webcast, i, i % 3 != 0)));
+        let mut s = Scheduler::new(&targets, &schedule(), t0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut in_flight: Vec<TargetId> = Vec::new();
+        let mut seen = [false; 5];
+        for step in 0..20_000u64 {
+            let now = t0 + Duration::from_millis(250 * step);
+            for action in Action::ALL {
+                if let Some(id) = s.pop_due(action, now) {
+                    in_flight.push(id);
+                }
+            }
+            if !in_flight.is_empty() && next() % 2 == 0 {
+                let id = in_flight.swap_remove((next() % in_flight.len() as u64) as usize);
+                // Fixed per target (some over 72 h); a few rooms see new tasks.
+                let age =
+                    secs((id as u64 * 7919 + 13 * (next() % 2 * (id as u64 % 2))) % (80 * 3600));
+                let result = match next() % 6 {
+                    0 => running(started_ago(age)),
+                    1 | 2 => ended(started_ago(age), next() % 3 == 0),
+                    3 => PollResult::Failed(Outcome::NotFound),
+                    4 => PollResult::Failed(Outcome::Throttled),
+                    _ => PollResult::Failed(Outcome::Timeout),
+                };
+                s.complete(id, result, now, wall(t0, now));
+            }
+            let counts = s.phase_counts();
+            assert_eq!(total(counts), targets.len());
+            assert_eq!(counts[R.index()].iter().sum::<usize>(), 60);
+            assert_eq!(counts[W.index()].iter().sum::<usize>(), 40);
+            for p in Phase::ALL {
+                seen[p.index()] |= counts.iter().any(|row| row[p.index()] > 0);
+            }
+        }
+        assert_eq!(seen, [true; 5], "the walk visited every phase");
+    }
+
+    #[test]
+    fn poll_result_from_snapshot() {
+        let snap = TaskSnapshot {
+            status: crate::model::status::ENDED,
+            start_time_ms: 42,
+            ..Default::default()
+        };
+        assert_eq!(
+            PollResult::success(&snap, true),
+            PollResult::Success {
+                terminal: true,
+                start_time_ms: 42,
+                changed: true
+            }
+        );
     }
 }
