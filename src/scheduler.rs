@@ -26,8 +26,9 @@
 //!
 //! - it goes through new → active → settling → done like any task target;
 //! - once **done** (or **expired**: the newest task is over 72 h old) it stays in the settling
-//!   queue and the room is re-checked every `settle_interval` (failures back off as usual, so
-//!   an empty room that answers `NotFound` is checked at most every 10 minutes);
+//!   queue and the room is re-checked every `settle_interval`; failures back off as usual, so
+//!   a room with no task in the last 72 h (`NotFound`) ends up checked once every 5–10
+//!   minutes;
 //! - an answer whose StartTime differs from the one last seen is a **new task**: the target
 //!   goes back to active (or straight to settling if the new task is already terminal), and
 //!   its settle and expiry state start over;
@@ -54,11 +55,15 @@
 //! |---|---|
 //! | server error, timeout, network error | after `active_interval` (the client already retried) |
 //! | throttled | soon: 1 s, doubling per consecutive throttle, at most `active_interval` |
-//! | not found, auth error, client error, decode error | per-target backoff: the queue's interval × 2^(n−1) for the n-th failure in a row, capped at 10 minutes (or the interval, if longer) |
+//! | not found, auth error, client error, decode error | per-target backoff: for the n-th failure in a row, between half and all of the queue's interval × 2^(n−1) capped at 10 minutes (or the interval, if longer), never below the interval |
 //!
-//! Any success resets the backoff. With 1,000 targets all failing authentication, the request
-//! rate falls from one per target per interval to one per target per 10 minutes within a few
-//! minutes.
+//! Any success resets the backoff. The jitter is a fixed function of (target, n), so runs are
+//! reproducible, yet targets that failed together drift apart instead of returning in one
+//! wave. With 1,000 targets all failing authentication, requests fall from 3,000 in the first
+//! minute to about 1,000 over minutes 5–10 together (naive polling: 4,000 a minute).
+//!
+//! A task target that is done never reaches expired (it is not polled any more, so its age is
+//! not re-examined); both mean "never polled again".
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
