@@ -1,6 +1,6 @@
 //! Prometheus-style durations: `500ms`, `15s`, `5m`, `1h30m`, `1d`, `2w`, `1y` — whole
 //! numbers, units from largest to smallest, each unit at most once (`0` alone is zero).
-//! [`format`] writes the same notation back.
+//! [`format()`] writes the same notation back.
 
 use std::time::Duration;
 

@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::credentials::Credentials;
 pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
+pub use check::is_valid_id;
 use crate::model::{Action, Kind, Target};
 pub use yaml::Pos;
 
@@ -160,6 +161,24 @@ impl Default for ScheduleSettings {
 }
 
 impl Settings {
+    /// Settings with every default, for these credentials and targets (the simulator, `demo`,
+    /// tests); no warnings.
+    pub fn new(
+        credentials: Credentials,
+        credential_source: CredentialSource,
+        targets: Vec<Target>,
+    ) -> Settings {
+        Settings {
+            api: ApiSettings::default(),
+            credentials,
+            credential_source,
+            budget: [default_budget(); 2],
+            schedule: ScheduleSettings::default(),
+            targets,
+            warnings: Vec::new(),
+        }
+    }
+
     /// What `check` prints: targets per kind and per app, budgets, intervals, API settings,
     /// where the credentials came from (access key id masked), warnings. Never a secret.
     pub fn summary(&self) -> String {

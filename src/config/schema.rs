@@ -214,7 +214,12 @@ impl Walker {
                 continue;
             }
             seen.insert(name, k.pos);
-            self.index.insert(&join(path, name), Some(k.pos), v.pos);
+            // An empty value is marked where the next token starts; its key is the better place.
+            let vpos = match v.value {
+                Value::Null if v.pos.line != k.pos.line => k.pos,
+                _ => v.pos,
+            };
+            self.index.insert(&join(path, name), Some(k.pos), vpos);
             out.push((name.to_owned(), k.pos, v));
         }
         out
@@ -242,13 +247,13 @@ impl Walker {
                 Value::Null => None,
                 Value::Map(_) => {
                     let mut map = Mapping::new();
-                    for (name, _, v) in self.entries(node, path) {
+                    for (name, kpos, v) in self.entries(node, path) {
                         if let Some(value) = self.walk(v, &join(path, &name), Shape::Scalar) {
                             if value != Yaml::Null {
                                 map.insert(Yaml::String(name), value);
                             } else {
                                 self.problem(
-                                    v.pos,
+                                    kpos,
                                     format!(
                                         "`{}` has no value; give it one (quote it if it looks \
                                          like a number or `null`) or remove it",
@@ -374,12 +379,19 @@ fn unknown_key(name: &str, path: &str, valid: &[&str]) -> String {
 /// plausible typo.
 pub fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
     let lower = name.to_ascii_lowercase();
-    valid
+    let near = valid
         .iter()
         .map(|v| (levenshtein(&lower, &v.to_ascii_lowercase()), *v))
         .filter(|(d, v)| *d <= (v.chars().count() / 3).max(2))
         .min_by_key(|(d, _)| *d)
-        .map(|(_, v)| v)
+        .map(|(_, v)| v);
+    // Else a word that merely extends a valid one (`recording` for `record`).
+    near.or_else(|| {
+        valid.iter().copied().find(|v| {
+            let v = v.to_ascii_lowercase();
+            v.len() >= 4 && (lower.starts_with(&v) || (lower.len() >= 4 && v.starts_with(&lower)))
+        })
+    })
 }
 
 fn levenshtein(a: &str, b: &str) -> usize {
@@ -412,6 +424,9 @@ mod tests {
         assert_eq!(closest("Region", &valid), Some("region"));
         assert_eq!(closest("max_inflight", &valid), Some("max_in_flight"));
         assert_eq!(closest("colour", &valid), None);
+        assert_eq!(closest("recording", &["record", "webcast"]), Some("record"));
+        assert_eq!(closest("web", &["record", "webcast"]), None);
+        assert_eq!(closest("max_in", &valid), Some("max_in_flight"));
         assert_eq!(levenshtein("", "abc"), 3);
         assert_eq!(levenshtein("kitten", "sitting"), 3);
     }
