@@ -798,7 +798,8 @@ mod fixtures {
 
     #[test]
     fn error_families() {
-        let cases: [(&[u8], Kind, u16, Outcome, Option<&str>, &str); 7] = [
+        type Case<'a> = (&'a [u8], Kind, u16, Outcome, Option<&'a str>, &'a str);
+        let cases: [Case; 7] = [
             (
                 fixture!("error_flow_limit_429.json"),
                 Kind::Record,
