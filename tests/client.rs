@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -16,6 +16,7 @@ use volc_rtc_exporter::model::{Action, Kind, Outcome, TargetKey};
 use volc_rtc_exporter::telemetry::Telemetry;
 use volc_rtc_exporter::volc::client::{Client, RetryPolicy};
 use volc_rtc_exporter::volc::parse::ApiError;
+use volc_rtc_exporter::volc::sign::{self, VerifyError, VerifyRequest, MAX_SKEW};
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0-very-secret";
@@ -68,6 +69,31 @@ struct Received {
 }
 
 impl Received {
+    /// Check the request's V4 signature with the signer's server side, as the vendor would.
+    fn verify(&self, creds: Credentials) -> Result<String, VerifyError> {
+        let target = self.request_line.split(' ').nth(1).unwrap_or_default();
+        let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        sign::verify(
+            &VerifyRequest {
+                method: "GET",
+                path,
+                raw_query,
+                headers: &headers,
+                body: b"",
+                region: Some("cn-north-1"),
+                service: "rtc",
+            },
+            |ak| (ak == creds.access_key_id).then(|| creds.clone()),
+            SystemTime::now(),
+            MAX_SKEW,
+        )
+    }
+
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -377,6 +403,15 @@ async fn sends_the_exact_query_and_signed_headers() {
         "{auth}"
     );
     assert_eq!(r.header("x-security-token"), None);
+    assert_eq!(r.verify(creds(None)), Ok("AKLTtest".to_string()));
+    // The check can fail: another secret, or a token the request did not carry.
+    let mut wrong = creds(None);
+    wrong.secret_access_key = Secret::new("another-secret");
+    assert_eq!(r.verify(wrong), Err(VerifyError::SignatureDoesNotMatch));
+    assert_eq!(
+        r.verify(creds(Some(TOKEN))),
+        Err(VerifyError::InvalidSecretToken)
+    );
     assert!(r
         .header("user-agent")
         .is_some_and(|ua| ua.starts_with("volcengine-rtc-exporter/")));
@@ -408,6 +443,7 @@ async fn sends_the_security_token_only_when_there_is_one() {
         )
     );
     assert_eq!(r.header("x-security-token"), Some(TOKEN));
+    assert_eq!(r.verify(creds(Some(TOKEN))), Ok("AKLTtest".to_string()));
     assert!(r.header("authorization").is_some_and(
         |a| a.contains("SignedHeaders=host;x-content-sha256;x-date;x-security-token,")
     ));
@@ -751,6 +787,76 @@ async fn fetch_acquired_makes_the_same_attempts() {
             (Action::GetRecordTask, Outcome::ServerError, 1),
         ]
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Budget: every attempt, retries included, takes a slot from the action's limiter.
+
+/// A harness whose record limiter allows 4 starts a second (one every 250 ms).
+fn slow_budget_harness(port: u16) -> Harness {
+    let telemetry = Arc::new(Telemetry::new());
+    let limiters = [Arc::new(Limiter::new(4.0)), Arc::new(Limiter::new(1000.0))];
+    let client = Client::new(
+        &settings(port, Duration::from_secs(5)),
+        creds(None),
+        limiters.clone(),
+        telemetry.clone(),
+    )
+    .expect("client")
+    .with_retry_policy(FAST_RETRY);
+    Harness {
+        client,
+        telemetry,
+        limiters,
+    }
+}
+
+#[tokio::test]
+async fn retries_spend_budget() {
+    let server = Server::start(vec![
+        fixture_reply(500, "error_internal_500.json"),
+        fixture_reply(500, "error_internal_500.json"),
+        fixture_reply(200, "record_running.json"),
+    ])
+    .await;
+    let h = slow_budget_harness(server.port);
+    let started = std::time::Instant::now();
+    assert!(h.client.fetch(&key()).await.is_ok());
+    let took = started.elapsed();
+    // Starts at 0, 250 and 500 ms: the backoff alone (at most 2 + 4 ms) would be far quicker.
+    assert!(took >= Duration::from_millis(480), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    assert_eq!(server.connections(), 3);
+}
+
+#[tokio::test]
+async fn fetch_acquired_skips_only_the_first_slot() {
+    let server = Server::start(vec![fixture_reply(200, "record_running.json")]).await;
+    let h = slow_budget_harness(server.port);
+    // The caller takes the first slot itself, then sends at once.
+    h.limiters[0].acquire().await;
+    let started = std::time::Instant::now();
+    assert!(h.client.fetch_acquired(&key()).await.is_ok());
+    let quick = started.elapsed();
+    assert!(quick < Duration::from_millis(200), "{quick:?}");
+    // `fetch` takes its own slot: the next one is 250 ms after the caller's.
+    let started = std::time::Instant::now();
+    assert!(h.client.fetch(&key()).await.is_ok());
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(200), "{waited:?}");
+    // Both actions have their own limiter: web-capture requests do not wait on it.
+    let server = Server::start(vec![fixture_reply(200, "webcast_running_WebCastTask.json")]).await;
+    let h2 = slow_budget_harness(server.port);
+    h2.limiters[0].acquire().await;
+    let started = std::time::Instant::now();
+    let webcast = TargetKey {
+        kind: Kind::Webcast,
+        app_id: APP.into(),
+        room_id: "Room1".into(),
+        task_id: Some("t".into()),
+    };
+    assert!(h2.client.fetch(&webcast).await.is_ok());
+    assert!(started.elapsed() < Duration::from_millis(200));
 }
 
 // ---------------------------------------------------------------------------------------------
