@@ -717,18 +717,25 @@ async fn a_slow_body_is_a_timeout() {
 
 #[tokio::test]
 async fn broken_connections_are_network_errors_and_retried() {
-    for script in [
-        vec![Reply::Reset],
-        vec![Reply::Close],
-        vec![Reply::ShortBody {
-            declared: 500,
-            body: fixture("truncated.json"),
-        }],
+    for (script, says) in [
+        (vec![Reply::Reset], "reset"),
+        (
+            vec![Reply::Close],
+            "connection closed before message completed",
+        ),
+        (
+            vec![Reply::ShortBody {
+                declared: 500,
+                body: fixture("truncated.json"),
+            }],
+            "end of file before message length reached",
+        ),
     ] {
         let server = Server::start(script).await;
         let h = harness(server.port);
         let e = expect_err(h.client.fetch(&key()).await);
         assert_eq!(e.outcome, Outcome::NetworkError, "{e}");
+        assert!(e.message.to_lowercase().contains(says), "{e}");
         assert_eq!(server.connections(), 3, "{e}");
         assert_eq!(
             h.counts(),
@@ -880,4 +887,141 @@ async fn secrets_never_appear_in_errors_or_debug_output() {
         "{}",
         e.message
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Against the vendor's own signer: `tests/py/sdk_server.py` checks each signature with
+// volc-sdk-python (needs `python3` with `volcengine`; fails, never skips, without it).
+
+/// The Python server, killed when dropped.
+struct SdkServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SdkServer {
+    fn start(credentials: &[&str]) -> SdkServer {
+        use std::io::BufRead;
+        let script = format!("{}/tests/py/sdk_server.py", env!("CARGO_MANIFEST_DIR"));
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(&script).args(["--port", "0"]);
+        for c in credentials {
+            cmd.args(["--credential", c]);
+        }
+        let mut child = cmd
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run python3 {script}: {e}"));
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => SdkServer { child, port },
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("sdk_server.py did not start (pip install volcengine?): {line:?}");
+            }
+        }
+    }
+}
+
+impl Drop for SdkServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_vendor_sdk_accepts_our_requests() {
+    let server = SdkServer::start(&[
+        &format!("AKLTtest:{SECRET}"),
+        &format!("AKLTsts:{SECRET}:{TOKEN}"),
+    ]);
+    let h = harness(server.port);
+    let s = h
+        .client
+        .fetch(&record_key("user@example.com", "rec.task-01"))
+        .await
+        .expect("the SDK accepts a record request");
+    assert_eq!(s.status, 3);
+    assert_eq!(s.stop_reason, "StopByAPI");
+    assert_eq!(s.files.len(), 2);
+    assert_eq!(s.files[0].size_bytes, Some(104_857_600));
+    let webcast = TargetKey {
+        kind: Kind::Webcast,
+        app_id: APP.into(),
+        room_id: "Room_1.a-b~c".into(),
+        task_id: None,
+    };
+    let s = h
+        .client
+        .fetch(&webcast)
+        .await
+        .expect("the SDK accepts a webcast request");
+    assert_eq!(s.max_running_time_s, Some(7_200));
+    assert_eq!(s.user_id.as_deref(), Some("webcast_bot"));
+
+    // With an STS token.
+    let telemetry = Arc::new(Telemetry::new());
+    let limiters = [
+        Arc::new(Limiter::new(1000.0)),
+        Arc::new(Limiter::new(1000.0)),
+    ];
+    let sts = Credentials {
+        access_key_id: "AKLTsts".into(),
+        secret_access_key: Secret::new(SECRET),
+        session_token: Some(Secret::new(TOKEN)),
+    };
+    let client = Client::new(
+        &settings(server.port, Duration::from_secs(5)),
+        sts.clone(),
+        limiters.clone(),
+        telemetry.clone(),
+    )
+    .expect("client")
+    .with_retry_policy(FAST_RETRY);
+    assert!(client.fetch(&key()).await.is_ok());
+
+    // A wrong secret or token is an auth error, tried exactly once.
+    let mut wrong_secret = creds(None);
+    wrong_secret.secret_access_key = Secret::new("not-the-secret");
+    let mut wrong_token = sts;
+    wrong_token.session_token = Some(Secret::new("not-the-token"));
+    for (creds, code) in [
+        (wrong_secret, "SignatureDoesNotMatch"),
+        (wrong_token, "InvalidSecretToken"),
+    ] {
+        let telemetry = Arc::new(Telemetry::new());
+        let client = Client::new(
+            &settings(server.port, Duration::from_secs(5)),
+            creds,
+            limiters.clone(),
+            telemetry.clone(),
+        )
+        .expect("client")
+        .with_retry_policy(FAST_RETRY);
+        let e = expect_err(client.fetch(&key()).await);
+        assert_eq!(e.outcome, Outcome::AuthError, "{e}");
+        assert_eq!(e.code.as_deref(), Some(code));
+        assert_eq!(e.http_status, Some(401));
+        let attempts: u64 = Outcome::ALL
+            .iter()
+            .map(|o| {
+                telemetry
+                    .requests
+                    .with_label_values(&[Action::GetRecordTask.as_str(), o.as_str()])
+                    .get()
+            })
+            .sum();
+        assert_eq!(attempts, 1);
+    }
 }
