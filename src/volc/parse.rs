@@ -17,8 +17,9 @@
 //!    status (and to `ClientError` when the status is 2xx: the vendor refused the request and
 //!    repeating it will not help). HTTP 429 is `Throttled` whatever the code says.
 //! 3. Without an `Error`, a non-2xx status still decides (429, 401/403, 4xx, 5xx as above).
-//! 4. A success envelope whose task is absent, `null`, `{}` or all zero values (the vendor's
-//!    answer for a task it cannot see, e.g. one started over 72 h ago) is `NotFound`.
+//! 4. A success envelope whose task is absent, `null`, `{}` or blank (Status 0, no times, no
+//!    stop reason, no files: the vendor's "empty result" for a task it cannot see, e.g. one
+//!    started over 72 h ago) is `NotFound`.
 //!
 //! Parsing is tolerant: unknown fields are ignored; every field may be absent or `null`
 //! (giving the model's default); the web-capture task is accepted as `WebCastTask` or
@@ -171,13 +172,24 @@ pub fn classify(kind: Kind, http_status: u16, body: &[u8]) -> Result<TaskSnapsho
     };
     let snapshot = snapshot(kind, &task)
         .map_err(|e| fail(Outcome::DecodeError, e.within(task_key(kind)).describe()))?;
-    if snapshot == TaskSnapshot::default() {
+    if is_blank(&snapshot) {
         return Err(fail(
             Outcome::NotFound,
             format!("the answer's {} is empty", task_key(kind)),
         ));
     }
     Ok(snapshot)
+}
+
+/// A task object holding only zero values (`Status` 0, no times, no stop reason, no files):
+/// what a serializer writes for "no task". `UserId`/`MaxRunningTime` do not count: a blank
+/// web-capture task may still carry `"MaxRunningTime": 0, "UserId": ""`.
+fn is_blank(s: &TaskSnapshot) -> bool {
+    s.status == 0
+        && s.start_time_ms == 0
+        && s.end_time_ms == 0
+        && s.stop_reason.is_empty()
+        && s.files.is_empty()
 }
 
 /// The outcome for an error `Code` (if any) and the HTTP status.
@@ -565,6 +577,13 @@ mod tests {
             assert_eq!(e.outcome, Outcome::NotFound, "{body}");
             assert_eq!(e.request_id.as_deref(), Some("r"));
         }
+        let body = r#"{"ResponseMetadata":{},"Result":{"WebcastTask":{"StartTime":0,"EndTime":0,
+            "Status":0,"StopReason":"","UserId":"","SourceURL":"","MaxRunningTime":0}}}"#;
+        assert_eq!(err(Kind::Webcast, 200, body).outcome, Outcome::NotFound);
+        // Status 0 with a start time is a real task in an abnormal state.
+        let body = r#"{"ResponseMetadata":{},"Result":{"RecordTask":{"Status":0,"StartTime":5}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(s.map(|s| s.start_time_ms), Ok(5));
         // A record answer is not a webcast answer.
         let body = r#"{"ResponseMetadata":{},"Result":{"RecordTask":{"Status":2}}}"#;
         assert_eq!(err(Kind::Webcast, 200, body).outcome, Outcome::NotFound);
