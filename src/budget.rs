@@ -131,7 +131,10 @@ impl Limiter {
                     // The ideal slot of this start: the scheduled one if it is recent (we
                     // woke late, or the previous start did), else now (we were idle).
                     let slot = match earliest {
-                        Some(at) => at.max(now - MAX_CATCH_UP.min(spacing(rate))),
+                        Some(at) => {
+                            let catch_up = MAX_CATCH_UP.min(spacing(rate));
+                            at.max(now.checked_sub(catch_up).unwrap_or(now))
+                        }
                         None => now,
                     };
                     schedule.record(now, slot, cap(self.budget));
