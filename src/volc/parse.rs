@@ -607,6 +607,26 @@ mod tests {
     }
 
     #[test]
+    fn nulls_are_absent_values() {
+        let body = r#"{"ResponseMetadata":{"RequestId":null,"Error":null},"Result":{"RecordTask":{
+            "Status":3,"StartTime":7,"EndTime":null,"StopReason":null,"RecordFileList":[
+            {"Vid":null,"ObjectKey":"k","Size":null,"Duration":null,"StartTime":null}]}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(
+            s,
+            Ok(TaskSnapshot {
+                status: 3,
+                start_time_ms: 7,
+                files: vec![RecordFile {
+                    object_key: Some("k".into()),
+                    ..RecordFile::default()
+                }],
+                ..TaskSnapshot::default()
+            })
+        );
+    }
+
+    #[test]
     fn wrong_types_are_decode_errors_naming_the_field() {
         let cases = [
             (
