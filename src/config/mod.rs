@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use crate::credentials::Credentials;
 pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
-pub use check::is_valid_id;
 use crate::model::{Action, Kind, Target};
+pub use check::is_valid_id;
 pub use yaml::Pos;
 
 /// The default endpoint (Volcengine, China).
@@ -300,6 +300,10 @@ impl ConfigError {
         &self.problems
     }
 
+    pub fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+
     fn single(file: &str, pos: Option<Pos>, message: String) -> Self {
         ConfigError {
             problems: vec![Problem {
@@ -339,4 +343,60 @@ pub fn load(path: &Path, env: &dyn Environment) -> Result<Settings, ConfigError>
 /// against the current directory.
 pub fn parse(text: &str, origin: &str, env: &dyn Environment) -> Result<Settings, ConfigError> {
     check::parse_in(text, origin, None, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::Secret;
+    use crate::model::TargetKey;
+
+    #[test]
+    fn problem_display_with_and_without_position() {
+        let err = ConfigError {
+            problems: vec![
+                Problem {
+                    file: "a.yaml".into(),
+                    pos: Some(Pos { line: 3, col: 7 }),
+                    message: "bad".into(),
+                },
+                Problem {
+                    file: "a.yaml".into(),
+                    pos: None,
+                    message: "worse".into(),
+                },
+            ],
+        };
+        assert_eq!(err.to_string(), "a.yaml:3:7: bad\na.yaml: worse");
+        assert_eq!(err.problems().len(), 2);
+    }
+
+    #[test]
+    fn settings_new_uses_defaults() {
+        let creds = Credentials {
+            access_key_id: "AKLT0000000000001234".into(),
+            secret_access_key: Secret::new("s3cr3t-value"),
+            session_token: None,
+        };
+        let target = Target {
+            key: TargetKey {
+                kind: Kind::Webcast,
+                app_id: "a".into(),
+                room_id: "r".into(),
+                task_id: None,
+            },
+            labels: Vec::new(),
+        };
+        let s = Settings::new(creds, CredentialSource::Inline, vec![target]);
+        assert_eq!(s.budget_for(Action::GetWebCastTask), default_budget());
+        assert_eq!(s.api.endpoint.base_url(), DEFAULT_ENDPOINT);
+        assert_eq!(s.schedule.active_interval, Duration::from_secs(15));
+        let summary = s.summary();
+        assert!(
+            summary.contains("targets:     1 (record 0, webcast 1)"),
+            "{summary}"
+        );
+        assert!(summary.contains("AKL****234"), "{summary}");
+        assert!(!summary.contains("s3cr3t") && !format!("{s:?}").contains("s3cr3t"));
+    }
 }
