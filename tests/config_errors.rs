@@ -350,6 +350,57 @@ fn max_in_flight_zero() {
 }
 
 #[test]
+fn absurdly_large_values_are_refused() {
+    let text = format!("api:\n  max_in_flight: 1000000\n{TARGET}");
+    assert_eq!(
+        one(&text),
+        "c.yaml:2:18: `api.max_in_flight` is 1000000; at most 10000 is accepted (the budget, not concurrency, bounds the rate; default 16)"
+    );
+    let text = format!("budget:\n  GetRecordTask: 1e9\n{TARGET}");
+    assert_eq!(
+        one(&text),
+        "c.yaml:2:18: `budget.GetRecordTask` is 1000000000/s; at most 10000/s is accepted"
+    );
+    let text = format!("schedule:\n  retention: 2y\n{TARGET}");
+    assert_eq!(
+        one(&text),
+        "c.yaml:2:14: `schedule.retention` is `2y`, longer than the 1y this exporter accepts (default 1d)"
+    );
+    let text = format!("schedule:\n  retention: 1y\n{TARGET}");
+    assert_eq!(
+        parse(&text).unwrap().schedule.retention.as_secs(),
+        365 * 86_400
+    );
+}
+
+#[test]
+fn shadowed_inline_credentials_are_a_warning() {
+    let dir = temp_dir("shadowed");
+    std::fs::write(dir.join("ak"), AK).unwrap();
+    std::fs::write(dir.join("sk"), SK).unwrap();
+    std::fs::write(dir.join("tok"), TOKEN).unwrap();
+    std::fs::write(
+        dir.join("c.yaml"),
+        format!("credentials:\n  access_key_id_file: ak\n  secret_access_key_file: sk\n  session_token_file: tok\n  secret_access_key: other\n  session_token: other\n{TARGET}"),
+    )
+    .unwrap();
+    let s = config::load(&dir.join("c.yaml"), &MapEnv::new()).unwrap();
+    assert_eq!(s.credentials.secret_access_key.expose(), SK);
+    assert_eq!(
+        s.credentials.session_token.as_ref().map(|t| t.expose()),
+        Some(TOKEN)
+    );
+    let file = dir.join("c.yaml").display().to_string();
+    assert_eq!(
+        s.warnings,
+        [
+            format!("{file}:5:22: `credentials.secret_access_key` is ignored: the `*_file` keys come first in the chain; remove one of the two"),
+            format!("{file}:6:18: `credentials.session_token` is ignored: `session_token_file` comes first; remove one of the two"),
+        ]
+    );
+}
+
+#[test]
 fn empty_targets_is_a_warning() {
     assert_eq!(
         warnings("targets: []\n"),

@@ -94,6 +94,14 @@ pub(super) fn parse_in(
     }
 }
 
+/// The longest duration accepted anywhere in the config, so that no later arithmetic on
+/// instants or nanoseconds can overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The most concurrent requests accepted.
+const MAX_IN_FLIGHT: usize = 10_000;
+/// The highest budget accepted, requests per second per action.
+const MAX_BUDGET: f64 = 10_000.0;
+
 struct Converter<'a> {
     index: &'a PosIndex,
     findings: Vec<(Option<Pos>, String)>,
@@ -198,6 +206,15 @@ impl Converter<'_> {
                     self.problem(
                         "api.max_in_flight",
                         "`api.max_in_flight` is 0, so no request could ever be sent; set it to at least 1 (default 16)".into(),
+                    );
+                    d.max_in_flight
+                }
+                Ok(n) if n > MAX_IN_FLIGHT => {
+                    self.problem(
+                        "api.max_in_flight",
+                        format!(
+                            "`api.max_in_flight` is {n}; at most {MAX_IN_FLIGHT} is accepted (the budget, not concurrency, bounds the rate; default 16)"
+                        ),
                     );
                     d.max_in_flight
                 }
@@ -332,6 +349,17 @@ impl Converter<'_> {
                 );
                 default
             }
+            Ok(d) if d > MAX_DURATION => {
+                self.problem(
+                    path,
+                    format!(
+                        "`{path}` is {}, longer than the 1y this exporter accepts (default {})",
+                        show(s.as_str()),
+                        duration::format(default)
+                    ),
+                );
+                default
+            }
             Ok(d) => d,
             Err(e) => {
                 let hint = if s.as_str().starts_with('-') {
@@ -355,6 +383,13 @@ impl Converter<'_> {
             default_budget()
         );
         match s.as_str().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > MAX_BUDGET => {
+                self.problem(
+                    &path,
+                    format!("`{path}` is {v}/s; at most {MAX_BUDGET}/s is accepted"),
+                );
+                default_budget()
+            }
             Ok(v) if v.is_finite() && v > 0.0 => {
                 if v > VENDOR_QUOTA {
                     self.warn(
@@ -592,7 +627,30 @@ impl Converter<'_> {
             session_token: raw.session_token.as_ref().map(|s| Secret::new(&*s.0)),
         };
         match credentials::resolve(&cfg, env) {
-            Ok(found) => Some(found),
+            Ok(found) => {
+                let shadowed: &[(&str, bool)] = match found.1 {
+                    super::CredentialSource::Files => &[
+                        ("access_key_id", raw.access_key_id.is_some()),
+                        ("secret_access_key", raw.secret_access_key.is_some()),
+                    ],
+                    _ => &[],
+                };
+                for (key, set) in shadowed {
+                    if *set {
+                        self.warn(
+                            &format!("credentials.{key}"),
+                            format!("`credentials.{key}` is ignored: the `*_file` keys come first in the chain; remove one of the two"),
+                        );
+                    }
+                }
+                if raw.session_token_file.is_some() && raw.session_token.is_some() {
+                    self.warn(
+                        "credentials.session_token",
+                        "`credentials.session_token` is ignored: `session_token_file` comes first; remove one of the two".into(),
+                    );
+                }
+                Some(found)
+            }
             Err(errors) => {
                 for e in errors {
                     let pos = e
