@@ -552,6 +552,15 @@ fn anchors_and_aliases_work() {
     );
 }
 
+#[test]
+fn control_characters_in_keys_stay_on_one_line() {
+    let text = format!("\"col\\nour\": 1\n{TARGET}");
+    assert_eq!(
+        one(&text),
+        "c.yaml:1:1: unknown top-level key `col\\nour`; valid keys are: api, credentials, budget, schedule, targets"
+    );
+}
+
 // ---- all at once ----
 
 #[test]
@@ -810,7 +819,10 @@ fn garbage_never_panics() {
         let text: String = (0..len)
             .map(|_| alphabet[(rng.next() % alphabet.len() as u64) as usize])
             .collect();
-        let _ = config::parse(&text, "fuzz.yaml", &env);
+        if let Err(e) = config::parse(&text, "fuzz.yaml", &env) {
+            assert!(!e.problems().is_empty());
+            assert_eq!(e.to_string().lines().count(), e.problems().len(), "{e}");
+        }
     }
     // Mutations of a valid file: every byte position replaced with a structural character.
     let valid =
@@ -822,7 +834,9 @@ fn garbage_never_panics() {
             let mut m = chars.clone();
             m[i] = c;
             let m: String = m.into_iter().collect();
-            let _ = config::parse(&m, "mut.yaml", &env);
+            if let Err(e) = config::parse(&m, "mut.yaml", &env) {
+                assert_eq!(e.to_string().lines().count(), e.problems().len(), "{e}");
+            }
         }
     }
 }

@@ -270,11 +270,28 @@ pub struct Problem {
     pub message: String,
 }
 
+/// Text with control characters (newlines above all) escaped, so one problem stays one line.
+struct OneLine<'a>(&'a str);
+
+impl fmt::Display for OneLine<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                fmt::Write::write_char(f, c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (file, message) = (OneLine(&self.file), OneLine(&self.message));
         match self.pos {
-            Some(p) => write!(f, "{}:{}:{}: {}", self.file, p.line, p.col, self.message),
-            None => write!(f, "{}: {}", self.file, self.message),
+            Some(p) => write!(f, "{file}:{}:{}: {message}", p.line, p.col),
+            None => write!(f, "{file}: {message}"),
         }
     }
 }
@@ -368,6 +385,12 @@ mod tests {
             ],
         };
         assert_eq!(err.to_string(), "a.yaml:3:7: bad\na.yaml: worse");
+        let p = Problem {
+            file: "a.yaml".into(),
+            pos: None,
+            message: "unknown key `a\nb`".into(),
+        };
+        assert_eq!(p.to_string(), "a.yaml: unknown key `a\\nb`");
         assert_eq!(err.problems().len(), 2);
     }
 
