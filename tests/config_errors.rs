@@ -824,6 +824,20 @@ fn garbage_never_panics() {
             assert_eq!(e.to_string().lines().count(), e.problems().len(), "{e}");
         }
     }
+    // Random bytes: as text (lossy) through `parse`, raw through `load`.
+    let dir = temp_dir("bytes");
+    for i in 0..300 {
+        let len = (rng.next() % 300) as usize;
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        let _ = config::parse(&String::from_utf8_lossy(&bytes), "bytes.yaml", &env);
+        if i % 10 == 0 {
+            let path = dir.join("bytes.yaml");
+            std::fs::write(&path, &bytes).unwrap();
+            if let Err(e) = config::load(&path, &env) {
+                assert_eq!(e.to_string().lines().count(), e.problems().len(), "{e}");
+            }
+        }
+    }
     // Mutations of a valid file: every byte position replaced with a structural character.
     let valid =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config.yaml"))
