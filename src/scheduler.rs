@@ -361,8 +361,11 @@ impl Scheduler {
             } => {
                 t.failures = 0;
                 t.throttles = 0;
-                let new_task =
-                    t.start_time_ms != 0 && start_time_ms != 0 && start_time_ms != t.start_time_ms;
+                // Only a room-following target can move on to another task.
+                let new_task = t.room
+                    && t.start_time_ms != 0
+                    && start_time_ms != 0
+                    && start_time_ms != t.start_time_ms;
                 if start_time_ms > 0 {
                     t.start_time_ms = start_time_ms;
                     t.expires_at = expiry(start_time_ms, now, wall);
@@ -610,6 +613,41 @@ mod tests {
     fn pop_next(s: &mut Scheduler, action: Action) -> Option<(TargetId, Instant)> {
         let due = s.next_due(action)?;
         s.pop_due(action, due).map(|id| (id, due))
+    }
+
+    impl Scheduler {
+        /// Every target is in exactly one place, and the queues hold nothing else.
+        fn check_invariants(&self) {
+            let mut queued = [0usize; 2];
+            let mut in_flight = [0usize; 2];
+            for (id, t) in self.targets.iter().enumerate() {
+                let q = &self.queues[t.action.index()];
+                match t.slot {
+                    Slot::Queued { lane, due } => {
+                        queued[t.action.index()] += 1;
+                        let (this, other) = match lane {
+                            Lane::Active => (&q.active, &q.settle),
+                            Lane::Settle => (&q.settle, &q.active),
+                        };
+                        assert!(this.contains(&(due, id)), "{id} missing from its queue");
+                        assert!(!other.iter().any(|&(_, i)| i == id), "{id} queued twice");
+                    }
+                    Slot::InFlight { .. } => in_flight[t.action.index()] += 1,
+                    Slot::Parked => {
+                        assert!(!t.room, "{id}: rooms are never parked");
+                        assert!(matches!(t.phase, Phase::Done | Phase::Expired), "{id}");
+                    }
+                }
+            }
+            for a in Action::ALL {
+                assert_eq!(
+                    self.queued(a),
+                    queued[a.index()],
+                    "{a}: stray queue entries"
+                );
+                assert_eq!(self.in_flight(a), in_flight[a.index()], "{a}");
+            }
+        }
     }
 
     fn total(counts: [[usize; 5]; 2]) -> usize {
@@ -949,10 +987,24 @@ mod tests {
         s.complete(id, running(started_ago(secs(10))), at, wall(t0, at));
         assert_eq!(s.phase(id), Some(Phase::Active));
         assert_eq!(s.next_due(W), Some(at + ACTIVE));
-        // A newer task that is already terminal goes straight to settling, even if the
-        // caller's `changed` were false.
+        // It ends and settles.
+        let second = started_ago(secs(10));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(second, true), at, wall(t0, at));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(second, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // A third task, already terminal when first seen, goes through settling again, even
+        // if the caller's `changed` were false.
         let (id, at) = pop_next(&mut s, W).unwrap();
         s.complete(id, ended(started_ago(secs(5)), false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        // A file appearing late for the same task while done also reopens settling.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), true), at, wall(t0, at));
         assert_eq!(s.phase(id), Some(Phase::Settling));
     }
 
@@ -1083,15 +1135,24 @@ mod tests {
                 // Fixed per target (some over 72 h); a few rooms see new tasks.
                 let age =
                     secs((id as u64 * 7919 + 13 * (next() % 2 * (id as u64 % 2))) % (80 * 3600));
-                let result = match next() % 6 {
+                let result = match next() % 8 {
                     0 => running(started_ago(age)),
-                    1 | 2 => ended(started_ago(age), next() % 3 == 0),
-                    3 => PollResult::Failed(Outcome::NotFound),
-                    4 => PollResult::Failed(Outcome::Throttled),
+                    1..=3 => ended(started_ago(age), next() % 3 == 0),
+                    4 => PollResult::Failed(Outcome::NotFound),
+                    5 => PollResult::Failed(Outcome::Throttled),
+                    6 => PollResult::Failed(Outcome::AuthError),
                     _ => PollResult::Failed(Outcome::Timeout),
                 };
                 s.complete(id, result, now, wall(t0, now));
+                // A stray completion (not in flight, or no such target) changes nothing.
+                let stray = (next() % 110) as usize;
+                if !in_flight.contains(&stray) {
+                    let before = s.phase(stray);
+                    s.complete(stray, running(1), now, wall(t0, now));
+                    assert_eq!(s.phase(stray), before);
+                }
             }
+            s.check_invariants();
             let counts = s.phase_counts();
             assert_eq!(total(counts), targets.len());
             assert_eq!(counts[R.index()].iter().sum::<usize>(), 60);
