@@ -398,18 +398,21 @@ impl Scheduler {
                 }
             }
             PollResult::Failed(outcome) => {
-                let lane = match t.phase {
-                    Phase::New | Phase::Active => Lane::Active,
-                    Phase::Settling | Phase::Done | Phase::Expired => Lane::Settle,
-                };
-                let lane_interval = match lane {
-                    Lane::Active => active_interval,
-                    Lane::Settle => settle_interval,
-                };
+                if outcome == Outcome::NotFound && t.expires_at.is_some_and(|e| e <= now) {
+                    // The API cannot see a task this old any more. A room stays watched.
+                    t.phase = Phase::Expired;
+                }
                 if outcome != Outcome::Throttled {
                     t.throttles = 0;
                 }
+                let (lane, lane_interval) = match t.phase {
+                    Phase::New | Phase::Active => (Lane::Active, active_interval),
+                    Phase::Settling | Phase::Done | Phase::Expired => {
+                        (Lane::Settle, settle_interval)
+                    }
+                };
                 match outcome {
+                    _ if t.phase == Phase::Expired && !t.room => None,
                     Outcome::Throttled => {
                         t.throttles = t.throttles.saturating_add(1);
                         let delay = THROTTLE_RETRY
@@ -417,19 +420,11 @@ impl Scheduler {
                             .min(active_interval);
                         Some((lane, later(now, delay)))
                     }
-                    Outcome::NotFound if !t.room && t.expires_at.is_some_and(|e| e <= now) => {
-                        t.phase = Phase::Expired;
-                        None
-                    }
                     Outcome::NotFound
                     | Outcome::AuthError
                     | Outcome::ClientError
                     | Outcome::DecodeError => {
                         t.failures = t.failures.saturating_add(1);
-                        if outcome == Outcome::NotFound && t.expires_at.is_some_and(|e| e <= now) {
-                            // A room whose newest known task is too old to be seen.
-                            t.phase = Phase::Expired;
-                        }
                         let delay = backoff(lane_interval, t.failures, id);
                         Some((lane, later(now, delay)))
                     }
@@ -625,6 +620,11 @@ mod tests {
                 match t.slot {
                     Slot::Queued { lane, due } => {
                         queued[t.action.index()] += 1;
+                        let expected = match t.phase {
+                            Phase::New | Phase::Active => Lane::Active,
+                            _ => Lane::Settle,
+                        };
+                        assert_eq!(lane, expected, "{id} in the wrong queue for {}", t.phase);
                         let (this, other) = match lane {
                             Lane::Active => (&q.active, &q.settle),
                             Lane::Settle => (&q.settle, &q.active),
