@@ -35,6 +35,43 @@
 //! - a changed answer for the same task while done (a file appearing late) puts it back into
 //!   settling until two answers agree again.
 //!
+//! # Driving it
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use tokio::time::Instant;
+//! use volc_rtc_exporter::config::ScheduleSettings;
+//! use volc_rtc_exporter::model::{Action, Kind, Target, TargetKey, TaskSnapshot};
+//! use volc_rtc_exporter::scheduler::{Phase, PollResult, Scheduler};
+//!
+//! let targets = vec![Target {
+//!     key: TargetKey {
+//!         kind: Kind::Record,
+//!         app_id: "app".into(),
+//!         room_id: "room".into(),
+//!         task_id: Some("task".into()),
+//!     },
+//!     labels: vec![],
+//! }];
+//! let schedule = ScheduleSettings {
+//!     active_interval: Duration::from_secs(15),
+//!     settle_interval: Duration::from_secs(60),
+//!     retention: Duration::from_secs(86_400),
+//! };
+//! let t0 = Instant::now();
+//! let mut scheduler = Scheduler::new(&targets, &schedule, t0);
+//! let action = Action::GetRecordTask;
+//! // The runner sleeps until `next_due`, waits for the budget, then pops and sends.
+//! let due = scheduler.next_due(action).unwrap();
+//! let id = scheduler.pop_due(action, due).unwrap();
+//! let answer = TaskSnapshot { status: 2, start_time_ms: 1_700_000_000_000, ..Default::default() };
+//! // `changed` comes from comparing with the stored previous answer.
+//! let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_600); // the task is 10 minutes old
+//! scheduler.complete(id, PollResult::success(&answer, true), due, wall);
+//! assert_eq!(scheduler.phase(id), Some(Phase::Active));
+//! assert_eq!(scheduler.next_due(action), Some(due + Duration::from_secs(15)));
+//! ```
+//!
 //! # Order and timing
 //!
 //! Per action there are two queues ordered by due time: new/active targets, and settling
