@@ -895,3 +895,116 @@ async fn connection_reset_is_a_real_reset() {
     assert!(buf.is_empty(), "no answer at all");
     s.stop().await;
 }
+
+/// The project's own client against the simulator: same snapshots as the timelines, and for
+/// every fault kind the outcome the simulator logged is the one the client records.
+#[tokio::test]
+async fn the_projects_client_agrees_with_the_simulator() {
+    use volc_rtc_exporter::budget::Limiter;
+    use volc_rtc_exporter::config::{ApiSettings, Endpoint};
+    use volc_rtc_exporter::model::TargetKey;
+    use volc_rtc_exporter::telemetry::Telemetry;
+    use volc_rtc_exporter::volc::client::{Client, MAX_BODY_BYTES};
+
+    let t0 = now_ms();
+    let sim = world(t0);
+    sim.configure(|o| o.qps_limit = [None, None]);
+    let s = start(sim).await;
+    let api = ApiSettings {
+        endpoint: Endpoint {
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: Some(s.addr.port()),
+        },
+        region: "cn-north-1".into(),
+        service: "rtc".into(),
+        timeout: Duration::from_millis(500),
+        max_in_flight: 4,
+        record_version: "2022-06-01".into(),
+        webcast_version: "2020-12-01".into(),
+    };
+    let client = Client::new(
+        &api,
+        sim_credentials(),
+        [
+            Arc::new(Limiter::new(1000.0)),
+            Arc::new(Limiter::new(1000.0)),
+        ],
+        Arc::new(Telemetry::new()),
+    )
+    .expect("client");
+    let key = |kind, room: &str, task: Option<&str>| TargetKey {
+        kind,
+        app_id: APP.into(),
+        room_id: room.into(),
+        task_id: task.map(Into::into),
+    };
+    let rec = key(Kind::Record, "user@example.com", Some("rec.task-01"));
+    let web = key(Kind::Webcast, "lobby", None);
+
+    let snap = client.attempt(&rec).await.expect("record snapshot");
+    assert_eq!(snap.status, status::ENDED);
+    assert_eq!(snap.start_time_ms, t0 - 600_000);
+    assert_eq!(snap.end_time_ms, t0 - 60_000);
+    assert_eq!(snap.stop_reason, "StopByAPI");
+    let sizes: Vec<Option<i64>> = snap.files.iter().map(|f| f.size_bytes).collect();
+    assert_eq!(sizes, [Some(300_000 * 187), Some(7_000_000_000)]);
+    assert_eq!(snap.files[1].vid.as_deref(), Some("v0d123"));
+    let snap = client.attempt(&web).await.expect("webcast snapshot");
+    assert_eq!(
+        (snap.status, snap.start_time_ms, snap.max_running_time_s),
+        (status::RUNNING, t0 - 120_000, Some(86_400))
+    );
+    assert_eq!(snap.user_id.as_deref(), Some("webcast_bot"));
+
+    let faults = [
+        Fault::internal_error(),
+        Fault::unavailable(),
+        Fault::auth_error(),
+        Fault::HtmlBadGateway,
+        Fault::ErrorInOk {
+            code: "InternalServiceTimeout".into(),
+        },
+        Fault::ErrorInOk {
+            code: "AccessDenied".into(),
+        },
+        Fault::Throttle,
+        Fault::MalformedJson,
+        Fault::TruncatedJson,
+        Fault::ResetConnection,
+        Fault::Slow(Duration::from_secs(2)),
+        Fault::WebcastSpelling,
+        Fault::ShortConfigSpellings,
+        Fault::ExtraFields,
+        Fault::MissingOptionalFields,
+        Fault::LargeNumbers,
+        Fault::HugeBody {
+            bytes: MAX_BODY_BYTES + 1,
+        },
+    ];
+    for fault in faults {
+        for key in [&rec, &web] {
+            let action = key.kind.action();
+            s.sim
+                .inject(FaultSpec::once(fault.clone()).for_action(action));
+            let got = match client.attempt(key).await {
+                Ok(_) => Outcome::Success,
+                Err(e) => e.outcome,
+            };
+            let logged = s
+                .sim
+                .request_records(action)
+                .last()
+                .map(|r| r.outcome)
+                .expect("logged");
+            let expected = match fault {
+                // The simulator logs what the answer would be; the client gave up waiting.
+                Fault::Slow(_) => Outcome::Timeout,
+                _ => logged,
+            };
+            assert_eq!(got, expected, "{fault:?} for {key:?}");
+        }
+    }
+    assert_eq!(s.sim.active_faults(), 0);
+    s.stop().await;
+}
