@@ -15,9 +15,14 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Append the whole `/metrics` body: the store's per-target families, then the self-metrics.
 ///
 /// Never waits on the API: the store's text is kept ready by the pollers, so this only copies.
+/// The output buffer is grown once, to its final size, before anything is copied: a 24 MB
+/// body that had to be re-allocated half-way would cost a copy and fresh page faults.
 pub fn render(store: &Store, telemetry: &Telemetry, out: &mut Vec<u8>) {
+    let mut own = Vec::new();
+    telemetry.encode(&mut own);
+    out.reserve(store.render_size_hint() + own.len());
     store.render(out);
-    telemetry.encode(out);
+    out.extend_from_slice(&own);
 }
 
 /// Append `value` escaped as a label value of the text format: `\` → `\\`, `"` → `\"`,

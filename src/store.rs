@@ -500,18 +500,28 @@ impl Store {
         n
     }
 
-    /// Append the per-target families and `volcengine_rtc_task_stops_total` in text format
-    /// 0.0.4: `# HELP`/`# TYPE` once per family, then all of the family's series. Families with
-    /// no series are left out, except the stop counter, which is always there.
-    pub fn render(&self, out: &mut Vec<u8>) {
-        let inner = self.read();
+    /// About how many bytes [`Store::render`] appends (at least that many, unless targets are
+    /// recorded in between): for sizing the output buffer once.
+    pub fn render_size_hint(&self) -> usize {
+        Self::size_hint(&self.read())
+    }
+
+    fn size_hint(inner: &Inner) -> usize {
         let headers: usize = FAMILIES
             .iter()
             .map(|f| 2 * f.name.len() + f.help.len() + 32)
             .sum();
         let body: usize = inner.entries.iter().map(|e| e.body_len).sum();
         let stops = 2 * STOPS_NAME.len() + STOPS_HELP.len() + 32 + inner.stops.len() * 128;
-        out.reserve(headers + body + stops);
+        headers + body + stops
+    }
+
+    /// Append the per-target families and `volcengine_rtc_task_stops_total` in text format
+    /// 0.0.4: `# HELP`/`# TYPE` once per family, then all of the family's series. Families with
+    /// no series are left out, except the stop counter, which is always there.
+    pub fn render(&self, out: &mut Vec<u8>) {
+        let inner = self.read();
+        out.reserve(Self::size_hint(&inner));
 
         for (f, fam) in FAMILIES.iter().enumerate() {
             let mark = out.len();
@@ -994,5 +1004,6 @@ mod tests {
         store.record_failure(1);
         let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
         assert_eq!(predicted, series(&store).len());
+        assert!(store.render_size_hint() >= rendered(&store).len());
     }
 }
