@@ -425,10 +425,13 @@ impl Store {
             return Update::default();
         };
         let changed = e.snapshot.as_ref() != Some(&snap);
+        // A StartTime appearing on a task that had none and had not ended is the same task
+        // starting, not a new one.
         let new_task = follows_room
-            && e.snapshot
-                .as_ref()
-                .is_some_and(|prev| prev.start_time_ms != snap.start_time_ms);
+            && e.snapshot.as_ref().is_some_and(|prev| {
+                prev.start_time_ms != snap.start_time_ms
+                    && (prev.start_time_ms != 0 || prev.is_terminal())
+            });
         if new_task {
             e.stop_counted = false;
             e.terminal_since_ms = None;
@@ -472,6 +475,11 @@ impl Store {
     /// The last successful answer for target `id` (kept after expiry).
     pub fn snapshot(&self, id: TargetId) -> Option<TaskSnapshot> {
         self.read().entries.get(id)?.snapshot.clone()
+    }
+
+    /// Whether target `id`'s series were removed by [`Store::expire`] (and not brought back).
+    pub fn is_expired(&self, id: TargetId) -> bool {
+        self.read().entries.get(id).is_some_and(|e| e.expired)
     }
 
     /// Remove the series of every finished task whose EndTime (or, without one, the time it was
@@ -887,6 +895,15 @@ mod tests {
             stops(&store),
             "volcengine_rtc_task_stops_total{kind=\"webcast\",app_id=\"app1\",reason=\"IdleTimeOut\"} 2\n"
         );
+        // A task that had no StartTime yet and starts is the same task.
+        let room = Store::new(vec![target(Kind::Webcast, None, &[])]);
+        let not_started = TaskSnapshot {
+            status: status::NOT_STARTED,
+            ..Default::default()
+        };
+        room.record_success(0, not_started, at(T0));
+        let u = room.record_success(0, running(T0 + 5), at(T0 + 10));
+        assert!(u.changed && !u.new_task);
         // A record target whose StartTime changes is still the same task.
         let rec = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
         rec.record_success(0, ended(T0, T0 + 10, "StopByAPI"), at(T0 + 20));
@@ -914,7 +931,9 @@ mod tests {
         store.record_success(2, failed.clone(), at(end + 5_000));
         let retention = Duration::from_secs(3600);
         assert_eq!(store.expire(at(end + 3_599_999), retention), 0);
+        assert!(!store.is_expired(0));
         assert_eq!(store.expire(at(end + 3_600_000), retention), 1);
+        assert!(store.is_expired(0) && !store.is_expired(1) && !store.is_expired(2));
         let s = series(&store);
         assert!(!s.contains(r#"task_id="t1""#), "{s}");
         assert!(s.contains(r#"task_id="t2""#));
@@ -931,7 +950,7 @@ mod tests {
         assert!(!series(&store).contains(r#"task_id="t1""#));
         // ... a new task in a followed room does, and is counted.
         let u = store.record_success(2, running(end + 10_000), at(end + 4_000_000));
-        assert!(u.new_task);
+        assert!(u.new_task && !store.is_expired(2));
         assert!(series(&store).contains(r#"kind="webcast""#));
         assert_eq!(store.expire(at(end + 4_000_000), retention), 0);
     }
@@ -1005,5 +1024,51 @@ mod tests {
         let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
         assert_eq!(predicted, series(&store).len());
         assert!(store.render_size_hint() >= rendered(&store).len());
+    }
+
+    #[test]
+    fn renders_stay_well_formed_while_polls_record() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        let targets: Vec<Target> = (0..50)
+            .map(|i| {
+                let mut t = target(Kind::Record, Some("t"), &[]);
+                t.key.task_id = Some(format!("t{i}"));
+                t
+            })
+            .collect();
+        let store = std::sync::Arc::new(Store::new(targets));
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for round in 0..200i64 {
+                    for id in 0..50usize {
+                        let mut snap = running(T0);
+                        snap.files = (0..(round % 4))
+                            .map(|f| RecordFile {
+                                vid: Some(format!("v{f}")),
+                                size_bytes: Some(f),
+                                ..Default::default()
+                            })
+                            .collect();
+                        if (id as i64 + round) % 7 == 0 {
+                            store.record_failure(id);
+                        } else {
+                            store.record_success(id, snap, at(T0 + round));
+                        }
+                    }
+                }
+            })
+        };
+        for _ in 0..50 {
+            let text = rendered(&store);
+            let mut seen = HashSet::new();
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                assert!(seen.insert(series.to_string()), "duplicate {series}");
+            }
+        }
+        writer.join().unwrap();
     }
 }
