@@ -35,7 +35,7 @@
 //!   answer. For every configured (kind, app_id) the reasons the API documents start at 0 so
 //!   that `increase()` sees the first stop.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -216,18 +216,27 @@ fn label_prefix(target: &Target) -> Box<str> {
     s.into_boxed_str()
 }
 
-/// The `file` label of each file, made unique: a repeated label gets `#2`, `#3`, … appended.
+/// The `file` label of each file, made unique: a repeated label gets `#2`, `#3`, … appended
+/// (skipping any that another file already has as its own label).
 fn file_labels(files: &[RecordFile]) -> Vec<String> {
     let mut seen: HashSet<String> = HashSet::with_capacity(files.len());
+    // Per repeated label, the next suffix to try, so n copies cost O(n), not O(n²).
+    let mut next: HashMap<String, u64> = HashMap::new();
     let mut labels = Vec::with_capacity(files.len());
     for (position, file) in files.iter().enumerate() {
         let base = file.label(position);
-        let mut label = base.clone();
-        let mut n = 2u64;
-        while seen.contains(&label) {
-            label = format!("{base}#{n}");
-            n += 1;
-        }
+        let label = if seen.contains(&base) {
+            let n = next.entry(base.clone()).or_insert(2);
+            let mut label = format!("{base}#{n}");
+            while seen.contains(&label) {
+                *n += 1;
+                label = format!("{base}#{n}");
+            }
+            *n += 1;
+            label
+        } else {
+            base
+        };
         seen.insert(label.clone());
         labels.push(label);
     }
@@ -769,6 +778,7 @@ mod tests {
             file(Some("a"), 3),
             file(Some("a#2"), 4),
             file(Some("0"), 5),
+            file(Some("a"), 6),
         ];
         store.record_success(0, snap, at(T0));
         let sizes: Vec<String> = series(&store)
@@ -783,7 +793,8 @@ mod tests {
                 r#""a"} 2"#,
                 r#""a#2"} 3"#,
                 r#""a#2#2"} 4"#,
-                r#""0#2"} 5"#
+                r#""0#2"} 5"#,
+                r#""a#3"} 6"#
             ]
         );
     }
@@ -1070,5 +1081,21 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn many_identical_file_labels_stay_unique_and_cheap() {
+        let files = vec![
+            RecordFile {
+                vid: Some("same".into()),
+                ..Default::default()
+            };
+            20_000
+        ];
+        let labels = file_labels(&files);
+        let unique: HashSet<&String> = labels.iter().collect();
+        assert_eq!(unique.len(), files.len());
+        assert_eq!(labels[0], "same");
+        assert_eq!(labels[19_999], "same#20000");
     }
 }
