@@ -20,8 +20,12 @@
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
 pub mod budget;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod exporter;
+pub mod logging;
 pub mod model;
 pub mod render;
 pub mod scheduler;

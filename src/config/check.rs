@@ -279,7 +279,7 @@ impl Converter<'_> {
             Some("contains a user name or password; credentials go under `credentials:`".into())
         } else if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
             Some("has a path, query or fragment; the API is served at the root".into())
-        } else if url.host_str().map_or(true, str::is_empty) {
+        } else if url.host_str().is_none_or(str::is_empty) {
             Some("has no host".into())
         } else {
             None

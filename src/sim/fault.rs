@@ -96,7 +96,7 @@ impl TaskMatch {
         task: Option<&str>,
     ) -> bool {
         fn one(want: &Option<String>, got: Option<&str>) -> bool {
-            want.as_deref().map_or(true, |w| Some(w) == got)
+            want.as_deref().is_none_or(|w| Some(w) == got)
         }
         one(&self.app_id, app) && one(&self.room_id, room) && one(&self.task_id, task)
     }
@@ -196,10 +196,8 @@ impl FaultList {
         task: Option<&str>,
     ) -> Option<Fault> {
         let pos = self.active.iter().position(|(_, s)| {
-            s.action.map_or(true, |a| a == action)
-                && s.target
-                    .as_ref()
-                    .map_or(true, |t| t.matches(app, room, task))
+            s.action.is_none_or(|a| a == action)
+                && s.target.as_ref().is_none_or(|t| t.matches(app, room, task))
         })?;
         let spec = &mut self.active[pos].1;
         let fault = spec.fault.clone();

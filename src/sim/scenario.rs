@@ -566,7 +566,7 @@ mod tests {
         };
         for t in &s.targets {
             assert!(ok(&t.key.app_id) && ok(&t.key.room_id));
-            assert!(t.key.task_id.as_deref().map_or(true, ok));
+            assert!(t.key.task_id.as_deref().is_none_or(ok));
             assert!(t.key.kind == Kind::Webcast || t.key.task_id.is_some());
         }
     }
