@@ -1,0 +1,381 @@
+//! Shared helpers for the integration tests: the simulator and the exporter on loopback ports,
+//! `/metrics` scraped over HTTP and parsed into a map of series → value, and poll-until loops
+//! with deadlines (no fixed sleeps where a condition can be waited for).
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use volc_rtc_exporter::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
+use volc_rtc_exporter::credentials::Credentials;
+use volc_rtc_exporter::exporter::{self, Exporter};
+use volc_rtc_exporter::model::{Kind, Outcome, Target, TargetKey};
+use volc_rtc_exporter::sim::{self, Simulator};
+use volc_rtc_exporter::telemetry::Telemetry;
+
+/// Series → value. A series is `name{label="value",...}` with its labels sorted by name (no
+/// braces when it has none), so keys do not depend on the order the exporter writes them in.
+pub type Metrics = BTreeMap<String, f64>;
+
+/// The canonical key of a series.
+pub fn key(name: &str, labels: &[(&str, &str)]) -> String {
+    let mut sorted: Vec<(String, String)> = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    sorted.sort();
+    canonical(name, &sorted)
+}
+
+fn canonical(name: &str, sorted: &[(String, String)]) -> String {
+    if sorted.is_empty() {
+        return name.to_string();
+    }
+    let mut s = format!("{name}{{");
+    for (i, (k, v)) in sorted.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(k);
+        s.push_str("=\"");
+        for c in v.chars() {
+            match c {
+                '\\' => s.push_str("\\\\"),
+                '"' => s.push_str("\\\""),
+                '\n' => s.push_str("\\n"),
+                c => s.push(c),
+            }
+        }
+        s.push('"');
+    }
+    s.push('}');
+    s
+}
+
+/// Parses the text exposition format (0.0.4). Fails on any line that is not a comment, blank,
+/// or a well-formed sample, and on a series that appears twice.
+pub fn parse_exposition(text: &str) -> Result<Metrics, String> {
+    let mut out = Metrics::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bad = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
+        let name_end = line
+            .find(|c: char| c == '{' || c == ' ')
+            .ok_or_else(|| bad("no value"))?;
+        let name = &line[..name_end];
+        if name.is_empty() {
+            return Err(bad("no metric name"));
+        }
+        let mut labels = Vec::new();
+        let mut rest = &line[name_end..];
+        if let Some(after) = rest.strip_prefix('{') {
+            let mut chars = after.char_indices().peekable();
+            let mut consumed = None;
+            loop {
+                // label name
+                let mut lname = String::new();
+                let mut closed = false;
+                for (i, c) in chars.by_ref() {
+                    if c == '=' {
+                        break;
+                    }
+                    if c == '}' && lname.is_empty() {
+                        consumed = Some(i + 1);
+                        closed = true;
+                        break;
+                    }
+                    lname.push(c);
+                }
+                if closed {
+                    break;
+                }
+                if chars.next().map(|(_, c)| c) != Some('"') {
+                    return Err(bad("label value not quoted"));
+                }
+                let mut value = String::new();
+                let mut ended = false;
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '\\' => match chars.next().map(|(_, c)| c) {
+                            Some('\\') => value.push('\\'),
+                            Some('"') => value.push('"'),
+                            Some('n') => value.push('\n'),
+                            _ => return Err(bad("bad escape")),
+                        },
+                        '"' => {
+                            ended = true;
+                            break;
+                        }
+                        c => value.push(c),
+                    }
+                }
+                if !ended {
+                    return Err(bad("unterminated label value"));
+                }
+                labels.push((lname, value));
+                match chars.next() {
+                    Some((_, ',')) => continue,
+                    Some((i, '}')) => {
+                        consumed = Some(i + 1);
+                        break;
+                    }
+                    _ => return Err(bad("expected , or }")),
+                }
+            }
+            let consumed = consumed.ok_or_else(|| bad("unterminated label set"))?;
+            rest = &after[consumed..];
+        }
+        let value_text = rest
+            .strip_prefix(' ')
+            .ok_or_else(|| bad("no space before the value"))?;
+        // An optional timestamp may follow the value.
+        let value_text = value_text.split(' ').next().unwrap_or("");
+        let value: f64 = match value_text {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            "NaN" => f64::NAN,
+            v => v.parse().map_err(|_| bad("value is not a number"))?,
+        };
+        labels.sort();
+        let k = canonical(name, &labels);
+        if out.insert(k, value).is_some() {
+            return Err(bad("series appears twice"));
+        }
+    }
+    Ok(out)
+}
+
+/// The labels every per-target series carries (no extra labels).
+pub fn target_labels(key: &TargetKey) -> Vec<(&str, &str)> {
+    vec![
+        ("kind", key.kind.as_str()),
+        ("app_id", key.app_id.as_str()),
+        ("room_id", key.room_id.as_str()),
+        ("task_id", key.task_id.as_deref().unwrap_or("")),
+    ]
+}
+
+/// A per-target series key, with extra labels (`file`, `reason`) appended.
+pub fn tkey(name: &str, target: &TargetKey, extra: &[(&str, &str)]) -> String {
+    let mut labels = target_labels(target);
+    labels.extend_from_slice(extra);
+    key(&format!("volcengine_rtc_{name}"), &labels)
+}
+
+/// A target without extra labels.
+pub fn target(kind: Kind, app: &str, room: &str, task: &str) -> Target {
+    Target {
+        key: TargetKey {
+            kind,
+            app_id: app.into(),
+            room_id: room.into(),
+            task_id: Some(task.into()),
+        },
+        labels: Vec::new(),
+    }
+}
+
+/// The simulator on a loopback port.
+pub struct SimServer {
+    pub sim: Arc<Simulator>,
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    handle: JoinHandle<std::io::Result<()>>,
+}
+
+impl SimServer {
+    pub async fn start(sim: Simulator) -> SimServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the simulator on loopback");
+        let addr = listener.local_addr().expect("simulator address");
+        let sim = Arc::new(sim);
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(sim::serve(listener, sim.clone(), shutdown.clone()));
+        SimServer {
+            sim,
+            addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            scheme: "http".into(),
+            host: "127.0.0.1".into(),
+            port: Some(self.addr.port()),
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.handle).await;
+    }
+}
+
+/// Settings polling `sim` for `targets` with `credentials`, short intervals, given budget.
+pub fn settings(
+    sim: &SimServer,
+    credentials: Credentials,
+    targets: Vec<Target>,
+    active: Duration,
+    settle: Duration,
+    budget: f64,
+) -> Settings {
+    let mut s = Settings::new(credentials, CredentialSource::Inline, targets);
+    s.api.endpoint = sim.endpoint();
+    s.schedule = ScheduleSettings {
+        active_interval: active,
+        settle_interval: settle,
+        retention: Duration::from_secs(24 * 3600),
+    };
+    s.budget = [budget, budget];
+    s
+}
+
+/// The exporter (polling and HTTP) on a loopback port.
+pub struct ExporterServer {
+    pub base: String,
+    pub exporter: Arc<Exporter>,
+    shutdown: CancellationToken,
+    handle: JoinHandle<anyhow::Result<()>>,
+    http: reqwest::Client,
+}
+
+impl ExporterServer {
+    pub async fn start(settings: Settings) -> ExporterServer {
+        let exporter =
+            Exporter::new(settings, Arc::new(Telemetry::new())).expect("build the exporter");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the exporter on loopback");
+        let addr = listener.local_addr().expect("exporter address");
+        let shutdown = CancellationToken::new();
+        let handle = tokio::spawn(exporter::run(
+            exporter.clone(),
+            listener,
+            shutdown.clone(),
+        ));
+        ExporterServer {
+            base: format!("http://{addr}"),
+            exporter,
+            shutdown,
+            handle,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("reqwest client"),
+        }
+    }
+
+    /// `/metrics` over HTTP, parsed. Panics if it does not answer 200 with valid text.
+    pub async fn scrape(&self) -> Metrics {
+        let text = self.scrape_text().await;
+        parse_exposition(&text).unwrap_or_else(|e| panic!("bad exposition: {e}"))
+    }
+
+    pub async fn scrape_text(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("/metrics answers");
+        assert_eq!(resp.status().as_u16(), 200, "/metrics status");
+        resp.text().await.expect("/metrics body")
+    }
+
+    /// Stops polling and HTTP; fails if that takes over 10 s or `run` failed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(10), self.handle)
+            .await
+            .expect("exporter stops within 10 s")
+            .expect("exporter task did not panic")
+            .expect("exporter run succeeded");
+    }
+}
+
+/// Scrapes until `cond` holds for the scraped metrics, or panics after `within` with the last
+/// scrape's relevant part (`what` says what was waited for). Returns the satisfying scrape.
+pub async fn scrape_until(
+    exporter: &ExporterServer,
+    within: Duration,
+    what: &str,
+    mut cond: impl FnMut(&Metrics) -> bool,
+) -> Metrics {
+    let deadline = Instant::now() + within;
+    loop {
+        let m = exporter.scrape().await;
+        if cond(&m) {
+            return m;
+        }
+        if Instant::now() >= deadline {
+            let shown: Vec<String> = m
+                .iter()
+                .filter(|(k, _)| k.starts_with("volcengine_rtc_") && !k.contains("_bucket"))
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            panic!(
+                "timed out after {within:?} waiting for {what}; last scrape:\n{}",
+                shown.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Polls `cond` until it holds or panics after `within`.
+pub async fn wait_until<F, Fut>(within: Duration, what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !cond().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `volcengine_rtc_api_requests_total{action,outcome}` (0 when absent).
+pub fn requests(m: &Metrics, action: &str, outcome: Outcome) -> f64 {
+    m.get(&key(
+        "volcengine_rtc_api_requests_total",
+        &[("action", action), ("outcome", outcome.as_str())],
+    ))
+    .copied()
+    .unwrap_or(0.0)
+}
+
+/// The value of a series, if present.
+pub fn get(m: &Metrics, key: &str) -> Option<f64> {
+    m.get(key).copied()
+}
+
+#[test]
+fn parser_handles_escapes_and_sorts_labels() {
+    let m = parse_exposition(
+        "# HELP x y\n# TYPE x gauge\nx{b=\"2\",a=\"q\\\"\\\\\\n,}\"} 1.5\nup 1\nh_bucket{le=\"+Inf\"} 3 1700000000000\n",
+    )
+    .expect("valid text");
+    assert_eq!(m.get(&key("x", &[("a", "q\"\\\n,}"), ("b", "2")])), Some(&1.5));
+    assert_eq!(m.get("up"), Some(&1.0));
+    assert_eq!(m.get(&key("h_bucket", &[("le", "+Inf")])), Some(&3.0));
+    assert!(parse_exposition("x{a=\"1\"} \n").is_err());
+    assert!(parse_exposition("x{a=1} 2\n").is_err());
+    assert!(parse_exposition("x 1\nx 2\n").is_err());
+}

@@ -1,0 +1,337 @@
+//! The whole exporter (`exporter::run`) against the simulated OpenAPI, both on 127.0.0.1 ports,
+//! asserting exact values scraped from `/metrics` over HTTP: task lifecycles through every
+//! phase, stops counted once, every fault kind of the simulator (with the budget held), and a
+//! saturated budget with thousands of targets.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use common::{
+    get, key, requests, scrape_until, settings, target, tkey, ExporterServer, Metrics, SimServer,
+};
+use volc_rtc_exporter::model::{Action, Kind, Outcome, TargetKey};
+use volc_rtc_exporter::sim::clock::system_time_to_ms;
+use volc_rtc_exporter::sim::scenario::sim_credentials;
+use volc_rtc_exporter::sim::{
+    bulk_scenario, stop_reason, Clock, Fault, FaultSpec, SimFile, SimOptions, SimTask, Simulator,
+};
+
+const APP: &str = "661e8f0d1ab2c3d4e5f60718";
+const SEC: Duration = Duration::from_secs(1);
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+/// What the sim's timeline says about `task` at the end, as the exporter's per-target series.
+fn expected_series(sim: &Simulator, task: &SimTask, target: &TargetKey) -> Metrics {
+    let now = sim.clock().now_ms();
+    let state = task.state_at(now).expect("task visible");
+    let mut m = Metrics::new();
+    let k = |name: &str, extra: &[(&str, &str)]| tkey(name, target, extra);
+    m.insert(k("task_status", &[]), state.status as f64);
+    m.insert(k("task_start_timestamp_seconds", &[]), secs(task.start_ms));
+    assert!(state.end_ms > 0, "the scripted task has ended");
+    m.insert(k("task_end_timestamp_seconds", &[]), secs(state.end_ms));
+    m.insert(
+        k("task_duration_seconds", &[]),
+        secs(state.end_ms - task.start_ms),
+    );
+    m.insert(
+        k("task_stop_reason", &[("reason", state.stop_reason)]),
+        1.0,
+    );
+    m.insert(k("target_up", &[]), 1.0);
+    match target.kind {
+        Kind::Record => {
+            m.insert(k("record_files", &[]), state.files.len() as f64);
+            m.insert(
+                k("record_size_bytes", &[]),
+                state.files.iter().map(|f| f.size_bytes).sum::<i64>() as f64,
+            );
+            for f in state.files {
+                let label = f
+                    .vid
+                    .as_deref()
+                    .or(f.object_key.as_deref())
+                    .expect("scripted files are named");
+                m.insert(
+                    k("record_file_size_bytes", &[("file", label)]),
+                    f.size_bytes as f64,
+                );
+                m.insert(
+                    k("record_file_duration_seconds", &[("file", label)]),
+                    secs(f.duration_ms),
+                );
+            }
+        }
+        Kind::Webcast => {
+            if let volc_rtc_exporter::sim::task::TaskDetail::Webcast(plan) = &task.detail {
+                m.insert(
+                    k("webcast_max_running_time_seconds", &[]),
+                    plan.max_running_time_s as f64,
+                );
+            }
+        }
+    }
+    m
+}
+
+/// The scraped per-target series of `target`, without the last-success timestamp.
+fn scraped_series(m: &Metrics, target: &TargetKey) -> Metrics {
+    let labels = common::target_labels(target);
+    m.iter()
+        .filter(|(k, _)| {
+            k.starts_with("volcengine_rtc_")
+                && !k.starts_with("volcengine_rtc_target_last_success")
+                && labels.iter().all(|(n, v)| {
+                    let mut one = String::new();
+                    one.push_str(n);
+                    one.push_str("=\"");
+                    one.push_str(v);
+                    one.push('"');
+                    k.contains(&one)
+                })
+        })
+        .map(|(k, v)| (k.clone(), *v))
+        .collect()
+}
+
+fn phase(m: &Metrics, kind: &str, phase: &str) -> f64 {
+    get(
+        m,
+        &key(
+            "volcengine_rtc_targets",
+            &[("kind", kind), ("phase", phase)],
+        ),
+    )
+    .unwrap_or(-1.0)
+}
+
+fn stops(m: &Metrics, kind: &str, reason: &str) -> f64 {
+    get(
+        m,
+        &key(
+            "volcengine_rtc_task_stops_total",
+            &[("kind", kind), ("app_id", APP), ("reason", reason)],
+        ),
+    )
+    .unwrap_or(-1.0)
+}
+
+fn total_requests(sim: &Simulator) -> u64 {
+    Action::ALL.iter().map(|a| sim.total_requests(*a)).sum()
+}
+
+/// Record with files arriving after the end, webcast ending at its MaxRunningTime, record that
+/// fails to start: every value at the end equals the sim's timeline, every target reaches
+/// done, and done targets are never polled again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_truth_across_phases() {
+    let now = system_time_to_ms(SystemTime::now());
+    let rec_end = now + 3_000;
+    let file_a = SimFile::object("rec/idle/a.mp4", now - 10_000, 8_000, "host");
+    let file_b = SimFile::vod("v0dvidb", now - 2_000, 4_999, "guest");
+    let rec = SimTask::record(APP, "room-1", "rec-idle", now - 10_000)
+        .ends(rec_end, stop_reason::IDLE_TIME_OUT)
+        .files_at(
+            rec_end + 200,
+            vec![file_a.clone().size(1_000), file_b.clone().size(77)],
+        )
+        .files_at(
+            rec_end + 500,
+            vec![file_a.size(5_368_709_120 + 3), file_b.size(123_457)],
+        );
+    let web = SimTask::webcast(APP, "room-1", "web-mrt", now - 6_000).exceeds_max_running_time(10);
+    let failed = SimTask::record(APP, "room-2", "rec-fail", now - 2_000)
+        .pending_for(4_000)
+        .ends(now + 2_000, stop_reason::START_TASK_FAILED);
+    let tasks = [rec.clone(), web.clone(), failed.clone()];
+    let targets: Vec<_> = tasks
+        .iter()
+        .map(|t| target(t.kind(), &t.app_id, &t.room_id, &t.task_id))
+        .collect();
+
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_tasks(tasks.iter().cloned());
+    let sim = SimServer::start(sim).await;
+    let exporter = ExporterServer::start(settings(
+        &sim,
+        sim_credentials(),
+        targets.clone(),
+        SEC,
+        SEC,
+        10.0,
+    ))
+    .await;
+
+    // Watch the statuses and phases go by, until every target is done.
+    let mut statuses: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    let mut phases_seen = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let end = loop {
+        let m = exporter.scrape().await;
+        for (i, t) in targets.iter().enumerate() {
+            if let Some(s) = get(&m, &tkey("task_status", &t.key, &[])) {
+                if statuses[i].last() != Some(&s) {
+                    statuses[i].push(s);
+                }
+            }
+        }
+        for p in ["new", "active", "settling", "done", "expired"] {
+            if phase(&m, "record", p) > 0.0 {
+                phases_seen.insert(p);
+            }
+        }
+        if phase(&m, "record", "done") == 2.0 && phase(&m, "webcast", "done") == 1.0 {
+            break m;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "targets not all done in 40 s; statuses {statuses:?}, phases {phases_seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(statuses[0], [2.0, 3.0], "record: running, then ended");
+    assert_eq!(statuses[1], [2.0, 3.0], "webcast: running, then ended");
+    assert_eq!(
+        statuses[2],
+        [1.0, 4.0],
+        "record: not started, then failed"
+    );
+    for p in ["active", "settling", "done"] {
+        assert!(phases_seen.contains(p), "phase {p} never seen: {phases_seen:?}");
+    }
+
+    // Every value equals the timeline at the end.
+    for (task, t) in tasks.iter().zip(&targets) {
+        let want = expected_series(&sim.sim, task, &t.key);
+        assert_eq!(scraped_series(&end, &t.key), want, "{}", task.task_id);
+    }
+    // Spot checks that do not go through the timeline code.
+    let r = &targets[0].key;
+    assert_eq!(get(&end, &tkey("record_files", r, &[])), Some(2.0));
+    assert_eq!(
+        get(&end, &tkey("record_size_bytes", r, &[])),
+        Some((5_368_709_123_i64 + 123_457) as f64)
+    );
+    assert_eq!(
+        get(&end, &tkey("record_file_duration_seconds", r, &[("file", "v0dvidb")])),
+        Some(4.999)
+    );
+    assert_eq!(
+        get(&end, &tkey("task_duration_seconds", r, &[])),
+        Some(13.0)
+    );
+    let w = &targets[1].key;
+    assert_eq!(
+        get(&end, &tkey("webcast_max_running_time_seconds", w, &[])),
+        Some(10.0)
+    );
+    assert_eq!(
+        get(
+            &end,
+            &tkey("task_stop_reason", w, &[("reason", "ExceedMaxRunningTime")])
+        ),
+        Some(1.0)
+    );
+    assert_eq!(get(&end, &tkey("task_status", &targets[2].key, &[])), Some(4.0));
+    for p in ["new", "active", "settling", "expired"] {
+        assert_eq!(phase(&end, "record", p), 0.0, "record {p}");
+        assert_eq!(phase(&end, "webcast", p), 0.0, "webcast {p}");
+    }
+    assert_eq!(stops(&end, "record", "IdleTimeOut"), 1.0);
+    assert_eq!(stops(&end, "record", "StartTaskFailed"), 1.0);
+    assert_eq!(stops(&end, "record", "StopByAPI"), 0.0);
+    assert_eq!(stops(&end, "webcast", "ExceedMaxRunningTime"), 1.0);
+    assert_eq!(stops(&end, "webcast", "StartTaskFailed"), 0.0);
+
+    // Done targets are never polled again: three settle intervals without a request.
+    let before = total_requests(&sim.sim);
+    tokio::time::sleep(3 * SEC).await;
+    assert_eq!(total_requests(&sim.sim), before, "a done target was polled");
+    let m = exporter.scrape().await;
+    assert_eq!(
+        requests(&m, "GetRecordTask", Outcome::Success)
+            + requests(&m, "GetWebCastTask", Outcome::Success),
+        before as f64,
+        "every request the sim answered was a success the exporter counted"
+    );
+
+    exporter.stop().await;
+    sim.stop().await;
+}
+
+/// Stops are counted once per task across many polls and scrapes; reasons never seen stay 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_counted_exactly_once() {
+    let now = system_time_to_ms(SystemTime::now());
+    let tasks = vec![
+        SimTask::record(APP, "r", "rec-api", now - 60_000).ends(now - 30_000, stop_reason::STOP_BY_API),
+        SimTask::record(APP, "r", "rec-idle", now - 60_000)
+            .ends(now - 20_000, stop_reason::IDLE_TIME_OUT),
+        SimTask::record(APP, "r", "rec-later", now - 60_000)
+            .ends(now + 2_000, stop_reason::STOP_BY_API),
+        SimTask::record(APP, "r", "rec-running", now - 60_000),
+        SimTask::webcast(APP, "r", "web-failed", now - 60_000)
+            .ends(now - 59_000, stop_reason::START_TASK_FAILED),
+        SimTask::webcast(APP, "r", "web-running", now - 60_000),
+    ];
+    let targets: Vec<_> = tasks
+        .iter()
+        .map(|t| target(t.kind(), &t.app_id, &t.room_id, &t.task_id))
+        .collect();
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_tasks(tasks);
+    let sim = SimServer::start(sim).await;
+    let exporter = ExporterServer::start(settings(
+        &sim,
+        sim_credentials(),
+        targets,
+        SEC,
+        SEC,
+        10.0,
+    ))
+    .await;
+
+    let want = [
+        ("record", "StopByAPI", 2.0),
+        ("record", "IdleTimeOut", 1.0),
+        ("record", "StartTaskFailed", 0.0),
+        ("record", "UnknownStopReason", 0.0),
+        ("webcast", "StartTaskFailed", 1.0),
+        ("webcast", "StopByAPI", 0.0),
+        ("webcast", "ExceedMaxRunningTime", 0.0),
+        ("webcast", "UnknownStopReason", 0.0),
+    ];
+    scrape_until(&exporter, Duration::from_secs(30), "all four stops seen", |m| {
+        stops(m, "record", "StopByAPI") == 2.0
+    })
+    .await;
+    let polls_before = total_requests(&sim.sim);
+    for i in 0..20 {
+        let m = exporter.scrape().await;
+        for (kind, reason, n) in want {
+            assert_eq!(stops(&m, kind, reason), n, "scrape {i}: {kind} {reason}");
+        }
+        let all: f64 = m
+            .iter()
+            .filter(|(k, _)| k.starts_with("volcengine_rtc_task_stops_total"))
+            .map(|(_, v)| v)
+            .sum();
+        assert_eq!(all, 4.0, "scrape {i}: no other stop counted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The running tasks kept being polled meanwhile.
+    let polled = total_requests(&sim.sim) - polls_before;
+    assert!(polled >= 4, "only {polled} polls during the scrapes");
+
+    exporter.stop().await;
+    sim.stop().await;
+}
