@@ -335,3 +335,302 @@ async fn stops_counted_exactly_once() {
     exporter.stop().await;
     sim.stop().await;
 }
+
+/// What a persistent fault should do to the exporter.
+enum Expect {
+    /// Every poll fails with this outcome: `target_up` 0, last values kept.
+    Fails(Outcome),
+    /// Polls still succeed; the scraped values then are these (after the fault's effect),
+    /// relative to the values before the fault.
+    Succeeds(fn(&Metrics, &TargetKey, &TargetKey) -> Metrics),
+}
+
+/// The values before the fault stay exactly as they were.
+fn unchanged(before: &Metrics, _rec: &TargetKey, _web: &TargetKey) -> Metrics {
+    before.clone()
+}
+
+const FAULT_BUDGET: f64 = 5.0;
+
+/// Per-target series that do not move between polls of a running task.
+fn stable(m: &Metrics, targets: &[&TargetKey]) -> Metrics {
+    let mut out = Metrics::new();
+    for t in targets {
+        out.extend(
+            scraped_series(m, t)
+                .into_iter()
+                .filter(|(k, _)| !k.starts_with("volcengine_rtc_task_duration_seconds")),
+        );
+    }
+    out
+}
+
+/// Exporter-side counters equal what the sim says a correct client makes of its answers (a
+/// slow answer the client gave up on is a success to the sim, a timeout to the exporter).
+fn counters_match(m: &Metrics, sim: &Simulator) -> bool {
+    Action::ALL.iter().all(|&a| {
+        Outcome::ALL.iter().all(|&o| {
+            let ours = requests(m, a.as_str(), o);
+            let theirs = sim.request_count(a, o) as f64;
+            match o {
+                Outcome::Timeout => true,
+                Outcome::Success => ours + requests(m, a.as_str(), Outcome::Timeout) == theirs,
+                _ => ours == theirs,
+            }
+        })
+    })
+}
+
+/// After a first good poll, `fault` is injected for every request until cleared: `/metrics`
+/// keeps answering with the last values, `target_up` and the outcome counters say what
+/// happened, and after the fault is cleared the targets recover; the budget held throughout.
+async fn fault_case(fault: Fault, expect: Expect) {
+    let now = system_time_to_ms(SystemTime::now());
+    let rec = SimTask::record(APP, "room-f", "rec-running", now - 60_000).files_at(
+        now - 50_000,
+        vec![SimFile::vod("v0dlive", now - 60_000, 10_000, "host").size(4_096)],
+    );
+    let web = SimTask::webcast(APP, "room-f", "web-running", now - 60_000)
+        .webcast_plan(|p| p.max_running_time_s = 7_200);
+    let targets = vec![
+        target(Kind::Record, APP, "room-f", "rec-running"),
+        target(Kind::Webcast, APP, "room-f", "web-running"),
+    ];
+    let (rk, wk) = (targets[0].key.clone(), targets[1].key.clone());
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_tasks([rec, web]);
+    let sim = SimServer::start(sim).await;
+    let mut s = settings(&sim, sim_credentials(), targets, SEC, SEC, FAULT_BUDGET);
+    s.api.timeout = Duration::from_millis(300);
+    let exporter = ExporterServer::start(s).await;
+    let up = |m: &Metrics, t: &TargetKey| get(m, &tkey("target_up", t, &[]));
+
+    let first = scrape_until(&exporter, Duration::from_secs(20), "a first good poll", |m| {
+        up(m, &rk) == Some(1.0) && up(m, &wk) == Some(1.0)
+    })
+    .await;
+    let before = stable(&first, &[&rk, &wk]);
+    assert_eq!(get(&before, &tkey("task_status", &rk, &[])), Some(2.0));
+    assert_eq!(
+        get(&before, &tkey("record_file_size_bytes", &rk, &[("file", "v0dlive")])),
+        Some(4_096.0)
+    );
+    assert_eq!(
+        get(&before, &tkey("webcast_max_running_time_seconds", &wk, &[])),
+        Some(7_200.0)
+    );
+
+    let id = sim.sim.inject(FaultSpec::always(fault.clone()));
+    match &expect {
+        Expect::Fails(outcome) => {
+            let o = *outcome;
+            let at_fault = exporter.scrape().await;
+            let m = scrape_until(
+                &exporter,
+                Duration::from_secs(30),
+                &format!("both targets down with {o}"),
+                |m| {
+                    up(m, &rk) == Some(0.0)
+                        && up(m, &wk) == Some(0.0)
+                        && Action::ALL.iter().all(|a| {
+                            requests(m, a.as_str(), o) > requests(&at_fault, a.as_str(), o)
+                        })
+                },
+            )
+            .await;
+            // The last values are kept, whatever the fault (target_up aside).
+            let mut kept = stable(&m, &[&rk, &wk]);
+            for t in [&rk, &wk] {
+                assert_eq!(kept.insert(tkey("target_up", t, &[]), 1.0), Some(0.0));
+            }
+            assert_eq!(kept, before, "{fault:?}: last values kept");
+            if o == Outcome::Throttled {
+                let budget_now = scrape_until(
+                    &exporter,
+                    Duration::from_secs(10),
+                    "the rate in force cut below the budget",
+                    |m| {
+                        Action::ALL.iter().all(|a| {
+                            get(
+                                m,
+                                &key(
+                                    "volcengine_rtc_api_rate_limit_requests_per_second",
+                                    &[("action", a.as_str())],
+                                ),
+                            )
+                            .is_some_and(|r| r < FAULT_BUDGET)
+                        })
+                    },
+                )
+                .await;
+                assert_eq!(
+                    get(
+                        &budget_now,
+                        &key(
+                            "volcengine_rtc_api_budget_requests_per_second",
+                            &[("action", "GetRecordTask")]
+                        )
+                    ),
+                    Some(FAULT_BUDGET)
+                );
+            }
+        }
+        Expect::Succeeds(want) => {
+            let want = want(&before, &rk, &wk);
+            let at_fault: u64 = Action::ALL
+                .iter()
+                .map(|a| sim.sim.request_count(*a, Outcome::Success))
+                .sum();
+            // Two polls of each target through the fault, then the values are the fault's.
+            let m = scrape_until(
+                &exporter,
+                Duration::from_secs(30),
+                "polls through the fault",
+                |m| {
+                    let now: u64 = Action::ALL
+                        .iter()
+                        .map(|a| sim.sim.request_count(*a, Outcome::Success))
+                        .sum();
+                    now >= at_fault + 4 && stable(m, &[&rk, &wk]) == want
+                },
+            )
+            .await;
+            for a in Action::ALL {
+                for o in Outcome::ALL {
+                    if o != Outcome::Success {
+                        assert_eq!(requests(&m, a.as_str(), o), 0.0, "{a} {o}");
+                    }
+                }
+            }
+        }
+    }
+
+    assert!(sim.sim.clear_fault(id), "the fault was still active");
+    scrape_until(
+        &exporter,
+        Duration::from_secs(40),
+        "recovery after the fault is cleared",
+        |m| stable(m, &[&rk, &wk]) == before,
+    )
+    .await;
+    scrape_until(
+        &exporter,
+        Duration::from_secs(10),
+        "the exporter's counters to match the sim's",
+        |m| counters_match(m, &sim.sim),
+    )
+    .await;
+    for a in Action::ALL {
+        let worst = sim.sim.max_requests_in_window(a, SEC);
+        assert!(
+            worst as f64 <= FAULT_BUDGET,
+            "{fault:?}: {worst} {a} requests in one second, budget {FAULT_BUDGET}"
+        );
+    }
+    exporter.stop().await;
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_http_500() {
+    fault_case(Fault::internal_error(), Expect::Fails(Outcome::ServerError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_http_503() {
+    fault_case(Fault::unavailable(), Expect::Fails(Outcome::ServerError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_html_502() {
+    fault_case(Fault::HtmlBadGateway, Expect::Fails(Outcome::ServerError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_error_inside_http_200() {
+    let fault = Fault::ErrorInOk {
+        code: "InvalidParameter.AccountIdMismatch".into(),
+    };
+    fault_case(fault, Expect::Fails(Outcome::ClientError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_malformed_json() {
+    fault_case(Fault::MalformedJson, Expect::Fails(Outcome::DecodeError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_truncated_json() {
+    fault_case(Fault::TruncatedJson, Expect::Fails(Outcome::DecodeError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_huge_body() {
+    let fault = Fault::HugeBody { bytes: 2 << 20 };
+    fault_case(fault, Expect::Fails(Outcome::DecodeError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_connection_reset() {
+    fault_case(Fault::ResetConnection, Expect::Fails(Outcome::NetworkError)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_slow_past_the_timeout() {
+    let fault = Fault::Slow(Duration::from_secs(2));
+    fault_case(fault, Expect::Fails(Outcome::Timeout)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_throttling() {
+    fault_case(Fault::Throttle, Expect::Fails(Outcome::Throttled)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_webcast_spelling() {
+    fault_case(Fault::WebcastSpelling, Expect::Succeeds(unchanged)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_short_config_spellings() {
+    fault_case(Fault::ShortConfigSpellings, Expect::Succeeds(unchanged)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_extra_fields() {
+    fault_case(Fault::ExtraFields, Expect::Succeeds(unchanged)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_missing_optional_fields() {
+    // Empty and optional fields left out: the webcast's MaxRunningTime is gone, the rest stays.
+    fn without(before: &Metrics, _rec: &TargetKey, web: &TargetKey) -> Metrics {
+        let mut m = before.clone();
+        assert!(m
+            .remove(&tkey("webcast_max_running_time_seconds", web, &[]))
+            .is_some());
+        m
+    }
+    fault_case(Fault::MissingOptionalFields, Expect::Succeeds(without)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fault_large_numbers() {
+    // Sizes and durations above 2^32, kept exactly.
+    fn large(before: &Metrics, rec: &TargetKey, _web: &TargetKey) -> Metrics {
+        let mut m = before.clone();
+        let size = (4_096_i64 + (3 << 32)) as f64;
+        m.insert(tkey("record_size_bytes", rec, &[]), size);
+        m.insert(
+            tkey("record_file_size_bytes", rec, &[("file", "v0dlive")]),
+            size,
+        );
+        m.insert(
+            tkey("record_file_duration_seconds", rec, &[("file", "v0dlive")]),
+            (10_000_i64 + (1 << 32)) as f64 / 1000.0,
+        );
+        m
+    }
+    fault_case(Fault::LargeNumbers, Expect::Succeeds(large)).await;
+}
