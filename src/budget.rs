@@ -13,8 +13,9 @@
 //!   quiet limiter does not burst when work arrives.
 //! - **Hard guard.** A ring of the most recent actual start times enforces the guarantee
 //!   directly: a start at `t` is allowed only if the `cap`-th most recent start is at or before
-//!   `t - 1s`, where `cap = max(1, floor(rate))`. So no half-open window `[t, t + 1s)` ever
-//!   holds more than `cap` starts. Rates below one per second are held to their spacing
+//!   `t - 1.02s`, where `cap = max(1, floor(rate))`. So no half-open window `[t, t + 1s)` ever
+//!   holds more than `cap` starts, even as the API sees them, when requests arrive up to 20 ms
+//!   unevenly late (a saturated limiter runs at 98 % of the rate). Rates below one per second are held to their spacing
 //!   (one start per `1/rate` seconds) by the slots.
 //! - **Fairness.** Waiters queue on a FIFO lock; only the head of the queue sleeps on a timer,
 //!   and it re-checks the schedule when it wakes, so a rate cut made while it slept (or
@@ -35,6 +36,11 @@ use tokio::time::{sleep_until, Instant};
 
 /// The sliding window the guarantee is stated over.
 const WINDOW: Duration = Duration::from_secs(1);
+/// The hard guard's span: the window plus a margin for arrival jitter. The API counts
+/// requests when they arrive, and starts exactly one window apart would let a request that
+/// travels a millisecond slower than the one sent a second later put `cap + 1` into one of
+/// its windows; 20 ms of margin costs 2 % of the rate at saturation.
+const GUARD: Duration = Duration::from_millis(1_020);
 /// Throttle signals closer than this to the previous cut do not cut again (one overloaded
 /// window typically answers several requests with 429).
 const CUT_SPACING: Duration = Duration::from_secs(1);
@@ -206,7 +212,7 @@ impl Schedule {
             .len()
             .checked_sub(cap)
             .and_then(|i| self.recent.get(i))
-            .map(|&start| start + WINDOW);
+            .map(|&start| start + GUARD);
         by_spacing.max(by_window)
     }
 
@@ -215,7 +221,7 @@ impl Schedule {
         while self
             .recent
             .front()
-            .is_some_and(|&start| start + WINDOW <= now)
+            .is_some_and(|&start| start + GUARD <= now)
         {
             self.recent.pop_front();
         }
@@ -406,7 +412,7 @@ mod tests {
         let timed_out = tokio::time::timeout(Duration::from_millis(100), limiter.acquire()).await;
         assert!(timed_out.is_err());
         limiter.acquire().await;
-        assert_eq!(Instant::now(), t0 + Duration::from_secs(1));
+        assert_eq!(Instant::now(), t0 + GUARD);
     }
 
     #[tokio::test(start_paused = true)]
