@@ -40,7 +40,7 @@ const WINDOW: Duration = Duration::from_secs(1);
 /// requests when they arrive, and starts exactly one window apart would let a request that
 /// travels a millisecond slower than the one sent a second later put `cap + 1` into one of
 /// its windows; 20 ms of margin costs 2 % of the rate at saturation.
-const GUARD: Duration = Duration::from_millis(1_020);
+const GUARD: Duration = WINDOW.saturating_add(Duration::from_millis(20));
 /// Throttle signals closer than this to the previous cut do not cut again (one overloaded
 /// window typically answers several requests with 429).
 const CUT_SPACING: Duration = Duration::from_secs(1);

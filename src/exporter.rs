@@ -4,6 +4,12 @@
 //! start, and hands it to a task that fetches it (retries inside the budget) and records the
 //! answer. A housekeeping loop applies retention and refreshes the scheduler gauges. The HTTP
 //! server renders `/metrics` from the store at scrape time and never waits on the API.
+//!
+//! Wrong credentials fail every target of an action alike, so per-target backoff alone would
+//! still send one request per target at first (a storm with thousands of targets). After
+//! [`AUTH_TRIP`] authentication failures in a row an action's polling is held ([`AuthGate`]):
+//! one probe request at a time, after a pause that starts at `active_interval` and doubles per
+//! failed probe (capped at [`crate::scheduler::MAX_BACKOFF`]). Any other answer lifts the hold.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -29,6 +35,8 @@ use crate::volc::parse::ApiError;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How often retention, gauges and the rate in force are refreshed.
 const HOUSEKEEPING_EVERY: Duration = Duration::from_secs(1);
+/// Authentication failures in a row (with no other answer between) that hold an action.
+pub const AUTH_TRIP: u32 = 3;
 
 /// Everything the loops share.
 pub struct Exporter {
@@ -41,6 +49,7 @@ pub struct Exporter {
     wake: [Notify; 2],
     in_flight: Arc<Semaphore>,
     health: Health,
+    auth: [AuthGate; 2],
 }
 
 impl Exporter {
@@ -77,6 +86,7 @@ impl Exporter {
             wake: [Notify::new(), Notify::new()],
             in_flight,
             health,
+            auth: [AuthGate::default(), AuthGate::default()],
         }))
     }
 
@@ -122,7 +132,18 @@ impl Exporter {
         tracker: TaskTracker,
     ) {
         let limiter = self.limiters[action.index()].clone();
+        let gate = &self.auth[action.index()];
         loop {
+            // While authentication fails, wait out the hold (or the probe in flight).
+            if let Gate::Wait(until) = gate.check(Instant::now()) {
+                let woken = self.wake[action.index()].notified();
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = woken => {}
+                    _ = sleep_until_opt(until) => {}
+                }
+                continue;
+            }
             // Wait until some target of this action is due.
             let next = self.scheduler().next_due(action);
             let woken = self.wake[action.index()].notified();
@@ -150,10 +171,18 @@ impl Exporter {
             let Some(id) = self.scheduler().pop_due(action, Instant::now()) else {
                 continue;
             };
+            let probe = gate.begin(Instant::now());
             let me = self.clone();
             tracker.spawn(async move {
                 let key = &me.store.targets()[id].key;
                 let result = me.client.fetch_acquired(key).await;
+                let auth_failed = matches!(&result, Err(e) if e.outcome == Outcome::AuthError);
+                me.auth[action.index()].finish(
+                    probe,
+                    auth_failed,
+                    Instant::now(),
+                    me.settings.schedule.active_interval,
+                );
                 me.record(id, result);
                 drop(permit);
                 me.wake[action.index()].notify_one();
@@ -295,6 +324,90 @@ impl Exporter {
     }
 }
 
+/// What [`AuthGate::check`] allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Poll as usual (also: send the probe).
+    Open,
+    /// Held: wait until this time (or, with `None`, for the probe in flight to finish).
+    Wait(Option<Instant>),
+}
+
+/// One action's hold on polling while authentication fails (see the module documentation).
+#[derive(Debug, Default)]
+struct AuthGate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    /// Authentication failures in a row, with no other answer between.
+    in_a_row: u32,
+    /// Held: no request but probes until `until`.
+    held: bool,
+    /// Failed probes since the hold began.
+    probes_failed: u32,
+    until: Option<Instant>,
+    probe_in_flight: bool,
+}
+
+impl AuthGate {
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn check(&self, now: Instant) -> Gate {
+        let s = self.lock();
+        if !s.held {
+            Gate::Open
+        } else if s.probe_in_flight {
+            Gate::Wait(None)
+        } else {
+            match s.until {
+                Some(t) if t > now => Gate::Wait(Some(t)),
+                _ => Gate::Open,
+            }
+        }
+    }
+
+    /// A request is being sent; returns whether it is the probe of a hold.
+    fn begin(&self, now: Instant) -> bool {
+        let mut s = self.lock();
+        let probe = s.held && !s.probe_in_flight && s.until.is_none_or(|t| t <= now);
+        if probe {
+            s.probe_in_flight = true;
+        }
+        probe
+    }
+
+    /// A request (the probe, or not) finished.
+    fn finish(&self, probe: bool, auth_failed: bool, now: Instant, interval: Duration) {
+        let mut s = self.lock();
+        if probe {
+            s.probe_in_flight = false;
+        }
+        if !auth_failed {
+            *s = GateState::default();
+            return;
+        }
+        s.in_a_row = s.in_a_row.saturating_add(1);
+        let pause = |n: u32| {
+            interval
+                .max(Duration::from_secs(1))
+                .saturating_mul(1u32 << n.min(16))
+                .min(crate::scheduler::MAX_BACKOFF.max(interval))
+        };
+        if !s.held && s.in_a_row >= AUTH_TRIP {
+            s.held = true;
+            s.probes_failed = 0;
+            s.until = Some(now + pause(0));
+        } else if s.held && probe {
+            s.probes_failed = s.probes_failed.saturating_add(1);
+            s.until = Some(now + pause(s.probes_failed));
+        }
+    }
+}
+
 /// Logs state changes once: a target going down or coming back, and auth failures per action
 /// (which are also what the scheduler backs off on, so they never become a request storm).
 struct Health {
@@ -339,7 +452,8 @@ impl Health {
                     code = err.code.as_deref().unwrap_or(""),
                     error = %err,
                     "authentication failed: check the access key id and secret, the region, and the \
-                     clock (signatures are valid for 15 minutes); failing targets are backed off"
+                     clock (signatures are valid for 15 minutes); polling of this action is held, \
+                     one probe at a time with growing pauses, until a request is accepted"
                 );
             }
             self.set(id, false);
@@ -367,5 +481,59 @@ impl Health {
                 "poll failed; keeping the last known values"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn auth_gate_trips_probes_with_doubling_pauses_and_lifts_on_any_other_answer() {
+        let gate = AuthGate::default();
+        let i = Duration::from_secs(2);
+        let t0 = Instant::now();
+        // Two failures in a row, then a success: never held.
+        for ok in [false, false, true, false, false] {
+            assert_eq!(gate.check(t0), Gate::Open);
+            assert!(!gate.begin(t0));
+            gate.finish(false, !ok, t0, i);
+        }
+        // The third in a row holds the action for one interval.
+        gate.finish(false, true, t0, i);
+        assert_eq!(gate.check(t0), Gate::Wait(Some(t0 + i)));
+        // Requests already in flight failing too do not lengthen the hold.
+        gate.finish(false, true, t0, i);
+        assert_eq!(gate.check(t0 + i / 2), Gate::Wait(Some(t0 + i)));
+        // Then one probe at a time; a failed probe doubles the pause.
+        let t1 = t0 + i;
+        assert_eq!(gate.check(t1), Gate::Open);
+        assert!(gate.begin(t1));
+        assert_eq!(gate.check(t1), Gate::Wait(None));
+        assert!(!gate.begin(t1), "only one probe in flight");
+        gate.finish(true, true, t1, i);
+        assert_eq!(gate.check(t1), Gate::Wait(Some(t1 + 2 * i)));
+        let t2 = t1 + 2 * i;
+        assert!(gate.begin(t2));
+        gate.finish(true, true, t2, i);
+        assert_eq!(gate.check(t2), Gate::Wait(Some(t2 + 4 * i)));
+        // Capped at the maximum backoff.
+        let mut t = t2 + 4 * i;
+        for _ in 0..20 {
+            assert!(gate.begin(t));
+            gate.finish(true, true, t, i);
+            match gate.check(t) {
+                Gate::Wait(Some(until)) => {
+                    assert!(until - t <= crate::scheduler::MAX_BACKOFF);
+                    t = until;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // A probe answered with anything but an auth error lifts the hold.
+        assert!(gate.begin(t));
+        gate.finish(true, false, t, i);
+        assert_eq!(gate.check(t), Gate::Open);
+        assert!(!gate.begin(t));
     }
 }

@@ -44,10 +44,7 @@ fn expected_series(sim: &Simulator, task: &SimTask, target: &TargetKey) -> Metri
         k("task_duration_seconds", &[]),
         secs(state.end_ms - task.start_ms),
     );
-    m.insert(
-        k("task_stop_reason", &[("reason", state.stop_reason)]),
-        1.0,
-    );
+    m.insert(k("task_stop_reason", &[("reason", state.stop_reason)]), 1.0);
     m.insert(k("target_up", &[]), 1.0);
     match target.kind {
         Kind::Record => {
@@ -203,13 +200,12 @@ async fn lifecycle_truth_across_phases() {
     };
     assert_eq!(statuses[0], [2.0, 3.0], "record: running, then ended");
     assert_eq!(statuses[1], [2.0, 3.0], "webcast: running, then ended");
-    assert_eq!(
-        statuses[2],
-        [1.0, 4.0],
-        "record: not started, then failed"
-    );
+    assert_eq!(statuses[2], [1.0, 4.0], "record: not started, then failed");
     for p in ["active", "settling", "done"] {
-        assert!(phases_seen.contains(p), "phase {p} never seen: {phases_seen:?}");
+        assert!(
+            phases_seen.contains(p),
+            "phase {p} never seen: {phases_seen:?}"
+        );
     }
 
     // Every value equals the timeline at the end.
@@ -225,7 +221,10 @@ async fn lifecycle_truth_across_phases() {
         Some((5_368_709_123_i64 + 123_457) as f64)
     );
     assert_eq!(
-        get(&end, &tkey("record_file_duration_seconds", r, &[("file", "v0dvidb")])),
+        get(
+            &end,
+            &tkey("record_file_duration_seconds", r, &[("file", "v0dvidb")])
+        ),
         Some(4.999)
     );
     assert_eq!(
@@ -244,7 +243,10 @@ async fn lifecycle_truth_across_phases() {
         ),
         Some(1.0)
     );
-    assert_eq!(get(&end, &tkey("task_status", &targets[2].key, &[])), Some(4.0));
+    assert_eq!(
+        get(&end, &tkey("task_status", &targets[2].key, &[])),
+        Some(4.0)
+    );
     for p in ["new", "active", "settling", "expired"] {
         assert_eq!(phase(&end, "record", p), 0.0, "record {p}");
         assert_eq!(phase(&end, "webcast", p), 0.0, "webcast {p}");
@@ -277,7 +279,8 @@ async fn stops_counted_exactly_once() {
     let _shared = EXCLUSIVE.read().await;
     let now = system_time_to_ms(SystemTime::now());
     let tasks = vec![
-        SimTask::record(APP, "r", "rec-api", now - 60_000).ends(now - 30_000, stop_reason::STOP_BY_API),
+        SimTask::record(APP, "r", "rec-api", now - 60_000)
+            .ends(now - 30_000, stop_reason::STOP_BY_API),
         SimTask::record(APP, "r", "rec-idle", now - 60_000)
             .ends(now - 20_000, stop_reason::IDLE_TIME_OUT),
         SimTask::record(APP, "r", "rec-later", now - 60_000)
@@ -295,15 +298,8 @@ async fn stops_counted_exactly_once() {
     sim.add_credentials(&sim_credentials());
     sim.add_tasks(tasks);
     let sim = SimServer::start(sim).await;
-    let exporter = ExporterServer::start(settings(
-        &sim,
-        sim_credentials(),
-        targets,
-        SEC,
-        SEC,
-        10.0,
-    ))
-    .await;
+    let exporter =
+        ExporterServer::start(settings(&sim, sim_credentials(), targets, SEC, SEC, 10.0)).await;
 
     let want = [
         ("record", "StopByAPI", 2.0),
@@ -315,9 +311,12 @@ async fn stops_counted_exactly_once() {
         ("webcast", "ExceedMaxRunningTime", 0.0),
         ("webcast", "UnknownStopReason", 0.0),
     ];
-    scrape_until(&exporter, Duration::from_secs(30), "all four stops seen", |m| {
-        stops(m, "record", "StopByAPI") == 2.0
-    })
+    scrape_until(
+        &exporter,
+        Duration::from_secs(30),
+        "all four stops seen",
+        |m| stops(m, "record", "StopByAPI") == 2.0,
+    )
     .await;
     let polls_before = total_requests(&sim.sim);
     for i in 0..20 {
@@ -417,14 +416,20 @@ async fn fault_case(fault: Fault, expect: Expect) {
     let exporter = ExporterServer::start(s).await;
     let up = |m: &Metrics, t: &TargetKey| get(m, &tkey("target_up", t, &[]));
 
-    let first = scrape_until(&exporter, Duration::from_secs(20), "a first good poll", |m| {
-        up(m, &rk) == Some(1.0) && up(m, &wk) == Some(1.0)
-    })
+    let first = scrape_until(
+        &exporter,
+        Duration::from_secs(20),
+        "a first good poll",
+        |m| up(m, &rk) == Some(1.0) && up(m, &wk) == Some(1.0),
+    )
     .await;
     let before = stable(&first, &[&rk, &wk]);
     assert_eq!(get(&before, &tkey("task_status", &rk, &[])), Some(2.0));
     assert_eq!(
-        get(&before, &tkey("record_file_size_bytes", &rk, &[("file", "v0dlive")])),
+        get(
+            &before,
+            &tkey("record_file_size_bytes", &rk, &[("file", "v0dlive")])
+        ),
         Some(4_096.0)
     );
     assert_eq!(
@@ -739,4 +744,141 @@ async fn saturated_budget_with_thousands_of_targets() {
     );
     assert_eq!(failures, 0, "every request succeeded");
     sim.stop().await;
+}
+
+/// Requests (both actions) the sim logged in `[from, to)`.
+fn requests_between(sim: &Simulator, from: Instant, to: Instant) -> usize {
+    Action::ALL
+        .iter()
+        .flat_map(|a| sim.request_log(*a))
+        .filter(|t| *t >= from && *t < to)
+        .count()
+}
+
+const AUTH_TARGETS: (usize, usize) = (150, 50);
+const SESSION_TOKEN: &str = "tok-IwVb3sQz9LmN5pR7sessiontoken";
+
+/// The real binary signing with wrong credentials for 200 targets: auth errors are counted,
+/// requests fall off at once instead of storming, and the log says so once per action,
+/// never with the secret, the token or the Authorization header.
+async fn wrong_credentials(access_key: &str, secret: &str) {
+    let _shared = EXCLUSIVE.read().await;
+    let scenario = bulk_scenario(AUTH_TARGETS.0, AUTH_TARGETS.1, 1.0, 0, SystemTime::now());
+    let n_targets = scenario.targets.len();
+    let sim = Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system());
+    let sim = SimServer::start(sim).await;
+    let dir = common::scratch_dir("auth");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "api:\n  endpoint: http://127.0.0.1:{}\n  timeout: 2s\n\
+             credentials:\n  access_key_id: \"{access_key}\"\n  secret_access_key: \"{secret}\"\n  session_token: \"{SESSION_TOKEN}\"\n\
+             budget:\n  GetRecordTask: 50\n  GetWebCastTask: 50\n\
+             schedule:\n  active_interval: 1s\n  settle_interval: 1s\n{}",
+            sim.addr.port(),
+            common::targets_yaml(&scenario.targets)
+        ),
+    )
+    .expect("write the config");
+    let config_arg = format!("--config.file={}", config.display());
+    let mut child = common::ChildProcess::spawn(
+        &[
+            &config_arg,
+            "--web.listen-address=127.0.0.1:0",
+            "--log.level=debug",
+        ],
+        &[],
+    );
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+
+    // Wait for the first auth error of each action, then watch for 6 s more.
+    common::wait_until(20 * SEC, "an auth error for each action", || async {
+        Action::ALL
+            .iter()
+            .all(|a| sim.sim.request_count(*a, Outcome::AuthError) > 0)
+    })
+    .await;
+    let first = Action::ALL
+        .iter()
+        .filter_map(|a| sim.sim.request_log(*a).first().copied())
+        .min()
+        .expect("requests were logged");
+    tokio::time::sleep_until(first + 6 * SEC + SEC / 2).await;
+    let wave = requests_between(&sim.sim, first, first + SEC);
+    let after = requests_between(&sim.sim, first + SEC, first + 6 * SEC);
+    let naive = n_targets * 5;
+    eprintln!(
+        "wrong credentials (access key {access_key}): {wave} requests in the first second, \
+         {after} in the next 5 s (polling every target every active_interval: {naive})"
+    );
+
+    let (status, text) = common::http_get(&format!("http://{addr}/metrics"))
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    let m = common::parse_exposition(&text).expect("valid exposition");
+    for a in Action::ALL {
+        let counted = requests(&m, a.as_str(), Outcome::AuthError);
+        assert!(counted >= 1.0, "{a}: auth_error not counted");
+        assert_eq!(
+            counted,
+            sim.sim.request_count(a, Outcome::AuthError) as f64,
+            "{a}: every auth error counted"
+        );
+        assert_eq!(requests(&m, a.as_str(), Outcome::Success), 0.0);
+    }
+    assert!(!text.contains(secret) && !text.contains(SESSION_TOKEN));
+
+    let (exit, took) = child.terminate(10 * SEC).await;
+    assert!(exit.success(), "exit status {exit}");
+    assert!(took <= 5 * SEC, "stopping took {took:?}");
+    let logs = child.stderr();
+    let auth_lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("authentication failed"))
+        .collect();
+    assert_eq!(auth_lines.len(), 2, "one auth error per action:\n{logs}");
+    for a in Action::ALL {
+        assert_eq!(
+            auth_lines
+                .iter()
+                .filter(|l| l.contains(&format!("action={a}")))
+                .count(),
+            1,
+            "{a}: {auth_lines:?}"
+        );
+    }
+    for leak in [
+        secret,
+        SESSION_TOKEN,
+        "HMAC-SHA256",
+        "Signature=",
+        "Credential=",
+    ] {
+        assert!(!logs.contains(leak), "the log contains {leak:?}:\n{logs}");
+    }
+    assert!(
+        after * 20 < naive,
+        "{after} requests in the 5 s after the first wave; polling every target would be {naive}"
+    );
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_secret_key_no_storm_and_no_leak() {
+    wrong_credentials(
+        volc_rtc_exporter::sim::scenario::SIM_ACCESS_KEY_ID,
+        "d3JvbmctU2VjcmV0LUtleS1YeXo5ODc2NTQzMjE=",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_access_key_no_storm_and_no_leak() {
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    wrong_credentials("AKLTd3JvbmdBY2Nlc3NLZXlJZA", &secret).await;
 }

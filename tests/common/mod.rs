@@ -261,11 +261,7 @@ impl ExporterServer {
             .expect("bind the exporter on loopback");
         let addr = listener.local_addr().expect("exporter address");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(exporter::run(
-            exporter.clone(),
-            listener,
-            shutdown.clone(),
-        ));
+        let handle = tokio::spawn(exporter::run(exporter.clone(), listener, shutdown.clone()));
         ExporterServer {
             base: format!("http://{addr}"),
             exporter,
@@ -372,10 +368,205 @@ fn parser_handles_escapes_and_sorts_labels() {
         "# HELP x y\n# TYPE x gauge\nx{b=\"2\",a=\"q\\\"\\\\\\n,}\"} 1.5\nup 1\nh_bucket{le=\"+Inf\"} 3 1700000000000\n",
     )
     .expect("valid text");
-    assert_eq!(m.get(&key("x", &[("a", "q\"\\\n,}"), ("b", "2")])), Some(&1.5));
+    assert_eq!(
+        m.get(&key("x", &[("a", "q\"\\\n,}"), ("b", "2")])),
+        Some(&1.5)
+    );
     assert_eq!(m.get("up"), Some(&1.0));
     assert_eq!(m.get(&key("h_bucket", &[("le", "+Inf")])), Some(&3.0));
     assert!(parse_exposition("x{a=\"1\"} \n").is_err());
     assert!(parse_exposition("x{a=1} 2\n").is_err());
     assert!(parse_exposition("x 1\nx 2\n").is_err());
+}
+
+/// The real binary running as a child process, its stdout and stderr collected as they come.
+pub struct ChildProcess {
+    pub child: std::process::Child,
+    pub stdout: Arc<std::sync::Mutex<String>>,
+    pub stderr: Arc<std::sync::Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(
+    pipe: impl std::io::Read + Send + 'static,
+    into: Arc<std::sync::Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut reader = std::io::BufReader::new(pipe);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match reader.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => into
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push_str(&line),
+            }
+        }
+    })
+}
+
+/// The exporter binary built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_volcengine-rtc-exporter");
+
+impl ChildProcess {
+    /// Starts the binary with `args` and extra environment variables (the credential
+    /// variables are cleared first, and HOME points at an empty directory).
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> ChildProcess {
+        let home = scratch_dir("home");
+        let mut cmd = std::process::Command::new(BIN);
+        cmd.args(args)
+            .env_remove("VOLC_ACCESSKEY")
+            .env_remove("VOLC_SECRETKEY")
+            .env_remove("VOLC_SESSIONTOKEN")
+            .env_remove("RUST_LOG")
+            .env("HOME", &home)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start the exporter binary");
+        let stdout = Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            readers.push(collect(out, stdout.clone()));
+        }
+        if let Some(err) = child.stderr.take() {
+            readers.push(collect(err, stderr.clone()));
+        }
+        ChildProcess {
+            child,
+            stdout,
+            stderr,
+            readers,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Waits for `needle` in stderr (or stdout) and returns the text after it up to the end
+    /// of that word.
+    pub async fn wait_for_word_after(&mut self, needle: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            for text in [self.stderr(), self.stdout()] {
+                if let Some(pos) = text.find(needle) {
+                    let rest = &text[pos + needle.len()..];
+                    let end = rest
+                        .find(|c: char| c.is_whitespace() || c == ';')
+                        .unwrap_or(rest.len());
+                    return rest[..end].to_string();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "the exporter exited ({status}) before printing {needle:?}; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} within {within:?}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit; returns the exit status and
+    /// how long it took.
+    pub async fn terminate(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
+        let began = Instant::now();
+        let killed = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(killed.success(), "kill -TERM failed");
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for the child") {
+                for r in self.readers.drain(..) {
+                    let _ = r.join();
+                }
+                return (status, began.elapsed());
+            }
+            if began.elapsed() > within {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!(
+                    "the exporter did not stop within {within:?} of SIGTERM; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A fresh directory under the system temp dir, unique per call.
+pub fn scratch_dir(what: &str) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "volc-itest-{}-{what}-{n}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// YAML for `targets` (IDs are plain, so no quoting is needed beyond double quotes).
+pub fn targets_yaml(targets: &[Target]) -> String {
+    let mut s = String::from("targets:\n");
+    for t in targets {
+        s.push_str(&format!(
+            "  - kind: {}\n    app_id: \"{}\"\n    room_id: \"{}\"\n",
+            t.key.kind, t.key.app_id, t.key.room_id
+        ));
+        if let Some(task) = &t.key.task_id {
+            s.push_str(&format!("    task_id: \"{task}\"\n"));
+        }
+    }
+    s
+}
+
+/// Plain GET over loopback; `None` when the connection fails.
+pub async fn http_get(url: &str) -> Option<(u16, String)> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .ok()?;
+    let resp = client.get(url).send().await.ok()?;
+    let status = resp.status().as_u16();
+    Some((status, resp.text().await.ok()?))
 }
