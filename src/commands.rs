@@ -123,12 +123,14 @@ pub async fn serve(
     exporter::run(exporter, listener, shutdown).await
 }
 
-/// How `demo` schedules: short intervals, because the simulated tasks live for seconds.
+/// How `demo` schedules: short intervals, because the simulated tasks live for seconds; a
+/// retention as long as the API's 72-hour horizon, so the scenario's tasks that finished hours
+/// before the demo started are shown rather than dropped right after their first poll.
 pub fn demo_schedule() -> ScheduleSettings {
     ScheduleSettings {
         active_interval: Duration::from_secs(3),
         settle_interval: Duration::from_secs(5),
-        retention: Duration::from_secs(30 * 60),
+        retention: Duration::from_secs(72 * 3600),
     }
 }
 
