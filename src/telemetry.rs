@@ -27,7 +27,11 @@ impl Telemetry {
         let registry = Registry::new();
         let ns = "volcengine_rtc";
         let requests = IntCounterVec::new(
-            Opts::new("api_requests_total", "OpenAPI requests by action and outcome.").namespace(ns),
+            Opts::new(
+                "api_requests_total",
+                "OpenAPI requests by action and outcome.",
+            )
+            .namespace(ns),
             &["action", "outcome"],
         )
         .expect("static metric definition");
