@@ -3,7 +3,7 @@
 # volcengine-rtc-exporter: a static musl binary on a distroless, non-root base.
 #
 #   docker build -t volcengine-rtc-exporter --build-arg VOLC_EXPORTER_REVISION=$(git rev-parse --short HEAD) .
-#   docker run --rm -p 19966:19966 volcengine-rtc-exporter demo --web.listen-address=0.0.0.0:19966
+#   docker run --rm -p 19966:19966 volcengine-rtc-exporter demo --web.listen-address=:19966
 #   docker run --rm -p 19966:19966 -v $PWD/config.yaml:/etc/volcengine-rtc-exporter/config.yaml:ro \
 #     volcengine-rtc-exporter
 #
