@@ -14,6 +14,7 @@
 //!   snapshots or classified errors), [`volc::client`] (signed GETs with retries in budget).
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
 pub mod budget;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod credentials;
 pub mod model;
 pub mod render;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod telemetry;
