@@ -134,7 +134,10 @@ async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, procs: &
                 return;
             }
         }
-        assert!(Instant::now() < deadline, "{url} not ready within {within:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready within {within:?}"
+        );
         sleep(Duration::from_millis(200)).await;
     }
 }
@@ -344,16 +347,27 @@ fn filters_on_state(expr: &str) -> bool {
     false
 }
 
+/// GET and parse a JSON body, whatever the HTTP status (Prometheus explains errors in JSON).
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
 async fn prom_query(client: &reqwest::Client, base: &str, expr: &str) -> Result<usize, String> {
     let url = format!(
         "{base}/api/v1/query?query={}",
         utf8_percent_encode(expr, NON_ALPHANUMERIC)
     );
-    let resp = client.get(&url).send().await.map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body: Value = resp.json().await.map_err(|e| e.to_string())?;
-    if !status.is_success() || body["status"] != "success" {
-        return Err(format!("{status}: {}", body["error"]));
+    let body = get_json(client, &url).await?;
+    if body["status"] != "success" {
+        return Err(format!("{}: {}", body["errorType"], body["error"]));
     }
     Ok(match &body["data"]["result"] {
         Value::Array(a) => a.len(),
@@ -363,14 +377,9 @@ async fn prom_query(client: &reqwest::Client, base: &str, expr: &str) -> Result<
 }
 
 async fn metric_names(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
-    let body: Value = client
-        .get(format!("{base}/api/v1/label/__name__/values"))
-        .send()
+    let body = get_json(client, &format!("{base}/api/v1/label/__name__/values"))
         .await
-        .expect("label values")
-        .json()
-        .await
-        .expect("label values JSON");
+        .expect("metric names");
     body["data"]
         .as_array()
         .into_iter()
@@ -402,7 +411,9 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         .expect("client");
 
     // Webhook receiver.
-    let hook = TcpListener::bind("127.0.0.1:0").await.expect("bind webhook");
+    let hook = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind webhook");
     let hook_port = hook.local_addr().expect("addr").port();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let hook_task = tokio::spawn(webhook(hook, tx));
@@ -433,7 +444,14 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     );
     let mut alertmanager = Proc::spawn(
         "alertmanager",
-        &tool("ALERTMANAGER", &["/usr/bin/prometheus-alertmanager", "/usr/bin/alertmanager", "alertmanager"]),
+        &tool(
+            "ALERTMANAGER",
+            &[
+                "/usr/bin/prometheus-alertmanager",
+                "/usr/bin/alertmanager",
+                "alertmanager",
+            ],
+        ),
         &[
             format!("--config.file={}", dir.join("alertmanager.yml").display()),
             format!("--storage.path={}", dir.join("am-data").display()),
@@ -467,9 +485,27 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     );
 
     let boot = Duration::from_secs(60);
-    wait_ok(&client, &format!("{exporter_base}/-/ready"), boot, &mut [&mut exporter]).await;
-    wait_ok(&client, &format!("{am_base}/-/ready"), boot, &mut [&mut alertmanager]).await;
-    wait_ok(&client, &format!("{prom_base}/-/ready"), boot, &mut [&mut prometheus]).await;
+    wait_ok(
+        &client,
+        &format!("{exporter_base}/-/ready"),
+        boot,
+        &mut [&mut exporter],
+    )
+    .await;
+    wait_ok(
+        &client,
+        &format!("{am_base}/-/ready"),
+        boot,
+        &mut [&mut alertmanager],
+    )
+    .await;
+    wait_ok(
+        &client,
+        &format!("{prom_base}/-/ready"),
+        boot,
+        &mut [&mut prometheus],
+    )
+    .await;
 
     // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
     let started = Instant::now();
@@ -498,7 +534,8 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                 if a["labels"]["alertname"] != "VolcRtcTaskStartFailed" {
                     continue;
                 }
-                let labels: Labels = serde_json::from_value(a["labels"].clone()).unwrap_or_default();
+                let labels: Labels =
+                    serde_json::from_value(a["labels"].clone()).unwrap_or_default();
                 if let Some(k) = task_of(&labels) {
                     if let Some(seen) = first_seen.get(&k) {
                         latency.get_or_insert((k.clone(), at.saturating_duration_since(*seen)));
@@ -562,8 +599,15 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                     }
                 }
                 ("VolcRtcTaskFailed", Some(k)) => {
-                    assert_eq!(tasks.status.get(k), Some(&4.0), "TaskFailed alert for {k:?}");
-                    assert_ne!(tasks.reason.get(k).map(String::as_str), Some("StartTaskFailed"));
+                    assert_eq!(
+                        tasks.status.get(k),
+                        Some(&4.0),
+                        "TaskFailed alert for {k:?}"
+                    );
+                    assert_ne!(
+                        tasks.reason.get(k).map(String::as_str),
+                        Some("StartTaskFailed")
+                    );
                 }
                 ("VolcRtcWebcastNearMaxRunningTime", Some(k)) => {
                     assert_eq!(k.0, "webcast", "{k:?}");
@@ -576,11 +620,18 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         }
     }
     for ((name, k), sets) in &per_task {
-        assert_eq!(sets.len(), 1, "{name} for {k:?} came as {} different alerts", sets.len());
+        assert_eq!(
+            sets.len(),
+            1,
+            "{name} for {k:?} came as {} different alerts",
+            sets.len()
+        );
     }
     // The healthy endings never alert.
     for (k, reason) in &tasks.reason {
-        if matches!(reason.as_str(), "StopByAPI" | "IdleTimeOut") && tasks.status.get(k) != Some(&4.0) {
+        if matches!(reason.as_str(), "StopByAPI" | "IdleTimeOut")
+            && tasks.status.get(k) != Some(&4.0)
+        {
             assert!(
                 !per_task.keys().any(|(_, t)| t == k),
                 "an alert fired for the healthy task {k:?} ({reason})"
@@ -621,7 +672,9 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
             let mut all_state_filters = true;
             let mut any_query = false;
             for t in p["targets"].as_array().into_iter().flatten() {
-                let Some(raw) = t["expr"].as_str() else { continue };
+                let Some(raw) = t["expr"].as_str() else {
+                    continue;
+                };
                 any_query = true;
                 let expr = substitute(raw);
                 checked += 1;
@@ -638,12 +691,20 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                 all_state_filters &= filters_on_state(&expr);
             }
             if any_query && panel_fed && !all_state_filters && !panel_has_data {
-                problems.push(format!("{}: {title}: no data though the demo feeds its metrics", path.display()));
+                problems.push(format!(
+                    "{}: {title}: no data though the demo feeds its metrics",
+                    path.display()
+                ));
             }
         }
         for v in d["templating"]["list"].as_array().into_iter().flatten() {
-            let Some(q) = v["query"]["query"].as_str() else { continue };
-            let Some(inner) = q.strip_prefix("label_values(").and_then(|s| s.strip_suffix(')')) else {
+            let Some(q) = v["query"]["query"].as_str() else {
+                continue;
+            };
+            let Some(inner) = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+            else {
                 continue;
             };
             let (series_expr, _) = inner.rsplit_once(',').unwrap_or((inner, ""));
@@ -652,8 +713,13 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                 utf8_percent_encode(&substitute(series_expr), NON_ALPHANUMERIC)
             );
             checked += 1;
-            let body: Value = client.get(&url).send().await.expect("series").json().await.expect("JSON");
-            if body["status"] != "success" {
+            let body = get_json(&client, &url).await.unwrap_or_else(|e| {
+                problems.push(format!("variable {}: {e}", v["name"]));
+                Value::Null
+            });
+            if body.is_null() {
+                continue;
+            } else if body["status"] != "success" {
                 problems.push(format!("variable {}: {}", v["name"], body["error"]));
             } else if body["data"].as_array().is_some_and(|a| a.is_empty()) {
                 problems.push(format!("variable {}: no values", v["name"]));
@@ -675,7 +741,11 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         notifications.len()
     );
     println!("dashboard queries checked: {checked} ({with_data} returned data)");
-    assert!(problems.is_empty(), "dashboard queries:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "dashboard queries:\n{}",
+        problems.join("\n")
+    );
     assert!(checked > 20, "only {checked} dashboard queries found");
     assert!(alert_latency < ALERT_WITHIN);
 
