@@ -29,6 +29,32 @@ const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
 /// a loaded machine.
 const ALERT_WITHIN: Duration = Duration::from_secs(30);
 
+/// SPEC §5 metrics the demo must export within its first minute (tasks start, run, end with
+/// files, fail; requests are made), under exactly these names.
+const FED_BY_DEMO: &[&str] = &[
+    "volcengine_rtc_task_status",
+    "volcengine_rtc_task_start_timestamp_seconds",
+    "volcengine_rtc_task_end_timestamp_seconds",
+    "volcengine_rtc_task_duration_seconds",
+    "volcengine_rtc_task_stop_reason",
+    "volcengine_rtc_record_files",
+    "volcengine_rtc_record_size_bytes",
+    "volcengine_rtc_record_file_size_bytes",
+    "volcengine_rtc_record_file_duration_seconds",
+    "volcengine_rtc_webcast_max_running_time_seconds",
+    "volcengine_rtc_target_up",
+    "volcengine_rtc_target_last_success_timestamp_seconds",
+    "volcengine_rtc_task_stops_total",
+    "volcengine_rtc_targets",
+    "volcengine_rtc_api_requests_total",
+    "volcengine_rtc_api_request_duration_seconds_bucket",
+    "volcengine_rtc_api_budget_requests_per_second",
+    "volcengine_rtc_api_rate_limit_requests_per_second",
+    "volcengine_rtc_scheduler_lag_seconds",
+    "volcengine_rtc_exporter_build_info",
+    "process_start_time_seconds",
+];
+
 type Labels = BTreeMap<String, String>;
 
 /// A temporary directory removed on drop.
@@ -646,8 +672,16 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         .collect();
     assert!(alerted.contains(&alerted_task));
 
-    // Every dashboard expression evaluates; panels the demo feeds return data.
+    // The demo feeds every metric of the specification that the rules and dashboards use.
     let known = metric_names(&client, &prom_base).await;
+    let missing: Vec<&str> = FED_BY_DEMO
+        .iter()
+        .copied()
+        .filter(|m| !known.contains(*m))
+        .collect();
+    assert!(missing.is_empty(), "the demo never exported {missing:?}");
+
+    // Every dashboard expression evaluates; panels the demo feeds return data.
     let mut checked = 0;
     let mut with_data = 0;
     let mut problems = Vec::new();
