@@ -685,6 +685,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let mut checked = 0;
     let mut with_data = 0;
     let mut problems = Vec::new();
+    let mut empty = Vec::new();
     let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo.join("dashboards"))
         .expect("dashboards/")
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -717,6 +718,8 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                         if n > 0 {
                             with_data += 1;
                             panel_has_data = true;
+                        } else {
+                            empty.push(format!("{title} ({})", t["refId"].as_str().unwrap_or("?")));
                         }
                     }
                     Err(e) => problems.push(format!("{}: {title}: {e}\n  {expr}", path.display())),
@@ -774,7 +777,17 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         alerted.len(),
         notifications.len()
     );
-    println!("dashboard queries checked: {checked} ({with_data} returned data)");
+    println!(
+        "dashboard queries checked: {checked} ({with_data} returned data; empty now: {empty:?})"
+    );
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, n) in &notifications {
+        for a in n["alerts"].as_array().into_iter().flatten() {
+            let name = a["labels"]["alertname"].as_str().unwrap_or("?").to_string();
+            *names.entry(name).or_default() += 1;
+        }
+    }
+    println!("alerts received by name: {names:?}");
     assert!(
         problems.is_empty(),
         "dashboard queries:\n{}",
