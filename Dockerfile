@@ -18,8 +18,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && rustup target add "${TARGET}"
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
-COPY src ./src
+# The whole context (see .dockerignore): Cargo reads every target the manifest declares
+# (benches included) even when building only the binary.
+COPY . .
 ARG VOLC_EXPORTER_REVISION=unknown
 ENV VOLC_EXPORTER_REVISION=${VOLC_EXPORTER_REVISION}
 RUN --mount=type=cache,target=/usr/local/cargo/registry \

@@ -382,10 +382,64 @@ fn dockerfile_builds_static_and_runs_as_non_root() {
             ".dockerignore lacks {entry}"
         );
     }
-    // What the build stage copies must not be ignored.
-    for copied in ["src", "Cargo.toml", "Cargo.lock"] {
-        assert!(!ignore
-            .lines()
-            .any(|l| l.trim().trim_end_matches('/') == copied));
+    // Cargo loads every target the manifest declares: none of their files may be ignored.
+    let ignored: Vec<&str> = ignore
+        .lines()
+        .map(|l| l.trim().trim_end_matches('/'))
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    for needed in manifest_files() {
+        let top = needed.split('/').next().unwrap_or_default();
+        assert!(
+            repo(&needed).exists(),
+            "Cargo.toml names {needed}, which does not exist"
+        );
+        assert!(!ignored.contains(&top), ".dockerignore hides {needed}");
     }
+}
+
+/// Files Cargo.toml needs at build time: the manifest, the lock file, and the source of every
+/// declared target (explicit `path`, else the default place for `[[bench]]`, `[[test]]`,
+/// `[[example]]` and `[[bin]]` names).
+fn manifest_files() -> Vec<String> {
+    let manifest = read("Cargo.toml");
+    let mut out = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    let mut section = String::new();
+    let mut name: Option<String> = None;
+    let mut path: Option<String> = None;
+    let mut flush = |section: &str, name: &mut Option<String>, path: &mut Option<String>| {
+        let default_dir = match section {
+            "[[bench]]" => Some("benches"),
+            "[[test]]" => Some("tests"),
+            "[[example]]" => Some("examples"),
+            "[[bin]]" => Some("src/bin"),
+            _ => None,
+        };
+        match (path.take(), name.take(), default_dir) {
+            (Some(p), _, _) => out.push(p),
+            (None, Some(n), Some(dir)) => out.push(format!("{dir}/{n}.rs")),
+            _ => {}
+        }
+    };
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            flush(&section, &mut name, &mut path);
+            section = line.to_string();
+            continue;
+        }
+        let value = |key: &str| -> Option<String> {
+            let rest = line.strip_prefix(key)?.trim_start().strip_prefix('=')?;
+            Some(rest.trim().trim_matches('"').to_string())
+        };
+        if section.starts_with("[[") || section == "[lib]" {
+            if let Some(v) = value("name") {
+                name = Some(v);
+            }
+            if let Some(v) = value("path") {
+                path = Some(v);
+            }
+        }
+    }
+    flush(&section, &mut name, &mut path);
+    out
 }
