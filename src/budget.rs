@@ -1,20 +1,572 @@
 //! Per-action request budget: a limiter that never lets a sliding one-second window hold more
 //! request starts than the rate in force, and cuts/restores that rate on throttling.
 //!
-//! SKELETON: interface only; being implemented.
+//! One [`Limiter`] exists per action. Every request attempt, retries included, first awaits
+//! [`Limiter::acquire`], which returns at the moment the caller may send.
+//!
+//! How a start time is chosen:
+//!
+//! - **Even spacing.** Starts are scheduled on ideal slots `1/rate` apart. The next slot is
+//!   computed from the previous *ideal* slot, not from when the timer actually fired, so
+//!   late wake-ups (tokio timers have millisecond granularity and fire late, never early) do
+//!   not pile up into a lower rate. Idle time earns no credit beyond a few milliseconds, so a
+//!   quiet limiter does not burst when work arrives.
+//! - **Hard guard.** A ring of the most recent actual start times enforces the guarantee
+//!   directly: a start at `t` is allowed only if the `cap`-th most recent start is at or before
+//!   `t - 1s`, where `cap = max(1, floor(rate))`. So no half-open window `[t, t + 1s)` ever
+//!   holds more than `cap` starts. Rates below one per second are held to their spacing
+//!   (one start per `1/rate` seconds) by the slots.
+//! - **Fairness.** Waiters queue on a FIFO lock; only the head of the queue sleeps on a timer,
+//!   and it re-checks the schedule when it wakes, so a rate cut made while it slept (or
+//!   while others queued behind it) applies to it too.
+//!
+//! Throttling: [`Limiter::on_throttled`] halves the rate in force at once (at most once per
+//! second, never below a floor), and the rate is restored by a tenth of the budget for every
+//! five seconds without throttling, back to exactly the budget. The rate is a pure function of
+//! the last cut and the clock, so nothing needs a background task.
+//!
+//! All time comes from `tokio::time`, so tests run in paused time.
 
-/// One action's limiter.
+use std::collections::VecDeque;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::{sleep_until, Instant};
+
+/// The sliding window the guarantee is stated over.
+const WINDOW: Duration = Duration::from_secs(1);
+/// Throttle signals closer than this to the previous cut do not cut again (one overloaded
+/// window typically answers several requests with 429).
+const CUT_SPACING: Duration = Duration::from_secs(1);
+/// Restoration: every `RESTORE_EVERY` without throttling adds `RESTORE_STEP × budget`.
+const RESTORE_EVERY: Duration = Duration::from_secs(5);
+const RESTORE_STEP: f64 = 0.1;
+/// The floor of a cut rate is `max(1, budget × FLOOR_FRACTION)` (or the budget, if below 1).
+const FLOOR_FRACTION: f64 = 0.05;
+/// How much idle time may count as "lateness" to catch up on; keeps idle from turning into a
+/// burst while letting a slightly late wake-up keep the ideal schedule.
+const MAX_CATCH_UP: Duration = Duration::from_millis(10);
+/// Budgets are clamped into this range so that every derived duration and ring size is sane.
+const MIN_BUDGET: f64 = 0.001;
+const MAX_BUDGET: f64 = 1_000_000.0;
+
+/// One action's limiter. Share it behind an `Arc`; all methods take `&self`.
+#[derive(Debug)]
 pub struct Limiter {
     budget: f64,
+    floor: f64,
+    /// The schedule; held (across the sleep) by the waiter at the head of the queue. tokio's
+    /// mutex is fair, so waiters start in the order they called `acquire`.
+    schedule: tokio::sync::Mutex<Schedule>,
+    /// The rate-cut state; a plain mutex because it is only held for a few instructions and
+    /// `on_throttled`/`rate` are synchronous.
+    throttle: Mutex<Throttle>,
+}
+
+#[derive(Debug, Default)]
+struct Schedule {
+    /// The ideal slot of the previous start.
+    last_slot: Option<Instant>,
+    /// Actual start times within the last window, oldest first, at most `cap(budget)` long.
+    recent: VecDeque<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Throttle {
+    /// Rate set by the last throttle signal, and when; `None` while at full budget.
+    anchor: Option<(Instant, f64)>,
+    /// When the rate was last actually cut.
+    last_cut: Option<Instant>,
 }
 
 impl Limiter {
-    pub fn new(budget: f64) -> Self {
-        Limiter { budget }
+    /// A limiter for `budget` requests per second. A non-finite or non-positive budget is
+    /// clamped to a tiny positive one (the config layer rejects those before this point).
+    pub fn new(budget: f64) -> Limiter {
+        let budget = if budget.is_nan() {
+            MIN_BUDGET
+        } else {
+            budget.clamp(MIN_BUDGET, MAX_BUDGET)
+        };
+        let floor = if budget < 1.0 {
+            budget
+        } else {
+            (budget * FLOOR_FRACTION).max(1.0)
+        };
+        Limiter {
+            budget,
+            floor,
+            schedule: tokio::sync::Mutex::new(Schedule::default()),
+            throttle: Mutex::new(Throttle::default()),
+        }
     }
 
     /// The configured budget (requests per second).
     pub fn budget(&self) -> f64 {
         self.budget
+    }
+
+    /// The lowest rate throttling can cut to.
+    pub fn floor(&self) -> f64 {
+        self.floor
+    }
+
+    /// The rate in force now (requests per second): the budget, or less after throttling.
+    pub fn rate(&self) -> f64 {
+        self.rate_at(Instant::now())
+    }
+
+    /// Waits until a request started now keeps every sliding one-second window within the
+    /// rate in force, records the start, and returns; the caller sends at once. Waiters are
+    /// served in arrival order. Dropping the future before it completes records nothing.
+    pub async fn acquire(&self) {
+        let mut schedule = self.schedule.lock().await;
+        loop {
+            let now = Instant::now();
+            let rate = self.rate_at(now);
+            let earliest = schedule.earliest(rate);
+            match earliest {
+                Some(at) if at > now => sleep_until(at).await,
+                _ => {
+                    // The ideal slot of this start: the scheduled one if it is recent (we
+                    // woke late, or the previous start did), else now (we were idle).
+                    let slot = match earliest {
+                        Some(at) => {
+                            let catch_up = MAX_CATCH_UP.min(spacing(rate));
+                            at.max(now.checked_sub(catch_up).unwrap_or(now))
+                        }
+                        None => now,
+                    };
+                    schedule.record(now, slot, cap(self.budget));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Reports that the API throttled a request (HTTP 429 or `FlowLimitExceeded`): halves the
+    /// rate in force at once (applies to waiters already queued), unless it was already cut in
+    /// the last second, and restarts the restoration clock.
+    pub fn on_throttled(&self) {
+        let now = Instant::now();
+        let mut throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut rate = rate_at(&throttle, self.budget, now);
+        let may_cut = match throttle.last_cut {
+            None => true,
+            Some(at) => now.saturating_duration_since(at) >= CUT_SPACING,
+        };
+        if may_cut {
+            rate = (rate / 2.0).max(self.floor);
+            throttle.last_cut = Some(now);
+        }
+        throttle.anchor = Some((now, rate));
+    }
+
+    fn rate_at(&self, now: Instant) -> f64 {
+        let throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
+        rate_at(&throttle, self.budget, now)
+    }
+}
+
+/// The rate in force at `now` given the last throttle anchor: the cut rate plus one restore
+/// step per full `RESTORE_EVERY` since, capped at the budget.
+fn rate_at(throttle: &Throttle, budget: f64, now: Instant) -> f64 {
+    match throttle.anchor {
+        None => budget,
+        Some((at, cut)) => {
+            let steps = (now.saturating_duration_since(at).as_secs_f64()
+                / RESTORE_EVERY.as_secs_f64())
+            .floor();
+            // Rounded to a millionth so that sums of steps land exactly on round rates.
+            let rate = ((cut + steps * RESTORE_STEP * budget) * 1e6).round() / 1e6;
+            rate.min(budget)
+        }
+    }
+}
+
+/// Starts allowed per window at `rate`: `floor(rate)`, at least one. The small epsilon keeps a
+/// rate like 29.999999999 (from repeated halving and restoring) at 30.
+fn cap(rate: f64) -> usize {
+    // `rate` is clamped to [MIN_BUDGET, MAX_BUDGET], so the cast cannot overflow.
+    ((rate + 1e-9).floor() as usize).max(1)
+}
+
+/// Ideal distance between two starts at `rate`.
+fn spacing(rate: f64) -> Duration {
+    Duration::from_secs_f64(1.0 / rate)
+}
+
+impl Schedule {
+    /// The earliest start allowed at `rate`, or `None` if any time is fine.
+    fn earliest(&self, rate: f64) -> Option<Instant> {
+        let by_spacing = self.last_slot.map(|slot| slot + spacing(rate));
+        let cap = cap(rate);
+        let by_window = self
+            .recent
+            .len()
+            .checked_sub(cap)
+            .and_then(|i| self.recent.get(i))
+            .map(|&start| start + WINDOW);
+        by_spacing.max(by_window)
+    }
+
+    fn record(&mut self, now: Instant, slot: Instant, max_cap: usize) {
+        self.last_slot = Some(slot);
+        while self
+            .recent
+            .front()
+            .is_some_and(|&start| start + WINDOW <= now)
+        {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= max_cap {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(now);
+    }
+}
+
+/// The most starts any half-open window `[t, t + window)` holds, for `starts` sorted in
+/// ascending order. Used by tests and benchmarks to check the guarantee.
+pub fn max_starts_in_window(starts: &[Instant], window: Duration) -> usize {
+    let mut best = 0;
+    let mut first = 0;
+    for (last, &end) in starts.iter().enumerate() {
+        while starts
+            .get(first)
+            .is_some_and(|&start| end.saturating_duration_since(start) >= window)
+        {
+            first += 1;
+        }
+        best = best.max(last + 1 - first);
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// Something done to the limiter at an offset from the start of a run.
+    type Event = (Duration, fn(&Limiter));
+
+    /// Runs `waiters` tasks that acquire in a loop until `run_for` has passed, applying
+    /// each event at its offset; returns every start, sorted.
+    async fn saturate(
+        limiter: Arc<Limiter>,
+        waiters: usize,
+        run_for: Duration,
+        events: Vec<Event>,
+    ) -> Vec<Instant> {
+        let t0 = Instant::now();
+        let end = t0 + run_for;
+        let starts = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for _ in 0..waiters {
+            let limiter = limiter.clone();
+            let starts = starts.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    limiter.acquire().await;
+                    let now = Instant::now();
+                    if now >= end {
+                        return;
+                    }
+                    starts.lock().unwrap().push(now);
+                }
+            }));
+        }
+        for (at, event) in events {
+            sleep_until(t0 + at).await;
+            event(&limiter);
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let mut starts = std::mem::take(&mut *starts.lock().unwrap());
+        starts.sort();
+        starts
+    }
+
+    fn achieved(starts: &[Instant], from: Instant, to: Instant) -> f64 {
+        let n = starts.iter().filter(|&&s| s >= from && s < to).count();
+        n as f64 / (to - from).as_secs_f64()
+    }
+
+    /// The most starts in any window that ends at (contains as its newest start) a start at or
+    /// after `from`: what the rate in force since `from` must bound.
+    fn worst_window_ending_after(starts: &[Instant], from: Instant) -> usize {
+        starts
+            .iter()
+            .enumerate()
+            .filter(|(_, &s)| s >= from)
+            .map(|(i, &s)| starts[..=i].iter().filter(|&&p| p + WINDOW > s).count())
+            .max()
+            .unwrap_or(0)
+    }
+
+    async fn check_saturated(budget: f64, waiters: usize) {
+        let limiter = Arc::new(Limiter::new(budget));
+        let t0 = Instant::now();
+        let secs = 20;
+        let starts = saturate(limiter, waiters, Duration::from_secs(secs), vec![]).await;
+        let worst = max_starts_in_window(&starts, WINDOW);
+        let rate = achieved(&starts, t0, t0 + Duration::from_secs(secs));
+        println!(
+            "budget {budget}/s, {waiters} waiters, {secs} s: {} starts, worst one-second window \
+             {worst}, achieved {rate:.2}/s",
+            starts.len()
+        );
+        assert!(worst as f64 <= budget, "worst window {worst} > {budget}");
+        assert!(rate >= 0.95 * budget, "achieved {rate} < 95% of {budget}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_60_is_never_exceeded_and_fully_used() {
+        check_saturated(60.0, 200).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_1_is_never_exceeded_and_fully_used() {
+        check_saturated(1.0, 5).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn budget_500_is_never_exceeded_and_fully_used() {
+        check_saturated(500.0, 50).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fractional_budget_above_one_caps_windows_at_its_floor() {
+        let limiter = Arc::new(Limiter::new(7.5));
+        let starts = saturate(limiter, 10, Duration::from_secs(20), vec![]).await;
+        let worst = max_starts_in_window(&starts, WINDOW);
+        println!("budget 7.5/s: worst one-second window {worst}");
+        assert!(worst <= 7);
+        assert!(starts.len() >= 133, "{} starts", starts.len()); // 95 % of 7 × 20
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fractional_budget_below_one_spaces_starts() {
+        let limiter = Arc::new(Limiter::new(0.5));
+        let starts = saturate(limiter, 3, Duration::from_secs(20), vec![]).await;
+        println!(
+            "budget 0.5/s: worst one-second window {}, {} starts in 20 s",
+            max_starts_in_window(&starts, WINDOW),
+            starts.len()
+        );
+        assert_eq!(max_starts_in_window(&starts, Duration::from_secs(2)), 1);
+        assert_eq!(starts.len(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_limiter_starts_at_once_without_a_burst_after() {
+        let limiter = Limiter::new(10.0);
+        let t0 = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(Instant::now(), t0);
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let t1 = Instant::now();
+        limiter.acquire().await;
+        assert_eq!(Instant::now(), t1, "idle limiter made the caller wait");
+        limiter.acquire().await;
+        // At most MAX_CATCH_UP of the idle time counts: the next start is ~90 ms later.
+        let gap = Instant::now() - t1;
+        assert!(gap >= Duration::from_millis(90), "gap {gap:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiters_are_served_in_arrival_order() {
+        let limiter = Arc::new(Limiter::new(1.0));
+        let order = Arc::new(Mutex::new(Vec::new()));
+        limiter.acquire().await; // the next start is a second away: everyone queues
+        let mut tasks = Vec::new();
+        for i in 0..10 {
+            let limiter = limiter.clone();
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                limiter.acquire().await;
+                order.lock().unwrap().push(i);
+            }));
+            // Let task i reach the queue before task i + 1 is spawned.
+            tokio::task::yield_now().await;
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), (0..10).collect::<Vec<_>>());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_acquire_records_nothing() {
+        let limiter = Limiter::new(1.0);
+        let t0 = Instant::now();
+        limiter.acquire().await;
+        let timed_out = tokio::time::timeout(Duration::from_millis(100), limiter.acquire()).await;
+        assert!(timed_out.is_err());
+        limiter.acquire().await;
+        assert_eq!(Instant::now(), t0 + Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_the_rate_at_once_even_for_queued_waiters() {
+        let limiter = Arc::new(Limiter::new(60.0));
+        let t0 = Instant::now();
+        let cut_at = t0 + Duration::from_secs(5);
+        let starts = saturate(
+            limiter.clone(),
+            100,
+            Duration::from_secs(9),
+            vec![
+                (Duration::from_secs(5), |l: &Limiter| {
+                    l.on_throttled();
+                    assert_eq!(l.rate(), 30.0);
+                }),
+                (Duration::from_millis(8900), |l: &Limiter| {
+                    assert_eq!(l.rate(), 30.0, "restored before 5 s without throttling");
+                }),
+            ],
+        )
+        .await;
+        let worst_all = max_starts_in_window(&starts, WINDOW);
+        let worst_after = worst_window_ending_after(&starts, cut_at);
+        let after = achieved(
+            &starts,
+            cut_at + Duration::from_secs(1),
+            t0 + Duration::from_secs(9),
+        );
+        println!("throttled 60 -> 30: worst window {worst_all} overall, {worst_after} ending after the cut, achieved {after:.2}/s after");
+        assert!(worst_all <= 60);
+        assert!(
+            worst_after <= 30,
+            "window ending after the cut holds {worst_after}"
+        );
+        // The restore step at +5 s is not reached before the run ends.
+        assert!(
+            (28.5..=30.0).contains(&after),
+            "achieved {after}/s after the cut"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_429s_cuts_once() {
+        let limiter = Limiter::new(60.0);
+        for _ in 0..20 {
+            limiter.on_throttled();
+            tokio::time::advance(Duration::from_millis(40)).await;
+        }
+        assert_eq!(limiter.rate(), 30.0);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        limiter.on_throttled();
+        assert_eq!(limiter.rate(), 15.0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn repeated_bursts_stop_at_the_floor() {
+        let limiter = Limiter::new(60.0);
+        for _ in 0..50 {
+            for _ in 0..5 {
+                limiter.on_throttled();
+            }
+            assert!(limiter.rate() >= 3.0);
+            tokio::time::advance(Duration::from_millis(1100)).await;
+        }
+        assert_eq!(limiter.floor(), 3.0);
+        assert_eq!(limiter.rate(), 3.0);
+
+        let small = Limiter::new(10.0);
+        let tiny = Limiter::new(0.5);
+        for _ in 0..10 {
+            small.on_throttled();
+            tiny.on_throttled();
+            tokio::time::advance(Duration::from_secs(2)).await;
+        }
+        assert_eq!(small.rate(), 1.0);
+        assert_eq!(tiny.rate(), 0.5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_is_restored_gradually_to_exactly_the_budget() {
+        let limiter = Limiter::new(60.0);
+        limiter.on_throttled();
+        assert_eq!(limiter.rate(), 30.0);
+        let mut seen = vec![limiter.rate()];
+        for _ in 0..10 {
+            tokio::time::advance(Duration::from_millis(4999)).await;
+            assert_eq!(limiter.rate(), *seen.last().unwrap(), "restored early");
+            tokio::time::advance(Duration::from_millis(1)).await;
+            seen.push(limiter.rate());
+        }
+        assert_eq!(
+            seen,
+            [30.0, 36.0, 42.0, 48.0, 54.0, 60.0, 60.0, 60.0, 60.0, 60.0, 60.0]
+        );
+        // From deep down too: several cuts, then back to exactly the budget.
+        for _ in 0..6 {
+            limiter.on_throttled();
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        assert_eq!(limiter.rate(), limiter.floor());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert_eq!(limiter.rate(), limiter.budget());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cut_then_restore_keeps_every_window_within_the_budget() {
+        let limiter = Arc::new(Limiter::new(60.0));
+        let t0 = Instant::now();
+        let starts = saturate(
+            limiter.clone(),
+            100,
+            Duration::from_secs(40),
+            vec![
+                (Duration::from_secs(3), |l: &Limiter| l.on_throttled()),
+                (Duration::from_secs(5), |l: &Limiter| l.on_throttled()),
+                (Duration::from_secs(32), |l: &Limiter| {
+                    assert_eq!(l.rate(), 45.0)
+                }),
+                (Duration::from_secs(39), |l: &Limiter| {
+                    assert_eq!(l.rate(), 51.0)
+                }),
+            ],
+        )
+        .await;
+        let worst = max_starts_in_window(&starts, WINDOW);
+        // Cut to 30 at 3 s, to 15 at 5 s; then +6 every 5 s: 45 over 30..35 s, 51 over 35..40 s.
+        let late = achieved(
+            &starts,
+            t0 + Duration::from_secs(31),
+            t0 + Duration::from_secs(35),
+        );
+        println!(
+            "cut and restore: worst window {worst}, achieved {late:.2}/s at 31..35 s (rate 45)"
+        );
+        assert!(worst <= 60);
+        assert!((0.95 * 45.0..=45.0).contains(&late), "{late}");
+    }
+
+    #[test]
+    fn max_starts_in_window_is_half_open() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert_eq!(max_starts_in_window(&[], WINDOW), 0);
+        assert_eq!(max_starts_in_window(&[at(0)], WINDOW), 1);
+        assert_eq!(max_starts_in_window(&[at(0), at(1000)], WINDOW), 1);
+        assert_eq!(max_starts_in_window(&[at(0), at(999)], WINDOW), 2);
+        assert_eq!(
+            max_starts_in_window(
+                &[at(0), at(500), at(900), at(1400), at(1500), at(1501)],
+                WINDOW
+            ),
+            4
+        );
+    }
+
+    #[test]
+    fn odd_budgets_are_clamped() {
+        assert_eq!(Limiter::new(f64::NAN).budget(), MIN_BUDGET);
+        assert_eq!(Limiter::new(-3.0).budget(), MIN_BUDGET);
+        assert_eq!(Limiter::new(f64::INFINITY).budget(), MAX_BUDGET);
     }
 }

@@ -1,8 +1,16 @@
 //! Credentials: the access key pair (plus optional STS session token) and the chain that finds
 //! them — config `*_file` keys, inline keys, `VOLC_ACCESSKEY`/`VOLC_SECRETKEY`, then
 //! `~/.volc/credentials`. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
+//!
+//! The chain reads the environment only through [`Environment`], so tests pass a [`MapEnv`]
+//! instead of touching the process. The first source that is configured at all wins: a
+//! configured but broken source (half a pair, an unreadable file) is an error, never a silent
+//! fall-through to the next one. No message ever contains a secret or a token.
 
+use std::collections::BTreeMap;
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// A secret string: readable only through [`Secret::expose`]; `Debug` and `Display` redact.
 #[derive(Clone, PartialEq, Eq)]
@@ -38,4 +46,677 @@ pub struct Credentials {
     pub secret_access_key: Secret,
     /// STS token, sent (and signed) as `X-Security-Token`.
     pub session_token: Option<Secret>,
+}
+
+impl Credentials {
+    /// The access key id with its middle hidden, e.g. `AKLT****1234`: at most a third of it
+    /// (and at most 4 characters at each end) stays visible.
+    pub fn masked_access_key_id(&self) -> String {
+        let chars: Vec<char> = self.access_key_id.chars().collect();
+        let keep = (chars.len() / 6).min(4);
+        let head: String = chars.iter().take(keep).collect();
+        let tail: String = chars[chars.len() - keep..].iter().collect();
+        format!("{head}****{tail}")
+    }
+}
+
+/// Where the credentials came from (for `check`; never the secret itself).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CredentialSource {
+    /// The config's `access_key_id_file` / `secret_access_key_file`.
+    Files,
+    /// The config's inline `access_key_id` / `secret_access_key`.
+    Inline,
+    /// `VOLC_ACCESSKEY` / `VOLC_SECRETKEY`.
+    Environment,
+    /// The shared credentials file at this path.
+    SharedFile(PathBuf),
+}
+
+impl fmt::Display for CredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CredentialSource::Files => {
+                f.write_str("files named by credentials.access_key_id_file/secret_access_key_file")
+            }
+            CredentialSource::Inline => f.write_str("inline credentials in the config file"),
+            CredentialSource::Environment => {
+                write!(f, "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY}")
+            }
+            CredentialSource::SharedFile(p) => write!(f, "shared file {}", p.display()),
+        }
+    }
+}
+
+/// The access key id variable the vendor's SDKs read.
+pub const ENV_ACCESS_KEY: &str = "VOLC_ACCESSKEY";
+/// The secret access key variable the vendor's SDKs read.
+pub const ENV_SECRET_KEY: &str = "VOLC_SECRETKEY";
+/// Optional STS session token, read along with the pair from the environment.
+pub const ENV_SESSION_TOKEN: &str = "VOLC_SESSIONTOKEN";
+/// The shared credentials file, relative to the home directory.
+pub const SHARED_FILE: &str = ".volc/credentials";
+
+/// The process environment as the credential chain sees it.
+pub trait Environment {
+    /// A variable's value; `None` when unset or not Unicode.
+    fn var(&self, name: &str) -> Option<String>;
+    /// The user's home directory, where `.volc/credentials` lives.
+    fn home_dir(&self) -> Option<PathBuf>;
+}
+
+/// The real process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Environment for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn home_dir(&self) -> Option<PathBuf> {
+        let var = if cfg!(windows) { "USERPROFILE" } else { "HOME" };
+        std::env::var_os(var)
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+    }
+}
+
+/// An environment made of a map and an optional home directory, for tests and embedding.
+/// Its `Debug` lists variable names only.
+#[derive(Clone, Default)]
+pub struct MapEnv {
+    vars: BTreeMap<String, String>,
+    home: Option<PathBuf>,
+}
+
+impl MapEnv {
+    /// No variables, no home directory.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.vars.insert(name.into(), value.into());
+        self
+    }
+
+    pub fn with_home(mut self, home: impl Into<PathBuf>) -> Self {
+        self.home = Some(home.into());
+        self
+    }
+}
+
+impl fmt::Debug for MapEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MapEnv")
+            .field("vars", &self.vars.keys().collect::<Vec<_>>())
+            .field("home", &self.home)
+            .finish()
+    }
+}
+
+impl Environment for MapEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.vars.get(name).cloned()
+    }
+
+    fn home_dir(&self) -> Option<PathBuf> {
+        self.home.clone()
+    }
+}
+
+/// The `credentials:` section of the config, file paths already resolved.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialConfig {
+    pub access_key_id_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<PathBuf>,
+    pub session_token_file: Option<PathBuf>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+}
+
+/// Why the chain found no usable credentials. Messages name the key, variable or file
+/// concerned and the fix; they never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("`credentials.{given}` is set but `credentials.{missing}` is not; set both, or remove `{given}`")]
+    HalfConfigured {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error(
+        "environment variable {given} is set but {missing} is not; export both, or unset {given}"
+    )]
+    HalfEnvironment {
+        given: &'static str,
+        missing: &'static str,
+    },
+    #[error("cannot read the file {} named by `credentials.{key}`: {error}", path.display())]
+    Unreadable {
+        key: &'static str,
+        path: PathBuf,
+        error: io::Error,
+    },
+    #[error("{what} is empty; put the value there")]
+    Empty {
+        key: Option<&'static str>,
+        what: String,
+    },
+    #[error("{what} contains spaces or control characters; it must be a single token")]
+    Malformed {
+        key: Option<&'static str>,
+        what: String,
+    },
+    #[error("`credentials.{key}` is set but the config names no access key pair (`access_key_id_file`/`secret_access_key_file` or `access_key_id`/`secret_access_key`); a session token is only used with them")]
+    TokenWithoutPair { key: &'static str },
+    #[error("cannot read the shared credentials file {}: {error}", path.display())]
+    SharedUnreadable { path: PathBuf, error: io::Error },
+    #[error("the shared credentials file {} {problem}", path.display())]
+    SharedInvalid { path: PathBuf, problem: String },
+    #[error("no credentials found; searched: {}. Fix: set `credentials.access_key_id_file` and `credentials.secret_access_key_file` in the config, or export {ENV_ACCESS_KEY} and {ENV_SECRET_KEY}, or write `access_key_id` and `secret_access_key` under `[default]` in ~/{SHARED_FILE}", searched.join("; "))]
+    NotFound { searched: Vec<String> },
+}
+
+impl CredentialError {
+    /// The `credentials.` key this error is about, to point at its line in the config.
+    pub fn config_key(&self) -> Option<&'static str> {
+        match self {
+            CredentialError::HalfConfigured { given, .. } => Some(given),
+            CredentialError::Unreadable { key, .. } => Some(key),
+            CredentialError::Empty { key, .. } | CredentialError::Malformed { key, .. } => *key,
+            CredentialError::TokenWithoutPair { key } => Some(key),
+            _ => None,
+        }
+    }
+}
+
+/// A value as found, with how to name it in messages and the config key it came from.
+struct Found {
+    value: String,
+    what: String,
+    key: Option<&'static str>,
+}
+
+fn read_file(key: &'static str, path: &Path) -> Result<Found, CredentialError> {
+    let value = std::fs::read_to_string(path).map_err(|error| CredentialError::Unreadable {
+        key,
+        path: path.to_owned(),
+        error,
+    })?;
+    Ok(Found {
+        value,
+        what: format!("the file {} (`credentials.{key}`)", path.display()),
+        key: Some(key),
+    })
+}
+
+fn inline(key: &'static str, value: &str) -> Found {
+    Found {
+        value: value.to_owned(),
+        what: format!("`credentials.{key}`"),
+        key: Some(key),
+    }
+}
+
+fn from_env(name: &'static str, value: String) -> Found {
+    Found {
+        value,
+        what: format!("environment variable {name}"),
+        key: None,
+    }
+}
+
+/// Trims the value and checks it is one non-empty token.
+fn token(found: Found) -> Result<String, CredentialError> {
+    let value = found.value.trim();
+    if value.is_empty() {
+        return Err(CredentialError::Empty {
+            key: found.key,
+            what: found.what,
+        });
+    }
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(CredentialError::Malformed {
+            key: found.key,
+            what: found.what,
+        });
+    }
+    Ok(value.to_owned())
+}
+
+/// Builds credentials from found values, collecting every problem.
+fn assemble(
+    ak: Result<Found, CredentialError>,
+    sk: Result<Found, CredentialError>,
+    session: Option<Result<Found, CredentialError>>,
+) -> Result<Credentials, Vec<CredentialError>> {
+    let mut errors = Vec::new();
+    let mut check = |r: Result<Found, CredentialError>| match r.and_then(token) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let ak = check(ak);
+    let sk = check(sk);
+    let session = session.map(&mut check);
+    match (ak, sk, session) {
+        (Some(access_key_id), Some(sk), None) => Ok(Credentials {
+            access_key_id,
+            secret_access_key: Secret::new(sk),
+            session_token: None,
+        }),
+        (Some(access_key_id), Some(sk), Some(Some(t))) => Ok(Credentials {
+            access_key_id,
+            secret_access_key: Secret::new(sk),
+            session_token: Some(Secret::new(t)),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// Finds the credentials: the first configured source wins (see the module doc).
+pub fn resolve(
+    cfg: &CredentialConfig,
+    env: &dyn Environment,
+) -> Result<(Credentials, CredentialSource), Vec<CredentialError>> {
+    // The session token configured in the file goes with a pair configured in the file.
+    let config_token = match (&cfg.session_token_file, &cfg.session_token) {
+        (Some(path), _) => Some(("session_token_file", read_file("session_token_file", path))),
+        (None, Some(t)) => Some(("session_token", Ok(inline("session_token", t.expose())))),
+        (None, None) => None,
+    };
+
+    // 1. Files named in the config.
+    match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
+        (Some(ak), Some(sk)) => {
+            let ak = read_file("access_key_id_file", ak);
+            let sk = read_file("secret_access_key_file", sk);
+            return assemble(ak, sk, config_token.map(|(_, t)| t))
+                .map(|c| (c, CredentialSource::Files));
+        }
+        (Some(_), None) => {
+            return Err(vec![CredentialError::HalfConfigured {
+                given: "access_key_id_file",
+                missing: "secret_access_key_file",
+            }])
+        }
+        (None, Some(_)) => {
+            return Err(vec![CredentialError::HalfConfigured {
+                given: "secret_access_key_file",
+                missing: "access_key_id_file",
+            }])
+        }
+        (None, None) => {}
+    }
+
+    // 2. Inline keys.
+    match (&cfg.access_key_id, &cfg.secret_access_key) {
+        (Some(ak), Some(sk)) => {
+            let ak = Ok(inline("access_key_id", ak));
+            let sk = Ok(inline("secret_access_key", sk.expose()));
+            return assemble(ak, sk, config_token.map(|(_, t)| t))
+                .map(|c| (c, CredentialSource::Inline));
+        }
+        (Some(_), None) => {
+            return Err(vec![CredentialError::HalfConfigured {
+                given: "access_key_id",
+                missing: "secret_access_key",
+            }])
+        }
+        (None, Some(_)) => {
+            return Err(vec![CredentialError::HalfConfigured {
+                given: "secret_access_key",
+                missing: "access_key_id",
+            }])
+        }
+        (None, None) => {}
+    }
+    if let Some((key, _)) = config_token {
+        return Err(vec![CredentialError::TokenWithoutPair { key }]);
+    }
+
+    let mut searched = vec![
+        "config keys credentials.access_key_id_file/secret_access_key_file (not set)".to_owned(),
+        "config keys credentials.access_key_id/secret_access_key (not set)".to_owned(),
+    ];
+
+    // 3. The environment (empty counts as unset).
+    let var = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
+    match (var(ENV_ACCESS_KEY), var(ENV_SECRET_KEY)) {
+        (Some(ak), Some(sk)) => {
+            let session = var(ENV_SESSION_TOKEN).map(|t| Ok(from_env(ENV_SESSION_TOKEN, t)));
+            return assemble(
+                Ok(from_env(ENV_ACCESS_KEY, ak)),
+                Ok(from_env(ENV_SECRET_KEY, sk)),
+                session,
+            )
+            .map(|c| (c, CredentialSource::Environment));
+        }
+        (Some(_), None) => {
+            return Err(vec![CredentialError::HalfEnvironment {
+                given: ENV_ACCESS_KEY,
+                missing: ENV_SECRET_KEY,
+            }])
+        }
+        (None, Some(_)) => {
+            return Err(vec![CredentialError::HalfEnvironment {
+                given: ENV_SECRET_KEY,
+                missing: ENV_ACCESS_KEY,
+            }])
+        }
+        (None, None) => searched.push(format!(
+            "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} (not set)"
+        )),
+    }
+
+    // 4. The shared file.
+    match env.home_dir() {
+        None => searched.push(format!("~/{SHARED_FILE} (home directory unknown)")),
+        Some(home) => {
+            let path = home.join(SHARED_FILE);
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    return shared_file(&path, &bytes)
+                        .map(|c| (c, CredentialSource::SharedFile(path)))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    searched.push(format!("{} (not found)", path.display()))
+                }
+                Err(error) => return Err(vec![CredentialError::SharedUnreadable { path, error }]),
+            }
+        }
+    }
+    Err(vec![CredentialError::NotFound { searched }])
+}
+
+/// Reads `[default]` from the INI text of the shared credentials file.
+fn shared_file(path: &Path, bytes: &[u8]) -> Result<Credentials, Vec<CredentialError>> {
+    let invalid = |problem: String| {
+        vec![CredentialError::SharedInvalid {
+            path: path.to_owned(),
+            problem,
+        }]
+    };
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Err(invalid("is not valid UTF-8 text".into()));
+    };
+    let mut section: Option<&str> = None;
+    let mut seen_default = false;
+    let mut keys: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = Some(name.trim());
+            seen_default |= section == Some("default");
+            continue;
+        }
+        if section != Some("default") {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            keys.entry(k.trim()).or_insert(v.trim());
+        }
+    }
+    if !seen_default {
+        return Err(invalid(
+            "has no [default] section; add one with `access_key_id = ...` and `secret_access_key = ...`".into(),
+        ));
+    }
+    let what = |key: &str| format!("`{key}` in [default] of {}", path.display());
+    let get = |key: &'static str| match keys.get(key) {
+        Some(v) => Ok(Found {
+            value: (*v).to_owned(),
+            what: what(key),
+            key: None,
+        }),
+        None => Err(CredentialError::SharedInvalid {
+            path: path.to_owned(),
+            problem: format!("has no `{key}` in its [default] section; add `{key} = ...`"),
+        }),
+    };
+    let session = keys
+        .contains_key("session_token")
+        .then(|| get("session_token"));
+    assemble(get("access_key_id"), get("secret_access_key"), session)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const AK: &str = "AKLTexampleaccesskeyid1234";
+    const SK: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("volc-cred-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn messages(errs: &[CredentialError]) -> String {
+        errs.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn masks_access_key_id() {
+        let c = Credentials {
+            access_key_id: AK.into(),
+            secret_access_key: Secret::new(SK),
+            session_token: None,
+        };
+        assert_eq!(c.masked_access_key_id(), "AKLT****1234");
+        let short = Credentials {
+            access_key_id: "AK1".into(),
+            ..c.clone()
+        };
+        assert_eq!(short.masked_access_key_id(), "****");
+        assert_eq!(format!("{:?}", c.secret_access_key), "Secret(<redacted>)");
+        assert!(!format!("{c:?}").contains(SK));
+    }
+
+    #[test]
+    fn chain_order_files_then_inline_then_env_then_shared_file() {
+        let dir = temp_dir("order");
+        std::fs::write(dir.join("ak"), "AKLTfromfile0000\n").unwrap();
+        std::fs::write(dir.join("sk"), "  secretfromfile \n").unwrap();
+        std::fs::create_dir_all(dir.join(".volc")).unwrap();
+        std::fs::write(
+            dir.join(".volc/credentials"),
+            "[other]\naccess_key_id = nope\n[default]\n; comment\naccess_key_id = AKLTshared0000\nsecret_access_key = sharedsecret\n",
+        )
+        .unwrap();
+        let env = MapEnv::new()
+            .with_var(ENV_ACCESS_KEY, "AKLTenv0000")
+            .with_var(ENV_SECRET_KEY, "envsecret")
+            .with_home(&dir);
+        let mut cfg = CredentialConfig {
+            access_key_id_file: Some(dir.join("ak")),
+            secret_access_key_file: Some(dir.join("sk")),
+            access_key_id: Some("AKLTinline0000".into()),
+            secret_access_key: Some(Secret::new("inlinesecret")),
+            ..Default::default()
+        };
+
+        let (c, src) = resolve(&cfg, &env).unwrap();
+        assert_eq!(src, CredentialSource::Files);
+        assert_eq!(c.access_key_id, "AKLTfromfile0000");
+        assert_eq!(c.secret_access_key.expose(), "secretfromfile");
+
+        cfg.access_key_id_file = None;
+        cfg.secret_access_key_file = None;
+        let (c, src) = resolve(&cfg, &env).unwrap();
+        assert_eq!(src, CredentialSource::Inline);
+        assert_eq!(c.access_key_id, "AKLTinline0000");
+
+        cfg.access_key_id = None;
+        cfg.secret_access_key = None;
+        let (c, src) = resolve(&cfg, &env).unwrap();
+        assert_eq!(src, CredentialSource::Environment);
+        assert_eq!(c.access_key_id, "AKLTenv0000");
+        assert_eq!(c.secret_access_key.expose(), "envsecret");
+        assert!(c.session_token.is_none());
+
+        let env = MapEnv::new().with_home(&dir);
+        let (c, src) = resolve(&cfg, &env).unwrap();
+        assert_eq!(
+            src,
+            CredentialSource::SharedFile(dir.join(".volc/credentials"))
+        );
+        assert_eq!(c.access_key_id, "AKLTshared0000");
+        assert_eq!(c.secret_access_key.expose(), "sharedsecret");
+
+        let errs = resolve(&cfg, &MapEnv::new().with_home(dir.join("nohome"))).unwrap_err();
+        let msg = messages(&errs);
+        assert!(msg.starts_with("no credentials found; searched:"), "{msg}");
+        assert!(
+            msg.contains("nohome/.volc/credentials (not found)"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("VOLC_ACCESSKEY/VOLC_SECRETKEY (not set)"),
+            "{msg}"
+        );
+        let errs = resolve(&cfg, &MapEnv::new()).unwrap_err();
+        assert!(messages(&errs).contains("home directory unknown"));
+    }
+
+    #[test]
+    fn session_tokens_from_each_source() {
+        let dir = temp_dir("token");
+        std::fs::write(dir.join("tok"), "tokenfromfile\n").unwrap();
+        let cfg = CredentialConfig {
+            access_key_id: Some(AK.into()),
+            secret_access_key: Some(Secret::new(SK)),
+            session_token_file: Some(dir.join("tok")),
+            ..Default::default()
+        };
+        let (c, _) = resolve(&cfg, &MapEnv::new()).unwrap();
+        assert_eq!(c.session_token.unwrap().expose(), "tokenfromfile");
+
+        let env = MapEnv::new()
+            .with_var(ENV_ACCESS_KEY, AK)
+            .with_var(ENV_SECRET_KEY, SK)
+            .with_var(ENV_SESSION_TOKEN, "envtoken");
+        let (c, _) = resolve(&CredentialConfig::default(), &env).unwrap();
+        assert_eq!(c.session_token.unwrap().expose(), "envtoken");
+
+        let only_token = CredentialConfig {
+            session_token: Some(Secret::new("t")),
+            ..Default::default()
+        };
+        let errs = resolve(&only_token, &env).unwrap_err();
+        assert_eq!(errs[0].config_key(), Some("session_token"));
+    }
+
+    #[test]
+    fn half_pairs_are_problems() {
+        let cfg = CredentialConfig {
+            access_key_id: Some(AK.into()),
+            ..Default::default()
+        };
+        let errs = resolve(&cfg, &MapEnv::new()).unwrap_err();
+        assert_eq!(
+            messages(&errs),
+            "`credentials.access_key_id` is set but `credentials.secret_access_key` is not; set both, or remove `access_key_id`"
+        );
+        assert_eq!(errs[0].config_key(), Some("access_key_id"));
+
+        let env = MapEnv::new().with_var(ENV_SECRET_KEY, SK);
+        let errs = resolve(&CredentialConfig::default(), &env).unwrap_err();
+        assert_eq!(
+            messages(&errs),
+            "environment variable VOLC_SECRETKEY is set but VOLC_ACCESSKEY is not; export both, or unset VOLC_SECRETKEY"
+        );
+    }
+
+    #[test]
+    fn unreadable_and_empty_files_are_named() {
+        let dir = temp_dir("unreadable");
+        std::fs::write(dir.join("sk"), format!("{SK}\n")).unwrap();
+        std::fs::write(dir.join("empty"), "\n  \n").unwrap();
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(dir.join("missing")),
+            secret_access_key_file: Some(dir.join("sk")),
+            ..Default::default()
+        };
+        let errs = resolve(&cfg, &MapEnv::new()).unwrap_err();
+        let msg = messages(&errs);
+        assert!(
+            msg.starts_with(&format!(
+                "cannot read the file {} named by `credentials.access_key_id_file`: No such file",
+                dir.join("missing").display()
+            )),
+            "{msg}"
+        );
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(dir.join("empty")),
+            secret_access_key_file: Some(dir.join("sk")),
+            ..Default::default()
+        };
+        let errs = resolve(&cfg, &MapEnv::new()).unwrap_err();
+        assert_eq!(errs[0].config_key(), Some("access_key_id_file"));
+        assert!(messages(&errs).contains("is empty"));
+        assert!(!messages(&errs).contains(SK));
+    }
+
+    #[test]
+    fn shared_file_problems() {
+        let dir = temp_dir("shared");
+        std::fs::create_dir_all(dir.join(".volc")).unwrap();
+        let path = dir.join(".volc/credentials");
+        let env = MapEnv::new().with_home(&dir);
+        std::fs::write(&path, "[prod]\naccess_key_id = x\n").unwrap();
+        let msg = messages(&resolve(&CredentialConfig::default(), &env).unwrap_err());
+        assert!(msg.contains("has no [default] section"), "{msg}");
+        std::fs::write(&path, format!("[default]\nsecret_access_key = {SK}\n")).unwrap();
+        let msg = messages(&resolve(&CredentialConfig::default(), &env).unwrap_err());
+        assert!(msg.contains("has no `access_key_id`"), "{msg}");
+        assert!(!msg.contains(SK));
+        std::fs::write(&path, [0xff, 0xfe, 0x00]).unwrap();
+        let msg = messages(&resolve(&CredentialConfig::default(), &env).unwrap_err());
+        assert!(msg.contains("not valid UTF-8"), "{msg}");
+        std::fs::write(
+            &path,
+            format!(
+                "[default]\naccess_key_id = {AK}\nsecret_access_key = {SK}\nsession_token = tok\n"
+            ),
+        )
+        .unwrap();
+        let (c, _) = resolve(&CredentialConfig::default(), &env).unwrap();
+        assert_eq!(c.session_token.unwrap().expose(), "tok");
+    }
+
+    #[test]
+    fn malformed_secret_is_reported_without_its_value() {
+        let cfg = CredentialConfig {
+            access_key_id: Some(AK.into()),
+            secret_access_key: Some(Secret::new("two words")),
+            ..Default::default()
+        };
+        let errs = resolve(&cfg, &MapEnv::new()).unwrap_err();
+        let msg = messages(&errs);
+        assert_eq!(
+            msg,
+            "`credentials.secret_access_key` contains spaces or control characters; it must be a single token"
+        );
+        assert_eq!(errs[0].config_key(), Some("secret_access_key"));
+    }
+
+    #[test]
+    fn map_env_debug_hides_values() {
+        let env = MapEnv::new().with_var(ENV_SECRET_KEY, SK);
+        assert!(!format!("{env:?}").contains(SK));
+    }
 }

@@ -8,19 +8,28 @@
 //! - [`credentials`] — the credential chain and the [`credentials::Secret`] wrapper that keeps
 //!   secrets out of every output.
 //! - [`model`] — shared domain types: [`model::Target`], [`model::TaskSnapshot`], [`model::Outcome`].
+//! - [`scheduler`] — the pure scheduling core: per action, which target to poll next and when
+//!   (phases new → active → settling → done / expired, even spread, per-target backoff).
 //! - [`budget`] — one limiter per action: no sliding one-second window over budget, rate cut on
 //!   throttling and restored gradually.
 //! - [`volc`] — the OpenAPI: [`volc::sign`] (pure V4 signer), [`volc::parse`] (answers into
 //!   snapshots or classified errors), [`volc::client`] (signed GETs with retries in budget).
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
 pub mod budget;
+pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod exporter;
+pub mod logging;
 pub mod model;
 pub mod render;
+pub mod scheduler;
+pub mod server;
 pub mod sim;
 pub mod store;
 pub mod telemetry;

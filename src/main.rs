@@ -1,5 +1,89 @@
-//! The `volcengine-rtc-exporter` binary: parse flags, run, turn the result into an exit code.
+//! The `volcengine-rtc-exporter` binary: parse flags, run the command, turn its result into an
+//! exit code (0 ok, 1 failed, 2 bad usage).
 
-fn main() {
-    println!("volcengine-rtc-exporter {}", env!("CARGO_PKG_VERSION"));
+use std::process::ExitCode;
+
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command};
+use volc_rtc_exporter::{commands, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log_level, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<bool> {
+    let listen = parse_listen_address(&cli.listen_address).map_err(anyhow::Error::msg)?;
+    let needs_config = || {
+        cli.config_file.clone().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--config.file is required (try examples/config.yaml, or `demo` to run without an account)"
+            )
+        })
+    };
+    match cli.command {
+        Some(Command::Check) => commands::check(&needs_config()?).map(|()| true),
+        Some(Command::Once) => commands::once(commands::load_settings(&needs_config()?)?).await,
+        Some(Command::Demo) => {
+            commands::demo(listen, shutdown_on_signal()).await?;
+            Ok(true)
+        }
+        None => {
+            let settings = commands::load_settings(&needs_config()?)?;
+            commands::serve(settings, listen, shutdown_on_signal()).await?;
+            Ok(true)
+        }
+    }
+}
+
+/// A token cancelled on SIGINT or SIGTERM.
+fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        t.cancel();
+    });
+    token
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -1,4 +1,1101 @@
 //! The target table: each target's last snapshot, whether its last poll succeeded, and its
-//! exposition text kept ready (redone only when the target changes); stop counting.
+//! exposition text kept ready (redone only when the target is polled); stop counting; expiry.
 //!
-//! SKELETON: being implemented.
+//! # How rendering stays cheap
+//!
+//! Every per-target series line has the shape `NAME{PREFIX TAIL`, where
+//!
+//! - `NAME{` is static per family (`volcengine_rtc_task_status{`),
+//! - `PREFIX` is the target's escaped label set (`kind="record",app_id="…",room_id="…",
+//!   task_id="…"` then the target's own labels), built once in [`Store::new`] and shared by
+//!   all of the target's series,
+//! - `TAIL` is the rest of the line (`} 2\n`, or `,file="v1"} 1048576\n`), formatted when the
+//!   target's poll result is recorded and kept in one small string per target, with the end
+//!   offset of each family's tails.
+//!
+//! [`Store::render`] then formats nothing: under a read lock it writes each family's
+//! `# HELP`/`# TYPE` once and, for every target, copies `NAME{`, `PREFIX` and each tail into a
+//! buffer reserved to the exact size beforehand. Polls take the write lock only for the few
+//! microseconds it takes to re-format one target.
+//!
+//! # Lifecycle of a target's series
+//!
+//! - Before the first poll outcome a target has no series.
+//! - A success stores the snapshot and sets `target_up` 1; a failure keeps the last values and
+//!   sets `target_up` 0.
+//! - [`Store::expire`] removes all of a finished task's series — `task_*`, `record_*`,
+//!   `webcast_*` and also its `target_up` / `target_last_success_timestamp_seconds` — once
+//!   `retention` has passed since its EndTime (or, for a terminal task without EndTime, since
+//!   it was first seen terminal). The last snapshot stays readable with [`Store::snapshot`].
+//!   An expired target comes back only when a later success brings a different answer or a
+//!   new task (a room-following webcast target whose StartTime changed); failures never bring
+//!   it back.
+//! - `volcengine_rtc_task_stops_total` counts each task once, when first seen terminal
+//!   (including a task already terminal on its first poll), with the StopReason of that
+//!   answer. For every configured (kind, app_id) the reasons the API documents start at 0 so
+//!   that `increase()` sees the first stop.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::model::{Kind, RecordFile, Target, TaskSnapshot};
+use crate::render::{push_label, push_label_value, push_millis_as_seconds};
+
+/// A target's index in the configured target list.
+pub type TargetId = usize;
+
+/// What one recorded success changed, for the scheduler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Update {
+    /// The snapshot differs from the previous one (always true for the first).
+    pub changed: bool,
+    /// The task is terminal and this is the first answer that says so (for this task).
+    pub newly_terminal: bool,
+    /// A room-following webcast target (no `task_id`) whose StartTime changed: a new task.
+    pub new_task: bool,
+}
+
+/// One per-target metric family.
+struct Family {
+    name: &'static str,
+    /// `name{`: what every series line of the family starts with.
+    open: &'static str,
+    help: &'static str,
+}
+
+macro_rules! family {
+    ($name:literal, $help:literal) => {
+        Family {
+            name: concat!("volcengine_rtc_", $name),
+            open: concat!("volcengine_rtc_", $name, "{"),
+            help: $help,
+        }
+    };
+}
+
+const STATUS: usize = 0;
+const START: usize = 1;
+const END: usize = 2;
+const DURATION: usize = 3;
+const STOP_REASON: usize = 4;
+const FILES: usize = 5;
+const SIZE: usize = 6;
+const FILE_SIZE: usize = 7;
+const FILE_DURATION: usize = 8;
+const MAX_RUNNING: usize = 9;
+const UP: usize = 10;
+const LAST_SUCCESS: usize = 11;
+const N_FAMILIES: usize = 12;
+
+/// The per-target families, in render order (indexed by the constants above).
+const FAMILIES: [Family; N_FAMILIES] = [
+    family!(
+        "task_status",
+        "Task Status from the API: 0 unknown, 1 not started, 2 running, 3 ended, 4 failed."
+    ),
+    family!("task_start_timestamp_seconds", "Task StartTime."),
+    family!(
+        "task_end_timestamp_seconds",
+        "Task EndTime; absent until the task ended."
+    ),
+    family!(
+        "task_duration_seconds",
+        "EndTime minus StartTime once ended; time since StartTime as of the last poll while not ended."
+    ),
+    family!(
+        "task_stop_reason",
+        "1 for a terminal task; reason is its StopReason."
+    ),
+    family!("record_files", "Number of files in RecordFileList."),
+    family!("record_size_bytes", "Sum of the recorded files' Size."),
+    family!(
+        "record_file_size_bytes",
+        "One recorded file's Size; file is its Vid, else ObjectKey, else position."
+    ),
+    family!(
+        "record_file_duration_seconds",
+        "One recorded file's Duration; file is its Vid, else ObjectKey, else position."
+    ),
+    family!(
+        "webcast_max_running_time_seconds",
+        "Web-capture task MaxRunningTime."
+    ),
+    family!(
+        "target_up",
+        "1 if the target's last poll succeeded, else 0."
+    ),
+    family!(
+        "target_last_success_timestamp_seconds",
+        "When the target's last successful poll happened."
+    ),
+];
+
+const STOPS_NAME: &str = "volcengine_rtc_task_stops_total";
+const STOPS_HELP: &str = "Terminal tasks seen, each task counted once when first seen terminal.";
+
+/// StopReasons the API documents per kind; their counters start at 0.
+fn known_reasons(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Record => &[
+            "IdleTimeOut",
+            "StartTaskFailed",
+            "StopByAPI",
+            "UnknownStopReason",
+        ],
+        Kind::Webcast => &[
+            "ExceedMaxRunningTime",
+            "StartTaskFailed",
+            "StopByAPI",
+            "UnknownStopReason",
+        ],
+    }
+}
+
+/// (kind, app_id, reason) of `volcengine_rtc_task_stops_total`.
+type StopKey = (Kind, String, String);
+
+/// The target table. `Send + Sync`: pollers record while `/metrics` renders.
+pub struct Store {
+    targets: Vec<Target>,
+    /// Each target's escaped label set, built once.
+    prefixes: Vec<Box<str>>,
+    inner: RwLock<Inner>,
+}
+
+struct Inner {
+    entries: Vec<Entry>,
+    stops: BTreeMap<StopKey, u64>,
+}
+
+/// One target's state and its ready text.
+#[derive(Default)]
+struct Entry {
+    snapshot: Option<TaskSnapshot>,
+    /// When the last success was recorded, ms since the epoch.
+    polled_at_ms: i64,
+    /// The last poll's outcome; `None` before the first.
+    up: Option<bool>,
+    last_success_ms: Option<i64>,
+    /// The current task was counted in `task_stops_total`.
+    stop_counted: bool,
+    /// When the current task was first seen terminal, ms since the epoch.
+    terminal_since_ms: Option<i64>,
+    /// Its series were removed by [`Store::expire`].
+    expired: bool,
+    /// The tails of every series line, family after family.
+    text: String,
+    /// `ends[f]`: where family `f`'s tails end in `text` (they start where `f - 1`'s end).
+    ends: [usize; N_FAMILIES],
+    /// Bytes this target adds to the body (names and prefix included).
+    body_len: usize,
+}
+
+fn millis_since_epoch(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
+    }
+}
+
+fn label_prefix(target: &Target) -> Box<str> {
+    let key = &target.key;
+    let mut s = String::new();
+    push_label(&mut s, "kind", key.kind.as_str());
+    s.push(',');
+    push_label(&mut s, "app_id", &key.app_id);
+    s.push(',');
+    push_label(&mut s, "room_id", &key.room_id);
+    s.push(',');
+    push_label(&mut s, "task_id", key.task_id.as_deref().unwrap_or(""));
+    for (name, value) in &target.labels {
+        s.push(',');
+        push_label(&mut s, name, value);
+    }
+    s.into_boxed_str()
+}
+
+/// The `file` label of each file, made unique: a repeated label gets `#2`, `#3`, … appended
+/// (skipping any that another file already has as its own label).
+fn file_labels(files: &[RecordFile]) -> Vec<String> {
+    let mut seen: HashSet<String> = HashSet::with_capacity(files.len());
+    // Per repeated label, the next suffix to try, so n copies cost O(n), not O(n²).
+    let mut next: HashMap<String, u64> = HashMap::new();
+    let mut labels = Vec::with_capacity(files.len());
+    for (position, file) in files.iter().enumerate() {
+        let base = file.label(position);
+        let label = if seen.contains(&base) {
+            let n = next.entry(base.clone()).or_insert(2);
+            let mut label = format!("{base}#{n}");
+            while seen.contains(&label) {
+                *n += 1;
+                label = format!("{base}#{n}");
+            }
+            *n += 1;
+            label
+        } else {
+            base
+        };
+        seen.insert(label.clone());
+        labels.push(label);
+    }
+    labels
+}
+
+fn tail_int(t: &mut String, v: i64) {
+    let _ = writeln!(t, "}} {v}");
+}
+
+fn tail_secs(t: &mut String, ms: i64) {
+    t.push_str("} ");
+    push_millis_as_seconds(t, ms);
+    t.push('\n');
+}
+
+fn tail_labelled(t: &mut String, name: &str, value: &str) {
+    t.push(',');
+    push_label(t, name, value);
+}
+
+impl Entry {
+    /// Re-format this target's tails from its state.
+    fn rebuild(&mut self, kind: Kind, prefix_len: usize) {
+        let mut t = std::mem::take(&mut self.text);
+        t.clear();
+        let mut ends = [0usize; N_FAMILIES];
+        if !self.expired {
+            self.write_tails(kind, &mut t, &mut ends);
+        }
+        let mut body_len = t.len();
+        let mut start = 0;
+        for (f, &end) in ends.iter().enumerate() {
+            let lines = t
+                .as_bytes()
+                .get(start..end)
+                .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count());
+            body_len += lines * (FAMILIES[f].open.len() + prefix_len);
+            start = end;
+        }
+        t.shrink_to_fit();
+        self.text = t;
+        self.ends = ends;
+        self.body_len = body_len;
+    }
+
+    fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut [usize; N_FAMILIES]) {
+        let mut close = |f: usize, t: &String| ends[f] = t.len();
+        if let Some(s) = &self.snapshot {
+            let terminal = s.is_terminal();
+            tail_int(t, s.status);
+            close(STATUS, t);
+            if s.start_time_ms > 0 {
+                tail_secs(t, s.start_time_ms);
+            }
+            close(START, t);
+            if s.end_time_ms > 0 {
+                tail_secs(t, s.end_time_ms);
+            }
+            close(END, t);
+            if s.start_time_ms > 0 {
+                let until = if s.end_time_ms > 0 {
+                    s.end_time_ms
+                } else if terminal {
+                    self.terminal_since_ms.unwrap_or(self.polled_at_ms)
+                } else {
+                    self.polled_at_ms
+                };
+                tail_secs(t, until.saturating_sub(s.start_time_ms).max(0));
+            }
+            close(DURATION, t);
+            if terminal {
+                tail_labelled(t, "reason", &s.stop_reason);
+                t.push_str("} 1\n");
+            }
+            close(STOP_REASON, t);
+            if kind == Kind::Record {
+                tail_int(t, i64::try_from(s.files.len()).unwrap_or(i64::MAX));
+                close(FILES, t);
+                let total = s
+                    .files
+                    .iter()
+                    .filter_map(|f| f.size_bytes)
+                    .fold(0i64, i64::saturating_add);
+                tail_int(t, total);
+                close(SIZE, t);
+                let labels = file_labels(&s.files);
+                for (file, label) in s.files.iter().zip(&labels) {
+                    if let Some(size) = file.size_bytes {
+                        tail_labelled(t, "file", label);
+                        tail_int(t, size);
+                    }
+                }
+                close(FILE_SIZE, t);
+                for (file, label) in s.files.iter().zip(&labels) {
+                    if let Some(ms) = file.duration_ms {
+                        tail_labelled(t, "file", label);
+                        tail_secs(t, ms);
+                    }
+                }
+                close(FILE_DURATION, t);
+            } else {
+                for f in [FILES, SIZE, FILE_SIZE, FILE_DURATION] {
+                    close(f, t);
+                }
+            }
+            if let (Kind::Webcast, Some(max)) = (kind, s.max_running_time_s) {
+                tail_int(t, max);
+            }
+            close(MAX_RUNNING, t);
+        } else {
+            for f in STATUS..=MAX_RUNNING {
+                close(f, t);
+            }
+        }
+        if let Some(up) = self.up {
+            tail_int(t, i64::from(up));
+        }
+        close(UP, t);
+        if let Some(ms) = self.last_success_ms {
+            tail_secs(t, ms);
+        }
+        close(LAST_SUCCESS, t);
+    }
+
+    fn clear_series(&mut self) {
+        self.text = String::new();
+        self.ends = [0; N_FAMILIES];
+        self.body_len = 0;
+    }
+}
+
+fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
+    for part in [
+        "# HELP ",
+        name,
+        " ",
+        help,
+        "\n# TYPE ",
+        name,
+        " ",
+        kind,
+        "\n",
+    ] {
+        out.extend_from_slice(part.as_bytes());
+    }
+}
+
+impl Store {
+    /// A table for these targets (indexed by [`TargetId`]), none polled yet.
+    pub fn new(targets: Vec<Target>) -> Store {
+        let prefixes = targets.iter().map(label_prefix).collect();
+        let mut stops = BTreeMap::new();
+        for t in &targets {
+            for reason in known_reasons(t.key.kind) {
+                stops
+                    .entry((t.key.kind, t.key.app_id.clone(), (*reason).to_string()))
+                    .or_insert(0);
+            }
+        }
+        let entries = targets.iter().map(|_| Entry::default()).collect();
+        Store {
+            targets,
+            prefixes,
+            inner: RwLock::new(Inner { entries, stops }),
+        }
+    }
+
+    /// The configured targets; a [`TargetId`] indexes this slice.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Record a successful poll of target `id` answered with `snap` at `at`.
+    ///
+    /// An unknown `id` is ignored (and reports no change).
+    pub fn record_success(&self, id: TargetId, snap: TaskSnapshot, at: SystemTime) -> Update {
+        let (Some(target), Some(prefix)) = (self.targets.get(id), self.prefixes.get(id)) else {
+            return Update::default();
+        };
+        let key = &target.key;
+        let follows_room = key.kind == Kind::Webcast && key.task_id.is_none();
+        let at_ms = millis_since_epoch(at);
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(e) = inner.entries.get_mut(id) else {
+            return Update::default();
+        };
+        let changed = e.snapshot.as_ref() != Some(&snap);
+        // A StartTime appearing on a task that had none and had not ended is the same task
+        // starting, not a new one.
+        let new_task = follows_room
+            && e.snapshot.as_ref().is_some_and(|prev| {
+                prev.start_time_ms != snap.start_time_ms
+                    && (prev.start_time_ms != 0 || prev.is_terminal())
+            });
+        if new_task {
+            e.stop_counted = false;
+            e.terminal_since_ms = None;
+        }
+        if changed {
+            e.expired = false;
+        }
+        let newly_terminal = snap.is_terminal() && !e.stop_counted;
+        if newly_terminal {
+            e.stop_counted = true;
+            e.terminal_since_ms = Some(at_ms);
+            *inner
+                .stops
+                .entry((key.kind, key.app_id.clone(), snap.stop_reason.clone()))
+                .or_insert(0) += 1;
+        }
+        e.snapshot = Some(snap);
+        e.polled_at_ms = at_ms;
+        e.up = Some(true);
+        e.last_success_ms = Some(at_ms);
+        e.rebuild(key.kind, prefix.len());
+        Update {
+            changed,
+            newly_terminal,
+            new_task,
+        }
+    }
+
+    /// Record a failed poll of target `id`: its last known values stay, `target_up` becomes 0.
+    pub fn record_failure(&self, id: TargetId) {
+        let (Some(target), Some(prefix)) = (self.targets.get(id), self.prefixes.get(id)) else {
+            return;
+        };
+        let mut inner = self.write();
+        if let Some(e) = inner.entries.get_mut(id) {
+            e.up = Some(false);
+            e.rebuild(target.key.kind, prefix.len());
+        }
+    }
+
+    /// The last successful answer for target `id` (kept after expiry).
+    pub fn snapshot(&self, id: TargetId) -> Option<TaskSnapshot> {
+        self.read().entries.get(id)?.snapshot.clone()
+    }
+
+    /// Whether target `id`'s series were removed by [`Store::expire`] (and not brought back).
+    pub fn is_expired(&self, id: TargetId) -> bool {
+        self.read().entries.get(id).is_some_and(|e| e.expired)
+    }
+
+    /// Remove the series of every finished task whose EndTime (or, without one, the time it was
+    /// first seen terminal) is at least `retention` before `now`. Returns how many targets
+    /// were expired by this call.
+    pub fn expire(&self, now: SystemTime, retention: Duration) -> usize {
+        let now_ms = millis_since_epoch(now);
+        let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+        let mut inner = self.write();
+        let mut n = 0;
+        for e in inner.entries.iter_mut().filter(|e| !e.expired) {
+            let Some(s) = e.snapshot.as_ref().filter(|s| s.is_terminal()) else {
+                continue;
+            };
+            let ended = if s.end_time_ms > 0 {
+                Some(s.end_time_ms)
+            } else {
+                e.terminal_since_ms
+            };
+            if ended.is_some_and(|end| now_ms >= end.saturating_add(retention_ms)) {
+                e.expired = true;
+                e.clear_series();
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// About how many bytes [`Store::render`] appends (at least that many, unless targets are
+    /// recorded in between): for sizing the output buffer once.
+    pub fn render_size_hint(&self) -> usize {
+        Self::size_hint(&self.read())
+    }
+
+    fn size_hint(inner: &Inner) -> usize {
+        let headers: usize = FAMILIES
+            .iter()
+            .map(|f| 2 * f.name.len() + f.help.len() + 32)
+            .sum();
+        let body: usize = inner.entries.iter().map(|e| e.body_len).sum();
+        let stops = 2 * STOPS_NAME.len() + STOPS_HELP.len() + 32 + inner.stops.len() * 128;
+        headers + body + stops
+    }
+
+    /// Append the per-target families and `volcengine_rtc_task_stops_total` in text format
+    /// 0.0.4: `# HELP`/`# TYPE` once per family, then all of the family's series. Families with
+    /// no series are left out, except the stop counter, which is always there.
+    pub fn render(&self, out: &mut Vec<u8>) {
+        let inner = self.read();
+        out.reserve(Self::size_hint(&inner));
+
+        for (f, fam) in FAMILIES.iter().enumerate() {
+            let mark = out.len();
+            write_header(out, fam.name, fam.help, "gauge");
+            let after_header = out.len();
+            for (e, prefix) in inner.entries.iter().zip(&self.prefixes) {
+                let start = if f == 0 { 0 } else { e.ends[f - 1] };
+                let Some(tails) = e.text.as_bytes().get(start..e.ends[f]) else {
+                    continue;
+                };
+                for line in tails.split_inclusive(|&b| b == b'\n') {
+                    out.extend_from_slice(fam.open.as_bytes());
+                    out.extend_from_slice(prefix.as_bytes());
+                    out.extend_from_slice(line);
+                }
+            }
+            if out.len() == after_header {
+                out.truncate(mark);
+            }
+        }
+
+        write_header(out, STOPS_NAME, STOPS_HELP, "counter");
+        let mut line = String::with_capacity(128);
+        for ((kind, app_id, reason), n) in &inner.stops {
+            line.clear();
+            line.push_str(STOPS_NAME);
+            line.push('{');
+            push_label(&mut line, "kind", kind.as_str());
+            line.push(',');
+            push_label(&mut line, "app_id", app_id);
+            line.push_str(",reason=\"");
+            push_label_value(&mut line, reason);
+            let _ = writeln!(line, "\"}} {n}");
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{status, TargetKey};
+
+    const T0: i64 = 1_700_000_000_123;
+
+    fn at(ms: i64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap())
+    }
+
+    fn target(kind: Kind, task: Option<&str>, labels: &[(&str, &str)]) -> Target {
+        Target {
+            key: TargetKey {
+                kind,
+                app_id: "app1".into(),
+                room_id: "r1".into(),
+                task_id: task.map(Into::into),
+            },
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
+    fn rendered(store: &Store) -> String {
+        let mut out = Vec::new();
+        store.render(&mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The per-target series lines (no comments, no stop counter).
+    fn series(store: &Store) -> String {
+        rendered(store)
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with(STOPS_NAME))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    /// The stop counter's lines with a non-zero value.
+    fn stops(store: &Store) -> String {
+        rendered(store)
+            .lines()
+            .filter(|l| l.starts_with(STOPS_NAME) && !l.ends_with(" 0"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    fn running(start: i64) -> TaskSnapshot {
+        TaskSnapshot {
+            status: status::RUNNING,
+            start_time_ms: start,
+            ..Default::default()
+        }
+    }
+
+    fn ended(start: i64, end: i64, reason: &str) -> TaskSnapshot {
+        TaskSnapshot {
+            status: status::ENDED,
+            start_time_ms: start,
+            end_time_ms: end,
+            stop_reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn nothing_before_first_poll_but_the_stop_counter() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        assert_eq!(
+            rendered(&store),
+            "# HELP volcengine_rtc_task_stops_total Terminal tasks seen, each task counted once when first seen terminal.\n\
+             # TYPE volcengine_rtc_task_stops_total counter\n\
+             volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"IdleTimeOut\"} 0\n\
+             volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"StartTaskFailed\"} 0\n\
+             volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"StopByAPI\"} 0\n\
+             volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"UnknownStopReason\"} 0\n"
+        );
+        let empty = Store::new(vec![]);
+        assert_eq!(
+            rendered(&empty),
+            "# HELP volcengine_rtc_task_stops_total Terminal tasks seen, each task counted once when first seen terminal.\n\
+             # TYPE volcengine_rtc_task_stops_total counter\n"
+        );
+    }
+
+    #[test]
+    fn record_running_without_files_full_text() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[("team", "live")])]);
+        let u = store.record_success(0, running(T0), at(T0 + 60_000));
+        assert_eq!(
+            u,
+            Update {
+                changed: true,
+                newly_terminal: false,
+                new_task: false
+            }
+        );
+        let l = r#"{kind="record",app_id="app1",room_id="r1",task_id="t1",team="live"}"#;
+        let expected = format!(
+            "# HELP volcengine_rtc_task_status Task Status from the API: 0 unknown, 1 not started, 2 running, 3 ended, 4 failed.\n\
+             # TYPE volcengine_rtc_task_status gauge\n\
+             volcengine_rtc_task_status{l} 2\n\
+             # HELP volcengine_rtc_task_start_timestamp_seconds Task StartTime.\n\
+             # TYPE volcengine_rtc_task_start_timestamp_seconds gauge\n\
+             volcengine_rtc_task_start_timestamp_seconds{l} 1700000000.123\n\
+             # HELP volcengine_rtc_task_duration_seconds EndTime minus StartTime once ended; time since StartTime as of the last poll while not ended.\n\
+             # TYPE volcengine_rtc_task_duration_seconds gauge\n\
+             volcengine_rtc_task_duration_seconds{l} 60\n\
+             # HELP volcengine_rtc_record_files Number of files in RecordFileList.\n\
+             # TYPE volcengine_rtc_record_files gauge\n\
+             volcengine_rtc_record_files{l} 0\n\
+             # HELP volcengine_rtc_record_size_bytes Sum of the recorded files' Size.\n\
+             # TYPE volcengine_rtc_record_size_bytes gauge\n\
+             volcengine_rtc_record_size_bytes{l} 0\n\
+             # HELP volcengine_rtc_target_up 1 if the target's last poll succeeded, else 0.\n\
+             # TYPE volcengine_rtc_target_up gauge\n\
+             volcengine_rtc_target_up{l} 1\n\
+             # HELP volcengine_rtc_target_last_success_timestamp_seconds When the target's last successful poll happened.\n\
+             # TYPE volcengine_rtc_target_last_success_timestamp_seconds gauge\n\
+             volcengine_rtc_target_last_success_timestamp_seconds{l} 1700000060.123\n\
+             # HELP volcengine_rtc_task_stops_total Terminal tasks seen, each task counted once when first seen terminal.\n\
+             # TYPE volcengine_rtc_task_stops_total counter\n\
+             volcengine_rtc_task_stops_total{{kind=\"record\",app_id=\"app1\",reason=\"IdleTimeOut\"}} 0\n\
+             volcengine_rtc_task_stops_total{{kind=\"record\",app_id=\"app1\",reason=\"StartTaskFailed\"}} 0\n\
+             volcengine_rtc_task_stops_total{{kind=\"record\",app_id=\"app1\",reason=\"StopByAPI\"}} 0\n\
+             volcengine_rtc_task_stops_total{{kind=\"record\",app_id=\"app1\",reason=\"UnknownStopReason\"}} 0\n"
+        );
+        assert_eq!(rendered(&store), expected);
+
+        // The next poll moves the duration and the last-success time, nothing else.
+        let u = store.record_success(0, running(T0), at(T0 + 75_500));
+        assert!(!u.changed && !u.newly_terminal && !u.new_task);
+        assert!(series(&store).contains(&format!("volcengine_rtc_task_duration_seconds{l} 75.5\n")));
+    }
+
+    #[test]
+    fn record_ended_with_three_files() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        let mut snap = ended(T0, T0 + 3_600_000, "StopByAPI");
+        snap.files = vec![
+            RecordFile {
+                vid: Some("v1".into()),
+                object_key: Some("k/1.mp4".into()),
+                duration_ms: Some(3_599_500),
+                size_bytes: Some(1_048_576),
+                start_time_ms: Some(T0),
+            },
+            RecordFile {
+                object_key: Some("k/2.mp4".into()),
+                duration_ms: Some(1_000),
+                size_bytes: Some(2_000),
+                ..Default::default()
+            },
+            // Nothing but its position: labelled "2", no size, no duration.
+            RecordFile::default(),
+        ];
+        let u = store.record_success(0, snap, at(T0 + 3_700_000));
+        assert!(u.changed && u.newly_terminal && !u.new_task);
+        let l = r#"kind="record",app_id="app1",room_id="r1",task_id="t1""#;
+        assert_eq!(
+            series(&store),
+            format!(
+                "volcengine_rtc_task_status{{{l}}} 3\n\
+                 volcengine_rtc_task_start_timestamp_seconds{{{l}}} 1700000000.123\n\
+                 volcengine_rtc_task_end_timestamp_seconds{{{l}}} 1700003600.123\n\
+                 volcengine_rtc_task_duration_seconds{{{l}}} 3600\n\
+                 volcengine_rtc_task_stop_reason{{{l},reason=\"StopByAPI\"}} 1\n\
+                 volcengine_rtc_record_files{{{l}}} 3\n\
+                 volcengine_rtc_record_size_bytes{{{l}}} 1050576\n\
+                 volcengine_rtc_record_file_size_bytes{{{l},file=\"v1\"}} 1048576\n\
+                 volcengine_rtc_record_file_size_bytes{{{l},file=\"k/2.mp4\"}} 2000\n\
+                 volcengine_rtc_record_file_duration_seconds{{{l},file=\"v1\"}} 3599.5\n\
+                 volcengine_rtc_record_file_duration_seconds{{{l},file=\"k/2.mp4\"}} 1\n\
+                 volcengine_rtc_target_up{{{l}}} 1\n\
+                 volcengine_rtc_target_last_success_timestamp_seconds{{{l}}} 1700003700.123\n"
+            )
+        );
+        assert_eq!(
+            stops(&store),
+            "volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"StopByAPI\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn position_only_file_gets_its_position_and_duplicates_are_disambiguated() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        let file = |vid: Option<&str>, size| RecordFile {
+            vid: vid.map(Into::into),
+            size_bytes: Some(size),
+            ..Default::default()
+        };
+        let mut snap = running(T0);
+        snap.files = vec![
+            file(None, 1),
+            file(Some("a"), 2),
+            file(Some("a"), 3),
+            file(Some("a#2"), 4),
+            file(Some("0"), 5),
+            file(Some("a"), 6),
+        ];
+        store.record_success(0, snap, at(T0));
+        let sizes: Vec<String> = series(&store)
+            .lines()
+            .filter(|l| l.starts_with("volcengine_rtc_record_file_size_bytes"))
+            .map(|l| l.split_once(",file=").unwrap().1.to_string())
+            .collect();
+        assert_eq!(
+            sizes,
+            [
+                r#""0"} 1"#,
+                r#""a"} 2"#,
+                r#""a#2"} 3"#,
+                r#""a#2#2"} 4"#,
+                r#""0#2"} 5"#,
+                r#""a#3"} 6"#
+            ]
+        );
+    }
+
+    #[test]
+    fn webcast_with_max_running_time_following_the_room() {
+        let store = Store::new(vec![target(Kind::Webcast, None, &[("env", "prod")])]);
+        let mut snap = running(T0);
+        snap.max_running_time_s = Some(86_400);
+        snap.user_id = Some("bot".into());
+        store.record_success(0, snap, at(T0 + 1_000));
+        let l = r#"kind="webcast",app_id="app1",room_id="r1",task_id="",env="prod""#;
+        assert_eq!(
+            series(&store),
+            format!(
+                "volcengine_rtc_task_status{{{l}}} 2\n\
+                 volcengine_rtc_task_start_timestamp_seconds{{{l}}} 1700000000.123\n\
+                 volcengine_rtc_task_duration_seconds{{{l}}} 1\n\
+                 volcengine_rtc_webcast_max_running_time_seconds{{{l}}} 86400\n\
+                 volcengine_rtc_target_up{{{l}}} 1\n\
+                 volcengine_rtc_target_last_success_timestamp_seconds{{{l}}} 1700000001.123\n"
+            )
+        );
+        assert!(rendered(&store).contains(
+            "volcengine_rtc_task_stops_total{kind=\"webcast\",app_id=\"app1\",reason=\"ExceedMaxRunningTime\"} 0\n"
+        ));
+    }
+
+    #[test]
+    fn failure_keeps_last_values_and_sets_up_to_zero() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        store.record_failure(0);
+        let l = r#"kind="record",app_id="app1",room_id="r1",task_id="t1""#;
+        assert_eq!(
+            series(&store),
+            format!("volcengine_rtc_target_up{{{l}}} 0\n")
+        );
+        store.record_success(0, running(T0), at(T0 + 10_000));
+        let before = series(&store);
+        store.record_failure(0);
+        let after = series(&store);
+        assert_eq!(
+            after,
+            before.replace(
+                &format!("volcengine_rtc_target_up{{{l}}} 1\n"),
+                &format!("volcengine_rtc_target_up{{{l}}} 0\n")
+            )
+        );
+        assert_ne!(before, after);
+        assert_eq!(store.snapshot(0), Some(running(T0)));
+        store.record_success(0, running(T0), at(T0 + 20_000));
+        assert!(series(&store).contains(&format!("volcengine_rtc_target_up{{{l}}} 1\n")));
+    }
+
+    #[test]
+    fn stops_counted_once_across_polls_and_scrapes() {
+        let store = Store::new(vec![
+            target(Kind::Record, Some("t1"), &[]),
+            target(Kind::Record, Some("t2"), &[]),
+        ]);
+        // t1: seen running, then terminal, then the same answer again and again.
+        store.record_success(0, running(T0), at(T0));
+        let snap = ended(T0, T0 + 5_000, "StartTaskFailed");
+        let first = store.record_success(0, snap.clone(), at(T0 + 6_000));
+        assert!(first.changed && first.newly_terminal);
+        for i in 0..5 {
+            let u = store.record_success(0, snap.clone(), at(T0 + 7_000 + i));
+            assert!(!u.changed && !u.newly_terminal && !u.new_task);
+            store.record_failure(0);
+            let _ = rendered(&store);
+        }
+        // Files arriving later change the answer but not the count.
+        let mut later = snap.clone();
+        later.files.push(RecordFile::default());
+        let u = store.record_success(0, later, at(T0 + 60_000));
+        assert!(u.changed && !u.newly_terminal);
+        // t2: already terminal on its first poll.
+        let u = store.record_success(1, ended(T0, T0 + 1, "StartTaskFailed"), at(T0 + 2));
+        assert!(u.newly_terminal);
+        store.record_success(1, ended(T0, T0 + 1, "StartTaskFailed"), at(T0 + 3));
+        for _ in 0..3 {
+            assert_eq!(
+                stops(&store),
+                "volcengine_rtc_task_stops_total{kind=\"record\",app_id=\"app1\",reason=\"StartTaskFailed\"} 2\n"
+            );
+        }
+    }
+
+    #[test]
+    fn new_webcast_task_in_the_room_is_counted_again() {
+        let store = Store::new(vec![target(Kind::Webcast, None, &[])]);
+        let u = store.record_success(0, ended(T0, T0 + 10, "IdleTimeOut"), at(T0 + 20));
+        assert!(u.newly_terminal && !u.new_task);
+        store.record_success(0, ended(T0, T0 + 10, "IdleTimeOut"), at(T0 + 30));
+        let u = store.record_success(0, running(T0 + 1_000), at(T0 + 1_100));
+        assert!(u.new_task && u.changed && !u.newly_terminal);
+        let u = store.record_success(
+            0,
+            ended(T0 + 1_000, T0 + 2_000, "IdleTimeOut"),
+            at(T0 + 2_100),
+        );
+        assert!(u.newly_terminal && !u.new_task);
+        store.record_success(
+            0,
+            ended(T0 + 1_000, T0 + 2_000, "IdleTimeOut"),
+            at(T0 + 2_200),
+        );
+        assert_eq!(
+            stops(&store),
+            "volcengine_rtc_task_stops_total{kind=\"webcast\",app_id=\"app1\",reason=\"IdleTimeOut\"} 2\n"
+        );
+        // A task that had no StartTime yet and starts is the same task.
+        let room = Store::new(vec![target(Kind::Webcast, None, &[])]);
+        let not_started = TaskSnapshot {
+            status: status::NOT_STARTED,
+            ..Default::default()
+        };
+        room.record_success(0, not_started, at(T0));
+        let u = room.record_success(0, running(T0 + 5), at(T0 + 10));
+        assert!(u.changed && !u.new_task);
+        // A record target whose StartTime changes is still the same task.
+        let rec = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        rec.record_success(0, ended(T0, T0 + 10, "StopByAPI"), at(T0 + 20));
+        let u = rec.record_success(0, ended(T0 + 5, T0 + 10, "StopByAPI"), at(T0 + 30));
+        assert!(!u.new_task && !u.newly_terminal && u.changed);
+    }
+
+    #[test]
+    fn expiry_after_retention() {
+        let store = Store::new(vec![
+            target(Kind::Record, Some("t1"), &[]),
+            target(Kind::Record, Some("t2"), &[]),
+            target(Kind::Webcast, None, &[]),
+        ]);
+        let end = T0 + 3_600_000;
+        store.record_success(0, ended(T0, end, "StopByAPI"), at(end + 1_000));
+        store.record_success(1, running(T0), at(end + 1_000));
+        // Terminal without EndTime: retention counts from when it was first seen terminal.
+        let failed = TaskSnapshot {
+            status: status::FAILED,
+            start_time_ms: T0,
+            stop_reason: "StartTaskFailed".into(),
+            ..Default::default()
+        };
+        store.record_success(2, failed.clone(), at(end + 5_000));
+        let retention = Duration::from_secs(3600);
+        assert_eq!(store.expire(at(end + 3_599_999), retention), 0);
+        assert!(!store.is_expired(0));
+        assert_eq!(store.expire(at(end + 3_600_000), retention), 1);
+        assert!(store.is_expired(0) && !store.is_expired(1) && !store.is_expired(2));
+        let s = series(&store);
+        assert!(!s.contains(r#"task_id="t1""#), "{s}");
+        assert!(s.contains(r#"task_id="t2""#));
+        assert!(s.contains(r#"kind="webcast""#));
+        assert_eq!(store.expire(at(end + 3_605_000), retention), 1);
+        assert!(!series(&store).contains(r#"kind="webcast""#));
+        // Running tasks never expire; expiry is not repeated; counters stay.
+        assert_eq!(store.expire(at(end + 100 * 3_600_000), retention), 0);
+        assert_eq!(store.snapshot(0), Some(ended(T0, end, "StopByAPI")));
+        assert!(stops(&store).contains("reason=\"StopByAPI\"} 1"));
+        // The same answer again or a failure does not bring it back ...
+        store.record_success(0, ended(T0, end, "StopByAPI"), at(end + 4_000_000));
+        store.record_failure(0);
+        assert!(!series(&store).contains(r#"task_id="t1""#));
+        // ... a new task in a followed room does, and is counted.
+        let u = store.record_success(2, running(end + 10_000), at(end + 4_000_000));
+        assert!(u.new_task && !store.is_expired(2));
+        assert!(series(&store).contains(r#"kind="webcast""#));
+        assert_eq!(store.expire(at(end + 4_000_000), retention), 0);
+    }
+
+    #[test]
+    fn hostile_label_values_are_escaped() {
+        let hostile = "a\"b\\c\nd}e#f,g=h 🎥 录制";
+        let mut t = target(Kind::Record, Some("t1"), &[("team", hostile), ("z", "")]);
+        t.key.room_id = "}{\"".into();
+        let store = Store::new(vec![t]);
+        let mut snap = ended(T0, T0 + 1, hostile);
+        snap.files = vec![RecordFile {
+            object_key: Some("dir/\"x\"\\\n.mp4".into()),
+            size_bytes: Some(7),
+            ..Default::default()
+        }];
+        store.record_success(0, snap, at(T0 + 2));
+        let text = rendered(&store);
+        let esc = r#"a\"b\\c\nd}e#f,g=h 🎥 录制"#;
+        let l = format!(
+            r#"kind="record",app_id="app1",room_id="}}{{\"",task_id="t1",team="{esc}",z="""#
+        );
+        assert!(
+            text.contains(&format!(
+                "volcengine_rtc_task_stop_reason{{{l},reason=\"{esc}\"}} 1\n"
+            )),
+            "{text}"
+        );
+        assert!(text.contains(&format!(
+            "volcengine_rtc_record_file_size_bytes{{{l},file=\"dir/\\\"x\\\"\\\\\\n.mp4\"}} 7\n"
+        )));
+        assert!(text.contains(&format!(
+            "volcengine_rtc_task_stops_total{{kind=\"record\",app_id=\"app1\",reason=\"{esc}\"}} 1\n"
+        )));
+        // Every line is a comment or a series ending in a value: no raw newline leaked.
+        for line in text.lines() {
+            assert!(
+                line.starts_with("# ") || line.starts_with("volcengine_rtc_"),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_ids_are_ignored() {
+        let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
+        assert_eq!(
+            store.record_success(7, running(T0), at(T0)),
+            Update::default()
+        );
+        store.record_failure(7);
+        assert_eq!(store.snapshot(7), None);
+        assert_eq!(series(&store), "");
+    }
+
+    #[test]
+    fn body_size_is_predicted_exactly() {
+        let store = Store::new(vec![
+            target(Kind::Record, Some("t1"), &[("team", "a\"b")]),
+            target(Kind::Webcast, None, &[]),
+        ]);
+        let mut snap = ended(T0, T0 + 10, "StopByAPI");
+        snap.files = vec![RecordFile {
+            vid: Some("v".into()),
+            size_bytes: Some(1),
+            duration_ms: Some(2),
+            ..Default::default()
+        }];
+        store.record_success(0, snap, at(T0 + 20));
+        store.record_failure(1);
+        let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
+        assert_eq!(predicted, series(&store).len());
+        assert!(store.render_size_hint() >= rendered(&store).len());
+    }
+
+    #[test]
+    fn renders_stay_well_formed_while_polls_record() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Store>();
+        let targets: Vec<Target> = (0..50)
+            .map(|i| {
+                let mut t = target(Kind::Record, Some("t"), &[]);
+                t.key.task_id = Some(format!("t{i}"));
+                t
+            })
+            .collect();
+        let store = std::sync::Arc::new(Store::new(targets));
+        let writer = {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for round in 0..200i64 {
+                    for id in 0..50usize {
+                        let mut snap = running(T0);
+                        snap.files = (0..(round % 4))
+                            .map(|f| RecordFile {
+                                vid: Some(format!("v{f}")),
+                                size_bytes: Some(f),
+                                ..Default::default()
+                            })
+                            .collect();
+                        if (id as i64 + round) % 7 == 0 {
+                            store.record_failure(id);
+                        } else {
+                            store.record_success(id, snap, at(T0 + round));
+                        }
+                    }
+                }
+            })
+        };
+        for _ in 0..50 {
+            let text = rendered(&store);
+            let mut seen = HashSet::new();
+            for line in text.lines().filter(|l| !l.starts_with('#')) {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                assert!(seen.insert(series.to_string()), "duplicate {series}");
+            }
+        }
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn many_identical_file_labels_stay_unique_and_cheap() {
+        let files = vec![
+            RecordFile {
+                vid: Some("same".into()),
+                ..Default::default()
+            };
+            20_000
+        ];
+        let labels = file_labels(&files);
+        let unique: HashSet<&String> = labels.iter().collect();
+        assert_eq!(unique.len(), files.len());
+        assert_eq!(labels[0], "same");
+        assert_eq!(labels[19_999], "same#20000");
+    }
+}

@@ -2,4 +2,947 @@
 //! become an [`crate::model::Outcome`]; `Result.RecordTask` / `Result.WebCastTask` become a
 //! [`crate::model::TaskSnapshot`].
 //!
-//! SKELETON: being implemented.
+//! [`classify`] is a pure function of (kind, HTTP status, body bytes). The rules, in order:
+//!
+//! 1. The body is always parsed. If it is not a JSON object with a `ResponseMetadata` object
+//!    (an HTML error page, a truncated document, plain text), the HTTP status decides: 429 is
+//!    `Throttled`, 401/403 `AuthError`, other 4xx `ClientError`, 5xx `ServerError`, 3xx
+//!    `ClientError` (an unexpected redirect is a configuration problem), and 2xx
+//!    `DecodeError`.
+//! 2. An `Error` in `ResponseMetadata` is a failure whatever the HTTP status (a 200 can carry
+//!    one). Its `Code` (never `CodeN`) decides: any code containing `FlowLimitExceeded` is
+//!    `Throttled`; `InvalidParameter.ErrorActiveTaskNotFound` is `NotFound`; signature,
+//!    credential and permission codes are `AuthError`; server codes are `ServerError`;
+//!    parameter and routing codes are `ClientError`. A code not listed falls back to the HTTP
+//!    status (and to `ClientError` when the status is 2xx: the vendor refused the request and
+//!    repeating it will not help). HTTP 429 is `Throttled` whatever the code says.
+//! 3. Without an `Error`, a non-2xx status still decides (429, 401/403, 4xx, 5xx as above).
+//! 4. A success envelope whose task is absent, `null`, `{}` or blank (Status 0, no times, no
+//!    stop reason, no files: the vendor's "empty result" for a task it cannot see, e.g. one
+//!    started over 72 h ago) is `NotFound`.
+//!
+//! Parsing is tolerant: unknown fields are ignored; every field may be absent or `null`
+//! (giving the model's default); the web-capture task is accepted as `WebCastTask` or
+//! `WebcastTask`; times and sizes are 64-bit and may be given as JSON integers, as integral
+//! floats (`1.7e12`), or as decimal strings (`"1700000000000"`) — some gateways re-encode
+//! large numbers as strings. A field of any other type (an object where a number belongs, a
+//! non-numeric string, a fraction) is a `DecodeError` naming the field: a wrong answer is never
+//! silently turned into zeros. Fields the exporter does not use (`MonitorConfig`/`Monitor`,
+//! `EventNotifyConfig`/`EventNotify`, `VideoSolutions`, `StreamList`, codecs, ...) are not
+//! looked at, so their shape cannot break parsing.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::model::{Kind, Outcome, RecordFile, TaskSnapshot};
+
+/// Vendor messages longer than this (in characters) are cut in [`ApiError`].
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
+/// `Code` and `RequestId` longer than this are cut too (they are short in real answers).
+const MAX_ID_CHARS: usize = 128;
+
+/// A failed request: its classification plus what the answer said about it.
+///
+/// `Display` is short and safe to log: outcome, code, HTTP status, the (truncated) message and
+/// the request id. It never contains a header or a credential.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ApiError {
+    pub outcome: Outcome,
+    /// The HTTP status, when an answer arrived.
+    pub http_status: Option<u16>,
+    /// `ResponseMetadata.Error.Code`, when the answer had one.
+    pub code: Option<String>,
+    /// A one-line description: the vendor's message (truncated) or what went wrong locally.
+    pub message: String,
+    /// `ResponseMetadata.RequestId`, when the answer had one (quote it to the vendor).
+    pub request_id: Option<String>,
+}
+
+impl ApiError {
+    /// An error with only an outcome and a message (no answer, or no envelope).
+    pub fn new(outcome: Outcome, http_status: Option<u16>, message: impl Into<String>) -> Self {
+        ApiError {
+            outcome,
+            http_status,
+            code: None,
+            message: one_line(&message.into()),
+            request_id: None,
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.outcome.as_str())?;
+        if let Some(code) = &self.code {
+            write!(f, " {code}")?;
+        }
+        if let Some(status) = self.http_status {
+            write!(f, " (HTTP {status})")?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        if let Some(id) = &self.request_id {
+            write!(f, " [RequestId {id}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// Classify one answer: a snapshot of the task, or the error with its [`Outcome`].
+pub fn classify(kind: Kind, http_status: u16, body: &[u8]) -> Result<TaskSnapshot, ApiError> {
+    let envelope = match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut root)) => match root.remove("ResponseMetadata") {
+            Some(Value::Object(meta)) => Some((meta, root.remove("Result"))),
+            _ => None,
+        },
+        _ => None,
+    };
+    let Some((meta, result)) = envelope else {
+        return Err(not_an_envelope(http_status, body));
+    };
+    let request_id = opt_str(&meta, "RequestId", MAX_ID_CHARS);
+
+    if let Some(Value::Object(error)) = meta.get("Error") {
+        let code = opt_str(error, "Code", MAX_ID_CHARS).filter(|c| !c.is_empty());
+        let message = opt_str(error, "Message", MAX_MESSAGE_CHARS).unwrap_or_default();
+        // An `Error` object with neither code nor message is how some serializers write "no
+        // error"; treat it as absent.
+        if code.is_some() || !message.is_empty() {
+            let outcome = outcome_for(code.as_deref(), http_status);
+            return Err(ApiError {
+                outcome,
+                http_status: Some(http_status),
+                code,
+                message,
+                request_id,
+            });
+        }
+    }
+
+    if !(200..300).contains(&http_status) {
+        return Err(ApiError {
+            outcome: status_outcome(http_status),
+            http_status: Some(http_status),
+            code: None,
+            message: format!("HTTP {http_status} without an error code"),
+            request_id,
+        });
+    }
+
+    let fail = |outcome: Outcome, message: String| ApiError {
+        outcome,
+        http_status: Some(http_status),
+        code: None,
+        message,
+        request_id: request_id.clone(),
+    };
+    let task = match result {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(mut r)) => match kind {
+            Kind::Record => r.remove("RecordTask"),
+            Kind::Webcast => r.remove("WebCastTask").or_else(|| r.remove("WebcastTask")),
+        },
+        Some(other) => {
+            return Err(fail(
+                Outcome::DecodeError,
+                format!("Result is {}, not an object", type_name(&other)),
+            ))
+        }
+    };
+    let task = match task {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(t)) if t.is_empty() => None,
+        Some(Value::Object(t)) => Some(t),
+        Some(other) => {
+            return Err(fail(
+                Outcome::DecodeError,
+                format!("{} is {}, not an object", task_key(kind), type_name(&other)),
+            ))
+        }
+    };
+    let Some(task) = task else {
+        return Err(fail(
+            Outcome::NotFound,
+            format!("the answer holds no {}", task_key(kind)),
+        ));
+    };
+    let snapshot = snapshot(kind, &task)
+        .map_err(|e| fail(Outcome::DecodeError, e.within(task_key(kind)).describe()))?;
+    if is_blank(&snapshot) {
+        return Err(fail(
+            Outcome::NotFound,
+            format!("the answer's {} is empty", task_key(kind)),
+        ));
+    }
+    Ok(snapshot)
+}
+
+/// A task object holding only zero values (`Status` 0, no times, no stop reason, no files):
+/// what a serializer writes for "no task". `UserId`/`MaxRunningTime` do not count: a blank
+/// web-capture task may still carry `"MaxRunningTime": 0, "UserId": ""`.
+fn is_blank(s: &TaskSnapshot) -> bool {
+    s.status == 0
+        && s.start_time_ms == 0
+        && s.end_time_ms == 0
+        && s.stop_reason.is_empty()
+        && s.files.is_empty()
+}
+
+/// The outcome for an error `Code` (if any) and the HTTP status.
+fn outcome_for(code: Option<&str>, http_status: u16) -> Outcome {
+    if http_status == 429 {
+        return Outcome::Throttled;
+    }
+    if let Some(code) = code {
+        if let Some(outcome) = code_outcome(code) {
+            return outcome;
+        }
+    }
+    if (200..300).contains(&http_status) {
+        Outcome::ClientError
+    } else {
+        status_outcome(http_status)
+    }
+}
+
+/// The outcome a known `Code` means, or `None` for a code not in the vendor's documents.
+fn code_outcome(code: &str) -> Option<Outcome> {
+    if code.contains("FlowLimitExceeded") {
+        return Some(Outcome::Throttled);
+    }
+    if code == "InvalidParameter.ErrorActiveTaskNotFound" {
+        return Some(Outcome::NotFound);
+    }
+    // `AccessDenied.RecordNotEnabled` and the like: match on the part before the first dot.
+    let base = code.split('.').next().unwrap_or(code);
+    let outcome = match base {
+        "SignatureDoesNotMatch"
+        | "InvalidAccessKey"
+        | "InvalidTimestamp"
+        | "InvalidSecretToken"
+        | "MissingSignature"
+        | "MissingAuthenticationToken"
+        | "InvalidAuthorization"
+        | "InvalidCredential"
+        | "AccessDenied"
+        | "LackPolicy" => Outcome::AuthError,
+        "InternalError"
+        | "UndefinedError"
+        | "InternalServiceTimeout"
+        | "FailToConnect"
+        | "InternalServiceError"
+        | "ServiceUnavailableTemp" => Outcome::ServerError,
+        "InvalidParameter" | "MissingParameter" | "InvalidActionOrVersion" | "ServiceNotFound" => {
+            Outcome::ClientError
+        }
+        _ => return None,
+    };
+    Some(outcome)
+}
+
+/// The outcome the HTTP status alone means (for answers without a usable error code).
+fn status_outcome(http_status: u16) -> Outcome {
+    match http_status {
+        429 => Outcome::Throttled,
+        401 | 403 => Outcome::AuthError,
+        500..=599 => Outcome::ServerError,
+        200..=299 => Outcome::DecodeError,
+        _ => Outcome::ClientError,
+    }
+}
+
+fn not_an_envelope(http_status: u16, body: &[u8]) -> ApiError {
+    let outcome = status_outcome(http_status);
+    let what = if body.is_empty() {
+        "an empty body".to_string()
+    } else {
+        match serde_json::from_slice::<Value>(body) {
+            Ok(Value::Object(_)) => "a JSON object without ResponseMetadata".to_string(),
+            Ok(other) => format!("JSON {}, not an envelope", type_name(&other)),
+            Err(e) if e.is_eof() => format!("truncated JSON ({} bytes)", body.len()),
+            Err(_) => {
+                let looks_html = body
+                    .iter()
+                    .find(|b| !b.is_ascii_whitespace())
+                    .is_some_and(|b| *b == b'<');
+                if looks_html {
+                    "an HTML page".to_string()
+                } else {
+                    "a body that is not JSON".to_string()
+                }
+            }
+        }
+    };
+    ApiError::new(
+        outcome,
+        Some(http_status),
+        format!("HTTP {http_status} with {what}"),
+    )
+}
+
+fn task_key(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Record => "RecordTask",
+        Kind::Webcast => "WebCastTask",
+    }
+}
+
+/// Build the snapshot from the task object.
+fn snapshot(kind: Kind, task: &Map<String, Value>) -> Result<TaskSnapshot, FieldError> {
+    let mut s = TaskSnapshot {
+        status: int(task, "Status")?.unwrap_or(0),
+        start_time_ms: int(task, "StartTime")?.unwrap_or(0),
+        end_time_ms: int(task, "EndTime")?.unwrap_or(0),
+        stop_reason: string(task, "StopReason")?.unwrap_or_default(),
+        ..TaskSnapshot::default()
+    };
+    match kind {
+        Kind::Record => {
+            if let Some(list) = task.get("RecordFileList") {
+                s.files = files(list)?;
+            }
+        }
+        Kind::Webcast => {
+            s.max_running_time_s = int(task, "MaxRunningTime")?;
+            s.user_id = string(task, "UserId")?;
+        }
+    }
+    Ok(s)
+}
+
+fn files(list: &Value) -> Result<Vec<RecordFile>, FieldError> {
+    let items = match list {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(items) => items,
+        other => return Err(FieldError::new("RecordFileList", "an array", other)),
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let at = |e: FieldError| e.within(&format!("RecordFileList[{i}]"));
+            let obj = match item {
+                Value::Object(o) => o,
+                other => {
+                    return Err(FieldError::new(
+                        &format!("RecordFileList[{i}]"),
+                        "an object",
+                        other,
+                    ))
+                }
+            };
+            Ok(RecordFile {
+                vid: string(obj, "Vid").map_err(at)?.filter(|v| !v.is_empty()),
+                object_key: string(obj, "ObjectKey")
+                    .map_err(at)?
+                    .filter(|k| !k.is_empty()),
+                duration_ms: int(obj, "Duration").map_err(at)?,
+                size_bytes: int(obj, "Size").map_err(at)?,
+                start_time_ms: int(obj, "StartTime").map_err(at)?,
+            })
+        })
+        .collect()
+}
+
+/// A field of the wrong type: its path, what was expected, what was found.
+#[derive(Debug)]
+struct FieldError {
+    path: String,
+    expected: &'static str,
+    found: String,
+}
+
+impl FieldError {
+    fn new(path: &str, expected: &'static str, found: &Value) -> Self {
+        let found = match found {
+            Value::String(s) => format!("the string \"{}\"", truncate_to(s, 40)),
+            Value::Number(n) => format!("the number {n}"),
+            other => type_name(other).to_string(),
+        };
+        FieldError {
+            path: path.to_string(),
+            expected,
+            found,
+        }
+    }
+
+    /// The same error, seen from the object that holds this one.
+    fn within(mut self, parent: &str) -> Self {
+        self.path = format!("{parent}.{}", self.path);
+        self
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} should be {} but is {}",
+            self.path, self.expected, self.found
+        )
+    }
+}
+
+/// An optional 64-bit integer: a JSON integer, an integral float, or a decimal string.
+fn int(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FieldError> {
+    let v = match obj.get(key) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(v) => v,
+    };
+    let parsed = match v {
+        Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                .map(|f| f as i64)
+        }),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    };
+    match parsed {
+        Some(i) => Ok(Some(i)),
+        None => Err(FieldError::new(key, "a 64-bit integer", v)),
+    }
+}
+
+/// An optional string (`null` and absent are `None`).
+fn string(obj: &Map<String, Value>, key: &str) -> Result<Option<String>, FieldError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(FieldError::new(key, "a string", other)),
+    }
+}
+
+/// A string field of the envelope itself, made one line and cut to `max` characters
+/// (lenient: anything but a string is ignored).
+fn opt_str(obj: &Map<String, Value>, key: &str, max: usize) -> Option<String> {
+    match obj.get(key) {
+        Some(Value::String(s)) => Some(truncate_to(&one_line(s), max)),
+        _ => None,
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Control characters (newlines included) become spaces, so a message stays one log line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// At most `max` characters; a cut string ends with `…`.
+fn truncate_to(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(kind: Kind, status: u16, body: &str) -> ApiError {
+        match classify(kind, status, body.as_bytes()) {
+            Err(e) => e,
+            Ok(s) => panic!("expected an error, got {s:?}"),
+        }
+    }
+
+    fn envelope_error(code: &str) -> String {
+        format!(
+            r#"{{"ResponseMetadata":{{"RequestId":"r1","Action":"GetRecordTask","Version":"2022-06-01","Service":"rtc","Region":"cn-north-1","Error":{{"CodeN":1,"Code":"{code}","Message":"m"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn codes_map_to_outcomes() {
+        let cases = [
+            ("FlowLimitExceeded", Outcome::Throttled),
+            ("AccountFlowLimitExceeded", Outcome::Throttled),
+            ("FlowLimitExceeded.QPSOverLimit", Outcome::Throttled),
+            ("SignatureDoesNotMatch", Outcome::AuthError),
+            ("InvalidAccessKey", Outcome::AuthError),
+            ("InvalidTimestamp", Outcome::AuthError),
+            ("InvalidSecretToken", Outcome::AuthError),
+            ("MissingSignature", Outcome::AuthError),
+            ("MissingAuthenticationToken", Outcome::AuthError),
+            ("InvalidAuthorization", Outcome::AuthError),
+            ("InvalidCredential", Outcome::AuthError),
+            ("AccessDenied", Outcome::AuthError),
+            ("AccessDenied.RecordNotEnabled", Outcome::AuthError),
+            ("AccessDenied.NoPermissionForApp", Outcome::AuthError),
+            ("LackPolicy", Outcome::AuthError),
+            (
+                "InvalidParameter.ErrorActiveTaskNotFound",
+                Outcome::NotFound,
+            ),
+            ("InvalidParameter.NotExistAppId", Outcome::ClientError),
+            ("InvalidParameter.IllegalRoomID", Outcome::ClientError),
+            ("MissingParameter", Outcome::ClientError),
+            ("InvalidActionOrVersion", Outcome::ClientError),
+            ("ServiceNotFound", Outcome::ClientError),
+            ("InternalError", Outcome::ServerError),
+            ("UndefinedError", Outcome::ServerError),
+            ("InternalServiceTimeout", Outcome::ServerError),
+            ("FailToConnect", Outcome::ServerError),
+            ("InternalServiceError", Outcome::ServerError),
+            ("ServiceUnavailableTemp", Outcome::ServerError),
+        ];
+        for (code, outcome) in cases {
+            // The code decides whatever the status, even with HTTP 200.
+            for status in [200, 400, 500] {
+                let e = err(Kind::Record, status, &envelope_error(code));
+                assert_eq!(e.outcome, outcome, "{code} with HTTP {status}");
+                assert_eq!(e.code.as_deref(), Some(code));
+                assert_eq!(e.request_id.as_deref(), Some("r1"));
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_code_falls_back_to_status() {
+        let body = envelope_error("SomethingNew");
+        assert_eq!(err(Kind::Record, 200, &body).outcome, Outcome::ClientError);
+        assert_eq!(err(Kind::Record, 503, &body).outcome, Outcome::ServerError);
+        assert_eq!(err(Kind::Record, 403, &body).outcome, Outcome::AuthError);
+        assert_eq!(err(Kind::Record, 429, &body).outcome, Outcome::Throttled);
+        // 429 wins over any code.
+        let body = envelope_error("InternalError");
+        assert_eq!(err(Kind::Record, 429, &body).outcome, Outcome::Throttled);
+    }
+
+    #[test]
+    fn non_envelope_bodies_follow_the_status() {
+        let html = "<html><body><h1>502 Bad Gateway</h1></body></html>";
+        let e = err(Kind::Record, 502, html);
+        assert_eq!(e.outcome, Outcome::ServerError);
+        assert_eq!(e.message, "HTTP 502 with an HTML page");
+        assert_eq!(err(Kind::Record, 200, html).outcome, Outcome::DecodeError);
+        assert_eq!(err(Kind::Record, 429, "").outcome, Outcome::Throttled);
+        assert_eq!(err(Kind::Record, 401, "nope").outcome, Outcome::AuthError);
+        assert_eq!(err(Kind::Record, 404, "{}").outcome, Outcome::ClientError);
+        assert_eq!(err(Kind::Record, 301, "").outcome, Outcome::ClientError);
+        let e = err(Kind::Record, 200, r#"{"ResponseMetadata":{"Req"#);
+        assert_eq!(e.outcome, Outcome::DecodeError);
+        assert_eq!(e.message, "HTTP 200 with truncated JSON (25 bytes)");
+        assert_eq!(
+            err(Kind::Record, 200, "[1,2]").outcome,
+            Outcome::DecodeError
+        );
+        assert_eq!(
+            err(Kind::Record, 200, r#"{"ResponseMetadata":"x"}"#).outcome,
+            Outcome::DecodeError
+        );
+    }
+
+    #[test]
+    fn success_status_without_error_but_bad_status_code() {
+        let body = r#"{"ResponseMetadata":{"RequestId":"r9"},"Result":{}}"#;
+        let e = err(Kind::Record, 500, body);
+        assert_eq!(e.outcome, Outcome::ServerError);
+        assert_eq!(e.request_id.as_deref(), Some("r9"));
+    }
+
+    #[test]
+    fn empty_error_object_is_no_error() {
+        let body = r#"{"ResponseMetadata":{"RequestId":"r","Error":{"Code":"","Message":""}},
+            "Result":{"RecordTask":{"Status":2,"StartTime":5}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(s.map(|s| s.status), Ok(2));
+    }
+
+    #[test]
+    fn absent_empty_or_zero_task_is_not_found() {
+        for body in [
+            r#"{"ResponseMetadata":{"RequestId":"r"}}"#,
+            r#"{"ResponseMetadata":{"RequestId":"r"},"Result":null}"#,
+            r#"{"ResponseMetadata":{"RequestId":"r"},"Result":{}}"#,
+            r#"{"ResponseMetadata":{"RequestId":"r"},"Result":{"RecordTask":null}}"#,
+            r#"{"ResponseMetadata":{"RequestId":"r"},"Result":{"RecordTask":{}}}"#,
+            r#"{"ResponseMetadata":{"RequestId":"r"},"Result":{"RecordTask":{"StartTime":0,"EndTime":0,"Status":0,"StopReason":"","RecordFileList":null}}}"#,
+        ] {
+            let e = err(Kind::Record, 200, body);
+            assert_eq!(e.outcome, Outcome::NotFound, "{body}");
+            assert_eq!(e.request_id.as_deref(), Some("r"));
+        }
+        let body = r#"{"ResponseMetadata":{},"Result":{"WebcastTask":{"StartTime":0,"EndTime":0,
+            "Status":0,"StopReason":"","UserId":"","SourceURL":"","MaxRunningTime":0}}}"#;
+        assert_eq!(err(Kind::Webcast, 200, body).outcome, Outcome::NotFound);
+        // Status 0 with a start time is a real task in an abnormal state.
+        let body = r#"{"ResponseMetadata":{},"Result":{"RecordTask":{"Status":0,"StartTime":5}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(s.map(|s| s.start_time_ms), Ok(5));
+        // A record answer is not a webcast answer.
+        let body = r#"{"ResponseMetadata":{},"Result":{"RecordTask":{"Status":2}}}"#;
+        assert_eq!(err(Kind::Webcast, 200, body).outcome, Outcome::NotFound);
+    }
+
+    #[test]
+    fn numbers_are_64_bit_and_may_be_strings() {
+        let body = r#"{"ResponseMetadata":{},"Result":{"RecordTask":{
+            "Status":"3","StartTime":1.7e12,"EndTime":"1700000003600000",
+            "RecordFileList":[{"Size":9007199254740993,"Duration":" 42 "}]}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        let s = match s {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(s.status, 3);
+        assert_eq!(s.start_time_ms, 1_700_000_000_000);
+        assert_eq!(s.end_time_ms, 1_700_000_003_600_000);
+        assert_eq!(s.files[0].size_bytes, Some(9_007_199_254_740_993));
+        assert_eq!(s.files[0].duration_ms, Some(42));
+    }
+
+    #[test]
+    fn nulls_are_absent_values() {
+        let body = r#"{"ResponseMetadata":{"RequestId":null,"Error":null},"Result":{"RecordTask":{
+            "Status":3,"StartTime":7,"EndTime":null,"StopReason":null,"RecordFileList":[
+            {"Vid":null,"ObjectKey":"k","Size":null,"Duration":null,"StartTime":null}]}}}"#;
+        let s = classify(Kind::Record, 200, body.as_bytes()).map_err(|e| e.to_string());
+        assert_eq!(
+            s,
+            Ok(TaskSnapshot {
+                status: 3,
+                start_time_ms: 7,
+                files: vec![RecordFile {
+                    object_key: Some("k".into()),
+                    ..RecordFile::default()
+                }],
+                ..TaskSnapshot::default()
+            })
+        );
+    }
+
+    #[test]
+    fn wrong_types_are_decode_errors_naming_the_field() {
+        let cases = [
+            (
+                r#"{"Status":2,"StartTime":{"x":1}}"#,
+                "RecordTask.StartTime should be a 64-bit integer but is an object",
+            ),
+            (
+                r#"{"Status":2,"StartTime":1.5}"#,
+                "RecordTask.StartTime should be a 64-bit integer but is the number 1.5",
+            ),
+            (
+                r#"{"Status":"running"}"#,
+                "RecordTask.Status should be a 64-bit integer but is the string \"running\"",
+            ),
+            (
+                r#"{"Status":2,"StopReason":7}"#,
+                "RecordTask.StopReason should be a string but is the number 7",
+            ),
+            (
+                r#"{"Status":2,"RecordFileList":{}}"#,
+                "RecordTask.RecordFileList should be an array but is an object",
+            ),
+            (
+                r#"{"Status":2,"RecordFileList":[{},3]}"#,
+                "RecordTask.RecordFileList[1] should be an object but is the number 3",
+            ),
+            (
+                r#"{"Status":2,"RecordFileList":[{"Size":true}]}"#,
+                "RecordTask.RecordFileList[0].Size should be a 64-bit integer but is a boolean",
+            ),
+            (
+                r#"{"Status":2,"StartTime":99999999999999999999}"#,
+                "RecordTask.StartTime should be a 64-bit integer but is the number 1e+20",
+            ),
+        ];
+        for (task, message) in cases {
+            let body = format!(r#"{{"ResponseMetadata":{{}},"Result":{{"RecordTask":{task}}}}}"#);
+            let e = err(Kind::Record, 200, &body);
+            assert_eq!(e.outcome, Outcome::DecodeError, "{task}");
+            assert_eq!(e.message, message);
+        }
+        let e = err(Kind::Record, 200, r#"{"ResponseMetadata":{},"Result":[]}"#);
+        assert_eq!(e.outcome, Outcome::DecodeError);
+        let e = err(
+            Kind::Record,
+            200,
+            r#"{"ResponseMetadata":{},"Result":{"RecordTask":"x"}}"#,
+        );
+        assert_eq!(e.outcome, Outcome::DecodeError);
+    }
+
+    #[test]
+    fn display_is_short_and_one_line() {
+        let long = "x".repeat(1000);
+        let body = format!(
+            r#"{{"ResponseMetadata":{{"RequestId":"req-1","Error":{{"Code":"InternalError","Message":"line1\nline2 {long}"}}}}}}"#
+        );
+        let e = err(Kind::Record, 500, &body);
+        let text = e.to_string();
+        assert!(text.starts_with("server_error InternalError (HTTP 500): line1 line2 xxx"));
+        assert!(text.ends_with("… [RequestId req-1]"), "{text}");
+        assert!(!text.contains('\n'));
+        assert_eq!(e.message.chars().count(), MAX_MESSAGE_CHARS + 1);
+    }
+
+    #[test]
+    fn truncate_respects_char_boundaries() {
+        assert_eq!(truncate_to("héllo", 2), "hé…");
+        assert_eq!(truncate_to("héllo", 5), "héllo");
+        assert_eq!(truncate_to("", 0), "");
+    }
+}
+
+/// Every fixture under `tests/fixtures/api/`, with the exact values it must give.
+#[cfg(test)]
+mod fixtures {
+    use super::*;
+    use crate::model::status;
+
+    macro_rules! fixture {
+        ($name:literal) => {
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/api/",
+                $name
+            ))
+            .as_slice()
+        };
+    }
+
+    fn ok(kind: Kind, body: &[u8]) -> TaskSnapshot {
+        match classify(kind, 200, body) {
+            Ok(s) => s,
+            Err(e) => panic!("expected a snapshot, got {e}"),
+        }
+    }
+
+    fn failed(kind: Kind, http_status: u16, body: &[u8]) -> ApiError {
+        match classify(kind, http_status, body) {
+            Err(e) => e,
+            Ok(s) => panic!("expected an error, got {s:?}"),
+        }
+    }
+
+    #[test]
+    fn record_running() {
+        let s = ok(Kind::Record, fixture!("record_running.json"));
+        assert_eq!(
+            s,
+            TaskSnapshot {
+                status: status::RUNNING,
+                start_time_ms: 1_717_243_200_000,
+                end_time_ms: 0,
+                stop_reason: String::new(),
+                files: vec![],
+                max_running_time_s: None,
+                user_id: None,
+            }
+        );
+        assert!(!s.is_terminal());
+    }
+
+    #[test]
+    fn record_ended_with_vod_and_object_storage_files() {
+        let s = ok(Kind::Record, fixture!("record_ended_files.json"));
+        assert_eq!(
+            s,
+            TaskSnapshot {
+                status: status::ENDED,
+                start_time_ms: 1_717_243_200_000,
+                end_time_ms: 1_717_248_600_000,
+                stop_reason: "StopByAPI".into(),
+                files: vec![
+                    RecordFile {
+                        vid: Some("v0d399g10004cfu2ho3c77u4dr5b3d1g".into()),
+                        object_key: None,
+                        duration_ms: Some(5_400_000),
+                        size_bytes: Some(3_221_225_472),
+                        start_time_ms: Some(1_717_243_201_000),
+                    },
+                    RecordFile {
+                        vid: Some("v0d399g10004cfu2ho3c77u4dr5b3d2h".into()),
+                        object_key: None,
+                        duration_ms: Some(1_800_500),
+                        size_bytes: Some(734_003_200),
+                        start_time_ms: Some(1_717_246_800_500),
+                    },
+                    RecordFile {
+                        vid: None,
+                        object_key: Some(
+                            "record/661e8f0d1ab2c3d4e5f60718/Room1/Task1/audio.m4a".into()
+                        ),
+                        duration_ms: Some(5_399_000),
+                        size_bytes: Some(86_384_000),
+                        start_time_ms: Some(1_717_243_201_000),
+                    },
+                ],
+                max_running_time_s: None,
+                user_id: None,
+            }
+        );
+        assert!(s.is_terminal());
+        assert_eq!(
+            s.files[2].label(2),
+            "record/661e8f0d1ab2c3d4e5f60718/Room1/Task1/audio.m4a"
+        );
+    }
+
+    #[test]
+    fn record_failed_to_start() {
+        let s = ok(Kind::Record, fixture!("record_failed.json"));
+        assert_eq!(s.status, status::FAILED);
+        assert_eq!(s.start_time_ms, 1_717_243_260_000);
+        assert_eq!(s.end_time_ms, 1_717_243_263_000);
+        assert_eq!(s.stop_reason, "StartTaskFailed");
+        assert!(s.files.is_empty());
+    }
+
+    #[test]
+    fn webcast_both_spellings() {
+        let running = ok(Kind::Webcast, fixture!("webcast_running_WebCastTask.json"));
+        assert_eq!(
+            running,
+            TaskSnapshot {
+                status: status::RUNNING,
+                start_time_ms: 1_717_243_500_000,
+                end_time_ms: 0,
+                stop_reason: String::new(),
+                files: vec![],
+                max_running_time_s: Some(86_400),
+                user_id: Some("webcast_bot_1".into()),
+            }
+        );
+        let ended = ok(Kind::Webcast, fixture!("webcast_ended_WebcastTask.json"));
+        assert_eq!(
+            ended,
+            TaskSnapshot {
+                status: status::ENDED,
+                start_time_ms: 1_717_243_560_000,
+                end_time_ms: 1_717_250_760_000,
+                stop_reason: "ExceedMaxRunningTime".into(),
+                files: vec![],
+                max_running_time_s: Some(7_200),
+                user_id: Some("webcast_bot_2".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn error_families() {
+        type Case<'a> = (&'a [u8], Kind, u16, Outcome, Option<&'a str>, &'a str);
+        let cases: [Case; 7] = [
+            (
+                fixture!("error_flow_limit_429.json"),
+                Kind::Record,
+                429,
+                Outcome::Throttled,
+                Some("AccountFlowLimitExceeded"),
+                "20240601120700F60718293A4B5C6D7E8F90",
+            ),
+            (
+                fixture!("error_signature_401.json"),
+                Kind::Record,
+                401,
+                Outcome::AuthError,
+                Some("SignatureDoesNotMatch"),
+                "2024060112080007182A3B4C5D6E7F8091A2",
+            ),
+            (
+                fixture!("error_access_denied_403.json"),
+                Kind::Webcast,
+                403,
+                Outcome::AuthError,
+                Some("AccessDenied.NoPermissionForApp"),
+                "20240601120900182A3B4C5D6E7F8091A2B3",
+            ),
+            (
+                fixture!("error_task_not_found.json"),
+                Kind::Record,
+                400,
+                Outcome::NotFound,
+                Some("InvalidParameter.ErrorActiveTaskNotFound"),
+                "202406011210002A3B4C5D6E7F8091A2B3C4",
+            ),
+            (
+                fixture!("error_illegal_app_id_400.json"),
+                Kind::Record,
+                400,
+                Outcome::ClientError,
+                Some("InvalidParameter.NotExistAppId"),
+                "202406011211003B4C5D6E7F8091A2B3C4D5",
+            ),
+            (
+                fixture!("error_internal_500.json"),
+                Kind::Record,
+                500,
+                Outcome::ServerError,
+                Some("InternalError"),
+                "202406011212004C5D6E7F8091A2B3C4D5E6",
+            ),
+            (
+                fixture!("http200_with_error.json"),
+                Kind::Webcast,
+                200,
+                Outcome::ClientError,
+                Some("InvalidParameter.IllegalRoomID"),
+                "202406011213005D6E7F8091A2B3C4D5E6F7",
+            ),
+        ];
+        for (body, kind, http_status, outcome, code, request_id) in cases {
+            let e = failed(kind, http_status, body);
+            assert_eq!(e.outcome, outcome, "{e}");
+            assert_eq!(e.http_status, Some(http_status));
+            assert_eq!(e.code.as_deref(), code);
+            assert_eq!(e.request_id.as_deref(), Some(request_id));
+        }
+        let e = failed(Kind::Record, 401, fixture!("error_signature_401.json"));
+        assert_eq!(
+            e.to_string(),
+            "auth_error SignatureDoesNotMatch (HTTP 401): The request signature we calculated \
+             does not match the signature you provided. Check your Secret Access Key and signing \
+             method. Consult the service documentation for details. \
+             [RequestId 2024060112080007182A3B4C5D6E7F8091A2]"
+        );
+    }
+
+    #[test]
+    fn empty_result_is_not_found() {
+        let e = failed(Kind::Record, 200, fixture!("record_empty_result.json"));
+        assert_eq!(e.outcome, Outcome::NotFound);
+        assert_eq!(e.code, None);
+        assert_eq!(e.message, "the answer holds no RecordTask");
+        assert_eq!(
+            e.request_id.as_deref(),
+            Some("202406011214006E7F8091A2B3C4D5E6F708")
+        );
+    }
+
+    #[test]
+    fn html_502_is_a_server_error_and_truncated_json_a_decode_error() {
+        let e = failed(Kind::Record, 502, fixture!("bad_gateway_502.html"));
+        assert_eq!(e.outcome, Outcome::ServerError);
+        assert_eq!(e.message, "HTTP 502 with an HTML page");
+        let e = failed(Kind::Record, 200, fixture!("truncated.json"));
+        assert_eq!(e.outcome, Outcome::DecodeError);
+        assert_eq!(e.message, "HTTP 200 with truncated JSON (300 bytes)");
+        assert_eq!(e.request_id, None);
+    }
+
+    #[test]
+    fn webcast_fixture_is_not_a_record_answer() {
+        let e = failed(
+            Kind::Record,
+            200,
+            fixture!("webcast_running_WebCastTask.json"),
+        );
+        assert_eq!(e.outcome, Outcome::NotFound);
+    }
+}

@@ -1,0 +1,153 @@
+//! Command-line flags, Prometheus style (`--config.file`, `--web.listen-address`, `--log.level`,
+//! `--log.format`), converted once into checked values.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// The default port: outside the 9100–9999 exporter range, which is fully allocated.
+pub const DEFAULT_PORT: u16 = 19966;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "volcengine-rtc-exporter",
+    version,
+    about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording and web-capture tasks.",
+    long_about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording (GetRecordTask) \
+and web-page capture (GetWebCastTask) tasks.\n\n\
+Without a command it runs the exporter: polls the configured targets inside the per-action \
+request budget and serves /metrics. `check` validates a config, `once` polls every target once \
+and prints the metrics, `demo` runs against a built-in simulated API (no account needed)."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Path to the YAML configuration file (see examples/config.yaml).
+    #[arg(long = "config.file", value_name = "FILE", global = true)]
+    pub config_file: Option<PathBuf>,
+
+    /// Address to serve /metrics, /, /-/healthy and /-/ready on, as HOST:PORT or :PORT.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value_t = format!(":{DEFAULT_PORT}"),
+        value_parser = parse_listen_address_str,
+        global = true
+    )]
+    pub listen_address: String,
+
+    /// Only log messages at or above this level.
+    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
+    pub log_level: LogLevel,
+
+    /// Log line format (logs go to stderr).
+    #[arg(long = "log.format", value_enum, default_value_t = LogFormat::Logfmt, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the config (no network), print a summary; exit 1 on any problem.
+    Check,
+    /// Poll every target once inside the budget, print the metrics on stdout; exit 1 if any poll failed.
+    Once,
+    /// Run the exporter against a built-in simulated RTC API with a few dozen tasks (no account needed).
+    Demo,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Logfmt,
+    Json,
+}
+
+fn parse_listen_address_str(s: &str) -> Result<String, String> {
+    parse_listen_address(s).map(|_| s.to_string())
+}
+
+/// `:9966` means every interface; `host:port` otherwise. Names other than `localhost` are not
+/// resolved: give an IP address.
+pub fn parse_listen_address(s: &str) -> Result<SocketAddr, String> {
+    let fix = "give HOST:PORT or :PORT, e.g. :19966 or 127.0.0.1:19966";
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?} is not a valid listen address: bad port; {fix}"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port));
+    }
+    if let Some(port) = s.strip_prefix("localhost:") {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{s:?} is not a valid listen address: bad port; {fix}"))?;
+        return Ok(SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port));
+    }
+    s.parse()
+        .map_err(|_| format!("{s:?} is not a valid listen address; {fix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn listen_address_forms() {
+        assert_eq!(
+            parse_listen_address(":19966").ok(),
+            Some("0.0.0.0:19966".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_address("127.0.0.1:0").ok(),
+            Some("127.0.0.1:0".parse().unwrap())
+        );
+        assert_eq!(
+            parse_listen_address("localhost:80").ok(),
+            Some("127.0.0.1:80".parse().unwrap())
+        );
+        assert!(parse_listen_address("19966").is_err());
+        assert!(parse_listen_address(":99999").is_err());
+        assert!(parse_listen_address("[::1]:9").is_ok());
+    }
+
+    #[test]
+    fn prometheus_style_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "x",
+            "check",
+            "--config.file=/tmp/c.yaml",
+            "--log.format=json",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Command::Check)));
+        assert_eq!(cli.config_file, Some(PathBuf::from("/tmp/c.yaml")));
+        assert_eq!(cli.log_format, LogFormat::Json);
+        assert_eq!(cli.listen_address, ":19966");
+        assert!(Cli::try_parse_from(["x", "--web.listen-address=nope"]).is_err());
+    }
+}

@@ -1,0 +1,144 @@
+//! Prometheus-style durations: `500ms`, `15s`, `5m`, `1h30m`, `1d`, `2w`, `1y` — whole
+//! numbers, units from largest to smallest, each unit at most once (`0` alone is zero).
+//! [`format()`] writes the same notation back.
+
+use std::time::Duration;
+
+const UNITS: [(&str, u64); 7] = [
+    ("y", 365 * 24 * 3_600_000),
+    ("w", 7 * 24 * 3_600_000),
+    ("d", 24 * 3_600_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
+
+/// Why a duration did not parse; the message says how to write one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("`{0}` is not a duration; write it like 500ms, 15s, 5m, 1h30m or 1d (units y, w, d, h, m, s, ms, largest first, each once)")]
+    Invalid(String),
+    #[error("`{0}` is too long a duration")]
+    Overflow(String),
+}
+
+/// Parses a Prometheus duration.
+pub fn parse(text: &str) -> Result<Duration, DurationError> {
+    let invalid = || DurationError::Invalid(text.to_owned());
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if text.is_empty() {
+        return Err(invalid());
+    }
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut next_unit = 0; // index into UNITS of the largest unit still allowed
+    let mut total: u64 = 0;
+    while i < bytes.len() {
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        if i == start {
+            return Err(invalid());
+        }
+        let number: u64 = text[start..i]
+            .parse()
+            .map_err(|_| DurationError::Overflow(text.to_owned()))?;
+        let rest = &text[i..];
+        let unit = if rest.starts_with("ms") {
+            6
+        } else {
+            match rest.as_bytes().first() {
+                Some(b'y') => 0,
+                Some(b'w') => 1,
+                Some(b'd') => 2,
+                Some(b'h') => 3,
+                Some(b'm') => 4,
+                Some(b's') => 5,
+                _ => return Err(invalid()),
+            }
+        };
+        if unit < next_unit {
+            return Err(invalid());
+        }
+        next_unit = unit + 1;
+        let (name, millis) = UNITS[unit];
+        i += name.len();
+        total = number
+            .checked_mul(millis)
+            .and_then(|v| v.checked_add(total))
+            .ok_or_else(|| DurationError::Overflow(text.to_owned()))?;
+    }
+    Ok(Duration::from_millis(total))
+}
+
+/// Writes `d` in the same notation (sub-millisecond parts dropped): `1h30m`, `500ms`, `0s`.
+pub fn format(d: Duration) -> String {
+    let mut left = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    if left == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    for (name, millis) in UNITS {
+        if left >= millis {
+            out.push_str(&format!("{}{name}", left / millis));
+            left %= millis;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_prometheus_durations() {
+        let ms = |v: u64| Ok(Duration::from_millis(v));
+        assert_eq!(parse("500ms"), ms(500));
+        assert_eq!(parse("15s"), ms(15_000));
+        assert_eq!(parse("5m"), ms(300_000));
+        assert_eq!(parse("1h30m"), ms(5_400_000));
+        assert_eq!(parse("1d"), ms(86_400_000));
+        assert_eq!(parse("2w"), ms(14 * 86_400_000));
+        assert_eq!(parse("1y"), ms(365 * 86_400_000));
+        assert_eq!(parse("1m1s1ms"), ms(61_001));
+        assert_eq!(parse("0"), ms(0));
+        assert_eq!(parse("0s"), ms(0));
+        assert_eq!(parse("90s"), ms(90_000));
+    }
+
+    #[test]
+    fn rejects_what_prometheus_rejects() {
+        for bad in [
+            "", "15", "1.5s", "-5s", "5 s", " 5s", "5S", "1m1h", "1s1s", "s", "1x", "1h 30m",
+            "5sec", "1ms1s", "+5s",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(DurationError::Invalid(_))),
+                "{bad:?} should be invalid"
+            );
+        }
+        assert!(matches!(
+            parse("99999999999999999999s"),
+            Err(DurationError::Overflow(_))
+        ));
+        assert!(matches!(
+            parse("999999999999y"),
+            Err(DurationError::Overflow(_))
+        ));
+    }
+
+    #[test]
+    fn formats_back() {
+        for text in ["500ms", "15s", "5m", "1h30m", "1d", "1w", "1h0m0s1ms"] {
+            let d = parse(text).unwrap();
+            assert_eq!(parse(&format(d)).unwrap(), d);
+        }
+        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::ZERO), "0s");
+    }
+}

@@ -1,0 +1,331 @@
+//! A YAML document loaded into a small tree whose nodes remember where they start, so that
+//! every later finding can name a line and column.
+//!
+//! Built on `yaml-rust2`'s event parser. Anchors and aliases are expanded (with a cap, so a
+//! "billion laughs" document is refused rather than exhausting memory); nesting is capped too,
+//! so no input can overflow the stack. Tags are ignored. Only one document is allowed.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+/// A place in the text: 1-based line and column (columns count characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: usize,
+    pub col: usize,
+}
+
+impl Pos {
+    fn from_marker(m: &Marker) -> Pos {
+        Pos {
+            line: m.line().max(1),
+            col: m.col() + 1,
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// One node of the tree and where it starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub pos: Pos,
+    pub value: Value,
+}
+
+/// What a node holds. Scalars keep their text exactly as written (quotes removed); a plain
+/// empty value, `~` or `null` is [`Value::Null`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Scalar(String),
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>),
+}
+
+impl Value {
+    /// How the node is called in messages: "a mapping", "a list", ...
+    pub fn describe(&self) -> &'static str {
+        match self {
+            Value::Null => "an empty value",
+            Value::Scalar(_) => "a single value",
+            Value::Seq(_) => "a list",
+            Value::Map(_) => "a mapping",
+        }
+    }
+}
+
+/// The text is not YAML (or is YAML this loader refuses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub pos: Pos,
+    pub message: String,
+}
+
+/// Deepest nesting accepted; the config needs 4 levels.
+pub const MAX_DEPTH: usize = 32;
+/// Most nodes alias expansion may create.
+pub const MAX_ALIAS_NODES: usize = 100_000;
+
+enum Frame {
+    Seq {
+        pos: Pos,
+        anchor: usize,
+        items: Vec<Node>,
+    },
+    Map {
+        pos: Pos,
+        anchor: usize,
+        entries: Vec<(Node, Node)>,
+        key: Option<Node>,
+    },
+}
+
+fn size(node: &Node) -> usize {
+    match &node.value {
+        Value::Null | Value::Scalar(_) => 1,
+        Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
+        Value::Map(entries) => {
+            1 + entries
+                .iter()
+                .map(|(k, v)| size(k) + size(v))
+                .sum::<usize>()
+        }
+    }
+}
+
+/// Loads the single document in `text`; `Ok(None)` when there is none (empty file, only
+/// comments).
+pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
+    let mut parser = Parser::new_from_str(text);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut expanded = 0usize;
+    let mut root: Option<Node> = None;
+    let mut documents = 0usize;
+
+    loop {
+        let (event, marker) = parser.next_token().map_err(|e| SyntaxError {
+            pos: Pos::from_marker(e.marker()),
+            message: format!("YAML syntax error: {}", e.info()),
+        })?;
+        let pos = Pos::from_marker(&marker);
+        let done: Option<(Node, usize)> = match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
+            Event::StreamEnd => break,
+            Event::DocumentStart => {
+                documents += 1;
+                if documents > 1 {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "a second YAML document starts here; the config is one \
+                                  document: remove this `---` and what follows, or merge it"
+                            .into(),
+                    });
+                }
+                None
+            }
+            Event::Alias(id) => {
+                let Some((node, n)) = anchors.get(&id) else {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "alias to an unknown anchor".into(),
+                    });
+                };
+                expanded = expanded.saturating_add(*n);
+                if expanded > MAX_ALIAS_NODES {
+                    return Err(SyntaxError {
+                        pos,
+                        message: format!(
+                            "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the \
+                             values out instead of nesting aliases"
+                        ),
+                    });
+                }
+                Some((node.clone(), 0))
+            }
+            Event::Scalar(text, style, anchor, _tag) => {
+                let is_null = style == TScalarStyle::Plain
+                    && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL");
+                let value = if is_null {
+                    Value::Null
+                } else {
+                    Value::Scalar(text)
+                };
+                Some((Node { pos, value }, anchor))
+            }
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if stack.len() >= MAX_DEPTH {
+                    return Err(SyntaxError {
+                        pos,
+                        message: format!(
+                            "nesting deeper than {MAX_DEPTH} levels; the config needs at most 4"
+                        ),
+                    });
+                }
+                stack.push(if matches!(event, Event::SequenceStart(..)) {
+                    Frame::Seq {
+                        pos,
+                        anchor,
+                        items: Vec::new(),
+                    }
+                } else {
+                    Frame::Map {
+                        pos,
+                        anchor,
+                        entries: Vec::new(),
+                        key: None,
+                    }
+                });
+                None
+            }
+            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
+                Some(Frame::Seq { pos, anchor, items }) => Some((
+                    Node {
+                        pos,
+                        value: Value::Seq(items),
+                    },
+                    anchor,
+                )),
+                Some(Frame::Map {
+                    pos,
+                    anchor,
+                    entries,
+                    ..
+                }) => {
+                    // A block mapping's start event is marked at its first `:`; the mapping
+                    // is better placed at its first key.
+                    let pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
+                    Some((
+                        Node {
+                            pos,
+                            value: Value::Map(entries),
+                        },
+                        anchor,
+                    ))
+                }
+                None => {
+                    return Err(SyntaxError {
+                        pos,
+                        message: "YAML syntax error: unbalanced collection end".into(),
+                    })
+                }
+            },
+        };
+        let Some((node, anchor)) = done else { continue };
+        if anchor != 0 {
+            let n = size(&node);
+            anchors.insert(anchor, (node.clone(), n));
+        }
+        match stack.last_mut() {
+            None => root = Some(node),
+            Some(Frame::Seq { items, .. }) => items.push(node),
+            Some(Frame::Map { entries, key, .. }) => match key.take() {
+                None => *key = Some(node),
+                Some(k) => entries.push((k, node)),
+            },
+        }
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scalar(node: &Node) -> &str {
+        match &node.value {
+            Value::Scalar(s) => s,
+            _ => "",
+        }
+    }
+
+    #[test]
+    fn positions_are_one_based_line_and_column() {
+        let root = load("a: 1\nb:\n  - x\n  - 'y'\n").unwrap().unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("not a map")
+        };
+        assert_eq!(entries[0].0.pos, Pos { line: 1, col: 1 });
+        assert_eq!(entries[0].1.pos, Pos { line: 1, col: 4 });
+        let Value::Seq(items) = &entries[1].1.value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items[1].pos, Pos { line: 4, col: 5 });
+        assert_eq!(scalar(&items[1]), "y");
+    }
+
+    #[test]
+    fn block_mappings_start_at_their_first_key() {
+        let root = load("l:\n  - k: 1\n    j: 2\n  - {a: b}\n")
+            .unwrap()
+            .unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("not a map")
+        };
+        assert_eq!(root.pos, Pos { line: 1, col: 1 });
+        let Value::Seq(items) = &entries[0].1.value else {
+            panic!("not a seq")
+        };
+        assert_eq!(items[0].pos, Pos { line: 2, col: 5 });
+        assert_eq!(items[1].pos, Pos { line: 4, col: 5 });
+    }
+
+    #[test]
+    fn syntax_error_has_position() {
+        let err = load("a: 1\nb: [1, 2\n").unwrap_err();
+        assert!(err.message.contains("YAML syntax error"), "{err:?}");
+        assert!(err.pos.line >= 2, "{err:?}");
+    }
+
+    #[test]
+    fn empty_and_comment_only_documents_have_no_root() {
+        assert_eq!(load("").unwrap(), None);
+        assert_eq!(load("# nothing\n").unwrap(), None);
+    }
+
+    #[test]
+    fn aliases_expand_and_are_capped() {
+        let root = load("a: &x {k: v}\nb: *x\n").unwrap().unwrap();
+        let Value::Map(entries) = &root.value else {
+            panic!("not a map")
+        };
+        assert_eq!(entries[0].1.value, entries[1].1.value);
+
+        let mut bomb = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..10 {
+            let p = i - 1;
+            bomb.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        let err = load(&bomb).unwrap_err();
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused() {
+        let deep = "[".repeat(10_000);
+        assert!(load(&deep).is_err());
+        let mut block = String::new();
+        for i in 0..200 {
+            block.push_str(&" ".repeat(i));
+            block.push_str("k:\n");
+        }
+        let err = load(&block).unwrap_err();
+        assert!(err.message.contains("nesting"), "{err:?}");
+    }
+
+    #[test]
+    fn second_document_is_refused() {
+        let err = load("a: 1\n---\nb: 2\n").unwrap_err();
+        assert_eq!(err.pos.line, 2);
+    }
+}

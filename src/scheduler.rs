@@ -1,0 +1,1220 @@
+//! The scheduling core (SPEC §6 "Scheduling"): decides, per action, which target to poll next
+//! and when. It is pure and synchronous — no I/O, no tasks, no clock of its own: every method
+//! takes the current [`Instant`] (and, where a task's age matters, the wall-clock
+//! [`SystemTime`]) from its caller, so tests drive it in synthetic time.
+//!
+//! # Phases
+//!
+//! Every target is in one [`Phase`]:
+//!
+//! - **new** — never answered yet. The first polls of all targets of an action are spread
+//!   evenly over the first `active_interval`, so a restart with 5,000 targets never marks them
+//!   all due at once.
+//! - **active** — the task is not terminal; polled every `active_interval`.
+//! - **settling** — the task is terminal, but files may still be uploading: re-polled every
+//!   `settle_interval` until two answers in a row are identical.
+//! - **done** — settled; a task target is never polled again.
+//! - **expired** — the task started over 72 hours ago, so the API can no longer see it; a task
+//!   target is never polled again. Detected from a successful answer's StartTime, when a
+//!   queued task's known StartTime crosses 72 h before its next poll, and when a `NotFound`
+//!   answer comes for a task already known to be that old.
+//!
+//! # Room-following webcast targets
+//!
+//! A webcast target without `task_id` follows "the room's newest task", so it can never be
+//! finished for good: a new task may start in the room at any time. Policy:
+//!
+//! - it goes through new → active → settling → done like any task target;
+//! - once **done** (or **expired**: the newest task is over 72 h old) it stays in the settling
+//!   queue and the room is re-checked every `settle_interval`; failures back off as usual, so
+//!   a room with no task in the last 72 h (`NotFound`) ends up checked once every 5–10
+//!   minutes;
+//! - an answer whose StartTime differs from the one last seen is a **new task**: the target
+//!   goes back to active (or straight to settling if the new task is already terminal), and
+//!   its settle and expiry state start over;
+//! - a changed answer for the same task while done (a file appearing late) puts it back into
+//!   settling until two answers agree again.
+//!
+//! # Driving it
+//!
+//! ```
+//! use std::time::{Duration, UNIX_EPOCH};
+//! use tokio::time::Instant;
+//! use volc_rtc_exporter::config::ScheduleSettings;
+//! use volc_rtc_exporter::model::{Action, Kind, Target, TargetKey, TaskSnapshot};
+//! use volc_rtc_exporter::scheduler::{Phase, PollResult, Scheduler};
+//!
+//! let targets = vec![Target {
+//!     key: TargetKey {
+//!         kind: Kind::Record,
+//!         app_id: "app".into(),
+//!         room_id: "room".into(),
+//!         task_id: Some("task".into()),
+//!     },
+//!     labels: vec![],
+//! }];
+//! let schedule = ScheduleSettings {
+//!     active_interval: Duration::from_secs(15),
+//!     settle_interval: Duration::from_secs(60),
+//!     retention: Duration::from_secs(86_400),
+//! };
+//! let t0 = Instant::now();
+//! let mut scheduler = Scheduler::new(&targets, &schedule, t0);
+//! let action = Action::GetRecordTask;
+//! // The runner sleeps until `next_due`, waits for the budget, then pops and sends.
+//! let due = scheduler.next_due(action).unwrap();
+//! let id = scheduler.pop_due(action, due).unwrap();
+//! let answer = TaskSnapshot { status: 2, start_time_ms: 1_700_000_000_000, ..Default::default() };
+//! // `changed` comes from comparing with the stored previous answer.
+//! let wall = UNIX_EPOCH + Duration::from_secs(1_700_000_600); // the task is 10 minutes old
+//! scheduler.complete(id, PollResult::success(&answer, true), due, wall);
+//! assert_eq!(scheduler.phase(id), Some(Phase::Active));
+//! assert_eq!(scheduler.next_due(action), Some(due + Duration::from_secs(15)));
+//! ```
+//!
+//! # Order and timing
+//!
+//! Per action there are two queues ordered by due time: new/active targets, and settling
+//! targets (plus watched rooms). [`Scheduler::pop_due`] returns the most overdue due target,
+//! taking active ones before settling ones. A popped target is *in flight* until
+//! [`Scheduler::complete`]. Call `pop_due` only when a request can actually be sent (after the
+//! budget limiter admitted it), so the choice is made at send time.
+//!
+//! After a success, the next poll keeps the target's grid (`due + interval`) when it was
+//! dispatched on time (within a quarter of `active_interval`), so the even spread does not
+//! drift with latency; when it was dispatched late (the budget is the bottleneck), the next
+//! poll is one interval after the dispatch, so lag stays bounded and shows the shortfall
+//! instead of growing for ever.
+//!
+//! Failures never cause a tight loop:
+//!
+//! | outcome | next attempt |
+//! |---|---|
+//! | server error, timeout, network error | after `active_interval` (the client already retried) |
+//! | throttled | soon: 1 s, doubling per consecutive throttle, at most `active_interval` |
+//! | not found, auth error, client error, decode error | per-target backoff: for the n-th failure in a row, between half and all of the queue's interval × 2^(n−1) capped at 10 minutes (or the interval, if longer), never below the interval |
+//!
+//! Any success resets the backoff. The jitter is a fixed function of (target, n), so runs are
+//! reproducible, yet targets that failed together drift apart instead of returning in one
+//! wave. With 1,000 targets all failing authentication, requests fall from 3,000 in the first
+//! minute to about 1,000 over minutes 5–10 together (naive polling: 4,000 a minute).
+//!
+//! A task target that is done never reaches expired (it is not polled any more, so its age is
+//! not re-examined); both mean "never polled again".
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::time::Instant;
+
+use crate::config::ScheduleSettings;
+use crate::model::{Action, Outcome, Target, TaskSnapshot};
+
+/// A target's position in the slice given to [`Scheduler::new`].
+pub type TargetId = usize;
+
+/// How far back the API can see: tasks that started earlier are never polled.
+pub const VISIBILITY_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// The cap of the per-target failure backoff (unless the queue's own interval is longer).
+pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The first retry delay after a throttled answer.
+const THROTTLE_RETRY: Duration = Duration::from_secs(1);
+
+/// Stand-in for "never" when an addition to an [`Instant`] would overflow.
+const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
+
+/// Where a target is in its life; the `phase` label of `volcengine_rtc_targets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    New,
+    Active,
+    Settling,
+    Done,
+    Expired,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::New,
+        Phase::Active,
+        Phase::Settling,
+        Phase::Done,
+        Phase::Expired,
+    ];
+
+    /// The `phase` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::Active => "active",
+            Phase::Settling => "settling",
+            Phase::Done => "done",
+            Phase::Expired => "expired",
+        }
+    }
+
+    /// Dense index into [`Phase::ALL`], for per-phase arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Phase::New => 0,
+            Phase::Active => 1,
+            Phase::Settling => 2,
+            Phase::Done => 3,
+            Phase::Expired => 4,
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one poll of a target ended, as far as scheduling cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    /// The API answered about the task.
+    Success {
+        /// [`TaskSnapshot::is_terminal`] of the answer.
+        terminal: bool,
+        /// The answer's StartTime in ms since the epoch; 0 if absent.
+        start_time_ms: i64,
+        /// Whether the answer differs from the previous successful answer for this target
+        /// (always true for the first answer).
+        changed: bool,
+    },
+    /// The request failed; see the table in the module documentation.
+    Failed(Outcome),
+}
+
+impl PollResult {
+    /// The scheduling-relevant parts of a successful answer.
+    pub fn success(snapshot: &TaskSnapshot, changed: bool) -> PollResult {
+        PollResult::Success {
+            terminal: snapshot.is_terminal(),
+            start_time_ms: snapshot.start_time_ms,
+            changed,
+        }
+    }
+}
+
+/// Which of an action's two queues a target waits in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// New and active targets.
+    Active,
+    /// Settling targets and watched rooms.
+    Settle,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    /// Waiting in a queue until `due`.
+    Queued { lane: Lane, due: Instant },
+    /// Popped at `popped_at`; it had been due at `due`.
+    InFlight { due: Instant, popped_at: Instant },
+    /// Never polled again (done or expired task targets).
+    Parked,
+}
+
+/// Per-target scheduling state; small, since there may be 10,000 targets.
+#[derive(Debug, Clone)]
+struct TargetState {
+    action: Action,
+    /// A webcast target without `task_id`: follows the room's newest task.
+    room: bool,
+    phase: Phase,
+    slot: Slot,
+    /// StartTime of the task last answered about, ms since the epoch; 0 while unknown.
+    start_time_ms: i64,
+    /// When that task becomes older than [`VISIBILITY_WINDOW`]; `None` while unknown.
+    expires_at: Option<Instant>,
+    /// Consecutive backoff-class failures (not found, auth, client, decode).
+    failures: u32,
+    /// Consecutive throttled answers.
+    throttles: u32,
+}
+
+#[derive(Debug, Default)]
+struct Queues {
+    active: BTreeSet<(Instant, TargetId)>,
+    settle: BTreeSet<(Instant, TargetId)>,
+    in_flight: usize,
+}
+
+impl Queues {
+    fn lane_mut(&mut self, lane: Lane) -> &mut BTreeSet<(Instant, TargetId)> {
+        match lane {
+            Lane::Active => &mut self.active,
+            Lane::Settle => &mut self.settle,
+        }
+    }
+
+    fn earliest(&self) -> Option<Instant> {
+        let a = self.active.first().map(|&(due, _)| due);
+        let s = self.settle.first().map(|&(due, _)| due);
+        match (a, s) {
+            (Some(a), Some(s)) => Some(a.min(s)),
+            (a, s) => a.or(s),
+        }
+    }
+}
+
+/// Decides which target each action polls next. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    active_interval: Duration,
+    settle_interval: Duration,
+    targets: Vec<TargetState>,
+    /// Indexed by [`Action::index`].
+    queues: [Queues; 2],
+}
+
+impl Scheduler {
+    /// Every target starts **new**; the first polls of each action's targets are spread evenly
+    /// over `[now, now + active_interval)`.
+    pub fn new(targets: &[Target], schedule: &ScheduleSettings, now: Instant) -> Scheduler {
+        let mut per_action = [0u128; 2];
+        for t in targets {
+            if let Some(n) = per_action.get_mut(t.key.kind.action().index()) {
+                *n += 1;
+            }
+        }
+        let mut seen = [0u128; 2];
+        let mut queues = [Queues::default(), Queues::default()];
+        let interval_ns = schedule.active_interval.as_nanos();
+        let mut states = Vec::with_capacity(targets.len());
+        for (id, t) in targets.iter().enumerate() {
+            let action = t.key.kind.action();
+            let i = action.index();
+            let (k, n) = match (seen.get_mut(i), per_action.get(i)) {
+                (Some(k), Some(&n)) => {
+                    let this = *k;
+                    *k += 1;
+                    (this, n.max(1))
+                }
+                _ => (0, 1),
+            };
+            // k < n, so the offset is below the interval and fits in u64 nanoseconds whenever
+            // the interval does.
+            let offset_ns = u64::try_from(interval_ns * k / n).unwrap_or(u64::MAX);
+            let due = later(now, Duration::from_nanos(offset_ns));
+            if let Some(q) = queues.get_mut(i) {
+                q.active.insert((due, id));
+            }
+            states.push(TargetState {
+                action,
+                room: t.key.task_id.is_none(),
+                phase: Phase::New,
+                slot: Slot::Queued {
+                    lane: Lane::Active,
+                    due,
+                },
+                start_time_ms: 0,
+                expires_at: None,
+                failures: 0,
+                throttles: 0,
+            });
+        }
+        Scheduler {
+            active_interval: schedule.active_interval,
+            settle_interval: schedule.settle_interval,
+            targets: states,
+            queues,
+        }
+    }
+
+    /// Number of targets.
+    pub fn len(&self) -> usize {
+        self.targets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.targets.is_empty()
+    }
+
+    /// When the next queued target of `action` becomes due (possibly already past); `None`
+    /// when nothing is queued (all done, expired or in flight).
+    pub fn next_due(&self, action: Action) -> Option<Instant> {
+        self.queues.get(action.index()).and_then(Queues::earliest)
+    }
+
+    /// Takes the most overdue target of `action` that is due at `now` — new and active targets
+    /// before settling ones — and marks it in flight until [`Scheduler::complete`]. Task
+    /// targets whose task has meanwhile grown older than 72 h are expired here instead of
+    /// being returned.
+    pub fn pop_due(&mut self, action: Action, now: Instant) -> Option<TargetId> {
+        let q = self.queues.get_mut(action.index())?;
+        loop {
+            let (due, id) = match q.active.first() {
+                Some(&(due, _)) if due <= now => q.active.pop_first()?,
+                _ => match q.settle.first() {
+                    Some(&(due, _)) if due <= now => q.settle.pop_first()?,
+                    _ => return None,
+                },
+            };
+            let Some(t) = self.targets.get_mut(id) else {
+                continue;
+            };
+            if !t.room && t.expires_at.is_some_and(|e| e <= now) {
+                t.phase = Phase::Expired;
+                t.slot = Slot::Parked;
+                continue;
+            }
+            t.slot = Slot::InFlight {
+                due,
+                popped_at: now,
+            };
+            q.in_flight += 1;
+            return Some(id);
+        }
+    }
+
+    /// Records how the poll of an in-flight target ended and queues its next poll (or parks
+    /// it). `now` is when the answer arrived, `wall` the wall-clock time (to judge a task's
+    /// age from its StartTime). Ignored for a target that is not in flight.
+    pub fn complete(&mut self, id: TargetId, result: PollResult, now: Instant, wall: SystemTime) {
+        let active_interval = self.active_interval;
+        let settle_interval = self.settle_interval;
+        let Some(t) = self.targets.get_mut(id) else {
+            return;
+        };
+        let Slot::InFlight { due, popped_at } = t.slot else {
+            return;
+        };
+        let Some(q) = self.queues.get_mut(t.action.index()) else {
+            return;
+        };
+        q.in_flight = q.in_flight.saturating_sub(1);
+
+        let next = match result {
+            PollResult::Success {
+                terminal,
+                start_time_ms,
+                changed,
+            } => {
+                t.failures = 0;
+                t.throttles = 0;
+                // Only a room-following target can move on to another task.
+                let new_task = t.room
+                    && t.start_time_ms != 0
+                    && start_time_ms != 0
+                    && start_time_ms != t.start_time_ms;
+                if start_time_ms > 0 {
+                    t.start_time_ms = start_time_ms;
+                    t.expires_at = expiry(start_time_ms, now, wall);
+                }
+                let expired = t.expires_at.is_some_and(|e| e <= now);
+                t.phase = if expired {
+                    Phase::Expired
+                } else if !terminal {
+                    Phase::Active
+                } else if !changed && !new_task && matches!(t.phase, Phase::Settling | Phase::Done)
+                {
+                    Phase::Done
+                } else {
+                    Phase::Settling
+                };
+                // Keep the grid when dispatched on time; restart it from the dispatch when late.
+                let anchor = if popped_at <= later(due, active_interval / 4) {
+                    due
+                } else {
+                    popped_at
+                };
+                match (t.phase, t.room) {
+                    (Phase::New | Phase::Active, _) => {
+                        Some((Lane::Active, later(anchor, active_interval)))
+                    }
+                    (Phase::Settling, _) | (Phase::Done | Phase::Expired, true) => {
+                        Some((Lane::Settle, later(anchor, settle_interval)))
+                    }
+                    (Phase::Done | Phase::Expired, false) => None,
+                }
+            }
+            PollResult::Failed(outcome) => {
+                if outcome == Outcome::NotFound && t.expires_at.is_some_and(|e| e <= now) {
+                    // The API cannot see a task this old any more. A room stays watched.
+                    t.phase = Phase::Expired;
+                }
+                if outcome != Outcome::Throttled {
+                    t.throttles = 0;
+                }
+                let (lane, lane_interval) = match t.phase {
+                    Phase::New | Phase::Active => (Lane::Active, active_interval),
+                    Phase::Settling | Phase::Done | Phase::Expired => {
+                        (Lane::Settle, settle_interval)
+                    }
+                };
+                match outcome {
+                    _ if t.phase == Phase::Expired && !t.room => None,
+                    Outcome::Throttled => {
+                        t.throttles = t.throttles.saturating_add(1);
+                        let delay = THROTTLE_RETRY
+                            .saturating_mul(pow2(t.throttles))
+                            .min(active_interval);
+                        Some((lane, later(now, delay)))
+                    }
+                    Outcome::NotFound
+                    | Outcome::AuthError
+                    | Outcome::ClientError
+                    | Outcome::DecodeError => {
+                        t.failures = t.failures.saturating_add(1);
+                        let delay = backoff(lane_interval, t.failures, id);
+                        Some((lane, later(now, delay)))
+                    }
+                    Outcome::ServerError
+                    | Outcome::Timeout
+                    | Outcome::NetworkError
+                    | Outcome::Success => Some((lane, later(now, active_interval))),
+                }
+            }
+        };
+        match next {
+            Some((lane, due)) => {
+                q.lane_mut(lane).insert((due, id));
+                t.slot = Slot::Queued { lane, due };
+            }
+            None => t.slot = Slot::Parked,
+        }
+    }
+
+    /// How overdue the most overdue queued target of `action` is; zero when none is overdue.
+    pub fn lag(&self, action: Action, now: Instant) -> Duration {
+        self.next_due(action)
+            .map_or(Duration::ZERO, |due| now.saturating_duration_since(due))
+    }
+
+    /// Number of targets per action ([`Action::index`], which is also the kind's index) and
+    /// phase ([`Phase::index`]), for `volcengine_rtc_targets{kind,phase}`.
+    pub fn phase_counts(&self) -> [[usize; 5]; 2] {
+        let mut counts = [[0usize; 5]; 2];
+        for t in &self.targets {
+            if let Some(c) = counts
+                .get_mut(t.action.index())
+                .and_then(|row| row.get_mut(t.phase.index()))
+            {
+                *c += 1;
+            }
+        }
+        counts
+    }
+
+    /// The phase of one target; `None` for an id outside the targets given to `new`.
+    pub fn phase(&self, id: TargetId) -> Option<Phase> {
+        self.targets.get(id).map(|t| t.phase)
+    }
+
+    /// Number of popped targets of `action` not yet completed.
+    pub fn in_flight(&self, action: Action) -> usize {
+        self.queues.get(action.index()).map_or(0, |q| q.in_flight)
+    }
+
+    /// Number of targets of `action` waiting in its queues.
+    pub fn queued(&self, action: Action) -> usize {
+        self.queues
+            .get(action.index())
+            .map_or(0, |q| q.active.len() + q.settle.len())
+    }
+}
+
+/// `t + d`, or a far-future instant when that would overflow.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .or_else(|| t.checked_add(FAR_FUTURE))
+        .unwrap_or(t)
+}
+
+/// The wait after the `n`-th backoff-class failure in a row of target `id`: between half and
+/// all of `min(interval × 2^(n−1), cap)`, never below `interval`, where the cap is
+/// [`MAX_BACKOFF`] (or `interval` if longer). The jitter is a fixed function of `(id, n)`, so
+/// behaviour is reproducible, yet targets that failed together (wrong credentials) drift
+/// apart instead of coming back in one wave every 10 minutes.
+fn backoff(interval: Duration, n: u32, id: TargetId) -> Duration {
+    let full = interval
+        .saturating_mul(pow2(n))
+        .min(MAX_BACKOFF.max(interval));
+    let fraction = (mix(id as u64, u64::from(n)) >> 11) as f64 / (1u64 << 53) as f64;
+    full.mul_f64(1.0 - fraction / 2.0).max(interval)
+}
+
+/// A well-mixed 64-bit value from two inputs (the SplitMix64 finalizer).
+fn mix(a: u64, b: u64) -> u64 {
+    let mut z = a
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        .wrapping_add(b)
+        .wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// 2^(n−1) for n ≥ 1 (1 for n = 0), saturating.
+fn pow2(n: u32) -> u32 {
+    1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX)
+}
+
+/// The instant at which a task that started at `start_time_ms` leaves the API's 72-hour
+/// window, given that `now` corresponds to `wall`; `None` if that is beyond representation.
+fn expiry(start_time_ms: i64, now: Instant, wall: SystemTime) -> Option<Instant> {
+    let start =
+        UNIX_EPOCH.checked_add(Duration::from_millis(u64::try_from(start_time_ms).ok()?))?;
+    let end = start.checked_add(VISIBILITY_WINDOW)?;
+    match end.duration_since(wall) {
+        Ok(left) => now.checked_add(left),
+        Err(_) => Some(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Kind, TargetKey};
+
+    const ACTIVE: Duration = Duration::from_secs(15);
+    const SETTLE: Duration = Duration::from_secs(60);
+    const R: Action = Action::GetRecordTask;
+    const W: Action = Action::GetWebCastTask;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn schedule() -> ScheduleSettings {
+        ScheduleSettings {
+            active_interval: ACTIVE,
+            settle_interval: SETTLE,
+            retention: secs(86_400),
+        }
+    }
+
+    fn target(kind: Kind, i: usize, task: bool) -> Target {
+        Target {
+            key: TargetKey {
+                kind,
+                app_id: "app".into(),
+                room_id: format!("room{i}"),
+                task_id: task.then(|| format!("task{i}")),
+            },
+            labels: Vec::new(),
+        }
+    }
+
+    fn records(n: usize) -> Vec<Target> {
+        (0..n).map(|i| target(Kind::Record, i, true)).collect()
+    }
+
+    /// A fixed wall clock: `t0` corresponds to this.
+    fn wall0() -> SystemTime {
+        UNIX_EPOCH + secs(1_800_000_000)
+    }
+
+    /// Wall-clock time at `now`, given that `t0` is [`wall0`].
+    fn wall(t0: Instant, now: Instant) -> SystemTime {
+        wall0() + (now - t0)
+    }
+
+    /// StartTime (ms) of a task that started `ago` before `t0`.
+    fn started_ago(ago: Duration) -> i64 {
+        let ms = (wall0() - ago)
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        i64::try_from(ms).unwrap()
+    }
+
+    fn running(start_ms: i64) -> PollResult {
+        PollResult::Success {
+            terminal: false,
+            start_time_ms: start_ms,
+            changed: true,
+        }
+    }
+
+    fn ended(start_ms: i64, changed: bool) -> PollResult {
+        PollResult::Success {
+            terminal: true,
+            start_time_ms: start_ms,
+            changed,
+        }
+    }
+
+    /// Pops the next target of `action` at its due time; returns (id, when).
+    fn pop_next(s: &mut Scheduler, action: Action) -> Option<(TargetId, Instant)> {
+        let due = s.next_due(action)?;
+        s.pop_due(action, due).map(|id| (id, due))
+    }
+
+    impl Scheduler {
+        /// Every target is in exactly one place, and the queues hold nothing else.
+        fn check_invariants(&self) {
+            let mut queued = [0usize; 2];
+            let mut in_flight = [0usize; 2];
+            for (id, t) in self.targets.iter().enumerate() {
+                let q = &self.queues[t.action.index()];
+                match t.slot {
+                    Slot::Queued { lane, due } => {
+                        queued[t.action.index()] += 1;
+                        let expected = match t.phase {
+                            Phase::New | Phase::Active => Lane::Active,
+                            _ => Lane::Settle,
+                        };
+                        assert_eq!(lane, expected, "{id} in the wrong queue for {}", t.phase);
+                        let (this, other) = match lane {
+                            Lane::Active => (&q.active, &q.settle),
+                            Lane::Settle => (&q.settle, &q.active),
+                        };
+                        assert!(this.contains(&(due, id)), "{id} missing from its queue");
+                        assert!(!other.iter().any(|&(_, i)| i == id), "{id} queued twice");
+                    }
+                    Slot::InFlight { .. } => in_flight[t.action.index()] += 1,
+                    Slot::Parked => {
+                        assert!(!t.room, "{id}: rooms are never parked");
+                        assert!(matches!(t.phase, Phase::Done | Phase::Expired), "{id}");
+                    }
+                }
+            }
+            for a in Action::ALL {
+                assert_eq!(
+                    self.queued(a),
+                    queued[a.index()],
+                    "{a}: stray queue entries"
+                );
+                assert_eq!(self.in_flight(a), in_flight[a.index()], "{a}");
+            }
+        }
+    }
+
+    fn total(counts: [[usize; 5]; 2]) -> usize {
+        counts.iter().flatten().sum()
+    }
+
+    #[test]
+    fn phase_labels() {
+        let labels: Vec<_> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(labels, ["new", "active", "settling", "done", "expired"]);
+        for (i, p) in Phase::ALL.iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+    }
+
+    #[test]
+    fn first_polls_are_spread_evenly_per_action() {
+        let t0 = Instant::now();
+        let mut targets = records(5000);
+        targets.extend((0..300).map(|i| target(Kind::Webcast, i, i % 2 == 0)));
+        let mut s = Scheduler::new(&targets, &schedule(), t0);
+        for (action, n) in [(R, 5000usize), (W, 300)] {
+            assert!(
+                s.pop_due(action, t0).is_some(),
+                "the first one is due at t0"
+            );
+            assert!(
+                s.pop_due(action, t0).is_none(),
+                "never everything due at t0"
+            );
+            let mut times = vec![t0];
+            while let Some((_, at)) = pop_next(&mut s, action) {
+                times.push(at);
+            }
+            assert_eq!(times.len(), n);
+            assert!(times.iter().all(|&t| t >= t0 && t < t0 + ACTIVE));
+            let limit = n.div_ceil(150) + 1;
+            let mut lo = 0;
+            for hi in 0..times.len() {
+                while times[hi] - times[lo] >= Duration::from_millis(100) {
+                    lo += 1;
+                }
+                assert!(
+                    hi - lo < limit,
+                    "{action}: {} polls due within 100 ms (limit {limit})",
+                    hi - lo + 1
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn active_targets_go_before_settling_ones_and_most_overdue_first() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(4), &schedule(), t0);
+        let start = started_ago(secs(3600));
+        // Due at 0, 3.75, 7.5 and 11.25 s.
+        let mut popped = Vec::new();
+        while let Some((id, _)) = pop_next(&mut s, R) {
+            popped.push(id);
+        }
+        assert_eq!(popped, [0, 1, 2, 3]);
+        let at = t0 + secs(12);
+        // 0 becomes settling (next due 0 + 60 s on its grid? no: dispatched late, so 12 + 60).
+        s.complete(0, ended(start, true), at, wall(t0, at));
+        // The others fail and retry after active_interval, at different times.
+        s.complete(3, PollResult::Failed(Outcome::Timeout), at, wall(t0, at));
+        s.complete(
+            1,
+            PollResult::Failed(Outcome::Timeout),
+            at + secs(1),
+            wall(t0, at),
+        );
+        s.complete(
+            2,
+            PollResult::Failed(Outcome::Timeout),
+            at + secs(2),
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Settling));
+        let late = t0 + secs(600);
+        assert_eq!(s.lag(R, late), late - (t0 + secs(27)));
+        let order: Vec<_> = std::iter::from_fn(|| s.pop_due(R, late)).collect();
+        assert_eq!(
+            order,
+            [3, 1, 2, 0],
+            "active most-overdue first, then settling"
+        );
+    }
+
+    #[test]
+    fn settling_until_two_identical_answers_then_done_for_good() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(start), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        assert_eq!(s.next_due(R), Some(at + SETTLE));
+        // Files still uploading: the answer changed again.
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(R), None);
+        assert_eq!(s.pop_due(R, t0 + secs(86_400)), None);
+        assert_eq!(s.queued(R), 0);
+        assert_eq!(s.in_flight(R), 0);
+    }
+
+    #[test]
+    fn first_answer_terminal_settles_and_unchanged_first_settle_poll_is_done() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        assert_eq!(at, t0 + SETTLE);
+        s.complete(id, ended(start, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(R), None);
+    }
+
+    #[test]
+    fn tasks_older_than_72_hours_expire_and_are_never_polled() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        let mut popped: Vec<_> = std::iter::from_fn(|| s.pop_due(R, t0 + ACTIVE)).collect();
+        popped.sort_unstable();
+        assert_eq!(popped, [0, 1, 2]);
+        let at = t0 + ACTIVE;
+        // 0: answered, but started 73 h ago.
+        s.complete(
+            0,
+            ended(started_ago(secs(73 * 3600)), true),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        // 1: running, 71 h 59 m 30 s old: expires before its next-but-one poll.
+        let almost = started_ago(VISIBILITY_WINDOW - secs(30));
+        s.complete(1, running(almost), at, wall(t0, at));
+        assert_eq!(s.phase(1), Some(Phase::Active));
+        // 2: running, same age, then answers NotFound once it is over 72 h old.
+        s.complete(2, running(almost), at, wall(t0, at));
+        let mut polls = Vec::new();
+        let end = t0 + secs(3600);
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            assert!(at < end);
+            polls.push(id);
+            let result = if at - t0 > secs(30) && id == 2 {
+                PollResult::Failed(Outcome::NotFound)
+            } else {
+                running(almost)
+            };
+            s.complete(id, result, at, wall(t0, at));
+        }
+        assert!(!polls.contains(&0));
+        assert_eq!(s.phase(1), Some(Phase::Expired));
+        assert_eq!(s.phase(2), Some(Phase::Expired));
+        assert_eq!(s.next_due(R), None);
+        assert_eq!(s.phase_counts()[R.index()][Phase::Expired.index()], 3);
+    }
+
+    #[test]
+    fn not_found_for_a_task_known_to_be_too_old_expires_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, t0 + ACTIVE)).collect();
+        assert_eq!(ids, [0, 1]);
+        let at = t0 + ACTIVE;
+        // 0 is known to leave the 72-hour window 20 s after its next poll is dispatched;
+        // 1 is a day younger.
+        let old = started_ago(VISIBILITY_WINDOW - ACTIVE - ACTIVE - secs(20));
+        let young = started_ago(VISIBILITY_WINDOW - secs(86_400));
+        s.complete(0, running(old), at, wall(t0, at));
+        s.complete(1, running(young), at, wall(t0, at));
+        let at = t0 + ACTIVE + ACTIVE;
+        let mut ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, at)).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1]);
+        // Both answers arrive after 0 has grown too old.
+        let late = at + secs(25);
+        s.complete(
+            0,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        s.complete(
+            1,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(
+            s.phase(1),
+            Some(Phase::Active),
+            "young task: backoff, not expiry"
+        );
+        assert_eq!(s.queued(R), 1);
+        // A completion for a target that is not in flight any more is ignored.
+        s.complete(0, running(young), late, wall(t0, late));
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(s.queued(R), 1);
+    }
+
+    #[test]
+    fn not_found_backoff_grows_caps_and_resets_on_success() {
+        let t0 = Instant::now();
+        let n = 50;
+        let mut s = Scheduler::new(&records(n), &schedule(), t0);
+        // Each target: nine NotFound, one success, one NotFound, then successes.
+        let mut times: Vec<Vec<Instant>> = vec![Vec::new(); n];
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at > t0 + secs(2 * 3600) {
+                break;
+            }
+            times[id].push(at);
+            let result = match times[id].len() {
+                1..=9 | 11 => PollResult::Failed(Outcome::NotFound),
+                _ => running(started_ago(secs(60))),
+            };
+            s.complete(id, result, at, wall(t0, at));
+        }
+        let mut capped = Vec::new();
+        for t in &times {
+            let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(gaps.len() > 11, "{gaps:?}");
+            for (k, gap) in gaps.iter().take(9).enumerate() {
+                let full = (ACTIVE * (1 << k)).min(MAX_BACKOFF);
+                assert!(
+                    *gap >= ACTIVE.max(full / 2) && *gap <= full,
+                    "failure {}: waited {gap:?}, full backoff {full:?}",
+                    k + 1
+                );
+            }
+            capped.push(gaps[8]);
+            assert_eq!(gaps[9], ACTIVE, "after the success: active_interval");
+            assert_eq!(gaps[10], ACTIVE, "backoff restarted after the success");
+        }
+        let (lo, hi) = (capped.iter().min().unwrap(), capped.iter().max().unwrap());
+        assert!(
+            *hi - *lo >= secs(120),
+            "jitter spreads the capped retries: {lo:?}..{hi:?}"
+        );
+    }
+
+    #[test]
+    fn auth_errors_for_every_target_do_not_storm() {
+        let t0 = Instant::now();
+        let n = 1000;
+        let mut s = Scheduler::new(&records(n), &schedule(), t0);
+        let mut per_minute = [0usize; 10];
+        let end = t0 + secs(600);
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at >= end {
+                break;
+            }
+            per_minute[((at - t0).as_secs() / 60) as usize] += 1;
+            s.complete(id, PollResult::Failed(Outcome::AuthError), at, wall(t0, at));
+        }
+        // Minute 1: each target at 0, +15 s and +45 s; then the backoff doubles (with jitter)
+        // up to 10 minutes. The naive 4 polls per target per minute would be 40,000.
+        assert!(per_minute[0] <= 3 * n, "{per_minute:?}");
+        assert!(per_minute[1] <= n + n / 10, "{per_minute:?}");
+        for m in &per_minute[2..] {
+            assert!(*m <= n / 2 + n / 20, "{per_minute:?}");
+        }
+        assert!(
+            per_minute[5..].iter().sum::<usize>() <= n + n / 5,
+            "about one request per target per 5 minutes by then: {per_minute:?}"
+        );
+        assert!(
+            per_minute.iter().sum::<usize>() <= 40_000 / 5,
+            "{per_minute:?}"
+        );
+        assert!(per_minute[9] > 0, "still trying: {per_minute:?}");
+    }
+
+    #[test]
+    fn retryable_and_throttled_failures_never_loop_tightly() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(
+            id,
+            PollResult::Failed(Outcome::ServerError),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.next_due(R), Some(at + ACTIVE));
+        let mut gaps = Vec::new();
+        let mut last = at + ACTIVE;
+        for _ in 0..7 {
+            let (id, at) = pop_next(&mut s, R).unwrap();
+            gaps.push((at - last).as_secs());
+            last = at;
+            s.complete(id, PollResult::Failed(Outcome::Throttled), at, wall(t0, at));
+        }
+        assert_eq!(gaps, [0, 1, 2, 4, 8, 15, 15]);
+        // A success resets the throttle streak.
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(started_ago(secs(60))), at, wall(t0, at));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, PollResult::Failed(Outcome::Throttled), at, wall(t0, at));
+        assert_eq!(s.next_due(R), Some(at + secs(1)));
+    }
+
+    #[test]
+    fn room_following_target_watches_the_room_and_picks_up_a_new_task() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        let first = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(first, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(first, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // Still watched at settle_interval.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        assert_eq!(at, t0 + 2 * SETTLE);
+        s.complete(id, ended(first, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // A new task started in the room.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, running(started_ago(secs(10))), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+        assert_eq!(s.next_due(W), Some(at + ACTIVE));
+        // It ends and settles.
+        let second = started_ago(secs(10));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(second, true), at, wall(t0, at));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(second, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        // A third task, already terminal when first seen, goes through settling again, even
+        // if the caller's `changed` were false.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        // A file appearing late for the same task while done also reopens settling.
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, ended(started_ago(secs(5)), true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+    }
+
+    #[test]
+    fn room_whose_newest_task_expired_is_still_checked() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(
+            id,
+            ended(started_ago(secs(80 * 3600)), true),
+            at,
+            wall(t0, at),
+        );
+        assert_eq!(s.phase(id), Some(Phase::Expired));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        assert_eq!(at, t0 + SETTLE);
+        s.complete(id, running(started_ago(secs(1))), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+    }
+
+    #[test]
+    fn lag_is_how_overdue_the_most_overdue_target_is() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        assert_eq!(s.lag(R, t0), Duration::ZERO);
+        assert_eq!(
+            s.lag(W, t0 + secs(100)),
+            Duration::ZERO,
+            "no webcast targets"
+        );
+        assert_eq!(s.lag(R, t0 + secs(7)), secs(7));
+        assert_eq!(s.pop_due(R, t0 + secs(7)), Some(0));
+        assert_eq!(s.lag(R, t0 + secs(7)), secs(2), "target 1 was due at 5 s");
+        assert_eq!(s.pop_due(R, t0 + secs(7)), Some(1));
+        assert_eq!(s.lag(R, t0 + secs(7)), Duration::ZERO);
+    }
+
+    #[test]
+    fn lag_stays_bounded_when_the_budget_is_the_bottleneck() {
+        // 100 targets every 15 s need 6.7 polls/s; only 2/s can be sent.
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(100), &schedule(), t0);
+        let start = started_ago(secs(60));
+        let mut lags = Vec::new();
+        for step in 0..2000u64 {
+            let now = t0 + Duration::from_millis(500 * step);
+            if let Some(id) = s.pop_due(R, now) {
+                s.complete(id, running(start), now, wall(t0, now));
+            }
+            if step % 200 == 199 {
+                lags.push(s.lag(R, now).as_secs_f64());
+            }
+        }
+        let last = lags[lags.len() - 1];
+        // Each target is polled every 100 / 2 = 50 s: 35 s more than active_interval.
+        assert!((30.0..=40.0).contains(&last), "{lags:?}");
+        assert!(
+            lags.iter().skip(3).all(|l| (l - last).abs() < 5.0),
+            "{lags:?}"
+        );
+    }
+
+    #[test]
+    fn on_time_polls_keep_their_grid_despite_latency() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let start = started_ago(secs(60));
+        for _ in 0..200 {
+            let due = s.next_due(R).unwrap();
+            // Dispatched 2 s late (the limiter was busy), answered 500 ms later.
+            let id = s.pop_due(R, due + secs(2)).unwrap();
+            let done = due + Duration::from_millis(2500);
+            s.complete(id, running(start), done, wall(t0, done));
+        }
+        // Both targets are still on their original grid: 0 s and 7.5 s.
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE * 100));
+        assert_eq!(s.pop_due(R, t0 + ACTIVE * 100), Some(0));
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE * 100 + ACTIVE / 2));
+    }
+
+    #[test]
+    fn completions_for_unknown_or_idle_targets_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        s.complete(7, running(1), t0, wall0());
+        s.complete(1, running(1), t0, wall0());
+        assert_eq!(s.phase(1), Some(Phase::New));
+        assert_eq!(s.phase(7), None);
+        assert_eq!(s.queued(R), 2);
+    }
+
+    #[test]
+    fn absurd_start_times_do_not_panic() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(3), &schedule(), t0);
+        for (id, start) in [(0, i64::MAX), (1, i64::MIN), (2, -5)] {
+            while s.pop_due(R, t0 + ACTIVE).is_some() {}
+            s.complete(id, running(start), t0 + ACTIVE, wall0());
+            assert_eq!(s.phase(id), Some(Phase::Active));
+        }
+    }
+
+    #[test]
+    fn phase_counts_always_add_up() {
+        let t0 = Instant::now();
+        let mut targets = records(60);
+        targets.extend((0..40).map(|i| target(Kind::Webcast, i, i % 3 != 0)));
+        let mut s = Scheduler::new(&targets, &schedule(), t0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let mut in_flight: Vec<TargetId> = Vec::new();
+        let mut seen = [false; 5];
+        for step in 0..20_000u64 {
+            let now = t0 + Duration::from_millis(250 * step);
+            for action in Action::ALL {
+                if let Some(id) = s.pop_due(action, now) {
+                    in_flight.push(id);
+                }
+            }
+            if !in_flight.is_empty() && next() % 2 == 0 {
+                let id = in_flight.swap_remove((next() % in_flight.len() as u64) as usize);
+                // Fixed per target (some over 72 h); a few rooms see new tasks.
+                let age =
+                    secs((id as u64 * 7919 + 13 * (next() % 2 * (id as u64 % 2))) % (80 * 3600));
+                let result = match next() % 8 {
+                    0 => running(started_ago(age)),
+                    1..=3 => ended(started_ago(age), next() % 3 == 0),
+                    4 => PollResult::Failed(Outcome::NotFound),
+                    5 => PollResult::Failed(Outcome::Throttled),
+                    6 => PollResult::Failed(Outcome::AuthError),
+                    _ => PollResult::Failed(Outcome::Timeout),
+                };
+                s.complete(id, result, now, wall(t0, now));
+                // A stray completion (not in flight, or no such target) changes nothing.
+                let stray = (next() % 110) as usize;
+                if !in_flight.contains(&stray) {
+                    let before = s.phase(stray);
+                    s.complete(stray, running(1), now, wall(t0, now));
+                    assert_eq!(s.phase(stray), before);
+                }
+            }
+            s.check_invariants();
+            let counts = s.phase_counts();
+            assert_eq!(total(counts), targets.len());
+            assert_eq!(counts[R.index()].iter().sum::<usize>(), 60);
+            assert_eq!(counts[W.index()].iter().sum::<usize>(), 40);
+            for p in Phase::ALL {
+                seen[p.index()] |= counts.iter().any(|row| row[p.index()] > 0);
+            }
+        }
+        assert_eq!(seen, [true; 5], "the walk visited every phase");
+    }
+
+    #[test]
+    fn poll_result_from_snapshot() {
+        let snap = TaskSnapshot {
+            status: crate::model::status::ENDED,
+            start_time_ms: 42,
+            ..Default::default()
+        };
+        assert_eq!(
+            PollResult::success(&snap, true),
+            PollResult::Success {
+                terminal: true,
+                start_time_ms: 42,
+                changed: true
+            }
+        );
+    }
+}
