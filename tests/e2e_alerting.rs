@@ -317,7 +317,7 @@ impl Tasks {
 
 /// Grafana variables replaced so an expression runs as plain PromQL.
 fn substitute(expr: &str) -> String {
-    let mut e = expr
+    let e = expr
         .replace("$__rate_interval", "1m")
         .replace("${__rate_interval}", "1m")
         .replace("$__range", "5m")
@@ -347,8 +347,7 @@ fn substitute(expr: &str) -> String {
             i += 1;
         }
     }
-    e = out;
-    e
+    out
 }
 
 /// True if the expression filters on current state (a comparison outside label matchers and
