@@ -409,7 +409,7 @@ impl AuthGate {
 }
 
 /// Logs state changes once: a target going down or coming back, and auth failures per action
-/// (which are also what the scheduler backs off on, so they never become a request storm).
+/// (the [`AuthGate`] keeps those from becoming a request storm).
 struct Health {
     up: Mutex<Vec<Option<bool>>>,
     auth_failing: [AtomicBool; 2],

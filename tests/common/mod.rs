@@ -68,9 +68,7 @@ pub fn parse_exposition(text: &str) -> Result<Metrics, String> {
             continue;
         }
         let bad = |why: &str| format!("line {}: {why}: {line:?}", n + 1);
-        let name_end = line
-            .find(['{', ' '])
-            .ok_or_else(|| bad("no value"))?;
+        let name_end = line.find(['{', ' ']).ok_or_else(|| bad("no value"))?;
         let name = &line[..name_end];
         if name.is_empty() {
             return Err(bad("no metric name"));
