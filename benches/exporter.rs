@@ -323,14 +323,23 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         .filter(|&&t| t >= steady_from && t < end)
         .count();
     let steady_rate = steady as f64 / (end - steady_from).as_secs_f64();
-    let windows_over = count_windows_over(&arrivals, SECOND, BUDGET as usize);
+    let over = windows_over(&arrivals, SECOND, BUDGET as usize);
+    // Where each window over the budget begins, and how long its first 61 arrivals took.
+    let over_at: Vec<(f64, f64)> = over
+        .iter()
+        .filter_map(|&lo| {
+            let first = arrivals.get(lo)?;
+            let last = arrivals.get(lo + BUDGET as usize)?;
+            Some(((*first - started).as_secs_f64(), ms(*last - *first)))
+        })
+        .collect();
     let max_in_window = max_starts_in_window(&arrivals, SECOND);
     let steady_arrivals: Vec<Instant> = arrivals
         .iter()
         .copied()
         .filter(|&t| t >= steady_from)
         .collect();
-    let windows_over_steady = count_windows_over(&steady_arrivals, SECOND, BUDGET as usize);
+    let windows_over_steady = windows_over(&steady_arrivals, SECOND, BUDGET as usize).len();
     let mut gaps: Vec<Duration> = arrivals
         .windows(2)
         .filter_map(|w| match w {
@@ -351,7 +360,7 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         run: plan.budget_run,
         arrivals: arrivals.len(),
         steady_rate,
-        windows_over,
+        windows_over: over.len(),
         windows_over_steady,
         max_in_window,
         throttled_sim,
@@ -374,6 +383,9 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         "  sliding 1 s windows of arrivals over 60: {} ({} after the first second; most in one window: {}; bar 0)",
         f.windows_over, f.windows_over_steady, f.max_in_window
     );
+    for (at, span) in over_at.iter().take(5) {
+        println!("    one starts {at:.3} s into the run: 61 arrivals within {span:.2} ms");
+    }
     println!(
         "  (arrival times at the simulator include loopback and scheduling jitter; the exporter's \
          own start times are not exposed, the limiter's guarantee on them is unit-tested)"
@@ -400,10 +412,11 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
     Ok(f)
 }
 
-/// How many windows `[t, t + window)`, `t` an arrival, hold more than `limit` arrivals
-/// (`sorted` ascending). Any window over the limit contains one of these, so 0 means none.
-fn count_windows_over(sorted: &[Instant], window: Duration, limit: usize) -> usize {
-    let mut over = 0;
+/// The indices `i` whose window `[sorted[i], sorted[i] + window)` holds more than `limit`
+/// arrivals (`sorted` ascending). Any window over the limit contains one of these, so none
+/// means no window at all is over.
+fn windows_over(sorted: &[Instant], window: Duration, limit: usize) -> Vec<usize> {
+    let mut over = Vec::new();
     let mut hi = 0;
     for (lo, &start) in sorted.iter().enumerate() {
         hi = hi.max(lo);
@@ -411,7 +424,7 @@ fn count_windows_over(sorted: &[Instant], window: Duration, limit: usize) -> usi
             hi += 1;
         }
         if hi - lo > limit {
-            over += 1;
+            over.push(lo);
         }
     }
     over
@@ -1069,6 +1082,13 @@ fn summary(
             verdict(calls_ratio >= 5.0)
         );
     }
+    if let Some(m) = m {
+        println!(
+            "(/metrics: all targets polled {:.1} s after the start; the child's process_resident_memory_bytes said {:.1} MiB)",
+            m.poll_all.as_secs_f64(),
+            m.child_rss_metric.unwrap_or(0.0) / 1048576.0
+        );
+    }
 }
 
 fn metrics_summary(m: &MetricsFigures, verdict: &dyn Fn(bool) -> &'static str) {
@@ -1095,10 +1115,5 @@ fn metrics_summary(m: &MetricsFigures, verdict: &dyn Fn(bool) -> &'static str) {
         rss.map_or(f64::NAN, |r| mib(r.0)),
         hwm_mib,
         verdict(hwm_mib <= 100.0)
-    );
-    println!(
-        "(/metrics: all targets polled {:.1} s after the start; the child's process_resident_memory_bytes said {:.1} MiB)",
-        m.poll_all.as_secs_f64(),
-        m.child_rss_metric.unwrap_or(0.0) / 1048576.0
     );
 }
