@@ -28,8 +28,10 @@ Errors (vendor codes, HTTP status):
   AppId/RoomId (or TaskId for records)   MissingParameter 400
 
 Canned answers (fixed, so tests can assert exact metric values): see RECORD_TASK and
-WEBCAST_TASK below. --answers FILE replaces them with {"RecordTask": {...}, "WebCastTask": {...}}
-(either key optional).
+WEBCAST_TASK below; their times are offsets (ms) from --start-time-ms (default: one hour before
+the server started, whole seconds), so the tasks look recent. --answers FILE replaces them,
+as given (absolute times), with {"RecordTask": {...}, "WebCastTask": {...}} (either key
+optional).
 """
 import argparse
 import calendar
@@ -57,8 +59,8 @@ SERVICE = "rtc"
 SIGN_LOCK = threading.Lock()
 
 RECORD_TASK = {
-    "StartTime": 1700000000000,
-    "EndTime": 1700000900000,
+    "StartTime": 0,  # START (see --start-time-ms)
+    "EndTime": 900000,  # START + 900 s
     "Status": 3,
     "StopReason": "StopByAPI",
     "RecordFileList": [
@@ -66,7 +68,7 @@ RECORD_TASK = {
             "Vid": "v02b9ag10000cl4f2u3c77u0a0example",
             "Duration": 600000,
             "Size": 104857600,
-            "StartTime": 1700000000000,
+            "StartTime": 0,  # START
             "StreamList": [{"UserId": "host_user", "StreamType": 0}],
             "VideoCodec": "h264",
             "AudioCodec": "aac",
@@ -77,7 +79,7 @@ RECORD_TASK = {
             "ObjectKey": "record/part-2.mp4",
             "Duration": 300000,
             "Size": 52428800,
-            "StartTime": 1700000600000,
+            "StartTime": 600000,  # START + 600 s
             "StreamList": [{"UserId": "guest", "StreamType": 1}],
             "VideoCodec": "h264",
             "AudioCodec": "aac",
@@ -88,7 +90,7 @@ RECORD_TASK = {
 }
 
 WEBCAST_TASK = {
-    "StartTime": 1700000000000,
+    "StartTime": 0,  # START
     "EndTime": 0,
     "Status": 2,
     "StopReason": "",
@@ -104,6 +106,17 @@ VERSIONS = {
     "GetRecordTask": ("2022-06-01", "2023-06-01"),
     "GetWebCastTask": ("2020-12-01",),
 }
+
+
+def shift_times(task, start_ms):
+    """The canned task with its StartTime/EndTime offsets made absolute (EndTime 0 stays 0)."""
+    task = copy.deepcopy(task)
+    task["StartTime"] += start_ms
+    if task.get("EndTime"):
+        task["EndTime"] += start_ms
+    for f in task.get("RecordFileList", []):
+        f["StartTime"] += start_ms
+    return task
 
 
 class Refused(Exception):
@@ -143,12 +156,12 @@ def parse_authorization(value):
 
 
 class Api(object):
-    def __init__(self, credentials, regions, max_skew, answers):
+    def __init__(self, credentials, regions, max_skew, answers, start_ms):
         self.credentials = credentials  # ak -> (sk, token or "")
         self.regions = regions
         self.max_skew = max_skew
-        self.record_task = answers.get("RecordTask", RECORD_TASK)
-        self.webcast_task = answers.get("WebCastTask", WEBCAST_TASK)
+        self.record_task = answers.get("RecordTask") or shift_times(RECORD_TASK, start_ms)
+        self.webcast_task = answers.get("WebCastTask") or shift_times(WEBCAST_TASK, start_ms)
 
     def check_signature(self, method, path, raw_query, headers, body):
         """Recomputes the signature with the SDK; returns (ak, region). Raises Refused."""
@@ -273,6 +286,8 @@ def main():
                    help="accepted region; repeatable (default cn-north-1 and ap-singapore-1)")
     p.add_argument("--max-skew", type=float, default=900.0, help="seconds around X-Date")
     p.add_argument("--answers", help="JSON file overriding the canned RecordTask/WebCastTask")
+    p.add_argument("--start-time-ms", type=int, default=(int(time.time()) - 3600) * 1000,
+                   help="StartTime of the canned tasks (default: an hour ago)")
     args = p.parse_args()
 
     credentials = {}
@@ -285,7 +300,8 @@ def main():
     if args.answers:
         with open(args.answers) as f:
             answers = json.load(f)
-    api = Api(credentials, args.region or ["cn-north-1", "ap-singapore-1"], args.max_skew, answers)
+    api = Api(credentials, args.region or ["cn-north-1", "ap-singapore-1"], args.max_skew, answers,
+              args.start_time_ms)
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(api))
     server.daemon_threads = True

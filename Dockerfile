@@ -1,0 +1,37 @@
+# syntax=docker/dockerfile:1
+#
+# volcengine-rtc-exporter: a static musl binary on a distroless, non-root base.
+#
+#   docker build -t volcengine-rtc-exporter --build-arg VOLC_EXPORTER_REVISION=$(git rev-parse --short HEAD) .
+#   docker run --rm -p 19966:19966 volcengine-rtc-exporter demo --web.listen-address=:19966
+#   docker run --rm -p 19966:19966 -v $PWD/config.yaml:/etc/volcengine-rtc-exporter/config.yaml:ro \
+#     volcengine-rtc-exporter
+#
+# reqwest is built with rustls (no OpenSSL), so the musl target needs only musl-tools for the
+# C parts of `ring`.
+
+ARG RUST_VERSION=1
+FROM rust:${RUST_VERSION}-bookworm AS build
+ARG TARGET=x86_64-unknown-linux-musl
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/* \
+ && rustup target add "${TARGET}"
+WORKDIR /src
+# The whole context (see .dockerignore): Cargo reads every target the manifest declares
+# (benches included) even when building only the binary.
+COPY . .
+ARG VOLC_EXPORTER_REVISION=unknown
+ENV VOLC_EXPORTER_REVISION=${VOLC_EXPORTER_REVISION}
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    cargo build --release --locked --target "${TARGET}" --bin volcengine-rtc-exporter \
+ && install -D -m 0755 "target/${TARGET}/release/volcengine-rtc-exporter" /out/volcengine-rtc-exporter
+
+# static-debian12 has CA certificates, /etc/passwd with `nonroot` (65532), and no shell.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/volcengine-rtc-exporter /usr/local/bin/volcengine-rtc-exporter
+USER 65532:65532
+EXPOSE 19966
+ENTRYPOINT ["/usr/local/bin/volcengine-rtc-exporter"]
+CMD ["--config.file=/etc/volcengine-rtc-exporter/config.yaml"]

@@ -1,0 +1,802 @@
+//! End to end with the real tools: the built exporter in `demo` mode, scraped every second by
+//! a real Prometheus that loads the shipped `examples/alerts.yml` and sends to a real
+//! Alertmanager, whose webhook receiver is a small HTTP server in this test.
+//!
+//! Asserts that the StartTaskFailed alert of the task the demo fails reaches the webhook with
+//! that task's app/room/task labels, one alert per task; that no alert names a healthy task;
+//! and that every PromQL expression of `dashboards/*.json` evaluates without error against
+//! that Prometheus, panels fed by the demo returning data. Every child process is killed at
+//! the end, on failure too. Uses `/usr/bin/prometheus` and `/usr/bin/prometheus-alertmanager`
+//! (or `$PROMETHEUS` / `$ALERTMANAGER`); `scripts/install-test-deps` installs them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio::time::{sleep, Instant};
+
+/// How long the demo may take to show its first StartTaskFailed task.
+const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
+/// From the failed task's first appearance in `/metrics` to the webhook: one scrape, one rule
+/// evaluation, Prometheus' notification queue, Alertmanager's group_wait (1 s), with slack for
+/// a loaded machine.
+const ALERT_WITHIN: Duration = Duration::from_secs(30);
+
+/// SPEC §5 metrics the demo must export within its first minute (tasks start, run, end with
+/// files, fail; requests are made), under exactly these names.
+const FED_BY_DEMO: &[&str] = &[
+    "volcengine_rtc_task_status",
+    "volcengine_rtc_task_start_timestamp_seconds",
+    "volcengine_rtc_task_end_timestamp_seconds",
+    "volcengine_rtc_task_duration_seconds",
+    "volcengine_rtc_task_stop_reason",
+    "volcengine_rtc_record_files",
+    "volcengine_rtc_record_size_bytes",
+    "volcengine_rtc_record_file_size_bytes",
+    "volcengine_rtc_record_file_duration_seconds",
+    "volcengine_rtc_webcast_max_running_time_seconds",
+    "volcengine_rtc_target_up",
+    "volcengine_rtc_target_last_success_timestamp_seconds",
+    "volcengine_rtc_task_stops_total",
+    "volcengine_rtc_targets",
+    "volcengine_rtc_api_requests_total",
+    "volcengine_rtc_api_request_duration_seconds_bucket",
+    "volcengine_rtc_api_budget_requests_per_second",
+    "volcengine_rtc_api_rate_limit_requests_per_second",
+    "volcengine_rtc_scheduler_lag_seconds",
+    "volcengine_rtc_exporter_build_info",
+    "process_start_time_seconds",
+];
+
+type Labels = BTreeMap<String, String>;
+
+/// A temporary directory removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("volc-e2e-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A child process killed (and reaped) on drop; its output goes to a log file whose tail is
+/// printed if the test is failing.
+struct Proc {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn spawn(name: &'static str, program: &str, args: &[String], dir: &Path) -> Proc {
+        let log = dir.join(format!("{name}.log"));
+        let out = File::create(&log).expect("log file");
+        let err = out.try_clone().expect("log file");
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {name} ({program}): {e}; install it with scripts/install-test-deps")
+            });
+        Proc { name, child, log }
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited early with {status}", self.name);
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: String = {
+                let lines: Vec<&str> = text.lines().collect();
+                lines[lines.len().saturating_sub(25)..].join("\n")
+            };
+            eprintln!("---- last lines of {} ----\n{tail}", self.name);
+        }
+    }
+}
+
+fn tool(env: &str, candidates: &[&str]) -> String {
+    if let Ok(p) = std::env::var(env) {
+        return p;
+    }
+    for c in candidates {
+        if Path::new(c).exists() {
+            return c.to_string();
+        }
+    }
+    // Not installed where expected: let the PATH decide (spawn fails loudly if absent).
+    candidates
+        .last()
+        .and_then(|c| Path::new(c).file_name())
+        .and_then(|n| n.to_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local addr").port()
+}
+
+async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, procs: &mut [&mut Proc]) {
+    let deadline = Instant::now() + within;
+    loop {
+        for p in procs.iter_mut() {
+            p.assert_running();
+        }
+        if let Ok(r) = client.get(url).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} not ready within {within:?}"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The webhook receiver: every request body (an Alertmanager notification) with its arrival
+/// time goes to the channel; each answered 200.
+async fn webhook(listener: TcpListener, tx: mpsc::UnboundedSender<(Instant, Value)>) {
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            let body_start = loop {
+                let Ok(n) = sock.read(&mut chunk).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..body_start]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while buf.len() < body_start + length {
+                match sock.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let arrived = Instant::now();
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let end = buf.len().min(body_start + length);
+            if let Ok(v) = serde_json::from_slice::<Value>(&buf[body_start..end]) {
+                let _ = tx.send((arrived, v));
+            }
+        });
+    }
+}
+
+/// Parses `name{a="x",b="y"} value` lines of the exposition text for one metric name.
+fn series(text: &str, name: &str) -> Vec<(Labels, f64)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (labels, value) = if let Some(rest) = rest.strip_prefix('{') {
+            let mut labels = Labels::new();
+            let chars: Vec<char> = rest.chars().collect();
+            let mut i = 0;
+            loop {
+                while i < chars.len() && (chars[i] == ',' || chars[i] == ' ') {
+                    i += 1;
+                }
+                if i >= chars.len() || chars[i] == '}' {
+                    i += 1;
+                    break;
+                }
+                let start = i;
+                while i < chars.len() && chars[i] != '=' {
+                    i += 1;
+                }
+                let key: String = chars[start..i].iter().collect();
+                i += 2; // `="`
+                let mut val = String::new();
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' && i + 1 < chars.len() {
+                        i += 1;
+                        val.push(match chars[i] {
+                            'n' => '\n',
+                            c => c,
+                        });
+                    } else {
+                        val.push(chars[i]);
+                    }
+                    i += 1;
+                }
+                i += 1;
+                labels.insert(key, val);
+            }
+            let rest: String = chars[i.min(chars.len())..].iter().collect();
+            (labels, rest)
+        } else if rest.starts_with(' ') {
+            (Labels::new(), rest.to_string())
+        } else {
+            continue; // another metric whose name starts with `name`
+        };
+        if let Some(v) = value.split_whitespace().next().and_then(|v| v.parse().ok()) {
+            out.push((labels, v));
+        }
+    }
+    out
+}
+
+/// `(kind, app_id, room_id, task_id)` of a label set.
+fn task_of(labels: &Labels) -> Option<(String, String, String, String)> {
+    Some((
+        labels.get("kind")?.clone(),
+        labels.get("app_id")?.clone(),
+        labels.get("room_id")?.clone(),
+        labels.get("task_id")?.clone(),
+    ))
+}
+
+type TaskKey = (String, String, String, String);
+
+/// What the exporter says about each task right now.
+#[derive(Default)]
+struct Tasks {
+    status: BTreeMap<TaskKey, f64>,
+    reason: BTreeMap<TaskKey, String>,
+}
+
+impl Tasks {
+    fn from_metrics(text: &str) -> Tasks {
+        let mut t = Tasks::default();
+        for (l, v) in series(text, "volcengine_rtc_task_status") {
+            if let Some(k) = task_of(&l) {
+                t.status.insert(k, v);
+            }
+        }
+        for (l, v) in series(text, "volcengine_rtc_task_stop_reason") {
+            if let (Some(k), true) = (task_of(&l), v == 1.0) {
+                t.reason
+                    .insert(k, l.get("reason").cloned().unwrap_or_default());
+            }
+        }
+        t
+    }
+
+    fn start_failed(&self) -> BTreeSet<TaskKey> {
+        self.reason
+            .iter()
+            .filter(|(_, r)| *r == "StartTaskFailed")
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+}
+
+/// Grafana variables replaced so an expression runs as plain PromQL.
+fn substitute(expr: &str) -> String {
+    let e = expr
+        .replace("$__rate_interval", "1m")
+        .replace("${__rate_interval}", "1m")
+        .replace("$__range", "5m")
+        .replace("$__interval", "15s");
+    // `${name}`, `${name:format}` and `$name` -> `.*` (all variables are regex matchers here).
+    let mut out = String::new();
+    let chars: Vec<char> = e.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '$' && i + 1 < chars.len() && chars[i + 1] == '{' {
+            while i < chars.len() && chars[i] != '}' {
+                i += 1;
+            }
+            out.push_str(".*");
+            i += 1;
+        } else if chars[i] == '$'
+            && i + 1 < chars.len()
+            && (chars[i + 1].is_ascii_alphabetic() || chars[i + 1] == '_')
+        {
+            i += 1;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_') {
+                i += 1;
+            }
+            out.push_str(".*");
+        } else {
+            out.push(chars[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// True if the expression filters on current state (a comparison outside label matchers and
+/// strings), so that an empty answer is legitimate.
+fn filters_on_state(expr: &str) -> bool {
+    let mut depth = 0;
+    let mut in_str: Option<char> = None;
+    let chars: Vec<char> = expr.chars().collect();
+    for (i, &c) in chars.iter().enumerate() {
+        match (in_str, c) {
+            (Some(q), c) if c == q => in_str = None,
+            (Some(_), _) => {}
+            (None, '"' | '\'' | '`') => in_str = Some(c),
+            (None, '{') => depth += 1,
+            (None, '}') => depth -= 1,
+            (None, '<' | '>') if depth == 0 => return true,
+            (None, '=') if depth == 0 && chars.get(i + 1) == Some(&'=') => return true,
+            (None, '!') if depth == 0 && chars.get(i + 1) == Some(&'=') => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// GET and parse a JSON body, whatever the HTTP status (Prometheus explains errors in JSON).
+async fn get_json(client: &reqwest::Client, url: &str) -> Result<Value, String> {
+    let resp = client.get(url).send().await.map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        format!(
+            "{status}: not JSON ({e}): {}",
+            String::from_utf8_lossy(&bytes)
+        )
+    })
+}
+
+async fn prom_query(client: &reqwest::Client, base: &str, expr: &str) -> Result<usize, String> {
+    let url = format!(
+        "{base}/api/v1/query?query={}",
+        utf8_percent_encode(expr, NON_ALPHANUMERIC)
+    );
+    let body = get_json(client, &url).await?;
+    if body["status"] != "success" {
+        return Err(format!("{}: {}", body["errorType"], body["error"]));
+    }
+    Ok(match &body["data"]["result"] {
+        Value::Array(a) => a.len(),
+        Value::Null => 0,
+        _ => 1, // scalar or string
+    })
+}
+
+async fn metric_names(client: &reqwest::Client, base: &str) -> BTreeSet<String> {
+    let body = get_json(client, &format!("{base}/api/v1/label/__name__/values"))
+        .await
+        .expect("metric names");
+    body["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect()
+}
+
+/// Metric-looking identifiers of an expression (for deciding whether the demo feeds a panel).
+fn referenced_metrics(expr: &str) -> BTreeSet<String> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.starts_with("volcengine_rtc_") || w.starts_with("process_"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn write(path: &Path, body: &str) {
+    std::fs::write(path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
+    let tmp = TempDir::new();
+    let dir = tmp.0.clone();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    // Webhook receiver.
+    let hook = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind webhook");
+    let hook_port = hook.local_addr().expect("addr").port();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let hook_task = tokio::spawn(webhook(hook, tx));
+
+    let (exporter_port, prom_port, am_port) = (free_port(), free_port(), free_port());
+    let exporter_base = format!("http://127.0.0.1:{exporter_port}");
+    let prom_base = format!("http://127.0.0.1:{prom_port}");
+    let am_base = format!("http://127.0.0.1:{am_port}");
+
+    let mut exporter = Proc::spawn(
+        "exporter",
+        env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
+        &[
+            "demo".into(),
+            format!("--web.listen-address=127.0.0.1:{exporter_port}"),
+        ],
+        &dir,
+    );
+
+    write(
+        &dir.join("alertmanager.yml"),
+        &format!(
+            "route:\n  receiver: hook\n  group_by: [alertname, app_id, room_id, task_id, action]\n  \
+             group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+             receivers:\n  - name: hook\n    webhook_configs:\n      \
+             - url: http://127.0.0.1:{hook_port}/hook\n        send_resolved: false\n"
+        ),
+    );
+    let mut alertmanager = Proc::spawn(
+        "alertmanager",
+        &tool(
+            "ALERTMANAGER",
+            &[
+                "/usr/bin/prometheus-alertmanager",
+                "/usr/bin/alertmanager",
+                "alertmanager",
+            ],
+        ),
+        &[
+            format!("--config.file={}", dir.join("alertmanager.yml").display()),
+            format!("--storage.path={}", dir.join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &dir,
+    );
+
+    let rules = repo.join("examples/alerts.yml");
+    write(
+        &dir.join("prometheus.yml"),
+        &format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files:\n  - {}\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: volcengine-rtc-exporter\n    static_configs:\n      \
+             - targets: ['127.0.0.1:{exporter_port}']\n",
+            rules.display()
+        ),
+    );
+    let mut prometheus = Proc::spawn(
+        "prometheus",
+        &tool("PROMETHEUS", &["/usr/bin/prometheus", "prometheus"]),
+        &[
+            format!("--config.file={}", dir.join("prometheus.yml").display()),
+            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+        ],
+        &dir,
+    );
+
+    let boot = Duration::from_secs(60);
+    wait_ok(
+        &client,
+        &format!("{exporter_base}/-/ready"),
+        boot,
+        &mut [&mut exporter],
+    )
+    .await;
+    wait_ok(
+        &client,
+        &format!("{am_base}/-/ready"),
+        boot,
+        &mut [&mut alertmanager],
+    )
+    .await;
+    wait_ok(
+        &client,
+        &format!("{prom_base}/-/ready"),
+        boot,
+        &mut [&mut prometheus],
+    )
+    .await;
+
+    // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
+    let started = Instant::now();
+    let mut first_seen: BTreeMap<TaskKey, Instant> = BTreeMap::new();
+    let mut notifications: Vec<(Instant, Value)> = Vec::new();
+    let mut latency: Option<(TaskKey, Duration)> = None;
+    let mut last_metrics = String::new();
+    while latency.is_none() {
+        exporter.assert_running();
+        prometheus.assert_running();
+        alertmanager.assert_running();
+        if let Ok(r) = client.get(format!("{exporter_base}/metrics")).send().await {
+            if let Ok(text) = r.text().await {
+                let now = Instant::now();
+                for k in Tasks::from_metrics(&text).start_failed() {
+                    first_seen.entry(k).or_insert(now);
+                }
+                last_metrics = text;
+            }
+        }
+        while let Ok(n) = rx.try_recv() {
+            notifications.push(n);
+        }
+        for (at, n) in &notifications {
+            for a in n["alerts"].as_array().into_iter().flatten() {
+                if a["labels"]["alertname"] != "VolcRtcTaskStartFailed" {
+                    continue;
+                }
+                let labels: Labels =
+                    serde_json::from_value(a["labels"].clone()).unwrap_or_default();
+                if let Some(k) = task_of(&labels) {
+                    if let Some(seen) = first_seen.get(&k) {
+                        latency.get_or_insert((k.clone(), at.saturating_duration_since(*seen)));
+                    }
+                }
+            }
+        }
+        if first_seen.is_empty() {
+            assert!(
+                started.elapsed() < FIRST_FAILURE_WITHIN,
+                "the demo showed no StartTaskFailed task within {FIRST_FAILURE_WITHIN:?}"
+            );
+        } else {
+            let earliest = first_seen.values().min().copied().unwrap_or(started);
+            assert!(
+                earliest.elapsed() < ALERT_WITHIN,
+                "no VolcRtcTaskStartFailed alert for {:?} reached the webhook within {ALERT_WITHIN:?}; \
+                 got {} notifications",
+                first_seen.keys().collect::<Vec<_>>(),
+                notifications.len()
+            );
+        }
+        sleep(Duration::from_millis(200)).await;
+    }
+    let (alerted_task, alert_latency) = latency.clone().expect("loop ends with a latency");
+
+    // Let a few more evaluation and notification rounds happen, then take stock.
+    sleep(Duration::from_secs(5)).await;
+    while let Ok(n) = rx.try_recv() {
+        notifications.push(n);
+    }
+    if let Ok(r) = client.get(format!("{exporter_base}/metrics")).send().await {
+        if let Ok(text) = r.text().await {
+            last_metrics = text;
+        }
+    }
+    let tasks = Tasks::from_metrics(&last_metrics);
+    assert!(!tasks.status.is_empty(), "the demo exports task statuses");
+
+    // Every alert must be about an unhealthy task, one alert per task.
+    let mut per_task: BTreeMap<(String, TaskKey), BTreeSet<Labels>> = BTreeMap::new();
+    for (_, n) in &notifications {
+        for a in n["alerts"].as_array().into_iter().flatten() {
+            if a["status"] != "firing" {
+                continue;
+            }
+            let labels: Labels = serde_json::from_value(a["labels"].clone()).unwrap_or_default();
+            let name = labels.get("alertname").cloned().unwrap_or_default();
+            let task = task_of(&labels);
+            match (name.as_str(), &task) {
+                ("VolcRtcTaskStartFailed", Some(k)) => {
+                    assert_eq!(
+                        tasks.reason.get(k).map(String::as_str),
+                        Some("StartTaskFailed"),
+                        "StartTaskFailed alert for {k:?}, which did not fail to start"
+                    );
+                    assert_eq!(labels.get("severity").map(String::as_str), Some("critical"));
+                    let summary = a["annotations"]["description"].as_str().unwrap_or_default();
+                    for part in [&k.1, &k.2, &k.3] {
+                        assert!(summary.contains(part.as_str()), "{summary:?} names {part}");
+                    }
+                }
+                ("VolcRtcTaskFailed", Some(k)) => {
+                    assert_eq!(
+                        tasks.status.get(k),
+                        Some(&4.0),
+                        "TaskFailed alert for {k:?}"
+                    );
+                    assert_ne!(
+                        tasks.reason.get(k).map(String::as_str),
+                        Some("StartTaskFailed")
+                    );
+                }
+                ("VolcRtcWebcastNearMaxRunningTime", Some(k)) => {
+                    assert_eq!(k.0, "webcast", "{k:?}");
+                }
+                _ => panic!("unexpected alert for a demo run: {labels:?}"),
+            }
+            if let Some(k) = task {
+                per_task.entry((name, k)).or_default().insert(labels);
+            }
+        }
+    }
+    for ((name, k), sets) in &per_task {
+        assert_eq!(
+            sets.len(),
+            1,
+            "{name} for {k:?} came as {} different alerts",
+            sets.len()
+        );
+    }
+    // The healthy endings never alert.
+    for (k, reason) in &tasks.reason {
+        if matches!(reason.as_str(), "StopByAPI" | "IdleTimeOut")
+            && tasks.status.get(k) != Some(&4.0)
+        {
+            assert!(
+                !per_task.keys().any(|(_, t)| t == k),
+                "an alert fired for the healthy task {k:?} ({reason})"
+            );
+        }
+    }
+    let failed = tasks.start_failed();
+    let alerted: BTreeSet<TaskKey> = per_task
+        .keys()
+        .filter(|(n, _)| n == "VolcRtcTaskStartFailed")
+        .map(|(_, k)| k.clone())
+        .collect();
+    assert!(alerted.contains(&alerted_task));
+
+    // The demo feeds every metric of the specification that the rules and dashboards use.
+    let known = metric_names(&client, &prom_base).await;
+    let missing: Vec<&str> = FED_BY_DEMO
+        .iter()
+        .copied()
+        .filter(|m| !known.contains(*m))
+        .collect();
+    assert!(missing.is_empty(), "the demo never exported {missing:?}");
+
+    // Every dashboard expression evaluates; panels the demo feeds return data.
+    let mut checked = 0;
+    let mut with_data = 0;
+    let mut problems = Vec::new();
+    let mut empty = Vec::new();
+    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo.join("dashboards"))
+        .expect("dashboards/")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))
+        .collect();
+    dashboards.sort();
+    for path in &dashboards {
+        let d: Value = serde_json::from_str(&std::fs::read_to_string(path).expect("read"))
+            .expect("dashboard JSON");
+        let mut panels: Vec<Value> = Vec::new();
+        for p in d["panels"].as_array().into_iter().flatten() {
+            panels.extend(p["panels"].as_array().into_iter().flatten().cloned());
+            panels.push(p.clone());
+        }
+        for p in &panels {
+            let title = p["title"].as_str().unwrap_or("?");
+            let mut panel_has_data = false;
+            let mut panel_fed = true;
+            let mut all_state_filters = true;
+            let mut any_query = false;
+            for t in p["targets"].as_array().into_iter().flatten() {
+                let Some(raw) = t["expr"].as_str() else {
+                    continue;
+                };
+                any_query = true;
+                let expr = substitute(raw);
+                checked += 1;
+                match prom_query(&client, &prom_base, &expr).await {
+                    Ok(n) => {
+                        if n > 0 {
+                            with_data += 1;
+                            panel_has_data = true;
+                        } else {
+                            empty.push(format!("{title} ({})", t["refId"].as_str().unwrap_or("?")));
+                        }
+                    }
+                    Err(e) => problems.push(format!("{}: {title}: {e}\n  {expr}", path.display())),
+                }
+                panel_fed &= referenced_metrics(&expr).iter().all(|m| known.contains(m));
+                all_state_filters &= filters_on_state(&expr);
+            }
+            if any_query && panel_fed && !all_state_filters && !panel_has_data {
+                problems.push(format!(
+                    "{}: {title}: no data though the demo feeds its metrics",
+                    path.display()
+                ));
+            }
+        }
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            let Some(q) = v["query"]["query"].as_str() else {
+                continue;
+            };
+            let Some(inner) = q
+                .strip_prefix("label_values(")
+                .and_then(|s| s.strip_suffix(')'))
+            else {
+                continue;
+            };
+            let (series_expr, _) = inner.rsplit_once(',').unwrap_or((inner, ""));
+            let url = format!(
+                "{prom_base}/api/v1/series?match[]={}",
+                utf8_percent_encode(&substitute(series_expr), NON_ALPHANUMERIC)
+            );
+            checked += 1;
+            let body = get_json(&client, &url).await.unwrap_or_else(|e| {
+                problems.push(format!("variable {}: {e}", v["name"]));
+                Value::Null
+            });
+            if body.is_null() {
+                continue;
+            } else if body["status"] != "success" {
+                problems.push(format!("variable {}: {}", v["name"], body["error"]));
+            } else if body["data"].as_array().is_some_and(|a| a.is_empty()) {
+                problems.push(format!("variable {}: no values", v["name"]));
+            } else {
+                with_data += 1;
+            }
+        }
+    }
+
+    println!(
+        "alert latency: {:.1} s from first StartTaskFailed in /metrics to the webhook (task {:?})",
+        alert_latency.as_secs_f64(),
+        alerted_task
+    );
+    println!(
+        "StartTaskFailed tasks: {} in /metrics, {} alerted; notifications received: {}",
+        failed.len(),
+        alerted.len(),
+        notifications.len()
+    );
+    println!(
+        "dashboard queries checked: {checked} ({with_data} returned data; empty now: {empty:?})"
+    );
+    let mut names: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, n) in &notifications {
+        for a in n["alerts"].as_array().into_iter().flatten() {
+            let name = a["labels"]["alertname"].as_str().unwrap_or("?").to_string();
+            *names.entry(name).or_default() += 1;
+        }
+    }
+    println!("alerts received by name: {names:?}");
+    assert!(
+        problems.is_empty(),
+        "dashboard queries:\n{}",
+        problems.join("\n")
+    );
+    assert!(checked > 20, "only {checked} dashboard queries found");
+    assert!(alert_latency < ALERT_WITHIN);
+
+    hook_task.abort();
+    drop(prometheus);
+    drop(alertmanager);
+    drop(exporter);
+}
