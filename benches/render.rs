@@ -3,6 +3,9 @@
 //! Run with `cargo bench --bench render`. Prints the median and p90 render time over 31
 //! renders (each into a fresh buffer, as a scrape does, and into one reused buffer), the body size, the process resident
 //! memory, and the same figures after 10 % of the targets changed.
+//!
+//! Without the `--bench` argument that `cargo bench` passes (so under `cargo test
+//! --all-targets`, in a debug build) it runs with 200 targets and 3 renders, as a smoke test.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -12,9 +15,12 @@ use volc_rtc_exporter::render::render;
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
-const TARGETS: usize = 10_000;
+const FULL_TARGETS: usize = 10_000;
 const FILES: usize = 3;
-const RENDERS: usize = 31;
+const FULL_RENDERS: usize = 31;
+/// Sizes when run without `--bench`.
+const SMOKE_TARGETS: usize = 200;
+const SMOKE_RENDERS: usize = 3;
 const T0: i64 = 1_700_000_000_123;
 
 fn snapshot(i: usize, generation: i64) -> TaskSnapshot {
@@ -55,10 +61,10 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn time_renders(store: &Store, telemetry: &Telemetry) -> (Vec<Duration>, usize) {
-    let mut times = Vec::with_capacity(RENDERS);
+fn time_renders(store: &Store, telemetry: &Telemetry, renders: usize) -> (Vec<Duration>, usize) {
+    let mut times = Vec::with_capacity(renders);
     let mut size = 0;
-    for _ in 0..RENDERS {
+    for _ in 0..renders {
         let started = Instant::now();
         let mut out = Vec::new();
         render(store, telemetry, &mut out);
@@ -71,10 +77,14 @@ fn time_renders(store: &Store, telemetry: &Telemetry) -> (Vec<Duration>, usize) 
 }
 
 /// The same, rendering into one buffer reused across renders (no allocation, no page faults).
-fn time_renders_reused(store: &Store, telemetry: &Telemetry) -> (Vec<Duration>, usize) {
-    let mut times = Vec::with_capacity(RENDERS);
+fn time_renders_reused(
+    store: &Store,
+    telemetry: &Telemetry,
+    renders: usize,
+) -> (Vec<Duration>, usize) {
+    let mut times = Vec::with_capacity(renders);
     let mut out = Vec::new();
-    for _ in 0..RENDERS {
+    for _ in 0..renders {
         out.clear();
         let started = Instant::now();
         render(store, telemetry, &mut out);
@@ -104,10 +114,19 @@ fn report(label: &str, times: &[Duration], size: usize) {
 }
 
 fn main() {
+    let full = std::env::args().any(|a| a == "--bench");
+    let (targets_n, renders) = if full {
+        (FULL_TARGETS, FULL_RENDERS)
+    } else {
+        (SMOKE_TARGETS, SMOKE_RENDERS)
+    };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    println!("render bench: {TARGETS} record targets x {FILES} files, {cores} cores");
+    println!("render bench: {targets_n} record targets x {FILES} files, {cores} cores");
+    if !full {
+        println!("(smoke run without --bench: figures are not measurements)");
+    }
     let (rss0, _) = rss_kib();
-    let targets: Vec<Target> = (0..TARGETS)
+    let targets: Vec<Target> = (0..targets_n)
         .map(|i| Target {
             key: TargetKey {
                 kind: Kind::Record,
@@ -122,34 +141,34 @@ fn main() {
     let telemetry = Telemetry::new();
     let polled = UNIX_EPOCH + Duration::from_millis(T0 as u64 + 86_400_000);
     let started = Instant::now();
-    for i in 0..TARGETS {
+    for i in 0..targets_n {
         store.record_success(i, snapshot(i, 0), polled);
     }
     let fill = started.elapsed();
     let (rss1, _) = rss_kib();
     println!(
-        "recorded {TARGETS} successes in {:.1} ms; VmRSS {:.1} MiB before the store, {:.1} MiB after",
+        "recorded {targets_n} successes in {:.1} ms; VmRSS {:.1} MiB before the store, {:.1} MiB after",
         ms(fill),
         rss0 as f64 / 1024.0,
         rss1 as f64 / 1024.0
     );
 
-    let (times, size) = time_renders(&store, &telemetry);
+    let (times, size) = time_renders(&store, &telemetry, renders);
     report("render", &times, size);
-    let (times, size) = time_renders_reused(&store, &telemetry);
+    let (times, size) = time_renders_reused(&store, &telemetry, renders);
     report("render into a reused buffer", &times, size);
 
     let changed_at = polled + Duration::from_secs(60);
     let started = Instant::now();
-    for i in (0..TARGETS).step_by(10) {
+    for i in (0..targets_n).step_by(10) {
         let u = store.record_success(i, snapshot(i, 1), changed_at);
         assert!(u.changed);
     }
     println!(
         "changed {} targets (10 %) in {:.1} ms",
-        TARGETS / 10,
+        targets_n / 10,
         ms(started.elapsed())
     );
-    let (times, size) = time_renders(&store, &telemetry);
+    let (times, size) = time_renders(&store, &telemetry, renders);
     report("render after 10 % changed", &times, size);
 }

@@ -1,0 +1,1119 @@
+//! End-to-end benchmarks for SPEC §8: the real exporter against the in-process simulated
+//! OpenAPI over loopback. They print figures and the bars next to them; they do not gate.
+//!
+//! Run with `cargo bench --bench exporter` (about seven minutes); name rows to run only those:
+//! `cargo bench --bench exporter -- budget metrics calls`. The rows:
+//!
+//! 1. **Budget use** — 5,000 running record targets, budget 60/s, the simulator limiting
+//!    `GetRecordTask` to 60 per sliding second (so any overshoot shows up as 429s), for
+//!    `VOLC_BENCH_BUDGET_SECS` seconds (default 60): achieved requests/s in the steady state,
+//!    sliding one-second windows of arrivals over 60, 429s, arrival spacing, scheduler lag.
+//! 2. **`/metrics`** — 10,000 settled record targets × 3 files, served by the real binary
+//!    (a child process polling the simulator): scrape latency and body size over HTTP, with and
+//!    without gzip, plus the median of in-process renders of the same data.
+//! 3. **Memory** — that child's VmRSS and VmHWM after every target was polled once, and again
+//!    after the scrapes.
+//! 4. **API calls** — 1,000 record targets, 10 % running and 90 % finished, with intervals
+//!    scaled down 15× (`active_interval` 1 s, `settle_interval` 4 s) for `VOLC_BENCH_CALLS_SECS`
+//!    seconds (default 240, one scaled hour): requests the simulator saw against polling every
+//!    target every `active_interval`. `cargo bench --bench calls` gives the same figure from
+//!    the scheduler alone in synthetic time.
+//!
+//! Without the `--bench` argument that `cargo bench` passes (so under `cargo test
+//! --all-targets`) every row runs at smoke size for a few seconds, to prove the bench still
+//! works; its figures mean nothing.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context as _};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::budget::max_starts_in_window;
+use volc_rtc_exporter::config::{CredentialSource, Endpoint, Settings};
+use volc_rtc_exporter::exporter::Exporter;
+use volc_rtc_exporter::model::{Action, Kind, Outcome, Target, TargetKey};
+use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
+use volc_rtc_exporter::telemetry::Telemetry;
+
+const SECOND: Duration = Duration::from_secs(1);
+const BUDGET: f64 = 60.0;
+const ACTION: Action = Action::GetRecordTask;
+
+/// Sizes and durations of one run.
+struct Plan {
+    full: bool,
+    budget_targets: usize,
+    budget_run: Duration,
+    budget_active: Duration,
+    metrics_targets: usize,
+    metrics_active: Duration,
+    metrics_budget: f64,
+    scrapes: usize,
+    renders: usize,
+    calls_targets: usize,
+    calls_run: Duration,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        Plan {
+            full: true,
+            budget_targets: 5_000,
+            budget_run: Duration::from_secs(env_secs("VOLC_BENCH_BUDGET_SECS", 60)),
+            budget_active: Duration::from_secs(15),
+            metrics_targets: 10_000,
+            metrics_active: Duration::from_secs(15),
+            metrics_budget: 2_000.0,
+            scrapes: 31,
+            renders: 31,
+            calls_targets: 1_000,
+            calls_run: Duration::from_secs(env_secs("VOLC_BENCH_CALLS_SECS", 240)),
+        }
+    }
+
+    /// A few seconds in all, for `cargo test --all-targets`.
+    fn smoke() -> Plan {
+        Plan {
+            full: false,
+            budget_targets: 200,
+            budget_run: Duration::from_secs(2),
+            budget_active: Duration::from_secs(2),
+            metrics_targets: 200,
+            metrics_active: Duration::from_secs(1),
+            metrics_budget: 2_000.0,
+            scrapes: 2,
+            renders: 2,
+            calls_targets: 100,
+            calls_run: Duration::from_secs(2),
+        }
+    }
+}
+
+/// A whole number of seconds from the environment, or `default` when unset or not a positive
+/// number.
+fn env_secs(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|&n| n >= 2)
+        .unwrap_or(default)
+}
+
+fn main() -> ExitCode {
+    let full = std::env::args().any(|a| a == "--bench");
+    let plan = if full { Plan::full() } else { Plan::smoke() };
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if full {
+        println!("exporter bench: {cores} cores (available_parallelism)");
+    } else {
+        println!("exporter bench: smoke run (no --bench argument), figures are not measurements");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("exporter bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(&plan, cores)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("exporter bench failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Row names given on the command line (`cargo bench --bench exporter -- budget calls`); all
+/// rows when none is.
+const ROWS: [&str; 3] = ["budget", "metrics", "calls"];
+
+fn selected_rows() -> anyhow::Result<Vec<String>> {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    if let Some(bad) = named.iter().find(|a| !ROWS.contains(&a.as_str())) {
+        bail!("unknown row `{bad}`; the rows are {}", ROWS.join(", "));
+    }
+    if named.is_empty() {
+        Ok(ROWS.iter().map(|r| r.to_string()).collect())
+    } else {
+        Ok(named)
+    }
+}
+
+async fn run(plan: &Plan, cores: usize) -> anyhow::Result<()> {
+    let rows = selected_rows()?;
+    let wants = |row: &str| rows.iter().any(|r| r == row);
+    let budget = match wants("budget") {
+        true => Some(budget_row(plan).await.context("budget row")?),
+        false => None,
+    };
+    let metrics = match wants("metrics") {
+        true => Some(
+            metrics_rows(plan)
+                .await
+                .context("/metrics and memory rows")?,
+        ),
+        false => None,
+    };
+    let calls = match wants("calls") {
+        true => Some(calls_row(plan).await.context("API calls row")?),
+        false => None,
+    };
+    summary(
+        plan,
+        cores,
+        budget.as_ref(),
+        metrics.as_ref(),
+        calls.as_ref(),
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared pieces
+
+/// A simulator serving `scenario` on an ephemeral loopback port until `stop` is cancelled.
+async fn start_sim(
+    scenario: &Scenario,
+    options: SimOptions,
+    stop: &CancellationToken,
+) -> anyhow::Result<(Arc<sim::Simulator>, Endpoint)> {
+    let simulator = Arc::new(sim::Simulator::from_scenario(
+        scenario,
+        options,
+        Clock::system(),
+    ));
+    let listener = TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the simulator on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(sim::serve(listener, simulator.clone(), stop.clone()));
+    let endpoint = Endpoint {
+        scheme: "http".into(),
+        host: "127.0.0.1".into(),
+        port: Some(port),
+    };
+    Ok((simulator, endpoint))
+}
+
+fn settings_for(scenario: &Scenario, endpoint: Endpoint, budget: f64) -> Settings {
+    let mut settings = Settings::new(
+        scenario.credentials.clone(),
+        CredentialSource::Inline,
+        scenario.targets.clone(),
+    );
+    settings.api.endpoint = endpoint;
+    settings.budget = [budget, budget];
+    settings
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The value at quantile `q` of sorted `v` (nearest rank), or the default when empty.
+fn quantile<T: Copy + Default>(v: &[T], q: f64) -> T {
+    if v.is_empty() {
+        return T::default();
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v.get(i.min(v.len() - 1)).copied().unwrap_or_default()
+}
+
+/// The value of the first sample line of `name` whose labels contain every one of `labels`.
+fn sample(body: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|l| labels.iter().all(|want| l.contains(want)))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 1: budget use
+
+struct BudgetFigures {
+    targets: usize,
+    run: Duration,
+    arrivals: usize,
+    steady_rate: f64,
+    windows_over: usize,
+    /// Windows over 60 among arrivals after the first second.
+    windows_over_steady: usize,
+    max_in_window: usize,
+    throttled_sim: u64,
+    throttled_exporter: u64,
+    gaps_ms: [f64; 5],
+    lag_end: f64,
+    lag_max: f64,
+    rate_end: f64,
+}
+
+async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
+    let n = plan.budget_targets;
+    println!(
+        "\n[1] budget use: {n} running record targets, budget {BUDGET}/s, simulator QPS limit 60, \
+         active_interval {:?}, {:?} run",
+        plan.budget_active, plan.budget_run
+    );
+    let stop_sim = CancellationToken::new();
+    let scenario = sim::bulk_scenario(n, 0, 1.0, 0, SystemTime::now());
+    let options = SimOptions {
+        qps_limit: [Some(60), Some(60)],
+        verify_signatures: true,
+        request_log_capacity: 1_000_000,
+        ..SimOptions::default()
+    };
+    let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
+    let mut settings = settings_for(&scenario, endpoint, BUDGET);
+    settings.schedule.active_interval = plan.budget_active;
+    let telemetry = Arc::new(Telemetry::new());
+    let exporter = Exporter::new(settings, telemetry.clone())?;
+
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let polling = tokio::spawn({
+        let exporter = exporter.clone();
+        let stop = stop.clone();
+        async move { exporter.poll(stop).await }
+    });
+    let end = started + plan.budget_run;
+    let lag_gauge = telemetry
+        .scheduler_lag
+        .with_label_values(&[ACTION.as_str()]);
+    let mut lag_max: f64 = 0.0;
+    let mut tick = tokio::time::interval_at(started + SECOND, SECOND);
+    while Instant::now() < end {
+        tick.tick().await;
+        exporter.refresh_gauges();
+        lag_max = lag_max.max(lag_gauge.get());
+    }
+    exporter.refresh_gauges();
+    let lag_end = lag_gauge.get();
+    let rate_end = exporter.limiters[ACTION.index()].rate();
+    stop.cancel();
+    let _ = polling.await;
+    stop_sim.cancel();
+
+    let arrivals = simulator.request_log(ACTION);
+    let steady_from = started + SECOND;
+    let steady = arrivals
+        .iter()
+        .filter(|&&t| t >= steady_from && t < end)
+        .count();
+    let steady_rate = steady as f64 / (end - steady_from).as_secs_f64();
+    let over = windows_over(&arrivals, SECOND, BUDGET as usize);
+    // Where each window over the budget begins, and how long its first 61 arrivals took.
+    let over_at: Vec<(f64, f64)> = over
+        .iter()
+        .filter_map(|&lo| {
+            let first = arrivals.get(lo)?;
+            let last = arrivals.get(lo + BUDGET as usize)?;
+            Some(((*first - started).as_secs_f64(), ms(*last - *first)))
+        })
+        .collect();
+    let max_in_window = max_starts_in_window(&arrivals, SECOND);
+    let steady_arrivals: Vec<Instant> = arrivals
+        .iter()
+        .copied()
+        .filter(|&t| t >= steady_from)
+        .collect();
+    let windows_over_steady = windows_over(&steady_arrivals, SECOND, BUDGET as usize).len();
+    let mut gaps: Vec<Duration> = arrivals
+        .windows(2)
+        .filter_map(|w| match w {
+            [a, b] if *a >= steady_from && *b < end => Some(*b - *a),
+            _ => None,
+        })
+        .collect();
+    gaps.sort();
+    let gaps_ms = [0.0, 0.01, 0.5, 0.99, 1.0].map(|q| ms(quantile(&gaps, q)));
+    let throttled_sim = simulator.request_count(ACTION, Outcome::Throttled);
+    let throttled_exporter = telemetry
+        .requests
+        .with_label_values(&[ACTION.as_str(), Outcome::Throttled.as_str()])
+        .get();
+
+    let f = BudgetFigures {
+        targets: n,
+        run: plan.budget_run,
+        arrivals: arrivals.len(),
+        steady_rate,
+        windows_over: over.len(),
+        windows_over_steady,
+        max_in_window,
+        throttled_sim,
+        throttled_exporter,
+        gaps_ms,
+        lag_end,
+        lag_max,
+        rate_end,
+    };
+    println!(
+        "  requests the simulator saw: {} (all outcomes, including the shutdown grace)",
+        f.arrivals
+    );
+    println!(
+        "  achieved: {:.2} requests/s from 1 s to {:.0} s (bar >= 57)",
+        f.steady_rate,
+        f.run.as_secs_f64()
+    );
+    println!(
+        "  sliding 1 s windows of arrivals over 60: {} ({} after the first second; most in one window: {}; bar 0)",
+        f.windows_over, f.windows_over_steady, f.max_in_window
+    );
+    for (at, span) in over_at.iter().take(5) {
+        println!("    one starts {at:.3} s into the run: 61 arrivals within {span:.2} ms");
+    }
+    println!(
+        "  (arrival times at the simulator include loopback and scheduling jitter; the exporter's \
+         own start times are not exposed, the limiter's guarantee on them is unit-tested)"
+    );
+    println!(
+        "  429s: {} answered by the simulator, {} seen by the exporter; rate in force at the end {:.1}/s",
+        f.throttled_sim, f.throttled_exporter, f.rate_end
+    );
+    println!(
+        "  arrival spacing (ideal {:.2} ms): min {:.2}, p1 {:.2}, median {:.2}, p99 {:.2}, max {:.2} ms",
+        1e3 / BUDGET,
+        f.gaps_ms[0],
+        f.gaps_ms[1],
+        f.gaps_ms[2],
+        f.gaps_ms[3],
+        f.gaps_ms[4]
+    );
+    println!(
+        "  scheduler lag: {:.1} s at the end, {:.1} s at most (demand {:.0}/s exceeds the budget by design)",
+        f.lag_end,
+        f.lag_max,
+        n as f64 / plan.budget_active.as_secs_f64()
+    );
+    Ok(f)
+}
+
+/// The indices `i` whose window `[sorted[i], sorted[i] + window)` holds more than `limit`
+/// arrivals (`sorted` ascending). Any window over the limit contains one of these, so none
+/// means no window at all is over.
+fn windows_over(sorted: &[Instant], window: Duration, limit: usize) -> Vec<usize> {
+    let mut over = Vec::new();
+    let mut hi = 0;
+    for (lo, &start) in sorted.iter().enumerate() {
+        hi = hi.max(lo);
+        while sorted.get(hi).is_some_and(|&t| t - start < window) {
+            hi += 1;
+        }
+        if hi - lo > limit {
+            over.push(lo);
+        }
+    }
+    over
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rows 2 and 3: /metrics and memory, on the real binary
+
+struct Scrapes {
+    times: Vec<Duration>,
+    bytes: usize,
+}
+
+impl Scrapes {
+    fn p(&self, q: f64) -> f64 {
+        ms(quantile(&self.times, q))
+    }
+}
+
+struct MetricsFigures {
+    targets: usize,
+    poll_all: Duration,
+    series: usize,
+    plain: Scrapes,
+    gzip: Scrapes,
+    renders: Vec<Duration>,
+    render_bytes: usize,
+    rss_polled: Option<(u64, u64)>,
+    rss_scraped: Option<(u64, u64)>,
+    child_rss_metric: Option<f64>,
+}
+
+const APPS: [&str; 4] = [
+    "661e8f0d1ab2c3d4e5f60718",
+    "5f3c2a1b0e9d8c7b6a594837",
+    "64b7c9e2f1a0d3b5c8e7f601",
+    "6a0b1c2d3e4f5a6b7c8d9e0f",
+];
+const TEAMS: [&str; 4] = ["live", "education", "events", "platform"];
+
+/// `n` record tasks that ended 1–3 hours ago with three settled files each (object storage,
+/// VOD, object storage), one target per task with a `team` label.
+fn settled_scenario(n: usize, now: SystemTime) -> Scenario {
+    let t0 = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let mut tasks = Vec::with_capacity(n);
+    let mut targets = Vec::with_capacity(n);
+    for i in 0..n {
+        let app = APPS[i % APPS.len()];
+        let room = format!("room-{:05}", i / APPS.len());
+        let task = format!("rec-{i:06}");
+        let jitter = (i % 3600) as i64 * 1_000;
+        let start = t0 - 3 * 3_600_000 + jitter / 2;
+        let end = start + 30 * 60_000 + jitter / 4;
+        let each = (end - start) / 3;
+        let files = (0..3i64)
+            .map(|f| {
+                let s = start + each * f;
+                if f == 1 {
+                    SimFile::vod(&format!("v0d{i:06}{f}"), s, each, "host")
+                } else {
+                    SimFile::object(&format!("{app}/{room}/{task}/{s}_{f}.mp4"), s, each, "host")
+                }
+            })
+            .collect();
+        let reason = if i % 2 == 0 {
+            stop_reason::STOP_BY_API
+        } else {
+            stop_reason::IDLE_TIME_OUT
+        };
+        tasks.push(
+            SimTask::record(app, &room, &task, start)
+                .ends(end, reason)
+                .files_at(end + 5_000, files),
+        );
+        targets.push(Target {
+            key: TargetKey {
+                kind: Kind::Record,
+                app_id: app.into(),
+                room_id: room,
+                task_id: Some(task),
+            },
+            labels: vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
+        });
+    }
+    Scenario {
+        tasks,
+        targets,
+        credentials: sim::scenario::sim_credentials(),
+        faults: Vec::new(),
+    }
+}
+
+/// The config file the child runs on: the simulator's endpoint, its (not real) keys inline.
+fn config_yaml(scenario: &Scenario, endpoint: &Endpoint, plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let c = &scenario.credentials;
+    let mut y = String::with_capacity(100 * scenario.targets.len() + 1024);
+    let _ = writeln!(y, "api:\n  endpoint: {}", endpoint.base_url());
+    let _ = writeln!(
+        y,
+        "credentials:\n  access_key_id: \"{}\"\n  secret_access_key: \"{}\"",
+        c.access_key_id,
+        c.secret_access_key.expose()
+    );
+    let _ = writeln!(
+        y,
+        "budget:\n  GetRecordTask: {b}\n  GetWebCastTask: {b}",
+        b = plan.metrics_budget
+    );
+    let _ = writeln!(
+        y,
+        "schedule:\n  active_interval: {}ms",
+        plan.metrics_active.as_millis()
+    );
+    y.push_str("targets:\n");
+    for t in &scenario.targets {
+        let k = &t.key;
+        let _ = write!(
+            y,
+            "  - {{kind: {}, app_id: \"{}\", room_id: \"{}\", task_id: \"{}\", labels: {{",
+            k.kind,
+            k.app_id,
+            k.room_id,
+            k.task_id.as_deref().unwrap_or("")
+        );
+        for (i, (name, value)) in t.labels.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(y, "{sep}{name}: \"{value}\"");
+        }
+        y.push_str("}}\n");
+    }
+    y
+}
+
+/// The exporter binary cargo built alongside this bench.
+fn exporter_binary() -> anyhow::Result<PathBuf> {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_volcengine-rtc-exporter") {
+        return Ok(PathBuf::from(p));
+    }
+    // target/<profile>/deps/exporter-<hash> -> target/<profile>/volcengine-rtc-exporter
+    let me = std::env::current_exe().context("finding this bench's executable")?;
+    let bin = me
+        .parent()
+        .and_then(Path::parent)
+        .map(|dir| dir.join("volcengine-rtc-exporter"))
+        .ok_or_else(|| anyhow!("no target directory above {}", me.display()))?;
+    Ok(bin)
+}
+
+/// `VmRSS` and `VmHWM` of a process, KiB.
+fn rss_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+/// The child exporter; killed (by its own pid) when dropped.
+struct ChildExporter {
+    child: Child,
+    /// The last lines it logged, for error messages.
+    log_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Drop for ChildExporter {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildExporter {
+    /// Starts the binary on `config` listening on an ephemeral loopback port; returns once it
+    /// logged the address it listens on.
+    fn start(bin: &Path, config: &Path) -> anyhow::Result<(ChildExporter, SocketAddr)> {
+        let mut child = Command::new(bin)
+            .arg(format!("--config.file={}", config.display()))
+            .arg("--web.listen-address=127.0.0.1:0")
+            .arg("--log.format=json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow!("no stderr pipe"))?;
+        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = mpsc::channel();
+        let tail = log_tail.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = listening_address(&line) {
+                    if let Some(tx) = tx.take() {
+                        let _ = tx.send(addr);
+                    }
+                }
+                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
+                if t.len() >= 20 {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        let me = ChildExporter { child, log_tail };
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => Ok((me, addr)),
+            Err(_) => bail!(
+                "the exporter did not report its address; its last lines:\n{}",
+                me.tail()
+            ),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    fn tail(&self) -> String {
+        let t = self.log_tail.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// The address in the exporter's JSON `listening` log line.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    let message = v.get("message").or_else(|| v.pointer("/fields/message"))?;
+    if message.as_str()? != "listening" {
+        return None;
+    }
+    let addr = v.get("address").or_else(|| v.pointer("/fields/address"))?;
+    addr.as_str()?.parse().ok()
+}
+
+/// One GET of `/metrics`, timed from sending to the last body byte.
+async fn scrape(
+    http: &reqwest::Client,
+    url: &str,
+    gzip: bool,
+) -> anyhow::Result<(Duration, bytes::Bytes, bool)> {
+    let mut req = http.get(url);
+    if gzip {
+        req = req.header("Accept-Encoding", "gzip");
+    }
+    let started = Instant::now();
+    let resp = req.send().await.context("scraping /metrics")?;
+    let status = resp.status();
+    let gzipped = resp
+        .headers()
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let body = resp.bytes().await.context("reading /metrics")?;
+    let took = started.elapsed();
+    if !status.is_success() {
+        bail!("/metrics answered {status}");
+    }
+    Ok((took, body, gzipped))
+}
+
+fn gunzip(body: &[u8]) -> anyhow::Result<String> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(body)
+        .read_to_string(&mut text)
+        .context("decompressing the gzip body")?;
+    Ok(text)
+}
+
+async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
+    let n = plan.metrics_targets;
+    println!(
+        "\n[2,3] /metrics and memory: {n} settled record targets x 3 files, the release binary as \
+         a child process; budget {}/s, simulator QPS limit off, signatures verified",
+        plan.metrics_budget
+    );
+    let stop_sim = CancellationToken::new();
+    let scenario = settled_scenario(n, SystemTime::now());
+    let options = SimOptions {
+        qps_limit: [None, None],
+        verify_signatures: true,
+        request_log_capacity: 0,
+        ..SimOptions::default()
+    };
+    let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
+
+    let dir = std::env::temp_dir().join(format!("volc-rtc-exporter-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, config_yaml(&scenario, &endpoint, plan))
+        .with_context(|| format!("writing {}", config.display()))?;
+    let result = child_measurements(plan, &simulator, &config).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let (child_figures, series) = result?;
+
+    // The same data rendered in this process, for comparison.
+    let (renders, render_bytes) = in_process_renders(plan, &scenario, endpoint).await?;
+    stop_sim.cancel();
+    let ChildFigures {
+        poll_all,
+        plain,
+        gzip,
+        rss_polled,
+        rss_scraped,
+        child_rss_metric,
+    } = child_figures;
+    let f = MetricsFigures {
+        targets: n,
+        poll_all,
+        series,
+        plain,
+        gzip,
+        renders,
+        render_bytes,
+        rss_polled,
+        rss_scraped,
+        child_rss_metric,
+    };
+    for (label, s) in [("plain", &f.plain), ("gzip ", &f.gzip)] {
+        println!(
+            "  scrape {label}: median {:.1} ms, p90 {:.1} ms, min {:.1}, max {:.1} over {} scrapes; body {} bytes ({:.1} MB)",
+            s.p(0.5),
+            s.p(0.9),
+            s.p(0.0),
+            s.p(1.0),
+            s.times.len(),
+            s.bytes,
+            s.bytes as f64 / 1e6
+        );
+    }
+    println!(
+        "  in-process render: median {:.1} ms, p90 {:.1} ms over {} renders, {} bytes (bar: p50 <= 100 ms)",
+        ms(quantile(&f.renders, 0.5)),
+        ms(quantile(&f.renders, 0.9)),
+        f.renders.len(),
+        f.render_bytes
+    );
+    Ok(f)
+}
+
+struct ChildFigures {
+    poll_all: Duration,
+    plain: Scrapes,
+    gzip: Scrapes,
+    rss_polled: Option<(u64, u64)>,
+    rss_scraped: Option<(u64, u64)>,
+    child_rss_metric: Option<f64>,
+}
+
+async fn child_measurements(
+    plan: &Plan,
+    simulator: &sim::Simulator,
+    config: &Path,
+) -> anyhow::Result<(ChildFigures, usize)> {
+    let n = plan.metrics_targets;
+    let bin = exporter_binary()?;
+    println!("  binary: {}", bin.display());
+    let spawned = Instant::now();
+    let (mut child, addr) = ChildExporter::start(&bin, config)?;
+    let url = format!("http://{addr}/metrics");
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .context("building the HTTP client")?;
+
+    // Every target polled once: the simulator saw n requests, then the exporter says so.
+    let deadline = spawned + Duration::from_secs(600);
+    loop {
+        if let Some(status) = child.exited() {
+            bail!(
+                "the exporter exited ({status}); its last lines:\n{}",
+                child.tail()
+            );
+        }
+        if Instant::now() > deadline {
+            bail!("targets still new after 10 minutes");
+        }
+        if simulator.total_requests(ACTION) >= n as u64 {
+            let (_, body, _) = scrape(&http, &url, false).await?;
+            let text = String::from_utf8_lossy(&body);
+            let new = sample(
+                &text,
+                "volcengine_rtc_targets",
+                &["kind=\"record\"", "phase=\"new\""],
+            );
+            if new == Some(0.0) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let poll_all = spawned.elapsed();
+    let rss_polled = rss_kib(child.pid());
+    println!(
+        "  all {n} targets polled {:.1} s after the start ({} requests); VmRSS {:.1} MiB, VmHWM {:.1} MiB",
+        poll_all.as_secs_f64(),
+        simulator.total_requests(ACTION),
+        rss_polled.map_or(0.0, |r| mib(r.0)),
+        rss_polled.map_or(0.0, |r| mib(r.1)),
+    );
+
+    let mut plain = Scrapes {
+        times: Vec::new(),
+        bytes: 0,
+    };
+    let mut gzip = Scrapes {
+        times: Vec::new(),
+        bytes: 0,
+    };
+    let mut last_plain = bytes::Bytes::new();
+    let mut last_gzip = bytes::Bytes::new();
+    for _ in 0..plan.scrapes {
+        let (t, body, gzipped) = scrape(&http, &url, false).await?;
+        if gzipped {
+            bail!("a scrape without Accept-Encoding came back gzipped");
+        }
+        plain.times.push(t);
+        plain.bytes = body.len();
+        last_plain = body;
+    }
+    for _ in 0..plan.scrapes {
+        let (t, body, gzipped) = scrape(&http, &url, true).await?;
+        if !gzipped {
+            bail!("a scrape with Accept-Encoding: gzip came back uncompressed");
+        }
+        gzip.times.push(t);
+        gzip.bytes = body.len();
+        last_gzip = body;
+    }
+    plain.times.sort();
+    gzip.times.sort();
+    let rss_scraped = rss_kib(child.pid());
+    let text = String::from_utf8_lossy(&last_plain);
+    let series = text.lines().filter(|l| !l.starts_with('#')).count();
+    let child_rss_metric = sample(&text, "process_resident_memory_bytes", &[]);
+    let unzipped = gunzip(&last_gzip)?;
+    println!(
+        "  {series} samples per page; a gzip body decompresses to {} bytes (plain {} bytes)",
+        unzipped.len(),
+        last_plain.len()
+    );
+    println!(
+        "  after {} + {} scrapes: VmRSS {:.1} MiB, VmHWM {:.1} MiB (process_resident_memory_bytes said {:.1} MiB)",
+        plan.scrapes,
+        plan.scrapes,
+        rss_scraped.map_or(0.0, |r| mib(r.0)),
+        rss_scraped.map_or(0.0, |r| mib(r.1)),
+        child_rss_metric.unwrap_or(0.0) / 1048576.0
+    );
+    if let Some(status) = child.exited() {
+        bail!(
+            "the exporter exited ({status}); its last lines:\n{}",
+            child.tail()
+        );
+    }
+    drop(child);
+    Ok((
+        ChildFigures {
+            poll_all,
+            plain,
+            gzip,
+            rss_polled,
+            rss_scraped,
+            child_rss_metric,
+        },
+        series,
+    ))
+}
+
+/// Polls `scenario` once with an exporter in this process, then times renders of `/metrics`
+/// into a fresh buffer each, as a scrape does.
+async fn in_process_renders(
+    plan: &Plan,
+    scenario: &Scenario,
+    endpoint: Endpoint,
+) -> anyhow::Result<(Vec<Duration>, usize)> {
+    let mut settings = settings_for(scenario, endpoint, plan.metrics_budget);
+    settings.schedule.active_interval = plan.metrics_active;
+    let telemetry = Arc::new(Telemetry::new());
+    let exporter = Exporter::new(settings, telemetry.clone())?;
+    let stop = CancellationToken::new();
+    let polling = tokio::spawn({
+        let exporter = exporter.clone();
+        let stop = stop.clone();
+        async move { exporter.poll(stop).await }
+    });
+    let new = telemetry
+        .targets
+        .with_label_values(&[Kind::Record.as_str(), "new"]);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        exporter.refresh_gauges();
+        if new.get() == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            stop.cancel();
+            bail!("in-process exporter: targets still new after 10 minutes");
+        }
+    }
+    stop.cancel();
+    let _ = polling.await;
+    let mut times = Vec::with_capacity(plan.renders);
+    let mut size = 0;
+    for _ in 0..plan.renders {
+        let started = Instant::now();
+        let mut out = Vec::new();
+        exporter.render(&mut out);
+        times.push(started.elapsed());
+        size = out.len();
+        std::hint::black_box(&out);
+    }
+    times.sort();
+    Ok((times, size))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 4: API calls, end to end
+
+struct CallsFigures {
+    targets: usize,
+    run: Duration,
+    requests: u64,
+    naive: u64,
+    failed: u64,
+}
+
+/// How much the schedule is sped up: intervals are `1/SCALE` of the defaults.
+const SCALE: u32 = 15;
+
+async fn calls_row(plan: &Plan) -> anyhow::Result<CallsFigures> {
+    let n = plan.calls_targets;
+    let active = Duration::from_secs(15) / SCALE;
+    let settle = Duration::from_secs(60) / SCALE;
+    println!(
+        "\n[4] API calls: {n} record targets, 10 % running, 90 % finished (files settled), \
+         active_interval {active:?}, settle_interval {settle:?} (defaults / {SCALE}), {:?} run = {:.0} min at default intervals",
+        plan.calls_run,
+        plan.calls_run.as_secs_f64() * f64::from(SCALE) / 60.0
+    );
+    let stop_sim = CancellationToken::new();
+    let scenario = sim::bulk_scenario(n, 0, 0.1, 3, SystemTime::now());
+    let options = SimOptions {
+        qps_limit: [None, None],
+        verify_signatures: true,
+        request_log_capacity: 0,
+        ..SimOptions::default()
+    };
+    let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
+    let mut settings = settings_for(&scenario, endpoint, 1_000.0);
+    settings.schedule.active_interval = active;
+    settings.schedule.settle_interval = settle;
+    let telemetry = Arc::new(Telemetry::new());
+    let exporter = Exporter::new(settings, telemetry)?;
+    let stop = CancellationToken::new();
+    let polling = tokio::spawn({
+        let exporter = exporter.clone();
+        let stop = stop.clone();
+        async move { exporter.poll(stop).await }
+    });
+    tokio::time::sleep(plan.calls_run).await;
+    let requests = simulator.total_requests(ACTION);
+    stop.cancel();
+    let _ = polling.await;
+    stop_sim.cancel();
+    let failed = requests.saturating_sub(simulator.request_count(ACTION, Outcome::Success));
+    let naive = (n as f64 * plan.calls_run.as_secs_f64() / active.as_secs_f64()).round() as u64;
+    let f = CallsFigures {
+        targets: n,
+        run: plan.calls_run,
+        requests,
+        naive,
+        failed,
+    };
+    println!(
+        "  requests: {} ({} not successful); naive: {} (every target every active_interval); {:.1}x fewer (bar >= 5x)",
+        f.requests,
+        f.failed,
+        f.naive,
+        ratio(f.naive, f.requests)
+    );
+    Ok(f)
+}
+
+fn ratio(naive: u64, actual: u64) -> f64 {
+    if actual == 0 {
+        0.0
+    } else {
+        naive as f64 / actual as f64
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Summary
+
+fn summary(
+    plan: &Plan,
+    cores: usize,
+    b: Option<&BudgetFigures>,
+    m: Option<&MetricsFigures>,
+    c: Option<&CallsFigures>,
+) {
+    let verdict = |ok: bool| match (plan.full, ok) {
+        (false, _) => "n/a (smoke)",
+        (true, true) => "met",
+        (true, false) => "MISSED",
+    };
+    println!(
+        "\nsummary ({cores} cores; a shared, noisy machine; {}):",
+        if plan.full { "full run" } else { "smoke run" }
+    );
+    println!("| row | measured | bar | |");
+    println!("|---|---|---|---|");
+    if let Some(b) = b {
+        println!(
+            "| budget use ({} targets, {:.0} s) | {:.2} req/s steady, {} windows over 60 ({} after 1 s; max {}), {} × 429, lag {:.0} s at the end | >= 57 req/s, 0 windows over 60 | {} |",
+            b.targets,
+            b.run.as_secs_f64(),
+            b.steady_rate,
+            b.windows_over,
+            b.windows_over_steady,
+            b.max_in_window,
+            b.throttled_sim,
+            b.lag_end,
+            verdict(b.steady_rate >= 57.0 && b.windows_over == 0)
+        );
+    }
+    if let Some(m) = m {
+        metrics_summary(m, &verdict);
+    }
+    if let Some(c) = c {
+        let calls_ratio = ratio(c.naive, c.requests);
+        println!(
+            "| API calls ({} targets, 10 % running, {:.0} scaled min) | {} requests vs {} naive: {:.1}x fewer | >= 5x fewer | {} |",
+            c.targets,
+            c.run.as_secs_f64() * f64::from(SCALE) / 60.0,
+            c.requests,
+            c.naive,
+            calls_ratio,
+            verdict(calls_ratio >= 5.0)
+        );
+    }
+    if let Some(m) = m {
+        println!(
+            "(/metrics: all targets polled {:.1} s after the start; the child's process_resident_memory_bytes said {:.1} MiB)",
+            m.poll_all.as_secs_f64(),
+            m.child_rss_metric.unwrap_or(0.0) / 1048576.0
+        );
+    }
+}
+
+fn metrics_summary(m: &MetricsFigures, verdict: &dyn Fn(bool) -> &'static str) {
+    let render_p50 = ms(quantile(&m.renders, 0.5));
+    let rss = m.rss_scraped.or(m.rss_polled);
+    let hwm_mib = rss.map_or(f64::NAN, |r| mib(r.1));
+    println!(
+        "| /metrics ({} targets x 3 files, {} samples) | render p50 {:.1} ms in process; scrape p50 {:.1} ms / p90 {:.1} ms plain ({:.1} MB), {:.1} / {:.1} ms gzip ({:.1} MB) | render p50 <= 100 ms | {} |",
+        m.targets,
+        m.series,
+        render_p50,
+        m.plain.p(0.5),
+        m.plain.p(0.9),
+        m.plain.bytes as f64 / 1e6,
+        m.gzip.p(0.5),
+        m.gzip.p(0.9),
+        m.gzip.bytes as f64 / 1e6,
+        verdict(render_p50 <= 100.0)
+    );
+    println!(
+        "| memory ({} targets) | VmRSS {:.1} MiB after polling, {:.1} MiB after scrapes; VmHWM {:.1} MiB | <= 100 MiB (judged on VmHWM) | {} |",
+        m.targets,
+        m.rss_polled.map_or(f64::NAN, |r| mib(r.0)),
+        rss.map_or(f64::NAN, |r| mib(r.0)),
+        hwm_mib,
+        verdict(hwm_mib <= 100.0)
+    );
+}
