@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::de;
 use super::raw::{RawConfig, RawCredentials, RawTarget, Scalar};
 use super::schema::{self, PosIndex};
 use super::{
@@ -23,7 +24,7 @@ pub(super) fn parse_in(
     base_dir: Option<&Path>,
     env: &dyn Environment,
 ) -> Result<Settings, ConfigError> {
-    let root = match yaml::load(text) {
+    let mut root = match yaml::load(text) {
         Ok(Some(root)) => root,
         Ok(None) => return Err(ConfigError::single(
             origin,
@@ -33,23 +34,26 @@ pub(super) fn parse_in(
         )),
         Err(e) => return Err(ConfigError::single(origin, Some(e.pos), e.message)),
     };
-    let walked = schema::walk(&root);
-    let mut conv = Converter {
-        index: &walked.index,
-        findings: walked.findings,
-        warnings: Vec::new(),
-    };
+    let walked = schema::walk(&mut root);
+    let mut findings = walked.findings;
     // The walk leaves only known keys with the right shapes, so this cannot fail in practice;
-    // serde's message is not shown because it could quote a value (a secret, even).
-    let raw: RawConfig = match serde_yaml::from_value(walked.value) {
-        Ok(raw) => raw,
-        Err(_) => {
-            conv.findings.push((
+    // the tree is consumed, its text moving into the raw structs.
+    let raw: RawConfig = if walked.root_ok {
+        de::from_node(root).unwrap_or_else(|_| {
+            findings.push((
                 None,
                 "the config could not be read into its settings; check the keys' shapes against examples/config.yaml".into(),
             ));
             RawConfig::default()
-        }
+        })
+    } else {
+        RawConfig::default()
+    };
+    let index = PosIndex::new(text, walked.refused);
+    let mut conv = Converter {
+        index: &index,
+        findings,
+        warnings: Vec::new(),
     };
     let settings = conv.convert(raw, base_dir, env);
 
@@ -103,7 +107,7 @@ const MAX_IN_FLIGHT: usize = 10_000;
 const MAX_BUDGET: f64 = 10_000.0;
 
 struct Converter<'a> {
-    index: &'a PosIndex,
+    index: &'a PosIndex<'a>,
     findings: Vec<(Option<Pos>, String)>,
     warnings: Vec<(Option<Pos>, String)>,
 }

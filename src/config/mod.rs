@@ -16,6 +16,7 @@
 //! All findings come back together in one [`ConfigError`], sorted by position.
 
 mod check;
+mod de;
 pub mod duration;
 pub mod raw;
 mod schema;

@@ -1,17 +1,16 @@
 //! The walk between the positioned YAML tree and the raw serde structs: checks every key of
 //! the whole document against the structs' own field lists (so all unknown keys are reported
 //! together, each with a suggestion), checks each value's shape (mapping, list, single value),
-//! flags duplicate keys, records where every path (`targets[3].app_id`) sits in the file, and
-//! hands serde a cleaned value holding only what fits.
+//! flags duplicate keys, and cleans the tree in place so that only what fits is left for serde.
+//! [`PosIndex`] answers later where a path (`targets[3].app_id`) sits in the file.
 
-use std::collections::{HashMap, HashSet};
-
-use serde_yaml::{Mapping, Value as Yaml};
+use std::cell::OnceCell;
+use std::collections::HashSet;
 
 use super::raw::{
     field_names, RawApi, RawBudget, RawConfig, RawCredentials, RawSchedule, RawTarget,
 };
-use super::yaml::{Node, Pos, Value};
+use super::yaml::{self, Node, Pos, Value};
 
 /// Where one path sits: its key (for mapping entries) and its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,33 +19,103 @@ pub struct Place {
     pub value: Pos,
 }
 
-/// Path (`api.timeout`, `targets[3].labels.team`) to place, and which paths held a value of
-/// the wrong shape (already reported, so the conversion does not report them again as
-/// missing).
-#[derive(Debug, Default, Clone)]
-pub struct PosIndex {
-    places: HashMap<String, Place>,
+/// Where paths (`api.timeout`, `targets[3].labels.team`) sit in the file, and which paths held
+/// a value of the wrong shape (already reported, so the conversion does not report them again
+/// as missing).
+///
+/// Places are only needed for findings, so none is stored up front: the first question loads
+/// the text again (it loaded fine once, so it loads the same) and each answer walks that tree
+/// down the path. A config without problems or warnings never pays for it.
+#[derive(Debug)]
+pub struct PosIndex<'t> {
+    text: &'t str,
+    tree: OnceCell<Option<Node>>,
     refused: HashSet<String>,
 }
 
-impl PosIndex {
+impl<'t> PosIndex<'t> {
+    /// The index of `text`, with the paths the walk refused.
+    pub fn new(text: &'t str, refused: HashSet<String>) -> Self {
+        PosIndex {
+            text,
+            tree: OnceCell::new(),
+            refused,
+        }
+    }
+
+    fn place(&self, path: &str) -> Option<Place> {
+        let root = self
+            .tree
+            .get_or_init(|| yaml::load(self.text).ok().flatten())
+            .as_ref()?;
+        if path.is_empty() {
+            return None;
+        }
+        find(root, path, true)
+    }
+
     /// Where the value at `path` starts, if the file has it.
     pub fn value(&self, path: &str) -> Option<Pos> {
-        self.places.get(path).map(|p| p.value)
+        self.place(path).map(|p| p.value)
     }
 
     /// Where the key of `path` starts (its value's place for list items).
     pub fn key(&self, path: &str) -> Option<Pos> {
-        self.places.get(path).map(|p| p.key.unwrap_or(p.value))
+        self.place(path).map(|p| p.key.unwrap_or(p.value))
     }
 
     /// Whether the file has a value at `path` that was refused for its shape.
     pub fn refused(&self, path: &str) -> bool {
         self.refused.contains(path)
     }
+}
 
-    fn insert(&mut self, path: &str, key: Option<Pos>, value: Pos) {
-        self.places.insert(path.to_owned(), Place { key, value });
+/// The place of what `rest` names below `node`: `[3]...` for a list item, `.key...` for a
+/// mapping entry (`key...` at the top). The first entry with a key wins, as duplicates are
+/// reported at their second occurrence; a key may itself hold `.` or `[`, so each key that
+/// fits the start of `rest` is tried in turn.
+fn find(node: &Node, rest: &str, top: bool) -> Option<Place> {
+    match &node.value {
+        Value::Seq(items) => {
+            let (index, after) = rest.strip_prefix('[')?.split_once(']')?;
+            let item = items.get(index.parse::<usize>().ok()?)?;
+            if after.is_empty() {
+                return Some(Place {
+                    key: None,
+                    value: item.pos,
+                });
+            }
+            find(item, after, false)
+        }
+        Value::Map(entries) => {
+            let rest = if top { rest } else { rest.strip_prefix('.')? };
+            entries.iter().find_map(|(k, v)| {
+                let Value::Scalar(name) = &k.value else {
+                    return None;
+                };
+                let after = rest.strip_prefix(name.as_str())?;
+                if after.is_empty() {
+                    Some(Place {
+                        key: Some(k.pos),
+                        value: value_pos(k, v),
+                    })
+                } else if after.starts_with(['.', '[']) {
+                    find(v, after, false)
+                } else {
+                    None
+                }
+            })
+        }
+        Value::Null | Value::Scalar(_) => None,
+    }
+}
+
+/// Where a mapping entry's value is shown: an empty value is marked where the next token
+/// starts, so its key is the better place then.
+fn value_pos(key: &Node, value: &Node) -> Pos {
+    match value.value {
+        Value::Null if value.pos.line != key.pos.line => key.pos,
+        _ => value.pos,
     }
 }
 
@@ -109,27 +178,31 @@ fn home_of(key: &str) -> Option<&'static str> {
     None
 }
 
-/// The outcome of the walk: findings (position, message), the index, and the cleaned value.
+/// The outcome of the walk: findings (position, message), the paths refused for their shape,
+/// and whether the root itself was usable (a mapping).
 pub struct Walked {
     pub findings: Vec<(Option<Pos>, String)>,
-    pub index: PosIndex,
-    pub value: Yaml,
+    pub refused: HashSet<String>,
+    pub root_ok: bool,
 }
 
-/// Walks the document root.
-pub fn walk(root: &Node) -> Walked {
+/// Walks the document root and cleans it in place: what does not fit (unknown and duplicate
+/// keys, wrongly shaped values, labels without a value) is reported and removed, an empty
+/// `targets:` becomes an empty list, and a list item of the wrong shape an empty mapping (so
+/// item numbers stay as written). What is left deserializes into [`RawConfig`].
+pub fn walk(root: &mut Node) -> Walked {
     let mut w = Walker {
         findings: Vec::new(),
-        index: PosIndex::default(),
+        refused: HashSet::new(),
     };
     let shape = Shape::Struct {
         fields: field_names::<RawConfig>,
         child: root_child,
     };
-    let value = match &root.value {
-        Value::Map(_) => w.walk(root, "", shape).unwrap_or(Yaml::Null),
+    let root_ok = match &root.value {
+        Value::Map(_) => w.walk(root, "", shape),
         other => {
-            w.index.refused.insert(String::new());
+            w.refused.insert(String::new());
             w.findings.push((
                 Some(root.pos),
                 format!(
@@ -138,19 +211,19 @@ pub fn walk(root: &Node) -> Walked {
                     other.describe()
                 ),
             ));
-            Yaml::Null
+            false
         }
     };
     Walked {
         findings: w.findings,
-        index: w.index,
-        value,
+        refused: w.refused,
+        root_ok,
     }
 }
 
 struct Walker {
     findings: Vec<(Option<Pos>, String)>,
-    index: PosIndex,
+    refused: HashSet<String>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -174,182 +247,176 @@ impl Walker {
         self.findings.push((Some(pos), message));
     }
 
-    /// A value of the wrong shape at `path`: reported here, left out of the cleaned value.
+    /// A value of the wrong shape at `path`: reported here, left out of the cleaned tree.
     fn refuse(&mut self, path: &str, pos: Pos, message: String) {
-        self.index.refused.insert(path.to_owned());
+        self.refused.insert(path.to_owned());
         self.problem(pos, message);
     }
 
-    /// The entries of a mapping with scalar keys, first occurrence of each key only.
-    fn entries<'n>(&mut self, node: &'n Node, path: &str) -> Vec<(String, Pos, &'n Node)> {
-        let Value::Map(entries) = &node.value else {
-            return Vec::new();
+    /// Keeps, of a mapping's entries, those with a plain key seen for the first time for
+    /// which `keep` (given the walker, the key, its place and the value) says yes.
+    fn retain_entries(
+        &mut self,
+        node: &mut Node,
+        path: &str,
+        mut keep: impl FnMut(&mut Walker, &str, Pos, &mut Node) -> bool,
+    ) {
+        let Value::Map(entries) = &mut node.value else {
+            return;
         };
-        let mut seen: HashMap<&str, Pos> = HashMap::new();
-        let mut out = Vec::new();
-        for (k, v) in entries {
-            let name = match &k.value {
-                Value::Scalar(s) => s.as_str(),
-                other => {
+        // First the keys: which are plain and new (the rest reported).
+        let mut plain = Vec::with_capacity(entries.len());
+        {
+            let mut seen: std::collections::HashMap<&str, Pos> = Default::default();
+            for (k, _) in entries.iter() {
+                let name = match &k.value {
+                    Value::Scalar(s) => s.as_str(),
+                    other => {
+                        self.problem(
+                            k.pos,
+                            format!(
+                                "a key in {} is {}; keys must be plain names",
+                                shown(path),
+                                other.describe()
+                            ),
+                        );
+                        plain.push(false);
+                        continue;
+                    }
+                };
+                if let Some(first) = seen.get(name) {
                     self.problem(
                         k.pos,
                         format!(
-                            "a key in {} is {}; keys must be plain names",
+                            "duplicate key `{name}` in {} (first given at line {}); remove one of them",
                             shown(path),
-                            other.describe()
+                            first.line
                         ),
                     );
+                    plain.push(false);
                     continue;
                 }
-            };
-            if let Some(first) = seen.get(name) {
-                self.problem(
-                    k.pos,
-                    format!(
-                        "duplicate key `{name}` in {} (first given at line {}); remove one of them",
-                        shown(path),
-                        first.line
-                    ),
-                );
-                continue;
+                seen.insert(name, k.pos);
+                plain.push(true);
             }
-            seen.insert(name, k.pos);
-            // An empty value is marked where the next token starts; its key is the better place.
-            let vpos = match v.value {
-                Value::Null if v.pos.line != k.pos.line => k.pos,
-                _ => v.pos,
-            };
-            self.index.insert(&join(path, name), Some(k.pos), vpos);
-            out.push((name.to_owned(), k.pos, v));
         }
-        out
+        // Then the values, in order.
+        let mut flags = plain.into_iter();
+        entries.retain_mut(|(k, v)| {
+            let (true, Value::Scalar(name)) = (flags.next().unwrap_or(false), &k.value) else {
+                return false;
+            };
+            keep(self, name, k.pos, v)
+        });
+        entries.shrink_to_fit();
     }
 
-    fn walk(&mut self, node: &Node, path: &str, shape: Shape) -> Option<Yaml> {
+    /// Checks `node` against `shape` and cleans it; `false` when it is to be left out.
+    fn walk(&mut self, node: &mut Node, path: &str, shape: Shape) -> bool {
         match shape {
             Shape::Scalar => match &node.value {
-                Value::Null => Some(Yaml::Null),
-                Value::Scalar(s) => Some(Yaml::String(s.clone())),
+                Value::Null | Value::Scalar(_) => true,
                 other => {
-                    self.refuse(
-                        path,
-                        node.pos,
-                        format!(
-                            "{} must be a single value, found {}",
-                            shown(path),
-                            other.describe()
-                        ),
+                    let message = format!(
+                        "{} must be a single value, found {}",
+                        shown(path),
+                        other.describe()
                     );
-                    None
+                    self.refuse(path, node.pos, message);
+                    false
                 }
             },
             Shape::ScalarMap => match &node.value {
-                Value::Null => None,
+                Value::Null => false,
                 Value::Map(_) => {
-                    let mut map = Mapping::new();
-                    for (name, kpos, v) in self.entries(node, path) {
-                        if let Some(value) = self.walk(v, &join(path, &name), Shape::Scalar) {
-                            if value != Yaml::Null {
-                                map.insert(Yaml::String(name), value);
-                            } else {
-                                self.problem(
-                                    kpos,
-                                    format!(
-                                        "`{}` has no value; give it one (quote it if it looks \
-                                         like a number or `null`) or remove it",
-                                        join(path, &name)
-                                    ),
-                                );
-                            }
+                    self.retain_entries(node, path, |w, name, kpos, v| {
+                        let child = join(path, name);
+                        if !w.walk(v, &child, Shape::Scalar) {
+                            return false;
                         }
-                    }
-                    Some(Yaml::Mapping(map))
+                        if matches!(v.value, Value::Null) {
+                            w.problem(
+                                kpos,
+                                format!(
+                                    "`{child}` has no value; give it one (quote it if it looks \
+                                     like a number or `null`) or remove it"
+                                ),
+                            );
+                            return false;
+                        }
+                        true
+                    });
+                    true
                 }
                 other => {
-                    self.refuse(
-                        path,
-                        node.pos,
-                        format!(
-                            "{} must be a mapping of `name: value` pairs, found {}",
-                            shown(path),
-                            other.describe()
-                        ),
+                    let message = format!(
+                        "{} must be a mapping of `name: value` pairs, found {}",
+                        shown(path),
+                        other.describe()
                     );
-                    None
+                    self.refuse(path, node.pos, message);
+                    false
                 }
             },
             Shape::Struct { fields, child } => match &node.value {
-                Value::Null => None,
+                Value::Null => false,
                 Value::Map(_) => {
                     let valid = fields();
-                    let mut map = Mapping::new();
-                    for (name, kpos, v) in self.entries(node, path) {
-                        if !valid.contains(&name.as_str()) {
-                            let msg = unknown_key(&name, path, valid);
-                            self.problem(kpos, msg);
-                            continue;
+                    self.retain_entries(node, path, |w, name, kpos, v| {
+                        if !valid.contains(&name) {
+                            let msg = unknown_key(name, path, valid);
+                            w.problem(kpos, msg);
+                            return false;
                         }
-                        let child_path = join(path, &name);
-                        if let Some(value) = self.walk(v, &child_path, child(&name)) {
-                            map.insert(Yaml::String(name), value);
-                        }
-                    }
-                    Some(Yaml::Mapping(map))
+                        w.walk(v, &join(path, name), child(name))
+                    });
+                    true
                 }
                 other => {
-                    self.refuse(
-                        path,
-                        node.pos,
-                        format!(
-                            "{} must be a mapping of keys ({}), found {}",
-                            shown(path),
-                            fields().join(", "),
-                            other.describe()
-                        ),
+                    let message = format!(
+                        "{} must be a mapping of keys ({}), found {}",
+                        shown(path),
+                        fields().join(", "),
+                        other.describe()
                     );
-                    None
+                    self.refuse(path, node.pos, message);
+                    false
                 }
             },
-            Shape::ListOf { fields, child } => match &node.value {
-                Value::Null => Some(Yaml::Sequence(Vec::new())),
+            Shape::ListOf { fields, child } => match &mut node.value {
+                Value::Null => {
+                    node.value = Value::Seq(Vec::new());
+                    true
+                }
                 Value::Seq(items) => {
-                    let mut out = Vec::new();
-                    for (i, item) in items.iter().enumerate() {
+                    for (i, item) in items.iter_mut().enumerate() {
                         let item_path = format!("{path}[{i}]");
-                        self.index.insert(&item_path, None, item.pos);
-                        let value = match &item.value {
+                        match &item.value {
                             Value::Map(_) => {
-                                self.walk(item, &item_path, Shape::Struct { fields, child })
+                                self.walk(item, &item_path, Shape::Struct { fields, child });
                             }
                             other => {
-                                self.refuse(
-                                    &item_path,
-                                    item.pos,
-                                    format!(
-                                        "`{item_path}` must be a mapping with keys ({}), found {}",
-                                        fields().join(", "),
-                                        other.describe()
-                                    ),
+                                let message = format!(
+                                    "`{item_path}` must be a mapping with keys ({}), found {}",
+                                    fields().join(", "),
+                                    other.describe()
                                 );
-                                None
+                                self.refuse(&item_path, item.pos, message);
+                                // Keep item numbers as written even for broken items.
+                                item.value = Value::Map(Vec::new());
                             }
-                        };
-                        // Keep list positions aligned with the index even for broken items.
-                        out.push(value.unwrap_or_else(|| Yaml::Mapping(Mapping::new())));
+                        }
                     }
-                    Some(Yaml::Sequence(out))
+                    true
                 }
                 other => {
-                    self.refuse(
-                        path,
-                        node.pos,
-                        format!(
-                            "{} must be a list (each entry starting with `- `), found {}",
-                            shown(path),
-                            other.describe()
-                        ),
+                    let message = format!(
+                        "{} must be a list (each entry starting with `- `), found {}",
+                        shown(path),
+                        other.describe()
                     );
-                    None
+                    self.refuse(path, node.pos, message);
+                    false
                 }
             },
         }
