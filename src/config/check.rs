@@ -3,7 +3,7 @@
 //! messages say what to write instead. Warnings (allowed but suspicious) go to
 //! [`Settings::warnings`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -454,33 +454,50 @@ impl Converter<'_> {
                 "`targets` is empty, so nothing will be polled; add targets to follow tasks".into(),
             );
         }
-        let mut first_seen: HashMap<TargetKey, usize> = HashMap::new();
-        let mut out = Vec::new();
+        // The targets that are fine on their own, with their place in the list.
+        let mut out = Vec::with_capacity(raw.len());
+        let mut at = Vec::with_capacity(raw.len());
         for (i, t) in raw.into_iter().enumerate() {
             let path = format!("targets[{i}]");
             if self.index.refused(&path) {
                 continue;
             }
-            let Some(target) = self.target(&path, t) else {
-                continue;
-            };
-            if let Some(first) = first_seen.get(&target.key) {
-                let first_path = format!("targets[{first}]");
-                let line = self
-                    .index
-                    .value(&first_path)
-                    .map(|p| format!(" at line {}", p.line))
-                    .unwrap_or_default();
-                self.problem(
-                    &path,
-                    format!(
-                        "duplicate target: `{path}` has the same kind, app_id, room_id and task_id as `{first_path}`{line}; remove one of them"
-                    ),
-                );
-                continue;
+            if let Some(target) = self.target(&path, t) {
+                out.push(target);
+                at.push(i);
             }
-            first_seen.insert(target.key.clone(), i);
-            out.push(target);
+        }
+        // Then duplicates, each reported against the first target with its key.
+        let mut first_seen: HashMap<&TargetKey, usize> = HashMap::with_capacity(out.len());
+        let mut duplicates = Vec::new();
+        for (target, &i) in out.iter().zip(&at) {
+            match first_seen.get(&target.key) {
+                Some(&first) => duplicates.push((i, first)),
+                None => {
+                    first_seen.insert(&target.key, i);
+                }
+            }
+        }
+        drop(first_seen);
+        for &(i, first) in &duplicates {
+            let path = format!("targets[{i}]");
+            let first_path = format!("targets[{first}]");
+            let line = self
+                .index
+                .value(&first_path)
+                .map(|p| format!(" at line {}", p.line))
+                .unwrap_or_default();
+            self.problem(
+                &path,
+                format!(
+                    "duplicate target: `{path}` has the same kind, app_id, room_id and task_id as `{first_path}`{line}; remove one of them"
+                ),
+            );
+        }
+        if !duplicates.is_empty() {
+            let gone: HashSet<usize> = duplicates.iter().map(|&(i, _)| i).collect();
+            let mut list = at.iter();
+            out.retain(|_| list.next().is_some_and(|i| !gone.contains(i)));
         }
         out
     }

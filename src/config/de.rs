@@ -59,9 +59,9 @@ impl<'de> de::Deserializer<'de> for Node {
     fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.value {
             Value::Null => visitor.visit_unit(),
-            Value::Scalar(text) => visitor.visit_string(text),
+            Value::Scalar(text) => visitor.visit_string(text.into_string()),
             Value::Seq(items) => {
-                let mut access = Items(items.into_iter());
+                let mut access = Items(items.into_vec().into_iter());
                 let value = visitor.visit_seq(&mut access)?;
                 match access.0.len() {
                     0 => Ok(value),
@@ -70,7 +70,7 @@ impl<'de> de::Deserializer<'de> for Node {
             }
             Value::Map(entries) => {
                 let mut access = Entries {
-                    entries: entries.into_iter(),
+                    entries: entries.into_vec().into_iter(),
                     value: None,
                 };
                 let value = visitor.visit_map(&mut access)?;

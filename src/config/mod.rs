@@ -349,7 +349,7 @@ pub fn load(path: &Path, env: &dyn Environment) -> Result<Settings, ConfigError>
             let col = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
             return Err(ConfigError::single(
                 &file,
-                Some(Pos { line, col }),
+                Some(Pos::new(line, col)),
                 "the file is not valid UTF-8 text; save it as UTF-8".into(),
             ));
         }

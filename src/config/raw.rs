@@ -5,7 +5,6 @@
 //! structs deny unknown fields, and [`field_names`] reads their key lists back from serde so the
 //! position-aware walk in `schema` checks keys against exactly these definitions.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
@@ -155,8 +154,29 @@ pub struct RawTarget {
     pub room_id: Option<Scalar>,
     #[serde(default)]
     pub task_id: Option<Scalar>,
-    #[serde(default)]
-    pub labels: BTreeMap<String, Scalar>,
+    /// In file order; the walk has already removed duplicate names.
+    #[serde(default, deserialize_with = "pairs")]
+    pub labels: Vec<(String, Scalar)>,
+}
+
+/// A mapping read as its list of entries: a map type would cost far more per target, and
+/// nothing here looks labels up by name.
+fn pairs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, Scalar)>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(String, Scalar)>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a mapping of `name: value` pairs")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut out = Vec::with_capacity(map.size_hint().unwrap_or(0).min(64));
+            while let Some(entry) = map.next_entry()? {
+                out.push(entry);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(V)
 }
 
 /// The keys serde accepts for `T` (its struct field names after renames), read from the

@@ -93,7 +93,7 @@ fn find(node: &Node, rest: &str, top: bool) -> Option<Place> {
                 let Value::Scalar(name) = &k.value else {
                     return None;
                 };
-                let after = rest.strip_prefix(name.as_str())?;
+                let after = rest.strip_prefix(&**name)?;
                 if after.is_empty() {
                     Some(Place {
                         key: Some(k.pos),
@@ -270,7 +270,7 @@ impl Walker {
             let mut seen: std::collections::HashMap<&str, Pos> = Default::default();
             for (k, _) in entries.iter() {
                 let name = match &k.value {
-                    Value::Scalar(s) => s.as_str(),
+                    Value::Scalar(s) => &**s,
                     other => {
                         self.problem(
                             k.pos,
@@ -302,13 +302,14 @@ impl Walker {
         }
         // Then the values, in order.
         let mut flags = plain.into_iter();
-        entries.retain_mut(|(k, v)| {
+        let mut kept = std::mem::take(entries).into_vec();
+        kept.retain_mut(|(k, v)| {
             let (true, Value::Scalar(name)) = (flags.next().unwrap_or(false), &k.value) else {
                 return false;
             };
             keep(self, name, k.pos, v)
         });
-        entries.shrink_to_fit();
+        *entries = kept.into_boxed_slice();
     }
 
     /// Checks `node` against `shape` and cleans it; `false` when it is to be left out.
@@ -385,7 +386,7 @@ impl Walker {
             },
             Shape::ListOf { fields, child } => match &mut node.value {
                 Value::Null => {
-                    node.value = Value::Seq(Vec::new());
+                    node.value = Value::Seq(Box::default());
                     true
                 }
                 Value::Seq(items) => {
@@ -403,7 +404,7 @@ impl Walker {
                                 );
                                 self.refuse(&item_path, item.pos, message);
                                 // Keep item numbers as written even for broken items.
-                                item.value = Value::Map(Vec::new());
+                                item.value = Value::Map(Box::default());
                             }
                         }
                     }

@@ -11,19 +11,26 @@ use std::fmt;
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// A place in the text: 1-based line and column (columns count characters).
+/// A place in the text: 1-based line and column (columns count characters). Kept small, as
+/// every node of the tree has one; past `u32::MAX` a number stays at that.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Pos {
-    pub line: usize,
-    pub col: usize,
+    pub line: u32,
+    pub col: u32,
 }
 
 impl Pos {
-    fn from_marker(m: &Marker) -> Pos {
+    /// The place of 1-based `line` and `col`.
+    pub fn new(line: usize, col: usize) -> Pos {
+        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         Pos {
-            line: m.line().max(1),
-            col: m.col() + 1,
+            line: small(line),
+            col: small(col),
         }
+    }
+
+    fn from_marker(m: &Marker) -> Pos {
+        Pos::new(m.line().max(1), m.col().saturating_add(1))
     }
 }
 
@@ -41,13 +48,14 @@ pub struct Node {
 }
 
 /// What a node holds. Scalars keep their text exactly as written (quotes removed); a plain
-/// empty value, `~` or `null` is [`Value::Null`].
+/// empty value, `~` or `null` is [`Value::Null`]. Boxed slices rather than vectors: a large
+/// config has many small nodes, and these carry no spare capacity.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
-    Scalar(String),
-    Seq(Vec<Node>),
-    Map(Vec<(Node, Node)>),
+    Scalar(Box<str>),
+    Seq(Box<[Node]>),
+    Map(Box<[(Node, Node)]>),
 }
 
 impl Value {
@@ -157,7 +165,8 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
                 let value = if is_null {
                     Value::Null
                 } else {
-                    Value::Scalar(text)
+                    // The scanner grows the text as it reads; keep only what it holds.
+                    Value::Scalar(text.into_boxed_str())
                 };
                 Some((Node { pos, value }, anchor))
             }
@@ -190,7 +199,7 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
                 Some(Frame::Seq { pos, anchor, items }) => Some((
                     Node {
                         pos,
-                        value: Value::Seq(items),
+                        value: Value::Seq(items.into_boxed_slice()),
                     },
                     anchor,
                 )),
@@ -206,7 +215,7 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
                     Some((
                         Node {
                             pos,
-                            value: Value::Map(entries),
+                            value: Value::Map(entries.into_boxed_slice()),
                         },
                         anchor,
                     ))
