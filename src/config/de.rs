@@ -1,10 +1,13 @@
 //! serde over the positioned tree itself: the raw structs deserialize straight from a cleaned
-//! [`Node`], consuming it, so the document is never held a second time as another YAML value
-//! and each scalar's text moves into the structs instead of being copied.
+//! [`Node`], consuming it, so the document is never held a second time as another YAML value:
+//! each part of the tree is freed as soon as it has been read.
 //!
 //! The tree is taken as it is: a scalar is a string, an empty value is unit (`None` for an
 //! option), a list a sequence, a mapping a map. Deciding what fits is the schema walk's job,
 //! done before.
+//!
+//! Scalars are handed over as borrowed text (the tree shares equal ones), so each string the
+//! structs keep is allocated once, at its exact size.
 
 use std::fmt;
 
@@ -59,7 +62,7 @@ impl<'de> de::Deserializer<'de> for Node {
     fn deserialize_any<V: de::Visitor<'de>>(self, visitor: V) -> Result<V::Value, Error> {
         match self.value {
             Value::Null => visitor.visit_unit(),
-            Value::Scalar(text) => visitor.visit_string(text.into_string()),
+            Value::Scalar(text) => visitor.visit_str(&text),
             Value::Seq(items) => {
                 let mut access = Items(items.into_vec().into_iter());
                 let value = visitor.visit_seq(&mut access)?;

@@ -6,6 +6,7 @@
 //! position-aware walk in `schema` checks keys against exactly these definitions.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use serde::Deserialize;
@@ -65,7 +66,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub schedule: RawSchedule,
     /// `None` when the key is missing; an empty value is an empty list.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "list")]
     pub targets: Option<Vec<RawTarget>>,
 }
 
@@ -157,6 +158,37 @@ pub struct RawTarget {
     /// In file order; the walk has already removed duplicate names.
     #[serde(default, deserialize_with = "pairs")]
     pub labels: Vec<(String, Scalar)>,
+}
+
+/// An optional list, its vector sized from the deserializer's count up front (bounded, in
+/// case a count is wrong) rather than grown by doubling: with ten thousand targets the spare
+/// room would be most of a megabyte.
+fn list<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Vec<T>>, D::Error> {
+    struct V<T>(PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for V<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a list")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            const MOST_UP_FRONT: usize = 100_000;
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(MOST_UP_FRONT));
+            while let Some(item) = seq.next_element()? {
+                out.push(item);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(V(PhantomData))
 }
 
 /// A mapping read as its list of entries: a map type would cost far more per target, and

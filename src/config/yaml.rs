@@ -5,8 +5,9 @@
 //! "billion laughs" document is refused rather than exhausting memory); nesting is capped too,
 //! so no input can overflow the stack. Tags are ignored. Only one document is allowed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::rc::Rc;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
@@ -48,12 +49,13 @@ pub struct Node {
 }
 
 /// What a node holds. Scalars keep their text exactly as written (quotes removed); a plain
-/// empty value, `~` or `null` is [`Value::Null`]. Boxed slices rather than vectors: a large
-/// config has many small nodes, and these carry no spare capacity.
+/// empty value, `~` or `null` is [`Value::Null`]. Kept small, as a large config has many
+/// nodes: boxed slices carry no spare capacity, and equal scalars (every `app_id:` key, every
+/// `kind: record`) share one text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     Null,
-    Scalar(Box<str>),
+    Scalar(Rc<str>),
     Seq(Box<[Node]>),
     Map(Box<[(Node, Node)]>),
 }
@@ -115,6 +117,7 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
+    let mut texts: HashSet<Rc<str>> = HashSet::new();
     let mut expanded = 0usize;
     let mut root: Option<Node> = None;
     let mut documents = 0usize;
@@ -165,8 +168,15 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
                 let value = if is_null {
                     Value::Null
                 } else {
-                    // The scanner grows the text as it reads; keep only what it holds.
-                    Value::Scalar(text.into_boxed_str())
+                    let shared = match texts.get(text.as_str()) {
+                        Some(shared) => Rc::clone(shared),
+                        None => {
+                            let shared: Rc<str> = Rc::from(text);
+                            texts.insert(Rc::clone(&shared));
+                            shared
+                        }
+                    };
+                    Value::Scalar(shared)
                 };
                 Some((Node { pos, value }, anchor))
             }
