@@ -3,17 +3,23 @@
 //!
 //! The pipeline, one submodule per step:
 //!
-//! 1. [`yaml`] loads the text into a tree whose nodes know their line and column (a syntax
-//!    error stops here, with its position);
+//! 1. [`yaml`] loads the text into a compact tree whose nodes know their line and column (a
+//!    syntax error stops here, with its position);
 //! 2. `schema` walks that tree against the raw structs' own key lists: every unknown key (with
 //!    the closest valid one), every wrongly shaped value and every duplicate key is a finding,
-//!    and each path (`targets[3].app_id`) gets its position;
-//! 3. [`raw`] holds the serde structs (`deny_unknown_fields`) the cleaned tree deserializes into;
+//!    removed from the tree so only what fits is left;
+//! 3. [`raw`] holds the serde structs (`deny_unknown_fields`) that `de` deserializes straight
+//!    from the cleaned tree, consuming it;
 //! 4. `check` converts them into [`Settings`], collecting every semantic problem
 //!    (IDs, durations, budgets, labels, endpoint, duplicates, credentials via
-//!    [`crate::credentials::resolve`]).
+//!    [`crate::credentials::resolve`]); the place of each path it reports (`targets[3].app_id`)
+//!    is looked up in the text only then.
 //!
 //! All findings come back together in one [`ConfigError`], sorted by position.
+//!
+//! The text is thus held as one tree at a time, never as a second YAML value beside it, and no
+//! table of places is built for a file without problems: loading 10,000 targets takes about
+//! 6 MiB of heap at its peak, most of it the targets kept (`tests/config_memory.rs`).
 
 mod check;
 mod de;

@@ -486,6 +486,74 @@ mod tests {
     use super::*;
 
     #[test]
+    fn places_are_found_down_the_path() {
+        let text = "api:\n  timeout:\n  region: x\n  region: y\ntargets:\n  - kind: record\n    labels: {a.b: 1, 'c[0]': 2}\n";
+        let index = PosIndex::new(text, HashSet::from(["targets[0].kind".to_owned()]));
+        let at = |line, col| Some(Pos { line, col });
+        // An empty value is placed at its key; the first of two equal keys wins.
+        assert_eq!(index.value("api.timeout"), at(2, 3));
+        assert_eq!(index.value("api.region"), at(3, 11));
+        assert_eq!(index.key("api.region"), at(3, 3));
+        // A list item has no key: its value's place stands for both.
+        assert_eq!(index.key("targets[0]"), at(6, 5));
+        assert_eq!(index.value("targets[0].kind"), at(6, 11));
+        // Keys holding `.` or `[`.
+        assert_eq!(index.key("targets[0].labels.a.b"), at(7, 14));
+        assert_eq!(index.key("targets[0].labels.c[0]"), at(7, 22));
+        for missing in [
+            "",
+            "api.nope",
+            "targets[1]",
+            "targets[x]",
+            "api.region.deeper",
+            "apix",
+        ] {
+            assert_eq!(index.value(missing), None, "{missing}");
+        }
+        assert!(index.refused("targets[0].kind") && !index.refused("targets[0]"));
+    }
+
+    #[test]
+    fn walk_cleans_the_tree_in_place() {
+        let mut root = yaml::load("api: {timeot: 1s, timeout: 2s, timeout: 3s}\nbudget: [1]\ntargets:\n  - x\n  - {kind: record, labels: {a: 1, b:}}\n")
+            .unwrap()
+            .unwrap();
+        let walked = walk(&mut root);
+        assert!(walked.root_ok);
+        assert_eq!(walked.findings.len(), 5, "{:?}", walked.findings);
+        assert_eq!(
+            walked.refused,
+            HashSet::from(["budget".to_owned(), "targets[0]".to_owned()])
+        );
+        let clean = yaml::load(
+            "api: {timeout: 2s}\ntargets:\n  - {}\n  - {kind: record, labels: {a: 1}}\n",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(strip(&root), strip(&clean));
+    }
+
+    /// The tree without positions, to compare shapes.
+    fn strip(node: &Node) -> String {
+        match &node.value {
+            Value::Null => "~".into(),
+            Value::Scalar(s) => s.to_string(),
+            Value::Seq(items) => format!(
+                "[{}]",
+                items.iter().map(strip).collect::<Vec<_>>().join(",")
+            ),
+            Value::Map(entries) => format!(
+                "{{{}}}",
+                entries
+                    .iter()
+                    .map(|(k, v)| format!("{}:{}", strip(k), strip(v)))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+
+    #[test]
     fn closest_key_suggestions() {
         let valid = ["timeout", "region", "max_in_flight"];
         assert_eq!(closest("timeot", &valid), Some("timeout"));
