@@ -1,7 +1,7 @@
 //! Step two: the raw structs converted into checked [`Settings`]. Every value is checked,
 //! every problem collected with the position the [`PosIndex`] gives for its path (looked up
-//! only when there is a problem), and the messages say what to write instead. Warnings (allowed but suspicious) go to
-//! [`Settings::warnings`].
+//! only when there is a problem), and the messages say what to write instead. Warnings
+//! (allowed but suspicious) go to [`Settings::warnings`].
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -347,6 +347,25 @@ mod tests {
     }
 
     #[test]
+    fn nodes_stay_small() {
+        // A config of 10,000 targets has some 200,000 nodes.
+        assert!(std::mem::size_of::<Node>() <= 32);
+        let root = load("- {k: v}\n- {k: v}\n").unwrap().unwrap();
+        let Value::Seq(items) = &root.value else {
+            panic!("not a seq")
+        };
+        let text = |item: &Node| match &item.value {
+            Value::Map(entries) => match &entries[0].1.value {
+                Value::Scalar(s) => Some(Rc::clone(s)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let (a, b) = (text(&items[0]).unwrap(), text(&items[1]).unwrap());
+        assert!(Rc::ptr_eq(&a, &b), "equal scalars share their text");
+    }
+
+    #[test]
     fn second_document_is_refused() {
         let err = load("a: 1\n---\nb: 2\n").unwrap_err();
         assert_eq!(err.pos.line, 2);
