@@ -18,11 +18,11 @@ const APPS: [&str; 4] = [
 const TEAMS: [&str; 4] = ["live", "education", "events", "platform"];
 
 /// A config with `n` record targets, each with a `team` label, as the benchmark writes it
-/// (flow style, one target a line) or in block style.
-fn config_text(n: usize, flow: bool) -> String {
+/// (flow style, one target a line) or in block style, with this `GetRecordTask` budget.
+fn config_text(n: usize, flow: bool, budget: u32) -> String {
     use std::fmt::Write as _;
-    let mut y = String::from(
-        "api:\n  endpoint: http://127.0.0.1:9\nbudget:\n  GetRecordTask: 50\n\
+    let mut y = format!(
+        "api:\n  endpoint: http://127.0.0.1:9\nbudget:\n  GetRecordTask: {budget}\n\
          schedule:\n  active_interval: 1s\ntargets:\n",
     );
     for i in 0..n {
@@ -43,9 +43,9 @@ fn config_text(n: usize, flow: bool) -> String {
     y
 }
 
-/// Heap bytes above the starting point at the peak of parsing `text`, and the settings' own
-/// size once parsed (both in bytes).
-fn measure(text: &str) -> (usize, usize) {
+/// Heap bytes above the starting point at the peak of parsing `text`, the settings' own size
+/// once parsed (both in bytes), and their warnings.
+fn measure(text: &str) -> (usize, usize, Vec<String>) {
     let env = MapEnv::new()
         .with_var("VOLC_ACCESSKEY", "AKLT0000000000001234")
         .with_var("VOLC_SECRETKEY", "c2VjcmV0");
@@ -55,20 +55,27 @@ fn measure(text: &str) -> (usize, usize) {
     let peak = ALLOC.peak_usage() - base;
     let kept = ALLOC.current_usage() - base;
     match settings {
-        Ok(s) => assert_eq!(s.targets.len(), text.matches("kind: record").count()),
+        Ok(s) => {
+            assert_eq!(s.targets.len(), text.matches("kind: record").count());
+            (peak, kept, s.warnings)
+        }
         Err(e) => panic!("{e}"),
     }
-    (peak, kept)
 }
 
 // One test only: the counters are global, so a second test running alongside would blur them.
 #[test]
 fn loading_ten_thousand_targets_stays_small() {
     const N: usize = 10_000;
-    for flow in [true, false] {
-        let text = config_text(N, flow);
-        let (peak, kept) = measure(&text);
-        let style = if flow { "flow" } else { "block" };
+    // A warning has its place looked up, which loads the text a second time.
+    for (style, flow, budget) in [
+        ("flow", true, 50),
+        ("block", false, 50),
+        ("warned", true, 70),
+    ] {
+        let text = config_text(N, flow, budget);
+        let (peak, kept, warnings) = measure(&text);
+        assert_eq!(warnings.len(), usize::from(budget > 60), "{warnings:?}");
         eprintln!(
             "{style}: {} bytes of YAML, peak {} KiB above the text ({} per target), settings {} KiB",
             text.len(),

@@ -35,14 +35,18 @@ pub(super) fn parse_in(
         Err(e) => return Err(ConfigError::single(origin, Some(e.pos), e.message)),
     };
     let walked = schema::walk(&mut root);
-    let mut findings = walked.findings;
+    let mut findings: Vec<Finding> = walked
+        .findings
+        .into_iter()
+        .map(|(pos, message)| (Where::At(pos), Text::Plain(message)))
+        .collect();
     // The walk leaves only known keys with the right shapes, so this cannot fail in practice;
     // the tree is consumed, its text moving into the raw structs.
     let raw: RawConfig = if walked.root_ok {
         de::from_node(root).unwrap_or_else(|_| {
             findings.push((
-                None,
-                "the config could not be read into its settings; check the keys' shapes against examples/config.yaml".into(),
+                Where::At(None),
+                Text::Plain("the config could not be read into its settings; check the keys' shapes against examples/config.yaml".into()),
             ));
             RawConfig::default()
         })
@@ -56,11 +60,16 @@ pub(super) fn parse_in(
         warnings: Vec::new(),
     };
     let settings = conv.convert(raw, base_dir, env);
+    let Converter {
+        findings, warnings, ..
+    } = conv;
 
-    let mut findings = conv.findings;
-    // File order; findings without a place last. The sort is stable.
-    findings.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
     if !findings.is_empty() {
+        // The settings are not needed any more, so their memory can go to the places.
+        drop(settings);
+        let mut findings = resolve(&index, findings);
+        // File order; findings without a place last. The sort is stable.
+        findings.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
         return Err(ConfigError {
             problems: findings
                 .into_iter()
@@ -72,7 +81,7 @@ pub(super) fn parse_in(
                 .collect(),
         });
     }
-    let mut warnings = conv.warnings;
+    let mut warnings = resolve(&index, warnings);
     warnings.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
     let warnings = warnings
         .into_iter()
@@ -106,10 +115,73 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// The highest budget accepted, requests per second per action.
 const MAX_BUDGET: f64 = 10_000.0;
 
+/// Where a finding is shown: known already, or the place of a path, looked up once all
+/// findings are in (see [`resolve`]).
+enum Where {
+    At(Option<Pos>),
+    /// Where the value at this path starts.
+    Value(String),
+    /// Where the key of this path starts.
+    Key(String),
+}
+
+/// What a finding says; `LineOf` names the line where another path's value starts, between
+/// its two parts (as in `... as `targets[0]` at line 7; remove one of them`).
+enum Text {
+    Plain(String),
+    LineOf {
+        before: String,
+        path: String,
+        after: String,
+    },
+}
+
+type Finding = (Where, Text);
+
+/// The findings with their places and final text: the places of all the paths they name are
+/// looked up together, in one more load of the text, and only if some path is named.
+fn resolve(index: &PosIndex<'_>, found: Vec<Finding>) -> Vec<(Option<Pos>, String)> {
+    let places = {
+        let mut wanted = Vec::new();
+        for (at, text) in &found {
+            if let Where::Value(path) | Where::Key(path) = at {
+                wanted.push(path.as_str());
+            }
+            if let Text::LineOf { path, .. } = text {
+                wanted.push(path.as_str());
+            }
+        }
+        (!wanted.is_empty()).then(|| index.places(wanted))
+    };
+    let value = |path: &str| places.as_ref().and_then(|p| p.value(path));
+    found
+        .into_iter()
+        .map(|(at, text)| {
+            let pos = match at {
+                Where::At(pos) => pos,
+                Where::Value(path) => value(&path),
+                Where::Key(path) => places.as_ref().and_then(|p| p.key(&path)),
+            };
+            let message = match text {
+                Text::Plain(message) => message,
+                Text::LineOf {
+                    before,
+                    path,
+                    after,
+                } => match value(&path) {
+                    Some(p) => format!("{before} at line {}{after}", p.line),
+                    None => format!("{before}{after}"),
+                },
+            };
+            (pos, message)
+        })
+        .collect()
+}
+
 struct Converter<'a> {
     index: &'a PosIndex<'a>,
-    findings: Vec<(Option<Pos>, String)>,
-    warnings: Vec<(Option<Pos>, String)>,
+    findings: Vec<Finding>,
+    warnings: Vec<Finding>,
 }
 
 /// A value as shown in a message: escaped, and cut when long.
@@ -139,14 +211,20 @@ fn is_label_name(name: &str) -> bool {
 }
 
 impl Converter<'_> {
+    /// A problem with the value at `path`.
     fn problem(&mut self, path: &str, message: String) {
-        let pos = self.index.value(path);
-        self.findings.push((pos, message));
+        self.findings
+            .push((Where::Value(path.to_owned()), Text::Plain(message)));
+    }
+
+    /// A problem with no place in the file.
+    fn problem_at_large(&mut self, message: String) {
+        self.findings.push((Where::At(None), Text::Plain(message)));
     }
 
     fn warn(&mut self, path: &str, message: String) {
-        let pos = self.index.value(path);
-        self.warnings.push((pos, message));
+        self.warnings
+            .push((Where::Value(path.to_owned()), Text::Plain(message)));
     }
 
     fn convert(
@@ -442,10 +520,9 @@ impl Converter<'_> {
             if self.index.refused("targets") || self.index.refused("") {
                 return Vec::new();
             }
-            self.findings.push((
-                None,
+            self.problem_at_large(
                 "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)".into(),
-            ));
+            );
             return Vec::new();
         };
         if raw.is_empty() {
@@ -482,17 +559,14 @@ impl Converter<'_> {
         for &(i, first) in &duplicates {
             let path = format!("targets[{i}]");
             let first_path = format!("targets[{first}]");
-            let line = self
-                .index
-                .value(&first_path)
-                .map(|p| format!(" at line {}", p.line))
-                .unwrap_or_default();
-            self.problem(
-                &path,
-                format!(
-                    "duplicate target: `{path}` has the same kind, app_id, room_id and task_id as `{first_path}`{line}; remove one of them"
+            let text = Text::LineOf {
+                before: format!(
+                    "duplicate target: `{path}` has the same kind, app_id, room_id and task_id as `{first_path}`"
                 ),
-            );
+                path: first_path,
+                after: "; remove one of them".into(),
+            };
+            self.findings.push((Where::Value(path), text));
         }
         if !duplicates.is_empty() {
             let gone: HashSet<usize> = duplicates.iter().map(|&(i, _)| i).collect();
@@ -602,8 +676,10 @@ impl Converter<'_> {
                 None
             };
             if let Some(why) = why {
-                let pos = self.index.key(&pos_path);
-                self.findings.push((pos, format!("`{field}`: {why}")));
+                self.findings.push((
+                    Where::Key(pos_path),
+                    Text::Plain(format!("`{field}`: {why}")),
+                ));
                 labels_ok = false;
                 continue;
             }
@@ -674,10 +750,11 @@ impl Converter<'_> {
             }
             Err(errors) => {
                 for e in errors {
-                    let pos = e
-                        .config_key()
-                        .and_then(|k| self.index.key(&format!("credentials.{k}")));
-                    self.findings.push((pos, e.to_string()));
+                    let at = match e.config_key() {
+                        Some(k) => Where::Key(format!("credentials.{k}")),
+                        None => Where::At(None),
+                    };
+                    self.findings.push((at, Text::Plain(e.to_string())));
                 }
                 None
             }

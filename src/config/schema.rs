@@ -4,7 +4,6 @@
 //! flags duplicate keys, and cleans the tree in place so that only what fits is left for serde.
 //! [`PosIndex`] answers later where a path (`targets[3].app_id`) sits in the file.
 
-use std::cell::OnceCell;
 use std::collections::HashSet;
 
 use super::raw::{
@@ -19,39 +18,51 @@ pub struct Place {
     pub value: Pos,
 }
 
-/// Where paths (`api.timeout`, `targets[3].labels.team`) sit in the file, and which paths held
-/// a value of the wrong shape (already reported, so the conversion does not report them again
-/// as missing).
+/// Which paths held a value of the wrong shape (already reported, so the conversion does not
+/// report them again as missing), and, asked for them, where paths (`api.timeout`,
+/// `targets[3].labels.team`) sit in the file.
 ///
-/// Places are only needed for findings, so none is stored up front: the first question loads
-/// the text again (it loaded fine once, so it loads the same) and each answer walks that tree
-/// down the path. A config without problems or warnings never pays for it.
+/// Places are only needed for findings, so none is stored up front: [`PosIndex::places`]
+/// loads the text again (it loaded fine once, so it loads the same) keeping only the paths
+/// asked for (see [`yaml::load_places`]). A config without problems or warnings never pays
+/// for it.
 #[derive(Debug)]
 pub struct PosIndex<'t> {
     text: &'t str,
-    tree: OnceCell<Option<Node>>,
     refused: HashSet<String>,
 }
 
 impl<'t> PosIndex<'t> {
     /// The index of `text`, with the paths the walk refused.
     pub fn new(text: &'t str, refused: HashSet<String>) -> Self {
-        PosIndex {
-            text,
-            tree: OnceCell::new(),
-            refused,
-        }
+        PosIndex { text, refused }
     }
 
-    fn place(&self, path: &str) -> Option<Place> {
-        let root = self
-            .tree
-            .get_or_init(|| yaml::load(self.text).ok().flatten())
-            .as_ref()?;
-        if path.is_empty() {
-            return None;
+    /// Whether the file has a value at `path` that was refused for its shape.
+    pub fn refused(&self, path: &str) -> bool {
+        self.refused.contains(path)
+    }
+
+    /// The places of the `wanted` paths (others may be missing).
+    pub fn places<'a>(&self, wanted: impl IntoIterator<Item = &'a str>) -> Places {
+        Places {
+            root: yaml::load_places(self.text, wanted).ok().flatten(),
         }
-        find(root, path, true)
+    }
+}
+
+/// Where some paths sit, from [`PosIndex::places`].
+#[derive(Debug)]
+pub struct Places {
+    root: Option<Node>,
+}
+
+impl Places {
+    fn place(&self, path: &str) -> Option<Place> {
+        match &self.root {
+            Some(root) if !path.is_empty() => find(root, path, true),
+            _ => None,
+        }
     }
 
     /// Where the value at `path` starts, if the file has it.
@@ -62,11 +73,6 @@ impl<'t> PosIndex<'t> {
     /// Where the key of `path` starts (its value's place for list items).
     pub fn key(&self, path: &str) -> Option<Pos> {
         self.place(path).map(|p| p.key.unwrap_or(p.value))
-    }
-
-    /// Whether the file has a value at `path` that was refused for its shape.
-    pub fn refused(&self, path: &str) -> bool {
-        self.refused.contains(path)
     }
 }
 
@@ -488,7 +494,23 @@ mod tests {
     #[test]
     fn places_are_found_down_the_path() {
         let text = "api:\n  timeout:\n  region: x\n  region: y\ntargets:\n  - kind: record\n    labels: {a.b: 1, 'c[0]': 2}\n";
-        let index = PosIndex::new(text, HashSet::from(["targets[0].kind".to_owned()]));
+        let refused = HashSet::from(["targets[0].kind".to_owned()]);
+        let index = PosIndex::new(text, refused);
+        assert!(index.refused("targets[0].kind") && !index.refused("targets[0]"));
+        let asked = [
+            "api.timeout",
+            "api.region",
+            "targets[0]",
+            "targets[0].kind",
+            "targets[0].labels.a.b",
+            "targets[0].labels.c[0]",
+            "",
+            "api.nope",
+            "targets[1]",
+            "api.region.deeper",
+            "apix",
+        ];
+        let index = index.places(asked);
         let at = |line, col| Some(Pos { line, col });
         // An empty value is placed at its key; the first of two equal keys wins.
         assert_eq!(index.value("api.timeout"), at(2, 3));
@@ -510,7 +532,12 @@ mod tests {
         ] {
             assert_eq!(index.value(missing), None, "{missing}");
         }
-        assert!(index.refused("targets[0].kind") && !index.refused("targets[0]"));
+        // Only what was asked for is kept.
+        assert_eq!(index.value("api"), at(2, 3));
+        assert_eq!(index.value("targets[0].labels"), at(7, 13));
+        let few = PosIndex::new(text, HashSet::new()).places(["api.timeout"]);
+        assert_eq!(few.value("api.timeout"), at(2, 3));
+        assert_eq!(few.value("targets[0].kind"), None);
     }
 
     #[test]
