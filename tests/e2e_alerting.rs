@@ -9,6 +9,8 @@
 //! the end, on failure too. Uses `/usr/bin/prometheus` and `/usr/bin/prometheus-alertmanager`
 //! (or `$PROMETHEUS` / `$ALERTMANAGER`); `scripts/install-test-deps` installs them.
 
+mod tools;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
+
+use tools::{repo_path, tool};
 
 /// How long the demo may take to show its first StartTaskFailed task.
 const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
@@ -124,24 +128,6 @@ impl Drop for Proc {
             eprintln!("---- last lines of {} ----\n{tail}", self.name);
         }
     }
-}
-
-fn tool(env: &str, candidates: &[&str]) -> String {
-    if let Ok(p) = std::env::var(env) {
-        return p;
-    }
-    for c in candidates {
-        if Path::new(c).exists() {
-            return c.to_string();
-        }
-    }
-    // Not installed where expected: let the PATH decide (spawn fails loudly if absent).
-    candidates
-        .last()
-        .and_then(|c| Path::new(c).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string()
 }
 
 fn free_port() -> u16 {
@@ -429,7 +415,6 @@ fn write(path: &Path, body: &str) {
 async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let tmp = TempDir::new();
     let dir = tmp.0.clone();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -486,7 +471,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         &dir,
     );
 
-    let rules = repo.join("examples/alerts.yml");
+    let rules = repo_path("examples/alerts.yml");
     write(
         &dir.join("prometheus.yml"),
         &format!(
@@ -685,7 +670,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let mut with_data = 0;
     let mut problems = Vec::new();
     let mut empty = Vec::new();
-    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo.join("dashboards"))
+    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo_path("dashboards"))
         .expect("dashboards/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the simulator and the exporter on loopback ports,
 //! `/metrics` scraped over HTTP and parsed into a map of series → value, and poll-until loops
-//! with deadlines (no fixed sleeps where a condition can be waited for).
+//! with deadlines (no fixed sleeps where a condition can be waited for). Each test file uses
+//! only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
