@@ -1,13 +1,14 @@
-//! Repository files and the external tools (promtool, amtool, Prometheus, Alertmanager) for the
-//! tests that check the shipped examples, rules and dashboards: every file finds and runs them
-//! the same way. A missing tool is a failure, never a skip. Kept apart from `common` (the
+//! Repository files and the external tools (promtool, amtool, Prometheus, Alertmanager, the
+//! vendor SDK's Python server) for the tests that check the shipped examples, rules, dashboards
+//! and signatures: every file finds and runs them the same way. A missing tool is a failure, never a skip. Kept apart from `common` (the
 //! exporter and simulator harness, with its own parser test) so these files neither build that
 //! harness nor run that test again. Each test file uses only part of this module, hence
 //! `allow(dead_code)`.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// A file or folder of the repository, by its path from the root.
 pub fn repo_path(path: &str) -> PathBuf {
@@ -73,4 +74,69 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The Python interpreter with the vendor SDK: `$PYTHON`, else `python3` on the PATH.
+pub fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+/// `tests/py/sdk_server.py`, a fake OpenAPI that checks every signature with the vendor's own
+/// Python SDK, on a loopback port; killed when dropped. Fails, never skips, when `python3` or
+/// the `volcengine` package is missing.
+pub struct SdkServer {
+    child: Child,
+    pub port: u16,
+}
+
+impl SdkServer {
+    /// Starts it with `args` after `--port 0` (`--credential AK:SK[:TOKEN]`, ...) and waits
+    /// for the port it prints.
+    pub fn start(args: &[&str]) -> SdkServer {
+        let script = repo_path("tests/py/sdk_server.py");
+        let python = python();
+        let mut child = Command::new(&python)
+            .arg(&script)
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot run {python} (needed for sdk_server.py; see scripts/install-test-deps): {e}")
+            });
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout piped");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read sdk_server.py's first line");
+        let port = line
+            .trim()
+            .strip_prefix("listening on 127.0.0.1:")
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => SdkServer { child, port },
+            None => {
+                let _ = child.kill();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("sdk_server.py did not start (is the vendor SDK installed? pip install volcengine): {line:?}\n{err}");
+            }
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for SdkServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
