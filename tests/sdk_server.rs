@@ -17,7 +17,7 @@ use serde_json::Value;
 use volc_rtc_exporter::credentials::{Credentials, Secret};
 use volc_rtc_exporter::volc::sign::{sign, SignRequest};
 
-use tools::SdkServer;
+use tools::{api_query, SdkServer};
 
 fn creds(ak: &str, sk: &str, token: Option<&str>) -> Credentials {
     Credentials {
@@ -71,26 +71,6 @@ async fn get(
     (status, json)
 }
 
-/// The query of one call: action, version, IDs (`TaskId` only when given).
-fn query<'a>(
-    action: &'a str,
-    version: &'a str,
-    app: &'a str,
-    room: &'a str,
-    task: Option<&'a str>,
-) -> Vec<(&'a str, &'a str)> {
-    let mut q = vec![
-        ("Action", action),
-        ("Version", version),
-        ("AppId", app),
-        ("RoomId", room),
-    ];
-    if let Some(task) = task {
-        q.push(("TaskId", task));
-    }
-    q
-}
-
 fn error_code(v: &Value) -> Option<&str> {
     v.pointer("/ResponseMetadata/Error/Code")
         .and_then(Value::as_str)
@@ -123,10 +103,10 @@ async fn our_signatures_pass_the_vendor_sdk_check() {
     for creds in [&plain, &sts] {
         for (app, room, task) in ids {
             let queries: [Vec<(&str, &str)>; 4] = [
-                query("GetRecordTask", "2022-06-01", app, room, Some(task)),
-                query("GetRecordTask", "2023-06-01", app, room, Some(task)),
-                query("GetWebCastTask", "2020-12-01", app, room, Some(task)),
-                query("GetWebCastTask", "2020-12-01", app, room, None),
+                api_query("GetRecordTask", "2022-06-01", app, room, Some(task)),
+                api_query("GetRecordTask", "2023-06-01", app, room, Some(task)),
+                api_query("GetWebCastTask", "2020-12-01", app, room, Some(task)),
+                api_query("GetWebCastTask", "2020-12-01", app, room, None),
             ];
             for q in &queries {
                 let (status, body) = get(&client, &host, q, creds, None).await;
@@ -151,7 +131,7 @@ async fn our_signatures_pass_the_vendor_sdk_check() {
 
     // The server really checks: a changed RoomId, an unknown key, a missing token, a wrong
     // secret.
-    let q = query(
+    let q = api_query(
         "GetRecordTask",
         "2022-06-01",
         "app",

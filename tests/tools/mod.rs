@@ -1,6 +1,7 @@
 //! Repository files and the external tools (promtool, amtool, Prometheus, Alertmanager, the
 //! vendor SDK's Python server) for the tests that check the shipped examples, rules, dashboards
-//! and signatures: every file finds and runs them the same way. A missing tool is a failure, never a skip. Kept apart from `common` (the
+//! and signatures: every file finds and runs them the same way. Also the query of one OpenAPI
+//! call, as those servers and the simulator read it. A missing tool is a failure, never a skip. Kept apart from `common` (the
 //! exporter and simulator harness, with its own parser test) so these files neither build that
 //! harness nor run that test again. Each test file uses only part of this module, hence
 //! `allow(dead_code)`.
@@ -74,6 +75,26 @@ pub fn output_text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// The query of one OpenAPI call: action, version, IDs (`TaskId` only when given).
+pub fn api_query<'a>(
+    action: &'a str,
+    version: &'a str,
+    app: &'a str,
+    room: &'a str,
+    task: Option<&'a str>,
+) -> Vec<(&'a str, &'a str)> {
+    let mut q = vec![
+        ("Action", action),
+        ("Version", version),
+        ("AppId", app),
+        ("RoomId", room),
+    ];
+    if let Some(task) = task {
+        q.push(("TaskId", task));
+    }
+    q
 }
 
 /// The Python interpreter with the vendor SDK: `$PYTHON`, else `python3` on the PATH.
