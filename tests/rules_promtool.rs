@@ -8,34 +8,7 @@ mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tools::{output_text, promtool, repo_path, repo_yaml};
-
-/// Every metric name the exporter serves (SPEC §5); the histogram's series included.
-const METRICS: &[&str] = &[
-    "volcengine_rtc_task_status",
-    "volcengine_rtc_task_start_timestamp_seconds",
-    "volcengine_rtc_task_end_timestamp_seconds",
-    "volcengine_rtc_task_duration_seconds",
-    "volcengine_rtc_task_stop_reason",
-    "volcengine_rtc_record_files",
-    "volcengine_rtc_record_size_bytes",
-    "volcengine_rtc_record_file_size_bytes",
-    "volcengine_rtc_record_file_duration_seconds",
-    "volcengine_rtc_webcast_max_running_time_seconds",
-    "volcengine_rtc_target_up",
-    "volcengine_rtc_target_last_success_timestamp_seconds",
-    "volcengine_rtc_task_stops_total",
-    "volcengine_rtc_targets",
-    "volcengine_rtc_api_requests_total",
-    "volcengine_rtc_api_request_duration_seconds_bucket",
-    "volcengine_rtc_api_request_duration_seconds_sum",
-    "volcengine_rtc_api_request_duration_seconds_count",
-    "volcengine_rtc_api_budget_requests_per_second",
-    "volcengine_rtc_api_rate_limit_requests_per_second",
-    "volcengine_rtc_scheduler_lag_seconds",
-    "volcengine_rtc_exporter_build_info",
-    "up",
-];
+use tools::{output_text, promtool, repo_path, repo_yaml, SPEC_SERIES};
 
 /// Label names the exporter's series carry (SPEC §5) plus the ones Prometheus adds.
 const LABELS: &[&str] = &[
@@ -230,18 +203,22 @@ struct Names {
     labels: BTreeSet<String>,
 }
 
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
+/// Keywords whose parenthesised list holds label names.
+const GROUPING: &[&str] = &[
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+/// The other words that are not metric names (the tokenizer tries `GROUPING` first).
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
     "inf",
     "nan",
     "atan2",
@@ -258,14 +235,6 @@ const KEYWORDS: &[&str] = &[
     "bottomk",
     "topk",
     "quantile",
-];
-const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
 ];
 
 /// A small PromQL tokenizer: skips strings, comments, ranges and numbers; an identifier
@@ -392,7 +361,7 @@ fn check_names(place: &str, expr: &str) -> Vec<String> {
         problems.push(format!("{place}: no metric in `{expr}`"));
     }
     for m in &found.metrics {
-        if !METRICS.contains(&m.as_str()) && !m.starts_with("process_") {
+        if !SPEC_SERIES.contains(&m.as_str()) && m != "up" && !m.starts_with("process_") {
             problems.push(format!("{place}: unknown metric {m} in `{expr}`"));
         }
     }

@@ -1,7 +1,7 @@
 //! Repository files and the external tools (promtool, amtool, Prometheus, Alertmanager, the
 //! vendor SDK's Python server) for the tests that check the shipped examples, rules, dashboards
-//! and signatures: every file finds and runs them the same way. Also the query of one OpenAPI
-//! call, as those servers and the simulator read it. A missing tool is a failure, never a skip. Kept apart from `common` (the
+//! and signatures: every file finds and runs them the same way. Also the series names of
+//! SPEC §5 and the query of one OpenAPI call, as those servers and the simulator read it. A missing tool is a failure, never a skip. Kept apart from `common` (the
 //! exporter and simulator harness, with its own parser test) so these files neither build that
 //! harness nor run that test again. Each test file uses only part of this module, hence
 //! `allow(dead_code)`.
@@ -10,6 +10,33 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+/// Every series name of the exporter's own metric families (SPEC §5), the request-duration
+/// histogram as its `_bucket`, `_sum` and `_count` series.
+pub const SPEC_SERIES: &[&str] = &[
+    "volcengine_rtc_task_status",
+    "volcengine_rtc_task_start_timestamp_seconds",
+    "volcengine_rtc_task_end_timestamp_seconds",
+    "volcengine_rtc_task_duration_seconds",
+    "volcengine_rtc_task_stop_reason",
+    "volcengine_rtc_record_files",
+    "volcengine_rtc_record_size_bytes",
+    "volcengine_rtc_record_file_size_bytes",
+    "volcengine_rtc_record_file_duration_seconds",
+    "volcengine_rtc_webcast_max_running_time_seconds",
+    "volcengine_rtc_target_up",
+    "volcengine_rtc_target_last_success_timestamp_seconds",
+    "volcengine_rtc_task_stops_total",
+    "volcengine_rtc_targets",
+    "volcengine_rtc_api_requests_total",
+    "volcengine_rtc_api_request_duration_seconds_bucket",
+    "volcengine_rtc_api_request_duration_seconds_sum",
+    "volcengine_rtc_api_request_duration_seconds_count",
+    "volcengine_rtc_api_budget_requests_per_second",
+    "volcengine_rtc_api_rate_limit_requests_per_second",
+    "volcengine_rtc_scheduler_lag_seconds",
+    "volcengine_rtc_exporter_build_info",
+];
 
 /// A file or folder of the repository, by its path from the root.
 pub fn repo_path(path: &str) -> PathBuf {
