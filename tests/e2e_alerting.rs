@@ -121,12 +121,11 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, procs: &mut [&mut Proc]) {
+/// Waits for `url` to answer 2xx, failing as soon as `process` exits.
+async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, process: &mut Proc) {
     let deadline = Instant::now() + within;
     loop {
-        for p in procs.iter_mut() {
-            p.assert_running();
-        }
+        process.assert_running();
         if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
                 return;
@@ -481,27 +480,13 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     );
 
     let boot = Duration::from_secs(60);
-    wait_ok(
-        &client,
-        &format!("{exporter_base}/-/ready"),
-        boot,
-        &mut [&mut exporter],
-    )
-    .await;
-    wait_ok(
-        &client,
-        &format!("{am_base}/-/ready"),
-        boot,
-        &mut [&mut alertmanager],
-    )
-    .await;
-    wait_ok(
-        &client,
-        &format!("{prom_base}/-/ready"),
-        boot,
-        &mut [&mut prometheus],
-    )
-    .await;
+    for (base, process) in [
+        (&exporter_base, &mut exporter),
+        (&am_base, &mut alertmanager),
+        (&prom_base, &mut prometheus),
+    ] {
+        wait_ok(&client, &format!("{base}/-/ready"), boot, process).await;
+    }
 
     // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
     let started = Instant::now();
