@@ -17,18 +17,18 @@ fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
+/// The strings of a YAML list (none when it is not a list).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_sequence().into_iter().flatten().map(str_of).collect()
+}
+
 #[test]
 fn prometheus_config_is_valid_and_scrapes_the_exporter() {
     let out = promtool(&["check", "config", "examples/prometheus.yml"]);
     assert!(out.status.success(), "{}", output_text(&out));
 
     let cfg = repo_yaml("examples/prometheus.yml");
-    let rule_files: Vec<&str> = cfg["rule_files"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let rule_files: Vec<&str> = strings(&cfg["rule_files"]);
     assert_eq!(rule_files, ["alerts.yml"]);
     assert_eq!(str_of(&cfg["global"]["scrape_interval"]), "15s");
     let job = cfg["scrape_configs"]
@@ -124,12 +124,7 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
 
     // Every manifest is in the kustomization.
     let kustomization = repo_yaml("examples/kubernetes/kustomization.yaml");
-    let listed: Vec<&str> = kustomization["resources"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let listed: Vec<&str> = strings(&kustomization["resources"]);
     for entry in std::fs::read_dir(repo_path("examples/kubernetes")).expect("dir") {
         let name = entry
             .expect("entry")
@@ -167,12 +162,7 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
     let configmap = repo_yaml("examples/kubernetes/configmap.yaml");
     let secret_dir = mount_of(&|v| v["secret"]["secretName"] == secret["metadata"]["name"]);
     let config_dir = mount_of(&|v| v["configMap"]["name"] == configmap["metadata"]["name"]);
-    let args: Vec<&str> = c["args"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let args: Vec<&str> = strings(&c["args"]);
     assert!(
         args.contains(&format!("--config.file={config_dir}/config.yaml").as_str()),
         "{args:?}"
@@ -220,12 +210,7 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
     let exporter = &compose["services"][EXPORTER];
     assert_eq!(str_of(&exporter["command"][0]), "demo");
     assert_eq!(str_of(&exporter["build"]["context"]), "..");
-    let ports: Vec<&str> = exporter["ports"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let ports: Vec<&str> = strings(&exporter["ports"]);
     assert!(ports.contains(&"19966:19966"), "{ports:?}");
 
     let mut mounted = Vec::new();
