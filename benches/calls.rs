@@ -5,6 +5,8 @@
 //!
 //! Run with `cargo bench --bench calls`; exits non-zero when the bar is missed.
 
+mod common;
+
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::process::ExitCode;
@@ -12,8 +14,10 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::time::Instant;
 use volc_rtc_exporter::config::ScheduleSettings;
-use volc_rtc_exporter::model::{Action, Kind, Target, TargetKey};
+use volc_rtc_exporter::model::{Action, Target};
 use volc_rtc_exporter::scheduler::{Phase, PollResult, Scheduler};
+
+use common::record_target;
 
 const TARGETS: usize = 1000;
 const HOUR: Duration = Duration::from_secs(3600);
@@ -58,14 +62,13 @@ fn main() -> ExitCode {
         i64::try_from(at.as_millis()).unwrap_or(0)
     };
     let targets: Vec<Target> = (0..TARGETS)
-        .map(|i| Target {
-            key: TargetKey {
-                kind: Kind::Record,
-                app_id: "661e8f0d1ab2c3d4e5f60718".into(),
-                room_id: format!("room{i}"),
-                task_id: Some(format!("task{i}")),
-            },
-            labels: Vec::new(),
+        .map(|i| {
+            record_target(
+                "661e8f0d1ab2c3d4e5f60718",
+                format!("room{i}"),
+                format!("task{i}"),
+                Vec::new(),
+            )
         })
         .collect();
     let tasks: Vec<Task> = (0..TARGETS)

@@ -23,6 +23,8 @@
 //! --all-targets`) every row runs at smoke size for a few seconds, to prove the bench still
 //! works; its figures mean nothing.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read as _};
 use std::net::SocketAddr;
@@ -38,9 +40,11 @@ use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::budget::max_starts_in_window;
 use volc_rtc_exporter::config::{CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::exporter::Exporter;
-use volc_rtc_exporter::model::{Action, Kind, Outcome, Target, TargetKey};
+use volc_rtc_exporter::model::{Action, Kind, Outcome};
 use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
 use volc_rtc_exporter::telemetry::Telemetry;
+
+use common::{record_target, rss_kib};
 
 const SECOND: Duration = Duration::from_secs(1);
 const BUDGET: f64 = 60.0;
@@ -501,15 +505,12 @@ fn settled_scenario(n: usize, now: SystemTime) -> Scenario {
                 .ends(end, reason)
                 .files_at(end + 5_000, files),
         );
-        targets.push(Target {
-            key: TargetKey {
-                kind: Kind::Record,
-                app_id: app.into(),
-                room_id: room,
-                task_id: Some(task),
-            },
-            labels: vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
-        });
+        targets.push(record_target(
+            app,
+            room,
+            task,
+            vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
+        ));
     }
     Scenario {
         tasks,
@@ -574,19 +575,6 @@ fn exporter_binary() -> anyhow::Result<PathBuf> {
         .map(|dir| dir.join("volcengine-rtc-exporter"))
         .ok_or_else(|| anyhow!("no target directory above {}", me.display()))?;
     Ok(bin)
-}
-
-/// `VmRSS` and `VmHWM` of a process, KiB.
-fn rss_kib(pid: u32) -> Option<(u64, u64)> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    Some((field("VmRSS:")?, field("VmHWM:")?))
 }
 
 /// The child exporter; killed (by its own pid) when dropped.
@@ -707,6 +695,17 @@ fn gunzip(body: &[u8]) -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// The simulator for rows that count rather than limit: no QPS limit, signatures verified,
+/// no request log.
+fn unlimited_sim_options() -> SimOptions {
+    SimOptions {
+        qps_limit: [None, None],
+        verify_signatures: true,
+        request_log_capacity: 0,
+        ..SimOptions::default()
+    }
+}
+
 async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
     let n = plan.metrics_targets;
     println!(
@@ -716,12 +715,7 @@ async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
     );
     let stop_sim = CancellationToken::new();
     let scenario = settled_scenario(n, SystemTime::now());
-    let options = SimOptions {
-        qps_limit: [None, None],
-        verify_signatures: true,
-        request_log_capacity: 0,
-        ..SimOptions::default()
-    };
+    let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
 
     let dir = std::env::temp_dir().join(format!("volc-rtc-exporter-bench-{}", std::process::id()));
@@ -982,12 +976,7 @@ async fn calls_row(plan: &Plan) -> anyhow::Result<CallsFigures> {
     );
     let stop_sim = CancellationToken::new();
     let scenario = sim::bulk_scenario(n, 0, 0.1, 3, SystemTime::now());
-    let options = SimOptions {
-        qps_limit: [None, None],
-        verify_signatures: true,
-        request_log_capacity: 0,
-        ..SimOptions::default()
-    };
+    let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
     let mut settings = settings_for(&scenario, endpoint, 1_000.0);
     settings.schedule.active_interval = active;

@@ -7,13 +7,17 @@
 //! Without the `--bench` argument that `cargo bench` passes (so under `cargo test
 //! --all-targets`, in a debug build) it runs with 200 targets and 3 renders, as a smoke test.
 
+mod common;
+
 use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::time::Instant;
-use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::model::{status, RecordFile, Target, TaskSnapshot};
 use volc_rtc_exporter::render::render;
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
+
+use common::{own_rss_kib, record_target};
 
 const FULL_TARGETS: usize = 10_000;
 const FILES: usize = 3;
@@ -44,17 +48,9 @@ fn snapshot(i: usize, generation: i64) -> TaskSnapshot {
     }
 }
 
+/// This process's `VmRSS` and `VmHWM`, KiB (0 when `/proc` does not say).
 fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    own_rss_kib().unwrap_or_default()
 }
 
 fn ms(d: Duration) -> f64 {
@@ -127,14 +123,13 @@ fn main() {
     }
     let (rss0, _) = rss_kib();
     let targets: Vec<Target> = (0..targets_n)
-        .map(|i| Target {
-            key: TargetKey {
-                kind: Kind::Record,
-                app_id: "661e8f0d1ab2c3d4e5f60718".into(),
-                room_id: format!("Room{i:05}"),
-                task_id: Some(format!("Task{i:05}")),
-            },
-            labels: vec![("team".into(), "live".into())],
+        .map(|i| {
+            record_target(
+                "661e8f0d1ab2c3d4e5f60718",
+                format!("Room{i:05}"),
+                format!("Task{i:05}"),
+                vec![("team".into(), "live".into())],
+            )
         })
         .collect();
     let store = Store::new(targets);

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, SystemTime};
 
-use common::{get, key, parse_exposition, tkey, ChildProcess, SimServer, BIN};
+use common::{get, key, parse_exposition, tkey, ChildProcess, SimServer};
 use volc_rtc_exporter::model::{Kind, TargetKey};
 use volc_rtc_exporter::sim::clock::system_time_to_ms;
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
@@ -20,17 +20,8 @@ const SECRET: &str = "c2VjcmV0LWZvci1jbGktdGVzdHMtb25seQ==";
 /// Runs the binary to completion with a clean credential environment plus `env`.
 async fn run(args: &[&str], env: &[(&str, &str)]) -> (Output, String, String) {
     let home = common::scratch_dir("home");
-    let mut cmd = tokio::process::Command::new(BIN);
-    cmd.args(args)
-        .env_remove("VOLC_ACCESSKEY")
-        .env_remove("VOLC_SECRETKEY")
-        .env_remove("VOLC_SESSIONTOKEN")
-        .env_remove("RUST_LOG")
-        .env("HOME", &home)
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = tokio::process::Command::from(common::binary_command(args, env, &home));
+    cmd.kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output())
         .await
         .expect("the binary finishes within 60 s")
@@ -306,6 +297,21 @@ fn requests_key(action: &str, outcome: &str) -> String {
     )
 }
 
+/// The `task_status` series of one of the demo's record targets (labelled `env="demo"` and
+/// its team).
+fn demo_record_status(app: &str, room: &str, task: &str, team: &str) -> String {
+    let target = TargetKey {
+        kind: Kind::Record,
+        app_id: app.into(),
+        room_id: room.into(),
+        task_id: Some(task.into()),
+    };
+    let mut labels = common::target_labels(&target);
+    labels.push(("env", "demo"));
+    labels.push(("team", team));
+    key("volcengine_rtc_task_status", &labels)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_metrics_and_stops_on_sigterm() {
     let mut child = ChildProcess::spawn(&["demo", "--web.listen-address=127.0.0.1:0"], &[]);
@@ -314,17 +320,13 @@ async fn demo_serves_metrics_and_stops_on_sigterm() {
         .await;
     let url = format!("http://{addr}/metrics");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let failed_start = TargetKey {
-        kind: Kind::Record,
-        app_id: "5f3c2a1b0e9d8c7b6a594837".into(),
-        room_id: "lab-7".into(),
-        task_id: Some("rec-lab-7".into()),
-    };
     // The demo's StartTaskFailed recording, labelled like every target of the demo.
-    let mut labels = common::target_labels(&failed_start);
-    labels.push(("env", "demo"));
-    labels.push(("team", "education"));
-    let failed_status = key("volcengine_rtc_task_status", &labels);
+    let failed_status = demo_record_status(
+        "5f3c2a1b0e9d8c7b6a594837",
+        "lab-7",
+        "rec-lab-7",
+        "education",
+    );
     let m = loop {
         if let Some((200, text)) = common::http_get(&url).await {
             let m = parse_exposition(&text).expect("valid exposition");
@@ -345,16 +347,7 @@ async fn demo_serves_metrics_and_stops_on_sigterm() {
     };
     assert_eq!(get(&m, &failed_status), Some(4.0));
     // Tasks that finished hours before the demo started are shown too (retention).
-    let finished_earlier = TargetKey {
-        kind: Kind::Record,
-        app_id: APP.into(),
-        room_id: "user@example.com".into(),
-        task_id: Some("rec.task-01".into()),
-    };
-    let mut labels = common::target_labels(&finished_earlier);
-    labels.push(("env", "demo"));
-    labels.push(("team", "live"));
-    let earlier = key("volcengine_rtc_task_status", &labels);
+    let earlier = demo_record_status(APP, "user@example.com", "rec.task-01", "live");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut first_seen = None;
     loop {

@@ -2,6 +2,8 @@
 //! (query, headers), how each kind of answer or failure is classified, which ones are retried,
 //! and that every attempt is counted in the self-metrics.
 
+mod tools;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -281,15 +283,17 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
     cap: Duration::from_millis(10),
 };
 
-fn harness_with(port: u16, timeout: Duration, token: Option<&str>) -> Harness {
+/// The client under test on `port`, with fast retries, its own telemetry, and a record limiter
+/// allowing `record_rate` starts a second (web capture: 1000).
+fn harness_for(port: u16, timeout: Duration, creds: Credentials, record_rate: f64) -> Harness {
     let telemetry = Arc::new(Telemetry::new());
     let limiters = [
-        Arc::new(Limiter::new(1000.0)),
+        Arc::new(Limiter::new(record_rate)),
         Arc::new(Limiter::new(1000.0)),
     ];
     let client = Client::new(
         &settings(port, timeout),
-        creds(token),
+        creds,
         limiters.clone(),
         telemetry.clone(),
     )
@@ -302,8 +306,19 @@ fn harness_with(port: u16, timeout: Duration, token: Option<&str>) -> Harness {
     }
 }
 
+fn harness_with(port: u16, timeout: Duration, token: Option<&str>) -> Harness {
+    harness_for(port, timeout, creds(token), 1000.0)
+}
+
 fn harness(port: u16) -> Harness {
     harness_with(port, Duration::from_secs(5), None)
+}
+
+/// A scripted server and the default harness pointed at it.
+async fn scripted(script: Vec<Reply>) -> (Server, Harness) {
+    let server = Server::start(script).await;
+    let h = harness(server.port);
+    (server, h)
 }
 
 impl Harness {
@@ -346,8 +361,25 @@ fn record_key(room: &str, task: &str) -> TargetKey {
     }
 }
 
+fn webcast_key(room: &str, task: Option<&str>) -> TargetKey {
+    TargetKey {
+        kind: Kind::Webcast,
+        app_id: APP.into(),
+        room_id: room.into(),
+        task_id: task.map(Into::into),
+    }
+}
+
 fn key() -> TargetKey {
     record_key("Room1", "Task1")
+}
+
+/// Expected request counters: the record action's only, with these outcomes.
+fn record_only(counts: &[(Outcome, u64)]) -> Vec<(Action, Outcome, u64)> {
+    counts
+        .iter()
+        .map(|&(outcome, n)| (Action::GetRecordTask, outcome, n))
+        .collect()
 }
 
 fn expect_err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ApiError {
@@ -362,8 +394,7 @@ fn expect_err<T: std::fmt::Debug>(r: Result<T, ApiError>) -> ApiError {
 
 #[tokio::test]
 async fn sends_the_exact_query_and_signed_headers() {
-    let server = Server::start(vec![fixture_reply(200, "record_ended_files.json")]).await;
-    let h = harness(server.port);
+    let (server, h) = scripted(vec![fixture_reply(200, "record_ended_files.json")]).await;
     let snapshot = h
         .client
         .fetch(&record_key("user@example.com", "rec.task-01"))
@@ -415,10 +446,7 @@ async fn sends_the_exact_query_and_signed_headers() {
     assert!(r
         .header("user-agent")
         .is_some_and(|ua| ua.starts_with("volcengine-rtc-exporter/")));
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::Success, 1)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::Success, 1)]));
     assert_eq!(h.latency_samples(Action::GetRecordTask), 1);
 }
 
@@ -426,12 +454,7 @@ async fn sends_the_exact_query_and_signed_headers() {
 async fn sends_the_security_token_only_when_there_is_one() {
     let server = Server::start(vec![fixture_reply(200, "webcast_running_WebCastTask.json")]).await;
     let h = harness_with(server.port, Duration::from_secs(5), Some(TOKEN));
-    let key = TargetKey {
-        kind: Kind::Webcast,
-        app_id: APP.into(),
-        room_id: "Room 1/*".into(),
-        task_id: None,
-    };
+    let key = webcast_key("Room 1/*", None);
     let s = h.client.fetch(&key).await.expect("snapshot");
     assert_eq!(s.user_id.as_deref(), Some("webcast_bot_1"));
     let r = &server.requests()[0];
@@ -464,14 +487,8 @@ async fn sends_the_security_token_only_when_there_is_one() {
 
 #[tokio::test]
 async fn http_200_with_error_is_a_failure_and_not_retried() {
-    let server = Server::start(vec![fixture_reply(200, "http200_with_error.json")]).await;
-    let h = harness(server.port);
-    let key = TargetKey {
-        kind: Kind::Webcast,
-        app_id: APP.into(),
-        room_id: "Room1".into(),
-        task_id: None,
-    };
+    let (server, h) = scripted(vec![fixture_reply(200, "http200_with_error.json")]).await;
+    let key = webcast_key("Room1", None);
     let e = expect_err(h.client.fetch(&key).await);
     assert_eq!(e.outcome, Outcome::ClientError);
     assert_eq!(e.http_status, Some(200));
@@ -489,16 +506,14 @@ async fn http_200_with_error_is_a_failure_and_not_retried() {
 
 #[tokio::test]
 async fn throttling_is_retried_and_cuts_the_rate() {
-    let server = Server::start(vec![
+    let (server, h) = scripted(vec![
         fixture_reply(429, "error_flow_limit_429.json"),
         json(
             200,
             r#"{"ResponseMetadata":{"RequestId":"x","Error":{"Code":"FlowLimitExceeded.QPSOverLimit","Message":"slow down"}}}"#,
         ),
         fixture_reply(200, "record_running.json"),
-    ])
-    .await;
-    let h = harness(server.port);
+    ]).await;
     let before = h.limiters[0].rate();
     let s = h
         .client
@@ -519,23 +534,19 @@ async fn throttling_is_retried_and_cuts_the_rate() {
     );
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::Success, 1),
-            (Action::GetRecordTask, Outcome::Throttled, 2),
-        ]
+        record_only(&[(Outcome::Success, 1), (Outcome::Throttled, 2)])
     );
     assert_eq!(h.latency_samples(Action::GetRecordTask), 3);
 }
 
 #[tokio::test]
 async fn server_errors_are_retried_then_succeed() {
-    let server = Server::start(vec![
+    let (server, h) = scripted(vec![
         fixture_reply(500, "error_internal_500.json"),
         fixture_reply(502, "bad_gateway_502.html"),
         fixture_reply(200, "record_failed.json"),
     ])
     .await;
-    let h = harness(server.port);
     let s = h
         .client
         .fetch(&key())
@@ -545,26 +556,19 @@ async fn server_errors_are_retried_then_succeed() {
     assert_eq!(server.connections(), 3);
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::Success, 1),
-            (Action::GetRecordTask, Outcome::ServerError, 2),
-        ]
+        record_only(&[(Outcome::Success, 1), (Outcome::ServerError, 2)])
     );
 }
 
 #[tokio::test]
 async fn retries_stop_after_the_policy_attempts() {
-    let server = Server::start(vec![fixture_reply(502, "bad_gateway_502.html")]).await;
-    let h = harness(server.port);
+    let (server, h) = scripted(vec![fixture_reply(502, "bad_gateway_502.html")]).await;
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::ServerError);
     assert_eq!(e.http_status, Some(502));
     assert_eq!(e.message, "HTTP 502 with an HTML page");
     assert_eq!(server.connections(), 3);
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::ServerError, 3)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::ServerError, 3)]));
 
     // `attempt` is one request, whatever the policy.
     let e = expect_err(h.client.attempt(&key()).await);
@@ -574,8 +578,7 @@ async fn retries_stop_after_the_policy_attempts() {
 
 #[tokio::test]
 async fn a_single_attempt_policy_never_retries() {
-    let server = Server::start(vec![fixture_reply(500, "error_internal_500.json")]).await;
-    let h = harness(server.port);
+    let (server, h) = scripted(vec![fixture_reply(500, "error_internal_500.json")]).await;
     let client = h.client.with_retry_policy(RetryPolicy {
         attempts: 1,
         ..RetryPolicy::default()
@@ -587,84 +590,66 @@ async fn a_single_attempt_policy_never_retries() {
 
 #[tokio::test]
 async fn auth_errors_are_not_retried() {
-    let server = Server::start(vec![fixture_reply(401, "error_signature_401.json")]).await;
-    let h = harness(server.port);
+    let (server, h) = scripted(vec![fixture_reply(401, "error_signature_401.json")]).await;
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::AuthError);
     assert_eq!(e.code.as_deref(), Some("SignatureDoesNotMatch"));
     assert_eq!(server.connections(), 1);
     assert_eq!(h.limiters[0].rate(), 1000.0);
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::AuthError, 1)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::AuthError, 1)]));
 }
 
 #[tokio::test]
 async fn not_found_and_client_errors_are_not_retried() {
-    let server = Server::start(vec![
+    let (server, h) = scripted(vec![
         fixture_reply(400, "error_task_not_found.json"),
         fixture_reply(200, "record_empty_result.json"),
         fixture_reply(400, "error_illegal_app_id_400.json"),
     ])
     .await;
-    let h = harness(server.port);
     for outcome in [Outcome::NotFound, Outcome::NotFound, Outcome::ClientError] {
         assert_eq!(expect_err(h.client.fetch(&key()).await).outcome, outcome);
     }
     assert_eq!(server.connections(), 3);
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::NotFound, 2),
-            (Action::GetRecordTask, Outcome::ClientError, 1),
-        ]
+        record_only(&[(Outcome::NotFound, 2), (Outcome::ClientError, 1)])
     );
 }
 
 #[tokio::test]
 async fn truncated_json_is_a_decode_error_and_not_retried() {
-    let server = Server::start(vec![fixture_reply(200, "truncated.json")]).await;
-    let h = harness(server.port);
+    let (server, h) = scripted(vec![fixture_reply(200, "truncated.json")]).await;
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::DecodeError);
     assert_eq!(e.message, "HTTP 200 with truncated JSON (300 bytes)");
     assert_eq!(server.connections(), 1);
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::DecodeError, 1)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::DecodeError, 1)]));
 }
 
 #[tokio::test]
 async fn oversized_bodies_are_decode_errors() {
     // Declared too big: refused before reading.
-    let server = Server::start(vec![Reply::Http {
+    let (server, h) = scripted(vec![Reply::Http {
         status: 200,
         body: vec![b' '; (1 << 20) + 1],
     }])
     .await;
-    let h = harness(server.port);
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::DecodeError);
     assert_eq!(e.message, "HTTP 200 with a body over 1048576 bytes");
     assert_eq!(server.connections(), 1);
 
     // Chunked, no length: cut while streaming (a 64 MiB body is never read whole).
-    let server = Server::start(vec![Reply::Chunked { size: 64 << 20 }]).await;
-    let h = harness(server.port);
+    let (_server, h) = scripted(vec![Reply::Chunked { size: 64 << 20 }]).await;
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::DecodeError);
     assert_eq!(e.message, "HTTP 200 with a body over 1048576 bytes");
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::DecodeError, 1)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::DecodeError, 1)]));
 
     // Exactly at a (lowered) cap is fine.
     let body = fixture("record_running.json");
-    let server = Server::start(vec![fixture_reply(200, "record_running.json")]).await;
-    let h = harness(server.port);
+    let (_server, h) = scripted(vec![fixture_reply(200, "record_running.json")]).await;
     let client = h.client.with_max_body(body.len());
     assert!(client.fetch(&key()).await.is_ok());
     let client = client.with_max_body(body.len() - 1);
@@ -700,10 +685,7 @@ async fn slow_answers_time_out_and_are_retried() {
     assert_eq!(server.connections(), 3);
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::Success, 1),
-            (Action::GetRecordTask, Outcome::Timeout, 2),
-        ]
+        record_only(&[(Outcome::Success, 1), (Outcome::Timeout, 2)])
     );
 }
 
@@ -732,34 +714,26 @@ async fn broken_connections_are_network_errors_and_retried() {
             "end of file before message length reached",
         ),
     ] {
-        let server = Server::start(script).await;
-        let h = harness(server.port);
+        let (server, h) = scripted(script).await;
         let e = expect_err(h.client.fetch(&key()).await);
         assert_eq!(e.outcome, Outcome::NetworkError, "{e}");
         assert!(e.message.to_lowercase().contains(says), "{e}");
         assert_eq!(server.connections(), 3, "{e}");
-        assert_eq!(
-            h.counts(),
-            vec![(Action::GetRecordTask, Outcome::NetworkError, 3)]
-        );
+        assert_eq!(h.counts(), record_only(&[(Outcome::NetworkError, 3)]));
     }
 }
 
 #[tokio::test]
 async fn a_reset_then_success_recovers() {
-    let server = Server::start(vec![
+    let (_server, h) = scripted(vec![
         Reply::Reset,
         fixture_reply(200, "record_running.json"),
     ])
     .await;
-    let h = harness(server.port);
     assert!(h.client.fetch(&key()).await.is_ok());
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::Success, 1),
-            (Action::GetRecordTask, Outcome::NetworkError, 1),
-        ]
+        record_only(&[(Outcome::Success, 1), (Outcome::NetworkError, 1)])
     );
 }
 
@@ -772,28 +746,21 @@ async fn connection_refused_is_a_network_error() {
     let e = expect_err(h.client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::NetworkError);
     assert_eq!(e.http_status, None);
-    assert_eq!(
-        h.counts(),
-        vec![(Action::GetRecordTask, Outcome::NetworkError, 3)]
-    );
+    assert_eq!(h.counts(), record_only(&[(Outcome::NetworkError, 3)]));
 }
 
 #[tokio::test]
 async fn fetch_acquired_makes_the_same_attempts() {
-    let server = Server::start(vec![
+    let (server, h) = scripted(vec![
         fixture_reply(503, "error_internal_500.json"),
         fixture_reply(200, "record_running.json"),
     ])
     .await;
-    let h = harness(server.port);
     assert!(h.client.fetch_acquired(&key()).await.is_ok());
     assert_eq!(server.connections(), 2);
     assert_eq!(
         h.counts(),
-        vec![
-            (Action::GetRecordTask, Outcome::Success, 1),
-            (Action::GetRecordTask, Outcome::ServerError, 1),
-        ]
+        record_only(&[(Outcome::Success, 1), (Outcome::ServerError, 1)])
     );
 }
 
@@ -802,21 +769,7 @@ async fn fetch_acquired_makes_the_same_attempts() {
 
 /// A harness whose record limiter allows `rate` starts a second.
 fn slow_budget_harness(port: u16, rate: f64) -> Harness {
-    let telemetry = Arc::new(Telemetry::new());
-    let limiters = [Arc::new(Limiter::new(rate)), Arc::new(Limiter::new(1000.0))];
-    let client = Client::new(
-        &settings(port, Duration::from_secs(5)),
-        creds(None),
-        limiters.clone(),
-        telemetry.clone(),
-    )
-    .expect("client")
-    .with_retry_policy(FAST_RETRY);
-    Harness {
-        client,
-        telemetry,
-        limiters,
-    }
+    harness_for(port, Duration::from_secs(5), creds(None), rate)
 }
 
 #[tokio::test]
@@ -861,12 +814,7 @@ async fn fetch_acquired_skips_only_the_first_slot() {
     let h2 = slow_budget_harness(server.port, 1.0);
     h2.limiters[0].acquire().await;
     let started = std::time::Instant::now();
-    let webcast = TargetKey {
-        kind: Kind::Webcast,
-        app_id: APP.into(),
-        room_id: "Room1".into(),
-        task_id: Some("t".into()),
-    };
+    let webcast = webcast_key("Room1", Some("t"));
     assert!(h2.client.fetch(&webcast).await.is_ok());
     assert!(started.elapsed() < Duration::from_millis(700));
 }
@@ -898,57 +846,14 @@ async fn secrets_never_appear_in_errors_or_debug_output() {
 // Against the vendor's own signer: `tests/py/sdk_server.py` checks each signature with
 // volc-sdk-python (needs `python3` with `volcengine`; fails, never skips, without it).
 
-/// The Python server, killed when dropped.
-struct SdkServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl SdkServer {
-    fn start(credentials: &[&str]) -> SdkServer {
-        use std::io::BufRead;
-        let script = format!("{}/tests/py/sdk_server.py", env!("CARGO_MANIFEST_DIR"));
-        let mut cmd = std::process::Command::new("python3");
-        cmd.arg(&script).args(["--port", "0"]);
-        for c in credentials {
-            cmd.args(["--credential", c]);
-        }
-        let mut child = cmd
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run python3 {script}: {e}"));
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = std::io::BufReader::new(out).read_line(&mut line);
-        }
-        let port = line
-            .trim()
-            .strip_prefix("listening on 127.0.0.1:")
-            .and_then(|p| p.parse().ok());
-        match port {
-            Some(port) => SdkServer { child, port },
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("sdk_server.py did not start (pip install volcengine?): {line:?}");
-            }
-        }
-    }
-}
-
-impl Drop for SdkServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tools::SdkServer;
 
 #[tokio::test]
 async fn the_vendor_sdk_accepts_our_requests() {
     let server = SdkServer::start(&[
+        "--credential",
         &format!("AKLTtest:{SECRET}"),
+        "--credential",
         &format!("AKLTsts:{SECRET}:{TOKEN}"),
     ]);
     let h = harness(server.port);
@@ -961,12 +866,7 @@ async fn the_vendor_sdk_accepts_our_requests() {
     assert_eq!(s.stop_reason, "StopByAPI");
     assert_eq!(s.files.len(), 2);
     assert_eq!(s.files[0].size_bytes, Some(104_857_600));
-    let webcast = TargetKey {
-        kind: Kind::Webcast,
-        app_id: APP.into(),
-        room_id: "Room_1.a-b~c".into(),
-        task_id: None,
-    };
+    let webcast = webcast_key("Room_1.a-b~c", None);
     let s = h
         .client
         .fetch(&webcast)
@@ -976,25 +876,13 @@ async fn the_vendor_sdk_accepts_our_requests() {
     assert_eq!(s.user_id.as_deref(), Some("webcast_bot"));
 
     // With an STS token.
-    let telemetry = Arc::new(Telemetry::new());
-    let limiters = [
-        Arc::new(Limiter::new(1000.0)),
-        Arc::new(Limiter::new(1000.0)),
-    ];
     let sts = Credentials {
         access_key_id: "AKLTsts".into(),
         secret_access_key: Secret::new(SECRET),
         session_token: Some(Secret::new(TOKEN)),
     };
-    let client = Client::new(
-        &settings(server.port, Duration::from_secs(5)),
-        sts.clone(),
-        limiters.clone(),
-        telemetry.clone(),
-    )
-    .expect("client")
-    .with_retry_policy(FAST_RETRY);
-    assert!(client.fetch(&key()).await.is_ok());
+    let h = harness_for(server.port, Duration::from_secs(5), sts.clone(), 1000.0);
+    assert!(h.client.fetch(&key()).await.is_ok());
 
     // A wrong secret or token is an auth error, tried exactly once.
     let mut wrong_secret = creds(None);
@@ -1005,27 +893,14 @@ async fn the_vendor_sdk_accepts_our_requests() {
         (wrong_secret, "SignatureDoesNotMatch"),
         (wrong_token, "InvalidSecretToken"),
     ] {
-        let telemetry = Arc::new(Telemetry::new());
-        let client = Client::new(
-            &settings(server.port, Duration::from_secs(5)),
-            creds,
-            limiters.clone(),
-            telemetry.clone(),
-        )
-        .expect("client")
-        .with_retry_policy(FAST_RETRY);
-        let e = expect_err(client.fetch(&key()).await);
+        let h = harness_for(server.port, Duration::from_secs(5), creds, 1000.0);
+        let e = expect_err(h.client.fetch(&key()).await);
         assert_eq!(e.outcome, Outcome::AuthError, "{e}");
         assert_eq!(e.code.as_deref(), Some(code));
         assert_eq!(e.http_status, Some(401));
         let attempts: u64 = Outcome::ALL
             .iter()
-            .map(|o| {
-                telemetry
-                    .requests
-                    .with_label_values(&[Action::GetRecordTask.as_str(), o.as_str()])
-                    .get()
-            })
+            .map(|o| h.count(Action::GetRecordTask, *o))
             .sum();
         assert_eq!(attempts, 1);
     }

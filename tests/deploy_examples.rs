@@ -4,77 +4,31 @@
 //! secret mount agree with it, the compose file mounts files that exist, and the Dockerfile
 //! builds a static binary onto a non-root image exposing the default port.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod tools;
 
 use serde_yaml::Value;
 
+use tools::{output_text, promtool, read_repo_file, repo_path, repo_yaml, run_in_repo, tool};
+
 const PORT: u64 = 19966;
 const EXPORTER: &str = "volcengine-rtc-exporter";
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-fn read(path: &str) -> String {
-    std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn yaml(path: &str) -> Value {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-fn tool(env: &str, default: &str) -> String {
-    std::env::var(env).unwrap_or_else(|_| {
-        if Path::new(default).exists() {
-            default.to_string()
-        } else {
-            Path::new(default)
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or(default)
-                .to_string()
-        }
-    })
-}
-
-fn run(program: &str, args: &[&str]) -> Output {
-    Command::new(program)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}); install it with scripts/install-test-deps")
-        })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
 }
 
+/// The strings of a YAML list (none when it is not a list).
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_sequence().into_iter().flatten().map(str_of).collect()
+}
+
 #[test]
 fn prometheus_config_is_valid_and_scrapes_the_exporter() {
-    let out = run(
-        &tool("PROMTOOL", "/usr/bin/promtool"),
-        &["check", "config", "examples/prometheus.yml"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let out = promtool(&["check", "config", "examples/prometheus.yml"]);
+    assert!(out.status.success(), "{}", output_text(&out));
 
-    let cfg = yaml("examples/prometheus.yml");
-    let rule_files: Vec<&str> = cfg["rule_files"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let cfg = repo_yaml("examples/prometheus.yml");
+    let rule_files: Vec<&str> = strings(&cfg["rule_files"]);
     assert_eq!(rule_files, ["alerts.yml"]);
     assert_eq!(str_of(&cfg["global"]["scrape_interval"]), "15s");
     let job = cfg["scrape_configs"]
@@ -94,11 +48,11 @@ fn prometheus_config_is_valid_and_scrapes_the_exporter() {
 
 #[test]
 fn compose_alertmanager_config_is_valid() {
-    let out = run(
-        &tool("AMTOOL", "/usr/bin/amtool"),
+    let out = run_in_repo(
+        &tool("AMTOOL", &["/usr/bin/amtool"]),
         &["check-config", "examples/compose/alertmanager.yml"],
     );
-    assert!(out.status.success(), "{}", text(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
 }
 
 fn exporter_container(deployment: &Value) -> Value {
@@ -113,7 +67,7 @@ fn exporter_container(deployment: &Value) -> Value {
 
 #[test]
 fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
-    let deployment = yaml("examples/kubernetes/deployment.yaml");
+    let deployment = repo_yaml("examples/kubernetes/deployment.yaml");
     assert_eq!(deployment["kind"], "Deployment");
     let pod = &deployment["spec"]["template"];
     let containers = pod["spec"]["containers"].as_sequence().expect("containers");
@@ -151,7 +105,7 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
     assert_eq!(str_of(&annotations["prometheus.io/path"]), "/metrics");
 
     // The PodMonitor selects this pod and scrapes the named port.
-    let monitor = yaml("examples/kubernetes/podmonitor.yaml");
+    let monitor = repo_yaml("examples/kubernetes/podmonitor.yaml");
     assert_eq!(monitor["kind"], "PodMonitor");
     assert_eq!(str_of(&monitor["apiVersion"]), "monitoring.coreos.com/v1");
     let selector = monitor["spec"]["selector"]["matchLabels"]
@@ -169,14 +123,9 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
     );
 
     // Every manifest is in the kustomization.
-    let kustomization = yaml("examples/kubernetes/kustomization.yaml");
-    let listed: Vec<&str> = kustomization["resources"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
-    for entry in std::fs::read_dir(repo("examples/kubernetes")).expect("dir") {
+    let kustomization = repo_yaml("examples/kubernetes/kustomization.yaml");
+    let listed: Vec<&str> = strings(&kustomization["resources"]);
+    for entry in std::fs::read_dir(repo_path("examples/kubernetes")).expect("dir") {
         let name = entry
             .expect("entry")
             .file_name()
@@ -193,7 +142,7 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
 
 #[test]
 fn kubernetes_config_passes_check_with_the_mounted_secret() {
-    let deployment = yaml("examples/kubernetes/deployment.yaml");
+    let deployment = repo_yaml("examples/kubernetes/deployment.yaml");
     let c = exporter_container(&deployment);
     let mounts = c["volumeMounts"].as_sequence().cloned().unwrap_or_default();
     let volumes = deployment["spec"]["template"]["spec"]["volumes"]
@@ -209,16 +158,11 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
         assert_eq!(mount["readOnly"].as_bool(), Some(true));
         str_of(&mount["mountPath"]).to_string()
     };
-    let secret = yaml("examples/kubernetes/secret.yaml");
-    let configmap = yaml("examples/kubernetes/configmap.yaml");
+    let secret = repo_yaml("examples/kubernetes/secret.yaml");
+    let configmap = repo_yaml("examples/kubernetes/configmap.yaml");
     let secret_dir = mount_of(&|v| v["secret"]["secretName"] == secret["metadata"]["name"]);
     let config_dir = mount_of(&|v| v["configMap"]["name"] == configmap["metadata"]["name"]);
-    let args: Vec<&str> = c["args"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let args: Vec<&str> = strings(&c["args"]);
     assert!(
         args.contains(&format!("--config.file={config_dir}/config.yaml").as_str()),
         "{args:?}"
@@ -245,7 +189,7 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
     std::fs::write(dir.join("secret_access_key"), "c2VjcmV0\n").expect("write");
     let local = config.replace(&format!("{secret_dir}/"), &format!("{}/", dir.display()));
     std::fs::write(dir.join("config.yaml"), local).expect("write");
-    let out = run(
+    let out = run_in_repo(
         env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
         &[
             "check",
@@ -253,12 +197,12 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
         ],
     );
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "check failed:\n{}", text(&out));
+    assert!(out.status.success(), "check failed:\n{}", output_text(&out));
 }
 
 #[test]
 fn compose_stack_mounts_existing_files_and_runs_the_demo() {
-    let compose = yaml("examples/docker-compose.yml");
+    let compose = repo_yaml("examples/docker-compose.yml");
     let services = compose["services"].as_mapping().expect("services");
     for name in [EXPORTER, "prometheus", "alertmanager", "grafana"] {
         assert!(services.contains_key(name), "service {name}");
@@ -266,12 +210,7 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
     let exporter = &compose["services"][EXPORTER];
     assert_eq!(str_of(&exporter["command"][0]), "demo");
     assert_eq!(str_of(&exporter["build"]["context"]), "..");
-    let ports: Vec<&str> = exporter["ports"]
-        .as_sequence()
-        .into_iter()
-        .flatten()
-        .map(str_of)
-        .collect();
+    let ports: Vec<&str> = strings(&exporter["ports"]);
     assert!(ports.contains(&"19966:19966"), "{ports:?}");
 
     let mut mounted = Vec::new();
@@ -280,7 +219,7 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
             let spec = str_of(volume);
             let host = spec.split(':').next().unwrap_or_default();
             if host.starts_with('.') {
-                let path = repo("examples").join(host);
+                let path = repo_path("examples").join(host);
                 assert!(
                     path.exists(),
                     "{name:?} mounts {host}, which does not exist"
@@ -302,7 +241,7 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
         );
     }
     // Prometheus reaches the exporter and Alertmanager by their service names.
-    let prom = yaml("examples/prometheus.yml");
+    let prom = repo_yaml("examples/prometheus.yml");
     let target = str_of(&prom["scrape_configs"][0]["static_configs"][0]["targets"][0]);
     assert_eq!(target, format!("{EXPORTER}:{PORT}"));
     let am = str_of(&prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0]);
@@ -311,13 +250,13 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
         "{am}"
     );
 
-    let datasource = yaml("examples/compose/grafana/provisioning/datasources/prometheus.yml");
+    let datasource = repo_yaml("examples/compose/grafana/provisioning/datasources/prometheus.yml");
     assert_eq!(datasource["datasources"][0]["type"], "prometheus");
     assert_eq!(
         str_of(&datasource["datasources"][0]["url"]),
         "http://prometheus:9090"
     );
-    let provider = yaml("examples/compose/grafana/provisioning/dashboards/volcengine-rtc.yml");
+    let provider = repo_yaml("examples/compose/grafana/provisioning/dashboards/volcengine-rtc.yml");
     assert_eq!(
         str_of(&provider["providers"][0]["options"]["path"]),
         "/var/lib/grafana/dashboards"
@@ -326,7 +265,7 @@ fn compose_stack_mounts_existing_files_and_runs_the_demo() {
 
 #[test]
 fn dockerfile_builds_static_and_runs_as_non_root() {
-    let dockerfile = read("Dockerfile");
+    let dockerfile = read_repo_file("Dockerfile");
     let instructions: Vec<(String, String)> = dockerfile
         .lines()
         .map(str::trim)
@@ -375,7 +314,7 @@ fn dockerfile_builds_static_and_runs_as_non_root() {
         Some(r#"["--config.file=/etc/volcengine-rtc-exporter/config.yaml"]"#)
     );
 
-    let ignore = read(".dockerignore");
+    let ignore = read_repo_file(".dockerignore");
     for entry in ["target/", ".git/"] {
         assert!(
             ignore.lines().any(|l| l.trim() == entry),
@@ -391,7 +330,7 @@ fn dockerfile_builds_static_and_runs_as_non_root() {
     for needed in manifest_files() {
         let top = needed.split('/').next().unwrap_or_default();
         assert!(
-            repo(&needed).exists(),
+            repo_path(&needed).exists(),
             "Cargo.toml names {needed}, which does not exist"
         );
         assert!(!ignored.contains(&top), ".dockerignore hides {needed}");
@@ -402,7 +341,7 @@ fn dockerfile_builds_static_and_runs_as_non_root() {
 /// declared target (explicit `path`, else the default place for `[[bench]]`, `[[test]]`,
 /// `[[example]]` and `[[bin]]` names).
 fn manifest_files() -> Vec<String> {
-    let manifest = read("Cargo.toml");
+    let manifest = read_repo_file("Cargo.toml");
     let mut out = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
     let mut section = String::new();
     let mut name: Option<String> = None;

@@ -9,6 +9,8 @@
 //! the end, on failure too. Uses `/usr/bin/prometheus` and `/usr/bin/prometheus-alertmanager`
 //! (or `$PROMETHEUS` / `$ALERTMANAGER`); `scripts/install-test-deps` installs them.
 
+mod tools;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -22,6 +24,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
+use tools::{repo_path, tool, SPEC_SERIES};
+
 /// How long the demo may take to show its first StartTaskFailed task.
 const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
 /// From the failed task's first appearance in `/metrics` to the webhook: one scrape, one rule
@@ -30,30 +34,16 @@ const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
 const ALERT_WITHIN: Duration = Duration::from_secs(30);
 
 /// SPEC §5 metrics the demo must export within its first minute (tasks start, run, end with
-/// files, fail; requests are made), under exactly these names.
-const FED_BY_DEMO: &[&str] = &[
-    "volcengine_rtc_task_status",
-    "volcengine_rtc_task_start_timestamp_seconds",
-    "volcengine_rtc_task_end_timestamp_seconds",
-    "volcengine_rtc_task_duration_seconds",
-    "volcengine_rtc_task_stop_reason",
-    "volcengine_rtc_record_files",
-    "volcengine_rtc_record_size_bytes",
-    "volcengine_rtc_record_file_size_bytes",
-    "volcengine_rtc_record_file_duration_seconds",
-    "volcengine_rtc_webcast_max_running_time_seconds",
-    "volcengine_rtc_target_up",
-    "volcengine_rtc_target_last_success_timestamp_seconds",
-    "volcengine_rtc_task_stops_total",
-    "volcengine_rtc_targets",
-    "volcengine_rtc_api_requests_total",
-    "volcengine_rtc_api_request_duration_seconds_bucket",
-    "volcengine_rtc_api_budget_requests_per_second",
-    "volcengine_rtc_api_rate_limit_requests_per_second",
-    "volcengine_rtc_scheduler_lag_seconds",
-    "volcengine_rtc_exporter_build_info",
-    "process_start_time_seconds",
-];
+/// files, fail; requests are made), under exactly these names: every series of the
+/// specification (the histogram by its `_bucket` series alone) and the process start time.
+fn fed_by_demo() -> Vec<&'static str> {
+    SPEC_SERIES
+        .iter()
+        .copied()
+        .filter(|m| !m.ends_with("_sum") && !m.ends_with("_count"))
+        .chain(["process_start_time_seconds"])
+        .collect()
+}
 
 type Labels = BTreeMap<String, String>;
 
@@ -126,35 +116,16 @@ impl Drop for Proc {
     }
 }
 
-fn tool(env: &str, candidates: &[&str]) -> String {
-    if let Ok(p) = std::env::var(env) {
-        return p;
-    }
-    for c in candidates {
-        if Path::new(c).exists() {
-            return c.to_string();
-        }
-    }
-    // Not installed where expected: let the PATH decide (spawn fails loudly if absent).
-    candidates
-        .last()
-        .and_then(|c| Path::new(c).file_name())
-        .and_then(|n| n.to_str())
-        .unwrap_or_default()
-        .to_string()
-}
-
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
 }
 
-async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, procs: &mut [&mut Proc]) {
+/// Waits for `url` to answer 2xx, failing as soon as `process` exits.
+async fn wait_ok(client: &reqwest::Client, url: &str, within: Duration, process: &mut Proc) {
     let deadline = Instant::now() + within;
     loop {
-        for p in procs.iter_mut() {
-            p.assert_running();
-        }
+        process.assert_running();
         if let Ok(r) = client.get(url).send().await {
             if r.status().is_success() {
                 return;
@@ -429,7 +400,6 @@ fn write(path: &Path, body: &str) {
 async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let tmp = TempDir::new();
     let dir = tmp.0.clone();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -486,7 +456,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         &dir,
     );
 
-    let rules = repo.join("examples/alerts.yml");
+    let rules = repo_path("examples/alerts.yml");
     write(
         &dir.join("prometheus.yml"),
         &format!(
@@ -510,27 +480,13 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     );
 
     let boot = Duration::from_secs(60);
-    wait_ok(
-        &client,
-        &format!("{exporter_base}/-/ready"),
-        boot,
-        &mut [&mut exporter],
-    )
-    .await;
-    wait_ok(
-        &client,
-        &format!("{am_base}/-/ready"),
-        boot,
-        &mut [&mut alertmanager],
-    )
-    .await;
-    wait_ok(
-        &client,
-        &format!("{prom_base}/-/ready"),
-        boot,
-        &mut [&mut prometheus],
-    )
-    .await;
+    for (base, process) in [
+        (&exporter_base, &mut exporter),
+        (&am_base, &mut alertmanager),
+        (&prom_base, &mut prometheus),
+    ] {
+        wait_ok(&client, &format!("{base}/-/ready"), boot, process).await;
+    }
 
     // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
     let started = Instant::now();
@@ -673,9 +629,8 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
 
     // The demo feeds every metric of the specification that the rules and dashboards use.
     let known = metric_names(&client, &prom_base).await;
-    let missing: Vec<&str> = FED_BY_DEMO
-        .iter()
-        .copied()
+    let missing: Vec<&str> = fed_by_demo()
+        .into_iter()
         .filter(|m| !known.contains(*m))
         .collect();
     assert!(missing.is_empty(), "the demo never exported {missing:?}");
@@ -685,7 +640,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let mut with_data = 0;
     let mut problems = Vec::new();
     let mut empty = Vec::new();
-    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo.join("dashboards"))
+    let mut dashboards: Vec<PathBuf> = std::fs::read_dir(repo_path("dashboards"))
         .expect("dashboards/")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().and_then(|e| e.to_str()) == Some("json"))

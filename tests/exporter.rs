@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use common::{
     get, key, requests, scrape_until, settings, target, tkey, ExporterServer, Metrics, SimServer,
 };
-use volc_rtc_exporter::model::{Action, Kind, Outcome, TargetKey};
+use volc_rtc_exporter::model::{Action, Kind, Outcome, Target, TargetKey};
 use volc_rtc_exporter::sim::clock::system_time_to_ms;
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
@@ -123,6 +123,23 @@ fn stops(m: &Metrics, kind: &str, reason: &str) -> f64 {
     .unwrap_or(-1.0)
 }
 
+/// One target per task, by its IDs.
+fn targets_of(tasks: &[SimTask]) -> Vec<Target> {
+    tasks
+        .iter()
+        .map(|t| target(t.kind(), &t.app_id, &t.room_id, &t.task_id))
+        .collect()
+}
+
+/// The simulator on a loopback port, on the system clock, knowing the simulator's credentials
+/// and `tasks`.
+async fn sim_with(tasks: impl IntoIterator<Item = SimTask>) -> SimServer {
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_tasks(tasks);
+    SimServer::start(sim).await
+}
+
 fn total_requests(sim: &Simulator) -> u64 {
     Action::ALL.iter().map(|a| sim.total_requests(*a)).sum()
 }
@@ -152,15 +169,9 @@ async fn lifecycle_truth_across_phases() {
         .pending_for(4_000)
         .ends(now + 2_000, stop_reason::START_TASK_FAILED);
     let tasks = [rec.clone(), web.clone(), failed.clone()];
-    let targets: Vec<_> = tasks
-        .iter()
-        .map(|t| target(t.kind(), &t.app_id, &t.room_id, &t.task_id))
-        .collect();
+    let targets = targets_of(&tasks);
 
-    let sim = Simulator::new(SimOptions::default(), Clock::system());
-    sim.add_credentials(&sim_credentials());
-    sim.add_tasks(tasks.iter().cloned());
-    let sim = SimServer::start(sim).await;
+    let sim = sim_with(tasks.iter().cloned()).await;
     let exporter = ExporterServer::start(settings(
         &sim,
         sim_credentials(),
@@ -290,14 +301,8 @@ async fn stops_counted_exactly_once() {
             .ends(now - 59_000, stop_reason::START_TASK_FAILED),
         SimTask::webcast(APP, "r", "web-running", now - 60_000),
     ];
-    let targets: Vec<_> = tasks
-        .iter()
-        .map(|t| target(t.kind(), &t.app_id, &t.room_id, &t.task_id))
-        .collect();
-    let sim = Simulator::new(SimOptions::default(), Clock::system());
-    sim.add_credentials(&sim_credentials());
-    sim.add_tasks(tasks);
-    let sim = SimServer::start(sim).await;
+    let targets = targets_of(&tasks);
+    let sim = sim_with(tasks).await;
     let exporter =
         ExporterServer::start(settings(&sim, sim_credentials(), targets, SEC, SEC, 10.0)).await;
 
@@ -397,15 +402,9 @@ async fn fault_case(fault: Fault, expect: Expect) {
     );
     let web = SimTask::webcast(APP, "room-f", "web-running", now - 60_000)
         .webcast_plan(|p| p.max_running_time_s = 7_200);
-    let targets = vec![
-        target(Kind::Record, APP, "room-f", "rec-running"),
-        target(Kind::Webcast, APP, "room-f", "web-running"),
-    ];
+    let targets = targets_of(&[rec.clone(), web.clone()]);
     let (rk, wk) = (targets[0].key.clone(), targets[1].key.clone());
-    let sim = Simulator::new(SimOptions::default(), Clock::system());
-    sim.add_credentials(&sim_credentials());
-    sim.add_tasks([rec, web]);
-    let sim = SimServer::start(sim).await;
+    let sim = sim_with([rec, web]).await;
     let mut s = settings(&sim, sim_credentials(), targets, SEC, SEC, FAULT_BUDGET);
     // Small for the slow answer; roomy for the rest, so that a loaded machine does not turn a
     // 1 MiB answer into a timeout.
@@ -548,109 +547,65 @@ async fn fault_case(fault: Fault, expect: Expect) {
     sim.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_http_500() {
-    fault_case(Fault::internal_error(), Expect::Fails(Outcome::ServerError)).await;
+/// Empty and optional fields left out: the webcast's MaxRunningTime is gone, the rest stays.
+fn without_max_running_time(before: &Metrics, _rec: &TargetKey, web: &TargetKey) -> Metrics {
+    let mut m = before.clone();
+    assert!(m
+        .remove(&tkey("webcast_max_running_time_seconds", web, &[]))
+        .is_some());
+    m
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_http_503() {
-    fault_case(Fault::unavailable(), Expect::Fails(Outcome::ServerError)).await;
+/// Sizes and durations above 2^32, kept exactly.
+fn large_numbers(before: &Metrics, rec: &TargetKey, _web: &TargetKey) -> Metrics {
+    let mut m = before.clone();
+    let size = (4_096_i64 + (3 << 32)) as f64;
+    m.insert(tkey("record_size_bytes", rec, &[]), size);
+    m.insert(
+        tkey("record_file_size_bytes", rec, &[("file", "v0dlive")]),
+        size,
+    );
+    m.insert(
+        tkey("record_file_duration_seconds", rec, &[("file", "v0dlive")]),
+        (10_000_i64 + (1 << 32)) as f64 / 1000.0,
+    );
+    m
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_html_502() {
-    fault_case(Fault::HtmlBadGateway, Expect::Fails(Outcome::ServerError)).await;
+/// One test per fault kind (each on its own, so they run side by side and fail by name).
+macro_rules! fault_tests {
+    ($($name:ident: $fault:expr => $expect:expr;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                fault_case($fault, $expect).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_error_inside_http_200() {
-    let fault = Fault::ErrorInOk {
+fault_tests! {
+    fault_http_500: Fault::internal_error() => Expect::Fails(Outcome::ServerError);
+    fault_http_503: Fault::unavailable() => Expect::Fails(Outcome::ServerError);
+    fault_html_502: Fault::HtmlBadGateway => Expect::Fails(Outcome::ServerError);
+    fault_error_inside_http_200: Fault::ErrorInOk {
         code: "InvalidParameter.AccountIdMismatch".into(),
-    };
-    fault_case(fault, Expect::Fails(Outcome::ClientError)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_malformed_json() {
-    fault_case(Fault::MalformedJson, Expect::Fails(Outcome::DecodeError)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_truncated_json() {
-    fault_case(Fault::TruncatedJson, Expect::Fails(Outcome::DecodeError)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_huge_body() {
-    let fault = Fault::HugeBody {
+    } => Expect::Fails(Outcome::ClientError);
+    fault_malformed_json: Fault::MalformedJson => Expect::Fails(Outcome::DecodeError);
+    fault_truncated_json: Fault::TruncatedJson => Expect::Fails(Outcome::DecodeError);
+    fault_huge_body: Fault::HugeBody {
         bytes: (1 << 20) + 1,
-    };
-    fault_case(fault, Expect::Fails(Outcome::DecodeError)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_connection_reset() {
-    fault_case(Fault::ResetConnection, Expect::Fails(Outcome::NetworkError)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_slow_past_the_timeout() {
-    let fault = Fault::Slow(Duration::from_secs(2));
-    fault_case(fault, Expect::Fails(Outcome::Timeout)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_throttling() {
-    fault_case(Fault::Throttle, Expect::Fails(Outcome::Throttled)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_webcast_spelling() {
-    fault_case(Fault::WebcastSpelling, Expect::Succeeds(unchanged)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_short_config_spellings() {
-    fault_case(Fault::ShortConfigSpellings, Expect::Succeeds(unchanged)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_extra_fields() {
-    fault_case(Fault::ExtraFields, Expect::Succeeds(unchanged)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_missing_optional_fields() {
-    // Empty and optional fields left out: the webcast's MaxRunningTime is gone, the rest stays.
-    fn without(before: &Metrics, _rec: &TargetKey, web: &TargetKey) -> Metrics {
-        let mut m = before.clone();
-        assert!(m
-            .remove(&tkey("webcast_max_running_time_seconds", web, &[]))
-            .is_some());
-        m
-    }
-    fault_case(Fault::MissingOptionalFields, Expect::Succeeds(without)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fault_large_numbers() {
-    // Sizes and durations above 2^32, kept exactly.
-    fn large(before: &Metrics, rec: &TargetKey, _web: &TargetKey) -> Metrics {
-        let mut m = before.clone();
-        let size = (4_096_i64 + (3 << 32)) as f64;
-        m.insert(tkey("record_size_bytes", rec, &[]), size);
-        m.insert(
-            tkey("record_file_size_bytes", rec, &[("file", "v0dlive")]),
-            size,
-        );
-        m.insert(
-            tkey("record_file_duration_seconds", rec, &[("file", "v0dlive")]),
-            (10_000_i64 + (1 << 32)) as f64 / 1000.0,
-        );
-        m
-    }
-    fault_case(Fault::LargeNumbers, Expect::Succeeds(large)).await;
+    } => Expect::Fails(Outcome::DecodeError);
+    fault_connection_reset: Fault::ResetConnection => Expect::Fails(Outcome::NetworkError);
+    fault_slow_past_the_timeout: Fault::Slow(Duration::from_secs(2))
+        => Expect::Fails(Outcome::Timeout);
+    fault_throttling: Fault::Throttle => Expect::Fails(Outcome::Throttled);
+    fault_webcast_spelling: Fault::WebcastSpelling => Expect::Succeeds(unchanged);
+    fault_short_config_spellings: Fault::ShortConfigSpellings => Expect::Succeeds(unchanged);
+    fault_extra_fields: Fault::ExtraFields => Expect::Succeeds(unchanged);
+    fault_missing_optional_fields: Fault::MissingOptionalFields
+        => Expect::Succeeds(without_max_running_time);
+    fault_large_numbers: Fault::LargeNumbers => Expect::Succeeds(large_numbers);
 }
 
 /// 2,400 running record targets polled every 10 s want 240 requests/s; the budget is 50/s.
@@ -675,32 +630,25 @@ async fn saturated_budget_with_thousands_of_targets() {
     s.budget[Action::GetWebCastTask.index()] = 5.0;
     let started = Instant::now();
     let exporter = ExporterServer::start(s).await;
+    let record_lag = |m: &Metrics| {
+        get(
+            m,
+            &key(
+                "volcengine_rtc_scheduler_lag_seconds",
+                &[("action", "GetRecordTask")],
+            ),
+        )
+    };
 
     // Let it run ~10 s, then measure over the part after the first 2 s.
     let lagging = scrape_until(
         &exporter,
         Duration::from_secs(30),
         "scheduler lag to show",
-        |m| {
-            started.elapsed() >= 10 * SEC
-                && get(
-                    m,
-                    &key(
-                        "volcengine_rtc_scheduler_lag_seconds",
-                        &[("action", "GetRecordTask")],
-                    ),
-                )
-                .is_some_and(|lag| lag > 0.0)
-        },
+        |m| started.elapsed() >= 10 * SEC && record_lag(m).is_some_and(|lag| lag > 0.0),
     )
     .await;
-    let lag = get(
-        &lagging,
-        &key(
-            "volcengine_rtc_scheduler_lag_seconds",
-            &[("action", "GetRecordTask")],
-        ),
-    );
+    let lag = record_lag(&lagging);
     exporter.stop().await;
 
     let log = sim.sim.request_log(Action::GetRecordTask);

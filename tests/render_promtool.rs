@@ -2,6 +2,8 @@
 //! included) plus the self-metrics — checked by `promtool check metrics`, which parses it and
 //! lints it. promtool must be installed (`scripts/install-test-deps`); a missing promtool fails.
 
+mod tools;
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -128,7 +130,7 @@ fn body() -> String {
 }
 
 fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new("promtool")
+    let mut child = Command::new(tools::promtool_program())
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -142,12 +144,7 @@ fn promtool_check(text: &str) -> (bool, String) {
         .write_all(text.as_bytes())
         .expect("write to promtool");
     let out = child.wait_with_output().expect("promtool runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), report)
+    (out.status.success(), tools::output_text(&out))
 }
 
 #[test]

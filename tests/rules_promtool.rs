@@ -4,36 +4,11 @@
 //! `examples/alerts.yml` and `dashboards/*.json` restricted to the metric and label names of
 //! the specification (SPEC §5, plus `process_*` and `up`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod tools;
 
-/// Every metric name the exporter serves (SPEC §5); the histogram's series included.
-const METRICS: &[&str] = &[
-    "volcengine_rtc_task_status",
-    "volcengine_rtc_task_start_timestamp_seconds",
-    "volcengine_rtc_task_end_timestamp_seconds",
-    "volcengine_rtc_task_duration_seconds",
-    "volcengine_rtc_task_stop_reason",
-    "volcengine_rtc_record_files",
-    "volcengine_rtc_record_size_bytes",
-    "volcengine_rtc_record_file_size_bytes",
-    "volcengine_rtc_record_file_duration_seconds",
-    "volcengine_rtc_webcast_max_running_time_seconds",
-    "volcengine_rtc_target_up",
-    "volcengine_rtc_target_last_success_timestamp_seconds",
-    "volcengine_rtc_task_stops_total",
-    "volcengine_rtc_targets",
-    "volcengine_rtc_api_requests_total",
-    "volcengine_rtc_api_request_duration_seconds_bucket",
-    "volcengine_rtc_api_request_duration_seconds_sum",
-    "volcengine_rtc_api_request_duration_seconds_count",
-    "volcengine_rtc_api_budget_requests_per_second",
-    "volcengine_rtc_api_rate_limit_requests_per_second",
-    "volcengine_rtc_scheduler_lag_seconds",
-    "volcengine_rtc_exporter_build_info",
-    "up",
-];
+use std::collections::{BTreeMap, BTreeSet};
+
+use tools::{output_text, promtool, repo_path, repo_yaml, SPEC_SERIES};
 
 /// Label names the exporter's series carry (SPEC §5) plus the ones Prometheus adds.
 const LABELS: &[&str] = &[
@@ -53,42 +28,6 @@ const ALERTS: &[&str] = &[
     "VolcRtcExporterDown",
 ];
 
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// `$PROMTOOL`, else `/usr/bin/promtool`, else `promtool` on the PATH. Missing is a failure:
-/// `scripts/install-test-deps` installs it.
-fn promtool(args: &[&str]) -> Output {
-    let program = std::env::var("PROMTOOL").unwrap_or_else(|_| {
-        if Path::new("/usr/bin/promtool").exists() {
-            "/usr/bin/promtool".to_string()
-        } else {
-            "promtool".to_string()
-        }
-    });
-    Command::new(&program)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {program} ({e}); install it with scripts/install-test-deps")
-        })
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn load_yaml(path: &str) -> serde_yaml::Value {
-    let body = std::fs::read_to_string(repo(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_yaml::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// `(group, rule)` pairs of a rules file, in file order.
 fn rules(doc: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
     let groups = doc["groups"].as_sequence().expect("`groups` is a list");
@@ -101,13 +40,13 @@ fn rules(doc: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
 #[test]
 fn promtool_accepts_the_rules_and_counts_every_rule() {
     let out = promtool(&["check", "rules", "examples/alerts.yml"]);
-    let report = text(&out);
+    let report = output_text(&out);
     assert!(
         out.status.success(),
         "promtool check rules failed:\n{report}"
     );
 
-    let declared = rules(&load_yaml("examples/alerts.yml")).len();
+    let declared = rules(&repo_yaml("examples/alerts.yml")).len();
     let found: usize = report
         .lines()
         .find_map(|l| {
@@ -127,7 +66,7 @@ fn promtool_accepts_the_rules_and_counts_every_rule() {
 
 #[test]
 fn every_promised_alert_is_declared_with_severity_and_text() {
-    let doc = load_yaml("examples/alerts.yml");
+    let doc = repo_yaml("examples/alerts.yml");
     let mut names = BTreeSet::new();
     for rule in rules(&doc) {
         let name = rule["alert"]
@@ -184,7 +123,7 @@ fn promtool_unit_tests_pass() {
     assert!(
         out.status.success(),
         "promtool test rules failed:\n{}",
-        text(&out)
+        output_text(&out)
     );
 }
 
@@ -192,9 +131,9 @@ fn promtool_unit_tests_pass() {
 fn promtool_unit_tests_fail_when_an_expected_label_is_wrong() {
     // The same unit tests with one expected label changed must fail: proves the harness and
     // the exact-label expectations really check something.
-    let mut doc = load_yaml("examples/alerts.test.yml");
+    let mut doc = repo_yaml("examples/alerts.test.yml");
     doc["rule_files"] = serde_yaml::Value::Sequence(vec![serde_yaml::Value::String(
-        repo("examples/alerts.yml").display().to_string(),
+        repo_path("examples/alerts.yml").display().to_string(),
     )]);
     let first = &mut doc["tests"][0]["alert_rule_test"][0]["exp_alerts"][0]["exp_labels"];
     assert!(first["task_id"].is_string(), "first unit test names a task");
@@ -208,14 +147,18 @@ fn promtool_unit_tests_fail_when_an_expected_label_is_wrong() {
     assert!(
         !out.status.success(),
         "a wrong expectation passed:\n{}",
-        text(&out)
+        output_text(&out)
     );
-    assert!(text(&out).contains("some-other-task"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("some-other-task"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
 fn unit_tests_show_every_alert_firing_and_not_firing() {
-    let doc = load_yaml("examples/alerts.test.yml");
+    let doc = repo_yaml("examples/alerts.test.yml");
     // alert -> (seen firing, seen not firing)
     let mut seen: BTreeMap<String, (bool, bool)> = BTreeMap::new();
     for test in doc["tests"].as_sequence().expect("`tests` is a list") {
@@ -260,18 +203,22 @@ struct Names {
     labels: BTreeSet<String>,
 }
 
-const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "unless",
-    "bool",
-    "offset",
+/// Keywords whose parenthesised list holds label names.
+const GROUPING: &[&str] = &[
     "by",
     "without",
     "on",
     "ignoring",
     "group_left",
     "group_right",
+];
+/// The other words that are not metric names (the tokenizer tries `GROUPING` first).
+const KEYWORDS: &[&str] = &[
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
     "inf",
     "nan",
     "atan2",
@@ -288,14 +235,6 @@ const KEYWORDS: &[&str] = &[
     "bottomk",
     "topk",
     "quantile",
-];
-const GROUPING: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
 ];
 
 /// A small PromQL tokenizer: skips strings, comments, ranges and numbers; an identifier
@@ -422,7 +361,7 @@ fn check_names(place: &str, expr: &str) -> Vec<String> {
         problems.push(format!("{place}: no metric in `{expr}`"));
     }
     for m in &found.metrics {
-        if !METRICS.contains(&m.as_str()) && !m.starts_with("process_") {
+        if !SPEC_SERIES.contains(&m.as_str()) && m != "up" && !m.starts_with("process_") {
             problems.push(format!("{place}: unknown metric {m} in `{expr}`"));
         }
     }
@@ -457,7 +396,7 @@ fn tokenizer_finds_metrics_and_labels() {
 
 #[test]
 fn alert_expressions_use_only_specified_names() {
-    let doc = load_yaml("examples/alerts.yml");
+    let doc = repo_yaml("examples/alerts.yml");
     let mut problems = Vec::new();
     for rule in rules(&doc) {
         let name = rule["alert"].as_str().unwrap_or("?");
@@ -468,7 +407,7 @@ fn alert_expressions_use_only_specified_names() {
 }
 
 fn dashboards() -> Vec<(String, serde_json::Value)> {
-    let dir = repo("dashboards");
+    let dir = repo_path("dashboards");
     let mut out = Vec::new();
     for entry in std::fs::read_dir(&dir).expect("dashboards/ exists") {
         let path = entry.expect("dir entry").path();

@@ -5,8 +5,9 @@
 //! Needs `python3` with the `volcengine` package (`scripts/install-test-deps`); fails, never
 //! skips, when either is missing.
 
+mod tools;
+
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
@@ -204,8 +205,8 @@ fn sdk(cases: &[Case], xdates: &[String]) -> Vec<Value> {
             })
         })
         .collect();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/sdk_sign.py");
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = tools::repo_path("tests/py/sdk_sign.py");
+    let python = tools::python();
     let mut child = Command::new(&python)
         .arg(&script)
         .stdin(Stdio::piped())

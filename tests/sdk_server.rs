@@ -8,69 +8,16 @@
 //! Needs `python3` with the `volcengine` package (`scripts/install-test-deps`); fails, never
 //! skips, when either is missing.
 
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod tools;
+
+use std::process::Command;
 use std::time::SystemTime;
 
 use serde_json::Value;
 use volc_rtc_exporter::credentials::{Credentials, Secret};
 use volc_rtc_exporter::volc::sign::{sign, SignRequest};
 
-/// The Python server, killed when dropped.
-struct SdkServer {
-    child: Child,
-    port: u16,
-}
-
-impl SdkServer {
-    fn start(args: &[&str]) -> SdkServer {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/sdk_server.py");
-        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .args(["--port", "0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot run {python} (needed for sdk_server.py; see scripts/install-test-deps): {e}")
-            });
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("stdout piped");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read sdk_server.py's first line");
-        let port = line
-            .trim()
-            .strip_prefix("listening on 127.0.0.1:")
-            .and_then(|p| p.parse().ok());
-        match port {
-            Some(port) => SdkServer { child, port },
-            None => {
-                let _ = child.kill();
-                let mut err = String::new();
-                if let Some(mut e) = child.stderr.take() {
-                    let _ = e.read_to_string(&mut err);
-                }
-                panic!("sdk_server.py did not start (is the vendor SDK installed? pip install volcengine): {line:?}\n{err}");
-            }
-        }
-    }
-
-    fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for SdkServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use tools::{api_query, SdkServer};
 
 fn creds(ak: &str, sk: &str, token: Option<&str>) -> Credentials {
     Credentials {
@@ -156,33 +103,10 @@ async fn our_signatures_pass_the_vendor_sdk_check() {
     for creds in [&plain, &sts] {
         for (app, room, task) in ids {
             let queries: [Vec<(&str, &str)>; 4] = [
-                vec![
-                    ("Action", "GetRecordTask"),
-                    ("Version", "2022-06-01"),
-                    ("AppId", app),
-                    ("RoomId", room),
-                    ("TaskId", task),
-                ],
-                vec![
-                    ("Action", "GetRecordTask"),
-                    ("Version", "2023-06-01"),
-                    ("AppId", app),
-                    ("RoomId", room),
-                    ("TaskId", task),
-                ],
-                vec![
-                    ("Action", "GetWebCastTask"),
-                    ("Version", "2020-12-01"),
-                    ("AppId", app),
-                    ("RoomId", room),
-                    ("TaskId", task),
-                ],
-                vec![
-                    ("Action", "GetWebCastTask"),
-                    ("Version", "2020-12-01"),
-                    ("AppId", app),
-                    ("RoomId", room),
-                ],
+                api_query("GetRecordTask", "2022-06-01", app, room, Some(task)),
+                api_query("GetRecordTask", "2023-06-01", app, room, Some(task)),
+                api_query("GetWebCastTask", "2020-12-01", app, room, Some(task)),
+                api_query("GetWebCastTask", "2020-12-01", app, room, None),
             ];
             for q in &queries {
                 let (status, body) = get(&client, &host, q, creds, None).await;
@@ -205,41 +129,35 @@ async fn our_signatures_pass_the_vendor_sdk_check() {
     }
     assert_eq!(accepted, 32);
 
-    // The server really checks: a changed RoomId, an unknown key, a missing token.
-    let q = [
-        ("Action", "GetRecordTask"),
-        ("Version", "2022-06-01"),
-        ("AppId", "app"),
-        ("RoomId", "user@example.com"),
-        ("TaskId", "t"),
-    ];
-    let (status, body) = get(&client, &host, &q, &plain, Some(("user%40", "usex%40"))).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (401, Some("SignatureDoesNotMatch")),
-        "{body}"
+    // The server really checks: a changed RoomId, an unknown key, a missing token, a wrong
+    // secret.
+    let q = api_query(
+        "GetRecordTask",
+        "2022-06-01",
+        "app",
+        "user@example.com",
+        Some("t"),
     );
     let stranger = creds("AKLTnobody", "c2VjcmV0", None);
-    let (status, body) = get(&client, &host, &q, &stranger, None).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (401, Some("InvalidAccessKey")),
-        "{body}"
-    );
     let no_token = creds("AKLTsts", "c3RzLXNlY3JldA==", None);
-    let (status, body) = get(&client, &host, &q, &no_token, None).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (401, Some("InvalidSecretToken")),
-        "{body}"
-    );
     let wrong_secret = creds("AKLTplain", "d3Jvbmc=", None);
-    let (status, body) = get(&client, &host, &q, &wrong_secret, None).await;
-    assert_eq!(
-        (status, error_code(&body)),
-        (401, Some("SignatureDoesNotMatch")),
-        "{body}"
-    );
+    for (creds, tamper, code) in [
+        (
+            &plain,
+            Some(("user%40", "usex%40")),
+            "SignatureDoesNotMatch",
+        ),
+        (&stranger, None, "InvalidAccessKey"),
+        (&no_token, None, "InvalidSecretToken"),
+        (&wrong_secret, None, "SignatureDoesNotMatch"),
+    ] {
+        let (status, body) = get(&client, &host, &q, creds, tamper).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (401, Some(code)),
+            "{code}: {body}"
+        );
+    }
     println!("sdk server: {accepted} signed requests accepted, 4 bad ones refused");
 }
 

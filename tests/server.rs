@@ -24,6 +24,24 @@ struct Running {
 }
 
 impl Running {
+    /// `method` for `path` (appended to the base URL) with `client`.
+    async fn request(
+        &self,
+        client: &reqwest::Client,
+        method: reqwest::Method,
+        path: &str,
+    ) -> reqwest::Response {
+        client
+            .request(method, format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn get(&self, client: &reqwest::Client, path: &str) -> reqwest::Response {
+        self.request(client, reqwest::Method::GET, path).await
+    }
+
     /// Cancels and returns how long `serve` took to return.
     async fn stop(self) -> Duration {
         let began = Instant::now();
@@ -159,7 +177,7 @@ async fn landing_page_health_and_readiness() {
     let running = start().await;
     let client = client();
 
-    let response = client.get(&running.base).send().await.unwrap();
+    let response = running.get(&client, "").await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         header(&response, "content-type"),
@@ -177,26 +195,14 @@ async fn landing_page_health_and_readiness() {
     }
     assert!(!html.contains("src=\"http"), "external assets");
 
-    let response = client
-        .get(format!("{}/-/healthy", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running.get(&client, "/-/healthy").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap().trim(), "Healthy");
 
-    let response = client
-        .get(format!("{}/-/ready", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running.get(&client, "/-/ready").await;
     assert_eq!(response.status(), 503);
     running.ready.store(true, Ordering::Release);
-    let response = client
-        .get(format!("{}/-/ready", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running.get(&client, "/-/ready").await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.text().await.unwrap().trim(), "Ready");
 
@@ -209,11 +215,7 @@ async fn head_unknown_paths_and_other_methods() {
     let client = client();
 
     for path in ["/", "/metrics", "/-/healthy"] {
-        let response = client
-            .head(format!("{}{path}", running.base))
-            .send()
-            .await
-            .unwrap();
+        let response = running.request(&client, reqwest::Method::HEAD, path).await;
         assert_eq!(response.status(), 200, "HEAD {path}");
         assert!(header(&response, "content-type").is_some(), "HEAD {path}");
         assert!(
@@ -221,28 +223,18 @@ async fn head_unknown_paths_and_other_methods() {
             "HEAD {path} has a body"
         );
     }
-    let response = client
-        .head(format!("{}/-/ready", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running
+        .request(&client, reqwest::Method::HEAD, "/-/ready")
+        .await;
     assert_eq!(response.status(), 503);
 
     for path in ["/nope", "/metrics/", "/-/", "/favicon.ico"] {
-        let response = client
-            .get(format!("{}{path}", running.base))
-            .send()
-            .await
-            .unwrap();
+        let response = running.get(&client, path).await;
         assert_eq!(response.status(), 404, "GET {path}");
     }
     for (method, path) in [("POST", "/metrics"), ("PUT", "/"), ("DELETE", "/-/ready")] {
         let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let response = client
-            .request(method.clone(), format!("{}{path}", running.base))
-            .send()
-            .await
-            .unwrap();
+        let response = running.request(&client, method.clone(), path).await;
         assert_eq!(response.status(), 405, "{method} {path}");
         assert_eq!(header(&response, "allow"), Some("GET, HEAD"));
     }
@@ -254,11 +246,7 @@ async fn shutdown_is_prompt_with_an_idle_keep_alive_connection() {
     let running = start().await;
     let client = client();
     // The client keeps this connection open in its pool afterwards.
-    let response = client
-        .get(format!("{}/-/healthy", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running.get(&client, "/-/healthy").await;
     assert_eq!(header(&response, "connection"), None);
     response.text().await.unwrap();
     let addr = running.addr;
@@ -310,11 +298,7 @@ async fn a_failing_render_is_a_500_and_the_server_carries_on() {
     let running = start_with(|_: &mut Vec<u8>| panic!("render failed on purpose")).await;
     let response = get_metrics(&running, None).await;
     assert_eq!(response.status(), 500);
-    let response = client()
-        .get(format!("{}/-/healthy", running.base))
-        .send()
-        .await
-        .unwrap();
+    let response = running.get(&client(), "/-/healthy").await;
     assert_eq!(response.status(), 200);
     running.stop().await;
 }

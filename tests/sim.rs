@@ -2,6 +2,8 @@
 //! exact answers for both actions, every fault kind, the QPS limit, signature failures, the
 //! 72-hour horizon, and the demo scenario's coverage.
 
+mod tools;
+
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,8 @@ use volc_rtc_exporter::sim::{
     Simulator, TaskMatch,
 };
 use volc_rtc_exporter::volc::sign;
+
+use tools::api_query;
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const HOUR_MS: i64 = 3_600_000;
@@ -68,6 +72,12 @@ impl Answer {
             .as_str()
             .unwrap_or("")
             .to_owned()
+    }
+
+    /// Asserts the HTTP status and the envelope's error code.
+    #[track_caller]
+    fn assert_error(&self, status: u16, code: &str) {
+        assert_eq!((self.status, self.code().as_str()), (status, code));
     }
 }
 
@@ -124,10 +134,31 @@ impl Running {
         })
     }
 
-    async fn get(&self, query: &[(&str, &str)]) -> Answer {
-        self.get_at(query, &sim_credentials(), SystemTime::now(), None)
+    /// A signed GET with `creds`, now.
+    async fn signed(&self, query: &[(&str, &str)], creds: &Credentials) -> Answer {
+        self.get_at(query, creds, SystemTime::now(), None)
             .await
-            .expect("request")
+            .expect("answer")
+    }
+
+    /// A signed GET with the simulator's credentials, now.
+    async fn get(&self, query: &[(&str, &str)]) -> Answer {
+        self.signed(query, &sim_credentials()).await
+    }
+
+    /// A GET without any signature; its status.
+    async fn unsigned(&self, query: &[(&str, &str)]) -> u16 {
+        self.http
+            .get(format!(
+                "http://{}/?{}",
+                self.addr,
+                sign::encode_query(query)
+            ))
+            .send()
+            .await
+            .expect("answer")
+            .status()
+            .as_u16()
     }
 
     async fn record(&self, room: &str, task: &str) -> Answer {
@@ -135,16 +166,8 @@ impl Running {
     }
 
     async fn webcast(&self, room: &str, task: Option<&str>) -> Answer {
-        let mut q = vec![
-            ("Action", "GetWebCastTask"),
-            ("Version", "2020-12-01"),
-            ("AppId", APP),
-            ("RoomId", room),
-        ];
-        if let Some(t) = task {
-            q.push(("TaskId", t));
-        }
-        self.get(&q).await
+        self.get(&api_query("GetWebCastTask", "2020-12-01", APP, room, task))
+            .await
     }
 
     async fn stop(self) {
@@ -156,14 +179,8 @@ impl Running {
     }
 }
 
-fn record_query<'a>(room: &'a str, task: &'a str) -> [(&'a str, &'a str); 5] {
-    [
-        ("Action", "GetRecordTask"),
-        ("Version", "2022-06-01"),
-        ("AppId", APP),
-        ("RoomId", room),
-        ("TaskId", task),
-    ]
+fn record_query<'a>(room: &'a str, task: &'a str) -> Vec<(&'a str, &'a str)> {
+    api_query("GetRecordTask", "2022-06-01", APP, room, Some(task))
 }
 
 /// A fixed "now" (wall-clock-ish, whole seconds) for exact answers.
@@ -330,43 +347,32 @@ async fn unknown_future_and_expired_tasks_are_not_found() {
 #[tokio::test]
 async fn wrong_action_version_and_missing_parameters() {
     let s = start(world(now_ms())).await;
-    let a = s
-        .get(&[("Action", "StartRecord"), ("Version", "2022-06-01")])
-        .await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (404, "InvalidActionOrVersion")
-    );
+    s.get(&[("Action", "StartRecord"), ("Version", "2022-06-01")])
+        .await
+        .assert_error(404, "InvalidActionOrVersion");
     let mut q = record_query("room_1", "rec-running");
     q[1].1 = "2020-12-01";
     let a = s.get(&q).await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (404, "InvalidActionOrVersion")
-    );
+    a.assert_error(404, "InvalidActionOrVersion");
     assert_eq!(a.json()["ResponseMetadata"]["Version"], json!("2020-12-01"));
-    let a = s
-        .get(&[
-            ("Action", "GetRecordTask"),
-            ("Version", "2022-06-01"),
-            ("AppId", APP),
-            ("RoomId", "r"),
-        ])
-        .await;
-    assert_eq!((a.status, a.code().as_str()), (400, "MissingParameter"));
-    let a = s
-        .get(&[
-            ("Action", "GetWebCastTask"),
-            ("Version", "2020-12-01"),
-            ("AppId", APP),
-        ])
-        .await;
-    assert_eq!((a.status, a.code().as_str()), (400, "MissingParameter"));
-    let a = s.get(&record_query("bad room", "t")).await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (400, "InvalidParameter.IllegalRoomID")
-    );
+    s.get(&[
+        ("Action", "GetRecordTask"),
+        ("Version", "2022-06-01"),
+        ("AppId", APP),
+        ("RoomId", "r"),
+    ])
+    .await
+    .assert_error(400, "MissingParameter");
+    s.get(&[
+        ("Action", "GetWebCastTask"),
+        ("Version", "2020-12-01"),
+        ("AppId", APP),
+    ])
+    .await
+    .assert_error(400, "MissingParameter");
+    s.get(&record_query("bad room", "t"))
+        .await
+        .assert_error(400, "InvalidParameter.IllegalRoomID");
     s.stop().await;
 }
 
@@ -376,14 +382,13 @@ async fn error_faults_answer_what_they_say() {
     let (room, task) = ("room_1", "rec-running");
 
     s.sim.inject(FaultSpec::once(Fault::internal_error()));
-    let a = s.record(room, task).await;
-    assert_eq!((a.status, a.code().as_str()), (500, "InternalError"));
+    s.record(room, task)
+        .await
+        .assert_error(500, "InternalError");
     s.sim.inject(FaultSpec::once(Fault::unavailable()));
-    let a = s.record(room, task).await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (503, "ServiceUnavailableTemp")
-    );
+    s.record(room, task)
+        .await
+        .assert_error(503, "ServiceUnavailableTemp");
 
     s.sim.inject(FaultSpec::once(Fault::HtmlBadGateway));
     let a = s.record(room, task).await;
@@ -395,18 +400,14 @@ async fn error_faults_answer_what_they_say() {
     s.sim.inject(FaultSpec::once(Fault::ErrorInOk {
         code: "InternalServiceTimeout".into(),
     }));
-    let a = s.record(room, task).await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (200, "InternalServiceTimeout")
-    );
+    s.record(room, task)
+        .await
+        .assert_error(200, "InternalServiceTimeout");
 
     s.sim.inject(FaultSpec::once(Fault::Throttle));
-    let a = s.record(room, task).await;
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (429, "FlowLimitExceeded.QPSOverLimit")
-    );
+    s.record(room, task)
+        .await
+        .assert_error(429, "FlowLimitExceeded.QPSOverLimit");
 
     s.sim.inject(FaultSpec::once(Fault::MalformedJson));
     let a = s.record(room, task).await;
@@ -646,14 +647,8 @@ async fn signatures_are_verified() {
         secret_access_key: Secret::new("not-the-secret"),
         ..sim_credentials()
     };
-    let a = s
-        .get_at(&q, &wrong, SystemTime::now(), None)
-        .await
-        .expect("answer");
-    assert_eq!(
-        (a.status, a.code().as_str()),
-        (401, "SignatureDoesNotMatch")
-    );
+    let a = s.signed(&q, &wrong).await;
+    a.assert_error(401, "SignatureDoesNotMatch");
     assert!(!String::from_utf8_lossy(&a.body).contains("not-the-secret"));
 
     let skewed = SystemTime::now() - Duration::from_secs(3600);
@@ -668,19 +663,11 @@ async fn signatures_are_verified() {
         access_key_id: "AKLTnobody".into(),
         ..sim_credentials()
     };
-    let a = s
-        .get_at(&q, &stranger, SystemTime::now(), None)
+    s.signed(&q, &stranger)
         .await
-        .expect("answer");
-    assert_eq!((a.status, a.code().as_str()), (401, "InvalidAccessKey"));
+        .assert_error(401, "InvalidAccessKey");
 
-    let unsigned = s
-        .http
-        .get(format!("http://{}/?{}", s.addr, sign::encode_query(&q)))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(unsigned.status().as_u16(), 401);
+    assert_eq!(s.unsigned(&q).await, 401);
 
     // Session tokens: required when the key has one.
     let sts = Credentials {
@@ -689,19 +676,13 @@ async fn signatures_are_verified() {
         session_token: Some(Secret::new("token-1")),
     };
     s.sim.add_credentials(&sts);
-    let a = s
-        .get_at(&q, &sts, SystemTime::now(), None)
-        .await
-        .expect("answer");
+    let a = s.signed(&q, &sts).await;
     assert_eq!(a.status, 200);
     let no_token = Credentials {
         session_token: None,
         ..sts.clone()
     };
-    let a = s
-        .get_at(&q, &no_token, SystemTime::now(), None)
-        .await
-        .expect("answer");
+    let a = s.signed(&q, &no_token).await;
     assert_eq!(a.code(), "InvalidSecretToken");
     assert_eq!(
         s.sim
@@ -711,13 +692,7 @@ async fn signatures_are_verified() {
 
     // Verification can be switched off (benches).
     s.sim.configure(|o| o.verify_signatures = false);
-    let unsigned = s
-        .http
-        .get(format!("http://{}/?{}", s.addr, sign::encode_query(&q)))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(unsigned.status().as_u16(), 200);
+    assert_eq!(s.unsigned(&q).await, 200);
     s.stop().await;
 }
 
@@ -818,26 +793,12 @@ async fn demo_targets_answer_over_http() {
             Kind::Record => ("GetRecordTask", "2022-06-01"),
             Kind::Webcast => ("GetWebCastTask", "2020-12-01"),
         };
-        let mut q = vec![
-            ("Action", action),
-            ("Version", version),
-            ("AppId", k.app_id.as_str()),
-            ("RoomId", k.room_id.as_str()),
-        ];
-        if let Some(t) = &k.task_id {
-            q.push(("TaskId", t.as_str()));
-        }
-        let mut a = s
-            .get_at(&q, &scenario.credentials, SystemTime::now(), None)
-            .await
-            .expect("answer");
+        let q = api_query(action, version, &k.app_id, &k.room_id, k.task_id.as_deref());
+        let mut a = s.signed(&q, &scenario.credentials).await;
         while a.status == 503 && unavailable < 10 {
             // The scenario's three transient errors.
             unavailable += 1;
-            a = s
-                .get_at(&q, &scenario.credentials, SystemTime::now(), None)
-                .await
-                .expect("answer");
+            a = s.signed(&q, &scenario.credentials).await;
         }
         match a.status {
             200 => found += 1,

@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the simulator and the exporter on loopback ports,
 //! `/metrics` scraped over HTTP and parsed into a map of series → value, and poll-until loops
-//! with deadlines (no fixed sleeps where a condition can be waited for).
+//! with deadlines (no fixed sleeps where a condition can be waited for). Each test file uses
+//! only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -409,25 +410,36 @@ fn collect(
 /// The exporter binary built for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_volcengine-rtc-exporter");
 
+/// The binary with `args`, the credential variables and `RUST_LOG` cleared, `HOME` at `home`
+/// (an empty directory, so no credentials file is found there), then `env` set.
+pub fn binary_command(
+    args: &[&str],
+    env: &[(&str, &str)],
+    home: &std::path::Path,
+) -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.args(args)
+        .env_remove("VOLC_ACCESSKEY")
+        .env_remove("VOLC_SECRETKEY")
+        .env_remove("VOLC_SESSIONTOKEN")
+        .env_remove("RUST_LOG")
+        .env("HOME", home);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
 impl ChildProcess {
     /// Starts the binary with `args` and extra environment variables (the credential
     /// variables are cleared first, and HOME points at an empty directory).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> ChildProcess {
-        let home = scratch_dir("home");
-        let mut cmd = std::process::Command::new(BIN);
-        cmd.args(args)
-            .env_remove("VOLC_ACCESSKEY")
-            .env_remove("VOLC_SECRETKEY")
-            .env_remove("VOLC_SESSIONTOKEN")
-            .env_remove("RUST_LOG")
-            .env("HOME", &home)
+        let mut child = binary_command(args, env, &scratch_dir("home"))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start the exporter binary");
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the exporter binary");
         let stdout = Arc::new(std::sync::Mutex::new(String::new()));
         let stderr = Arc::new(std::sync::Mutex::new(String::new()));
         let mut readers = Vec::new();
