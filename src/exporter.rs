@@ -31,6 +31,21 @@ use crate::telemetry::Telemetry;
 use crate::volc::client::Client;
 use crate::volc::parse::ApiError;
 
+/// A log event about one target: its kind, app_id, room_id and task_id as fields, then the
+/// event's own fields and message.
+macro_rules! target_event {
+    ($level:ident, $target:expr, $($rest:tt)+) => {
+        tracing::event!(
+            tracing::Level::$level,
+            kind = %$target.key.kind,
+            app_id = %$target.key.app_id,
+            room_id = %$target.key.room_id,
+            task_id = $target.key.task_id.as_deref().unwrap_or(""),
+            $($rest)+
+        )
+    };
+}
+
 /// How long shutdown waits for requests in flight before giving up on them.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How often retention, gauges and the rate in force are refreshed.
@@ -199,11 +214,9 @@ impl Exporter {
             Ok(snapshot) => {
                 let update = self.store.record_success(id, snapshot.clone(), wall);
                 if update.newly_terminal {
-                    tracing::info!(
-                        kind = %target.key.kind,
-                        app_id = %target.key.app_id,
-                        room_id = %target.key.room_id,
-                        task_id = target.key.task_id.as_deref().unwrap_or(""),
+                    target_event!(
+                        INFO,
+                        target,
                         status = snapshot.status,
                         stop_reason = %snapshot.stop_reason,
                         "task ended"
@@ -433,13 +446,7 @@ impl Health {
             tracing::info!(action = %action, "authentication works again");
         }
         if self.set(id, true) == Some(false) {
-            tracing::info!(
-                kind = %target.key.kind,
-                app_id = %target.key.app_id,
-                room_id = %target.key.room_id,
-                task_id = target.key.task_id.as_deref().unwrap_or(""),
-                "target recovered"
-            );
+            target_event!(INFO, target, "target recovered");
         }
     }
 
@@ -463,19 +470,15 @@ impl Health {
             return;
         }
         if err.outcome == Outcome::NotFound {
-            tracing::info!(
-                kind = %target.key.kind,
-                app_id = %target.key.app_id,
-                room_id = %target.key.room_id,
-                task_id = target.key.task_id.as_deref().unwrap_or(""),
+            target_event!(
+                INFO,
+                target,
                 "task not found (not started yet, or started over 72 h ago); backing off"
             );
         } else {
-            tracing::warn!(
-                kind = %target.key.kind,
-                app_id = %target.key.app_id,
-                room_id = %target.key.room_id,
-                task_id = target.key.task_id.as_deref().unwrap_or(""),
+            target_event!(
+                WARN,
+                target,
                 outcome = %err.outcome,
                 error = %err,
                 "poll failed; keeping the last known values"
