@@ -238,14 +238,7 @@ impl Simulator {
             }
         }
         let Some(action) = action.filter(|_| req.method == "GET" && req.path == "/") else {
-            return finish(meta.error(
-                404,
-                "InvalidActionOrVersion",
-                &format!(
-                    "Could not find operation {} for version {}",
-                    meta.action, meta.version
-                ),
-            ));
+            return finish(no_such_operation(meta));
         };
         if !self
             .traffic
@@ -258,14 +251,7 @@ impl Simulator {
             Action::GetWebCastTask => &WEBCAST_VERSIONS,
         };
         if !versions.contains(&meta.version) {
-            return finish(meta.error(
-                404,
-                "InvalidActionOrVersion",
-                &format!(
-                    "Could not find operation {} for version {}",
-                    meta.action, meta.version
-                ),
-            ));
+            return finish(no_such_operation(meta));
         }
         let (app, room, task) = (
             params.value("AppId"),
@@ -634,6 +620,18 @@ fn remove_optional_fields(body: &mut Value) {
             task.remove("RecordFileList");
         }
     }
+}
+
+/// The answer for an Action/Version pair the API does not have.
+fn no_such_operation(meta: &Meta<'_>) -> Answer {
+    meta.error(
+        404,
+        "InvalidActionOrVersion",
+        &format!(
+            "Could not find operation {} for version {}",
+            meta.action, meta.version
+        ),
+    )
 }
 
 #[cfg(test)]
