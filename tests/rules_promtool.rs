@@ -562,3 +562,32 @@ fn dashboard_expressions_use_only_specified_names() {
     assert!(checked > 20, "only {checked} expressions found");
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// Every alert has a runbook section in docs/OPERATIONS.md, and every file a runbook
+/// annotation names exists in the repository.
+#[test]
+fn every_alert_has_a_runbook_in_a_file_that_exists() {
+    let ops = tools::read_repo_file("docs/OPERATIONS.md");
+    let headings: BTreeSet<&str> = ops
+        .lines()
+        .filter_map(|l| l.strip_prefix("### "))
+        .map(|h| h.split_whitespace().next().unwrap_or(""))
+        .collect();
+    let mut problems = Vec::new();
+    for rule in rules(&repo_yaml("examples/alerts.yml")) {
+        let Some(alert) = rule["alert"].as_str() else {
+            continue;
+        };
+        if !headings.contains(alert) {
+            problems.push(format!("{alert}: no `### {alert}` section in docs/OPERATIONS.md"));
+        }
+        let runbook = rule["annotations"]["runbook"].as_str().unwrap_or("");
+        for word in runbook.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
+            let word = word.trim_end_matches('.');
+            if word.ends_with(".md") && !repo_path(word).exists() {
+                problems.push(format!("{alert}: runbook names {word}, which does not exist"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
