@@ -44,6 +44,10 @@ const SCHEDULE_KEYS: &[&str] = &[
     "settle_timeout",
     "retention",
 ];
+const EMPTY: &str =
+    "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)";
+/// What a list must look like, in messages.
+const LIST: &str = "a list (each entry starting with `- `)";
 const TARGET_KEYS: &[&str] = &["kind", "app_id", "room_id", "task_id", "labels"];
 /// The sections a misplaced top-level key may belong in, for the "did you mean" hint.
 const SECTIONS: [(&str, &[&str]); 4] = [
@@ -70,12 +74,7 @@ pub(super) fn settings(
 ) -> Result<Settings, ConfigError> {
     let root = match yaml::load(text) {
         Ok(Some(root)) => root,
-        Ok(None) => return Err(ConfigError::single(
-            origin,
-            None,
-            "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)"
-                .into(),
-        )),
+        Ok(None) => return Err(ConfigError::single(origin, None, EMPTY.into())),
         Err(e) => return Err(ConfigError::single(origin, Some(e.pos), e.message)),
     };
     let mut c = Checker::default();
@@ -83,12 +82,12 @@ pub(super) fn settings(
     let mut top = match root.value {
         Value::Map(entries) => c.entries(entries, "", Some(ROOT_KEYS)),
         other => {
-            c.problem(
-                Some(root.pos),
-                format!(
-                    "the config must be a mapping with keys such as `api:` and `targets:`, found {}",
-                    other.describe()
-                ),
+            let what = "the config";
+            c.shape(
+                root.pos,
+                what,
+                "a mapping with keys such as `api:` and `targets:`",
+                &other,
             );
             Fields::default()
         }
@@ -111,7 +110,7 @@ pub(super) fn settings(
             Value::Null => c.target_list(Box::default(), Some(field.at)),
             Value::Seq(items) => c.target_list(items, Some(field.at)),
             other => {
-                c.not_a_list("`targets`", field.at, &other);
+                c.shape(field.at, "`targets`", LIST, &other);
                 Vec::new()
             }
         },
@@ -148,7 +147,7 @@ pub(super) fn targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigErr
         None | Some((_, Value::Null)) => Vec::new(),
         Some((_, Value::Seq(items))) => c.target_list(items, None),
         Some((pos, other)) => {
-            c.not_a_list("a targets file", pos, &other);
+            c.shape(pos, "a targets file", LIST, &other);
             Vec::new()
         }
     };
@@ -299,11 +298,9 @@ impl Checker {
         Ok(warnings.iter().map(Problem::to_string).collect())
     }
 
-    fn not_a_list(&mut self, what: &str, pos: Pos, found: &Value) {
-        let message = format!(
-            "{what} must be a list (each entry starting with `- `), found {}",
-            found.describe()
-        );
+    /// `what` (at `pos`) must be `expected` but is `found`.
+    fn shape(&mut self, pos: Pos, what: &str, expected: &str, found: &Value) {
+        let message = format!("{what} must be {expected}, found {}", found.describe());
         self.problem(Some(pos), message);
     }
 
@@ -350,14 +347,12 @@ impl Checker {
                 Value::Null if v.pos.line != k.pos.line => k.pos,
                 _ => v.pos,
             };
-            kept.0.push((
-                name,
-                Field {
-                    key: k.pos,
-                    at,
-                    node: v,
-                },
-            ));
+            let field = Field {
+                key: k.pos,
+                at,
+                node: v,
+            };
+            kept.0.push((name, field));
         }
         kept
     }
@@ -368,12 +363,8 @@ impl Checker {
             Value::Null => None,
             Value::Map(entries) => Some(self.entries(entries, path, Some(keys))),
             other => {
-                let message = format!(
-                    "`{path}` must be a mapping of keys ({}), found {}",
-                    keys.join(", "),
-                    other.describe()
-                );
-                self.problem(Some(node.pos), message);
+                let expected = format!("a mapping of keys ({})", keys.join(", "));
+                self.shape(node.pos, &format!("`{path}`"), &expected, &other);
                 None
             }
         }
@@ -388,29 +379,25 @@ impl Checker {
             Value::Null => One::Absent,
             Value::Scalar(text) => One::Text(text, field.at),
             other => {
-                let message = format!(
-                    "`{path}` must be a single value, found {}",
-                    other.describe()
-                );
-                self.problem(Some(field.at), message);
+                self.shape(field.at, &format!("`{path}`"), "a single value", &other);
                 One::Refused
             }
         }
     }
 
-    /// The text at `path` of section `fields`, if any.
-    fn text(&mut self, fields: &mut Fields, section: &str, key: &str) -> Option<(Rc<str>, Pos)> {
-        let field = fields.take(key);
-        self.one(field, &format!("{section}.{key}")).text()
+    /// The text at `path` (`api.timeout`), its last key taken from section `f`, if any.
+    fn text(&mut self, f: &mut Fields, path: &str) -> Option<(Rc<str>, Pos)> {
+        let field = f.take(path.rsplit('.').next().unwrap_or(path));
+        self.one(field, path).text()
     }
 
     fn api(&mut self, f: &mut Fields) -> ApiSettings {
         let d = ApiSettings::default();
-        let endpoint = match self.text(f, "api", "endpoint") {
+        let endpoint = match self.text(f, "api.endpoint") {
             Some((text, at)) => self.endpoint(&text, at).unwrap_or(d.endpoint),
             None => d.endpoint,
         };
-        let region = match self.text(f, "api", "region") {
+        let region = match self.text(f, "api.region") {
             Some((s, at)) => {
                 let ok = !s.is_empty()
                     && s.len() <= 64
@@ -427,31 +414,32 @@ impl Checker {
             }
             None => d.region,
         };
-        let timeout = self.duration(f, "api", "timeout", d.timeout);
-        let max_in_flight = match self.text(f, "api", "max_in_flight") {
+        let timeout = self.duration(f, "api.timeout", d.timeout);
+        let max_in_flight = match self.text(f, "api.max_in_flight") {
             None => d.max_in_flight,
             Some((s, at)) => match s.parse::<usize>() {
                 Ok(n @ 1..=MAX_IN_FLIGHT) => n,
                 parsed => {
                     let why = match parsed {
-                        Ok(0) => "is 0, so no request could ever be sent; set it to at least 1".into(),
+                        Ok(0) => "is 0, so no request could ever be sent; set it to at least 1 (default 16)".into(),
                         Ok(n) => format!("is {n}; at most {MAX_IN_FLIGHT} is accepted (the budget, not concurrency, bounds the rate; default 16)"),
-                        Err(_) => format!("is {}; it must be a whole number of at least 1", show(&s)),
+                        Err(_) => format!("is {}; it must be a whole number of at least 1 (default 16)", show(&s)),
                     };
-                    let message = match why.ends_with(')') {
-                        true => format!("`api.max_in_flight` {why}"),
-                        false => format!("`api.max_in_flight` {why} (default 16)"),
-                    };
-                    self.problem(Some(at), message);
+                    self.problem(Some(at), format!("`api.max_in_flight` {why}"));
                     d.max_in_flight
                 }
             },
         };
         let record_version = self
-            .version(f, "record_version", &RECORD_VERSIONS, "GetRecordTask")
+            .version(f, "api.record_version", &RECORD_VERSIONS, "GetRecordTask")
             .unwrap_or(d.record_version);
         let webcast_version = self
-            .version(f, "webcast_version", &WEBCAST_VERSIONS, "GetWebCastTask")
+            .version(
+                f,
+                "api.webcast_version",
+                &WEBCAST_VERSIONS,
+                "GetWebCastTask",
+            )
             .unwrap_or(d.webcast_version);
         ApiSettings {
             endpoint,
@@ -500,12 +488,11 @@ impl Checker {
     fn version(
         &mut self,
         f: &mut Fields,
-        key: &str,
+        path: &str,
         known: &[&str],
         action: &str,
     ) -> Option<String> {
-        let path = format!("api.{key}");
-        let (text, at) = self.text(f, "api", key)?;
+        let (text, at) = self.text(f, path)?;
         let looks_like_date = text.len() == 10
             && text.bytes().enumerate().all(|(i, b)| match i {
                 4 | 7 => b == b'-',
@@ -531,17 +518,10 @@ impl Checker {
     }
 
     /// The duration at `section.key`: positive and at most a year.
-    fn duration(
-        &mut self,
-        f: &mut Fields,
-        section: &str,
-        key: &str,
-        default: Duration,
-    ) -> Duration {
-        let Some((text, at)) = self.text(f, section, key) else {
+    fn duration(&mut self, f: &mut Fields, path: &str, default: Duration) -> Duration {
+        let Some((text, at)) = self.text(f, path) else {
             return default;
         };
-        let path = format!("{section}.{key}");
         let default_text = duration::format(default);
         let why = match duration::parse(&text) {
             Ok(d) if d.is_zero() => format!(
@@ -592,10 +572,10 @@ impl Checker {
     fn schedule(&mut self, f: &mut Fields) -> ScheduleSettings {
         let d = ScheduleSettings::default();
         ScheduleSettings {
-            active_interval: self.duration(f, "schedule", "active_interval", d.active_interval),
-            settle_interval: self.duration(f, "schedule", "settle_interval", d.settle_interval),
-            settle_timeout: self.duration(f, "schedule", "settle_timeout", d.settle_timeout),
-            retention: self.duration(f, "schedule", "retention", d.retention),
+            active_interval: self.duration(f, "schedule.active_interval", d.active_interval),
+            settle_interval: self.duration(f, "schedule.settle_interval", d.settle_interval),
+            settle_timeout: self.duration(f, "schedule.settle_timeout", d.settle_timeout),
+            retention: self.duration(f, "schedule.retention", d.retention),
         }
     }
 
@@ -615,12 +595,8 @@ impl Checker {
             let entries = match item.value {
                 Value::Map(entries) => entries,
                 other => {
-                    let message = format!(
-                        "`{path}` must be a mapping with keys ({}), found {}",
-                        TARGET_KEYS.join(", "),
-                        other.describe()
-                    );
-                    self.problem(Some(pos), message);
+                    let expected = format!("a mapping with keys ({})", TARGET_KEYS.join(", "));
+                    self.shape(pos, &format!("`{path}`"), &expected, &other);
                     continue;
                 }
             };
@@ -750,54 +726,38 @@ impl Checker {
             Value::Null => return Some(Vec::new()),
             Value::Map(entries) => self.entries(entries, path, None),
             other => {
-                let message = format!(
-                    "`{path}` must be a mapping of `name: value` pairs, found {}",
-                    other.describe()
-                );
-                self.problem(Some(field.at), message);
+                let expected = "a mapping of `name: value` pairs";
+                self.shape(field.at, &format!("`{path}`"), expected, &other);
                 return None;
             }
         };
         let mut ok = true;
         let mut labels = Vec::with_capacity(entries.0.len());
         for (name, field) in entries.0 {
-            let key = field.key;
-            let child = format!("{path}.{name}");
-            let why = if !is_label_name(&name) {
-                format!(
-                    "label name {} is not a valid Prometheus label name; use letters, digits and `_`, not starting with a digit",
+            let (key, child) = (field.key, format!("{path}.{name}"));
+            let why = match self.one(Some(field), &child) {
+                _ if !is_label_name(&name) => format!(
+                    ": label name {} is not a valid Prometheus label name; use letters, digits and `_`, not starting with a digit",
                     show(&name)
-                )
-            } else if name.starts_with("__") {
-                format!(
-                    "label name `{name}` starts with `__`, which Prometheus reserves; rename it"
-                )
-            } else if RESERVED_LABELS.contains(&&*name) {
-                format!(
-                    "label name `{name}` collides with a label the exporter sets itself ({}); rename it, e.g. `{name}_name`",
+                ),
+                _ if name.starts_with("__") => format!(
+                    ": label name `{name}` starts with `__`, which Prometheus reserves; rename it"
+                ),
+                _ if RESERVED_LABELS.contains(&&*name) => format!(
+                    ": label name `{name}` collides with a label the exporter sets itself ({}); rename it, e.g. `{name}_name`",
                     RESERVED_LABELS.join(", ")
-                )
-            } else {
-                match self.one(Some(field), &child) {
-                    One::Text(value, _) => {
-                        labels.push((name.to_string(), value.to_string()));
-                        continue;
-                    }
-                    One::Refused => {
-                        ok = false;
-                        continue;
-                    }
-                    One::Absent => {
-                        let message = format!(
-                            "`{child}` has no value; give it one (quote it if it looks like a number or `null`) or remove it"
-                        );
-                        self.problem(Some(key), message);
-                        ok = false;
-                        continue;
-                    }
+                ),
+                One::Text(value, _) => {
+                    labels.push((name.to_string(), value.to_string()));
+                    continue;
                 }
+                One::Refused => {
+                    ok = false;
+                    continue;
+                }
+                One::Absent => " has no value; give it one (quote it if it looks like a number or `null`) or remove it".into(),
             };
-            self.problem(Some(key), format!("`{child}`: {why}"));
+            self.problem(Some(key), format!("`{child}`{why}"));
             ok = false;
         }
         labels.sort();
@@ -813,12 +773,9 @@ impl Checker {
         // Each key given: its text, where its key and its value are.
         let mut given: Vec<(&str, Rc<str>, Pos, Pos)> = Vec::new();
         for key in CREDENTIAL_KEYS {
-            let field = f.take(key);
-            let key_pos = field.as_ref().map(|f| f.key);
-            if let (Some((text, at)), Some(key_pos)) = (
-                self.one(field, &format!("credentials.{key}")).text(),
-                key_pos,
-            ) {
+            let Some(field) = f.take(key) else { continue };
+            let key_pos = field.key;
+            if let Some((text, at)) = self.one(Some(field), &format!("credentials.{key}")).text() {
                 given.push((key, text, key_pos, at));
             }
         }

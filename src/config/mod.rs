@@ -29,7 +29,7 @@ mod check;
 pub mod duration;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -197,82 +197,61 @@ impl Settings {
     /// What `check` prints: targets per kind and per app, budgets, intervals, API settings,
     /// where the credentials came from (access key id masked), warnings. Never a secret.
     pub fn summary(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let api = &self.api;
-        let _ = writeln!(
-            out,
-            "api:         {} (region {}, service {}), timeout {}, at most {} requests in flight",
+        const MAX_APPS: usize = 20;
+        let (api, s, d) = (&self.api, &self.schedule, duration::format);
+        let count = |kind: Kind, app: Option<&str>| {
+            let of = |t: &&Target| t.key.kind == kind && app.is_none_or(|a| t.key.app_id == a);
+            self.targets.iter().filter(of).count()
+        };
+        let token = match self.credentials.session_token {
+            Some(_) => ", with a session token",
+            None => "",
+        };
+        let mut out = format!(
+            "api:         {} (region {}, service {}), timeout {}, at most {} requests in flight\n\
+             versions:    GetRecordTask {}, GetWebCastTask {}\n\
+             budget:      GetRecordTask {}/s, GetWebCastTask {}/s\n\
+             schedule:    active tasks every {}, settling tasks every {}, retention {}, settle timeout {}\n\
+             credentials: access key {} from {}{token}\n\
+             targets:     {} (record {}, webcast {})\n",
             api.endpoint.base_url(),
             api.region,
             api.service,
-            duration::format(api.timeout),
-            api.max_in_flight
-        );
-        let _ = writeln!(
-            out,
-            "versions:    GetRecordTask {}, GetWebCastTask {}",
-            api.record_version, api.webcast_version
-        );
-        let _ = writeln!(
-            out,
-            "budget:      GetRecordTask {}/s, GetWebCastTask {}/s",
+            d(api.timeout),
+            api.max_in_flight,
+            api.record_version,
+            api.webcast_version,
             self.budget_for(Action::GetRecordTask),
-            self.budget_for(Action::GetWebCastTask)
-        );
-        let s = &self.schedule;
-        let _ = writeln!(
-            out,
-            "schedule:    active tasks every {}, settling tasks every {}, retention {}, settle timeout {}",
-            duration::format(s.active_interval),
-            duration::format(s.settle_interval),
-            duration::format(s.retention),
-            duration::format(s.settle_timeout)
-        );
-        let _ = writeln!(
-            out,
-            "credentials: access key {} from {}{}",
+            self.budget_for(Action::GetWebCastTask),
+            d(s.active_interval),
+            d(s.settle_interval),
+            d(s.retention),
+            d(s.settle_timeout),
             self.credentials.masked_access_key_id(),
             self.credential_source,
-            if self.credentials.session_token.is_some() {
-                ", with a session token"
-            } else {
-                ""
-            }
+            self.targets.len(),
+            count(Kind::Record, None),
+            count(Kind::Webcast, None),
         );
-        let count =
-            |kind: Kind, targets: &[&Target]| targets.iter().filter(|t| t.key.kind == kind).count();
-        let all: Vec<&Target> = self.targets.iter().collect();
-        let _ = writeln!(
-            out,
-            "targets:     {} (record {}, webcast {})",
-            all.len(),
-            count(Kind::Record, &all),
-            count(Kind::Webcast, &all)
-        );
-        let mut apps: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
-        for t in &self.targets {
-            apps.entry(t.key.app_id.as_str()).or_default().push(t);
-        }
-        const MAX_APPS: usize = 20;
-        for (app, targets) in apps.iter().take(MAX_APPS) {
-            let _ = writeln!(
-                out,
-                "  app {app}: record {}, webcast {}",
-                count(Kind::Record, targets),
-                count(Kind::Webcast, targets)
+        let apps: BTreeSet<&str> = self.targets.iter().map(|t| &*t.key.app_id).collect();
+        for app in apps.iter().take(MAX_APPS) {
+            let (record, webcast) = (
+                count(Kind::Record, Some(app)),
+                count(Kind::Webcast, Some(app)),
             );
+            out.push_str(&format!(
+                "  app {app}: record {record}, webcast {webcast}\n"
+            ));
         }
         if apps.len() > MAX_APPS {
-            let _ = writeln!(out, "  ... and {} more apps", apps.len() - MAX_APPS);
+            out.push_str(&format!("  ... and {} more apps\n", apps.len() - MAX_APPS));
         }
-        if self.warnings.is_empty() {
-            let _ = writeln!(out, "warnings:    none");
-        } else {
-            let _ = writeln!(out, "warnings:    {}", self.warnings.len());
-            for w in &self.warnings {
-                let _ = writeln!(out, "  {w}");
-            }
+        match self.warnings.len() {
+            0 => out.push_str("warnings:    none\n"),
+            n => out.push_str(&format!("warnings:    {n}\n")),
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("  {w}\n"));
         }
         out
     }
@@ -314,17 +293,9 @@ impl fmt::Display for Problem {
 
 /// Everything wrong with a config file, one [`Problem`] per line in `Display`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", lines(.problems))]
+#[error("{}", .problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
     problems: Vec<Problem>,
-}
-
-fn lines(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl ConfigError {

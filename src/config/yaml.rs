@@ -88,18 +88,13 @@ pub const MAX_DEPTH: usize = 32;
 /// Most nodes alias expansion may create.
 pub const MAX_ALIAS_NODES: usize = 100_000;
 
-enum Frame {
-    Seq {
-        pos: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-    },
-    Map {
-        pos: Pos,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-    },
+/// A list or mapping being read: where it starts, its anchor, and its nodes so far (a
+/// mapping's keys and values alternate).
+struct Frame {
+    pos: Pos,
+    anchor: usize,
+    map: bool,
+    nodes: Vec<Node>,
 }
 
 fn size(node: &Node) -> usize {
@@ -188,44 +183,35 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
                         ),
                     ));
                 }
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq {
-                        pos,
-                        anchor,
-                        items: Vec::new(),
-                    }
-                } else {
-                    Frame::Map {
-                        pos,
-                        anchor,
-                        entries: Vec::new(),
-                        key: None,
-                    }
-                });
-                continue;
-            }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq { pos, anchor, items }) => {
-                    let value = Value::Seq(items.into_boxed_slice());
-                    (Node { pos, value }, anchor)
-                }
-                Some(Frame::Map {
+                let map = matches!(event, Event::MappingStart(..));
+                let frame = Frame {
                     pos,
                     anchor,
-                    entries,
-                    ..
-                }) => {
-                    // A block mapping's start event is marked at its first `:`; the mapping
-                    // is better placed at its first key.
-                    let pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
-                    let value = Value::Map(entries.into_boxed_slice());
-                    (Node { pos, value }, anchor)
-                }
-                None => {
+                    map,
+                    nodes: Vec::new(),
+                };
+                stack.push(frame);
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = stack.pop() else {
                     let message = "YAML syntax error: unbalanced collection end".into();
                     return Err(refuse(pos, message));
+                };
+                let (mut pos, mut nodes) = (frame.pos, frame.nodes.into_iter());
+                let value = if frame.map {
+                    let pairs = std::iter::from_fn(|| Some((nodes.next()?, nodes.next()?)));
+                    Value::Map(pairs.collect())
+                } else {
+                    Value::Seq(nodes.collect())
+                };
+                // A block mapping's start event is marked at its first `:`; the mapping is
+                // better placed at its first key.
+                if let Value::Map(entries) = &value {
+                    pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
                 }
-            },
+                (Node { pos, value }, frame.anchor)
+            }
         };
         if anchor != 0 {
             let n = size(&node);
@@ -233,11 +219,7 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(frame) => frame.nodes.push(node),
         }
     }
     Ok(root)
