@@ -44,6 +44,8 @@ const SCHEDULE_KEYS: &[&str] = &[
     "settle_timeout",
     "retention",
 ];
+const NO_TARGETS: &str =
+    "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)";
 const EMPTY: &str =
     "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)";
 /// What a list must look like, in messages.
@@ -82,13 +84,8 @@ pub(super) fn settings(
     let mut top = match root.value {
         Value::Map(entries) => c.entries(entries, "", Some(ROOT_KEYS)),
         other => {
-            let what = "the config";
-            c.shape(
-                root.pos,
-                what,
-                "a mapping with keys such as `api:` and `targets:`",
-                &other,
-            );
+            let expected = "a mapping with keys such as `api:` and `targets:`";
+            c.shape(root.pos, "the config", expected, &other);
             Fields::default()
         }
     };
@@ -116,10 +113,7 @@ pub(super) fn settings(
         },
         None if !root_ok => Vec::new(),
         None => {
-            c.problem(
-                None,
-                "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)".into(),
-            );
+            c.problem(None, NO_TARGETS.into());
             Vec::new()
         }
     };
@@ -270,8 +264,9 @@ struct Checker {
 /// Findings as [`Problem`]s of `origin`, in file order (those without a place last).
 fn sorted(origin: &str, mut found: Vec<(Option<Pos>, String)>) -> Vec<Problem> {
     found.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
+    let file = || origin.to_owned();
     let problem = |(pos, message)| Problem {
-        file: origin.to_owned(),
+        file: file(),
         pos,
         message,
     };
@@ -868,5 +863,73 @@ mod tests {
         assert_eq!(closest("recording", &["record", "webcast"]), Some("record"));
         assert_eq!(closest("web", &["record", "webcast"]), None);
         assert_eq!(closest("max_in", &valid), Some("max_in_flight"));
+    }
+
+    fn env() -> crate::credentials::MapEnv {
+        crate::credentials::MapEnv::new()
+            .with_var("VOLC_ACCESSKEY", "AKLT0000000000001234")
+            .with_var("VOLC_SECRETKEY", "c2VjcmV0")
+    }
+
+    const TARGET: &str = "targets:\n  - {kind: webcast, app_id: a, room_id: r}\n";
+
+    #[test]
+    fn settle_timeout_defaults_to_an_hour_and_must_be_positive() {
+        let s = settings(TARGET, "c.yaml", None, &env()).unwrap();
+        assert_eq!(s.schedule.settle_timeout, Duration::from_secs(3600));
+        let text = format!("schedule:\n  settle_timeout: 90m\n{TARGET}");
+        let s = settings(&text, "c.yaml", None, &env()).unwrap();
+        assert_eq!(s.schedule.settle_timeout, Duration::from_secs(5400));
+        assert!(
+            s.summary().contains("settle timeout 1h30m"),
+            "{}",
+            s.summary()
+        );
+        for (value, want) in [
+            ("0s", "c.yaml:2:19: `schedule.settle_timeout` is `0s`; it must be longer than zero (default 1h)"),
+            ("-1h", "c.yaml:2:19: `schedule.settle_timeout`: `-1h` is not a duration; write it like 500ms, 15s, 5m, 1h30m or 1d (units y, w, d, h, m, s, ms, largest first, each once); it must be positive"),
+        ] {
+            let text = format!("schedule:\n  settle_timeout: {value}\n{TARGET}");
+            let err = settings(&text, "c.yaml", None, &env()).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+        let text = format!("schedule:\n  settle_timout: 2h\n{TARGET}");
+        let err = settings(&text, "c.yaml", None, &env()).unwrap_err();
+        assert!(
+            err.to_string().ends_with("did you mean `settle_timeout`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn targets_list_alone() {
+        let ok = targets(
+            "- {kind: record, app_id: a, room_id: r, task_id: t}\n",
+            "t.yaml",
+        );
+        assert_eq!(ok.map(|t| t.len()), Ok(1));
+        assert_eq!(targets("~\n", "t.yaml").map(|t| t.len()), Ok(0));
+        let err = targets("- {kind: record, app_id: a, room_id: r}\n- 5\n", "t.yaml").unwrap_err();
+        let lines: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("t.yaml:1:3: `targets[0]` is a record target without `task_id`")
+        );
+        assert!(lines[1].starts_with("t.yaml:2:3: `targets[1]` must be a mapping with keys"));
+    }
+
+    #[test]
+    fn missing_pieces_are_not_reported_twice() {
+        // A wrongly shaped key is reported for its shape, not again as missing.
+        let text = "targets:\n  - {kind: [record], app_id: {a: 1}, room_id: r, task_id: t}\n";
+        let err = settings(text, "c.yaml", None, &env()).unwrap_err();
+        let lines: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "c.yaml:2:12: `targets[0].kind` must be a single value, found a list",
+                "c.yaml:2:30: `targets[0].app_id` must be a single value, found a mapping",
+            ]
+        );
     }
 }

@@ -140,12 +140,6 @@ pub struct Settings {
     pub warnings: Vec<String>,
 }
 
-impl Settings {
-    pub fn budget_for(&self, action: Action) -> f64 {
-        self.budget[action.index()]
-    }
-}
-
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
@@ -176,6 +170,10 @@ impl Default for ScheduleSettings {
 }
 
 impl Settings {
+    pub fn budget_for(&self, action: Action) -> f64 {
+        self.budget[action.index()]
+    }
+
     /// Settings with every default, for these credentials and targets (the simulator, `demo`,
     /// tests); no warnings.
     pub fn new(

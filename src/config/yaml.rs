@@ -97,16 +97,13 @@ struct Frame {
     nodes: Vec<Node>,
 }
 
+/// How many nodes `node` holds, itself included.
 fn size(node: &Node) -> usize {
+    let pair = |(k, v): &(Node, Node)| size(k) + size(v);
     match &node.value {
         Value::Null | Value::Scalar(_) => 1,
         Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| size(k) + size(v))
-                .sum::<usize>()
-        }
+        Value::Map(entries) => 1 + entries.iter().map(pair).sum::<usize>(),
     }
 }
 
