@@ -15,16 +15,16 @@
 //! [`load_targets`] reads a file that holds only a list of targets (YAML, or JSON, which is
 //! YAML), each written as under `targets:`, with the same checks and messages.
 //!
-//! **Why `yaml-rust2`.** Its parser yields events marked with line and column, so one parse
-//! places every key and every value. A serde route cannot: deserializing stops at the first
-//! error, and `serde_yaml` (0.9, deprecated upstream) and its forks `serde_yaml_ng` and
-//! `serde_norway` give a position for that error only, never for a value that is read fine
-//! but checked wrong later, so "every problem at once, each with its place" would need a
-//! second parse. `saphyr`, the maintained successor with spans, keeps
-//! a mapping's keys in a hash map, where a duplicate key silently replaces the first; the config
-//! must report it. Building the tree from the events here keeps duplicate keys, caps alias
-//! expansion and nesting, and shares equal texts, so 10,000 targets load in under 6 MiB
-//! (`tests/config_memory.rs`). `serde_yaml` is left to the tests that read other YAML files.
+//! **Why `yaml-rust2`.** Its parser yields events marked with line and column, so one parse places
+//! every key and every value. A serde route cannot: deserializing stops at the first error, and
+//! `serde_yaml` (0.9, deprecated upstream) and its forks `serde_yaml_ng` and `serde_norway` give a
+//! position for that error only, never for a value that is read fine but checked wrong later, so
+//! "every problem at once, each with its place" would need a second parse. `saphyr`, the maintained
+//! successor with spans, keeps a mapping's keys in a hash map, where a duplicate key silently
+//! replaces the first; the config must report it. Building the tree from the events here keeps
+//! duplicate keys, caps alias expansion and nesting, and shares equal texts, so 10,000 targets load
+//! in under 6 MiB (`tests/config_memory.rs`). `serde_yaml` is left to the tests that read other
+//! YAML files.
 
 mod check;
 pub mod duration;
