@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         active_interval: Duration::from_secs(15),
         settle_interval: Duration::from_secs(60),
         retention: Duration::from_secs(86_400),
+        ..ScheduleSettings::default()
     };
     let wall0 = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let ms_ago = |ago: Duration| -> i64 {

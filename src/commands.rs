@@ -131,6 +131,7 @@ pub fn demo_schedule() -> ScheduleSettings {
         active_interval: Duration::from_secs(3),
         settle_interval: Duration::from_secs(5),
         retention: Duration::from_secs(72 * 3600),
+        ..ScheduleSettings::default()
     }
 }
 

@@ -57,6 +57,7 @@
 //!     active_interval: Duration::from_secs(15),
 //!     settle_interval: Duration::from_secs(60),
 //!     retention: Duration::from_secs(86_400),
+//!     ..ScheduleSettings::default()
 //! };
 //! let t0 = Instant::now();
 //! let mut scheduler = Scheduler::new(&targets, &schedule, t0);
@@ -587,6 +588,7 @@ mod tests {
             active_interval: ACTIVE,
             settle_interval: SETTLE,
             retention: secs(86_400),
+            ..ScheduleSettings::default()
         }
     }
 

@@ -1,111 +1,63 @@
-//! Step two: the raw structs converted into checked [`Settings`]. Every value is checked,
-//! every problem collected with the position the [`PosIndex`] gives for its path (looked up
-//! only when there is a problem), and the messages say what to write instead. Warnings
+//! The positioned tree converted into checked [`Settings`] (or a list of targets), in one walk:
+//! every key is checked against the keys its section allows (unknown ones get the closest
+//! valid key or their proper section as the fix), every value's shape and content is checked,
+//! and each problem is recorded with the place of the node it is about, which the tree already
+//! holds. Nothing stops the walk: all problems come back together, sorted by place. Warnings
 //! (allowed but suspicious) go to [`Settings::warnings`].
+//!
+//! The tree is consumed as it is read, so a large `targets:` list is not held twice.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
-use super::de;
-use super::raw::{RawConfig, RawCredentials, RawTarget, Scalar};
-use super::schema::{self, PosIndex};
+use super::yaml::{self, Node, Pos, Value};
 use super::{
-    default_budget, duration, yaml, ApiSettings, ConfigError, Endpoint, Pos, Problem,
+    default_budget, duration, ApiSettings, ConfigError, CredentialSource, Endpoint, Problem,
     ScheduleSettings, Settings, RECORD_VERSIONS, RESERVED_LABELS, VENDOR_QUOTA, WEBCAST_VERSIONS,
 };
-use crate::credentials::{self, CredentialConfig, Environment, Secret};
+use crate::credentials::{self, CredentialConfig, Credentials, Environment, Secret};
 use crate::model::{Action, Kind, Target, TargetKey};
 
-/// The whole pipeline: YAML, schema walk, serde, conversion.
-pub(super) fn parse_in(
-    text: &str,
-    origin: &str,
-    base_dir: Option<&Path>,
-    env: &dyn Environment,
-) -> Result<Settings, ConfigError> {
-    let mut root = match yaml::load(text) {
-        Ok(Some(root)) => root,
-        Ok(None) => return Err(ConfigError::single(
-            origin,
-            None,
-            "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)"
-                .into(),
-        )),
-        Err(e) => return Err(ConfigError::single(origin, Some(e.pos), e.message)),
-    };
-    let walked = schema::walk(&mut root);
-    let mut findings: Vec<Finding> = walked
-        .findings
-        .into_iter()
-        .map(|(pos, message)| (Where::At(pos), Text::Plain(message)))
-        .collect();
-    // The walk leaves only known keys with the right shapes, so this cannot fail in practice;
-    // the tree is consumed, its text moving into the raw structs.
-    let raw: RawConfig = if walked.root_ok {
-        de::from_node(root).unwrap_or_else(|_| {
-            findings.push((
-                Where::At(None),
-                Text::Plain("the config could not be read into its settings; check the keys' shapes against examples/config.yaml".into()),
-            ));
-            RawConfig::default()
-        })
-    } else {
-        RawConfig::default()
-    };
-    let index = PosIndex::new(text, walked.refused);
-    let mut conv = Converter {
-        index: &index,
-        findings,
-        warnings: Vec::new(),
-    };
-    let settings = conv.convert(raw, base_dir, env);
-    let Converter {
-        findings, warnings, ..
-    } = conv;
-
-    if !findings.is_empty() {
-        // The settings are not needed any more, so their memory can go to the places.
-        drop(settings);
-        let mut findings = resolve(&index, findings);
-        // File order; findings without a place last. The sort is stable.
-        findings.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
-        return Err(ConfigError {
-            problems: findings
-                .into_iter()
-                .map(|(pos, message)| Problem {
-                    file: origin.to_owned(),
-                    pos,
-                    message,
-                })
-                .collect(),
-        });
-    }
-    let mut warnings = resolve(&index, warnings);
-    warnings.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
-    let warnings = warnings
-        .into_iter()
-        .map(|(pos, message)| {
-            Problem {
-                file: origin.to_owned(),
-                pos,
-                message,
-            }
-            .to_string()
-        })
-        .collect();
-    match settings {
-        Some(mut s) => {
-            s.warnings = warnings;
-            Ok(s)
-        }
-        None => Err(ConfigError::single(
-            origin,
-            None,
-            "no usable settings could be built".into(),
-        )),
-    }
-}
+const ROOT_KEYS: &[&str] = &["api", "credentials", "budget", "schedule", "targets"];
+const API_KEYS: &[&str] = &[
+    "endpoint",
+    "region",
+    "timeout",
+    "max_in_flight",
+    "record_version",
+    "webcast_version",
+];
+const CREDENTIAL_KEYS: &[&str] = &[
+    "access_key_id_file",
+    "secret_access_key_file",
+    "session_token_file",
+    "access_key_id",
+    "secret_access_key",
+    "session_token",
+];
+const BUDGET_KEYS: &[&str] = &["GetRecordTask", "GetWebCastTask"];
+const SCHEDULE_KEYS: &[&str] = &[
+    "active_interval",
+    "settle_interval",
+    "settle_timeout",
+    "retention",
+];
+const NO_TARGETS: &str =
+    "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)";
+const EMPTY: &str =
+    "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)";
+/// What a list must look like, in messages.
+const LIST: &str = "a list (each entry starting with `- `)";
+const TARGET_KEYS: &[&str] = &["kind", "app_id", "room_id", "task_id", "labels"];
+/// The sections a misplaced top-level key may belong in, for the "did you mean" hint.
+const SECTIONS: [(&str, &[&str]); 4] = [
+    ("api", API_KEYS),
+    ("credentials", CREDENTIAL_KEYS),
+    ("budget", BUDGET_KEYS),
+    ("schedule", SCHEDULE_KEYS),
+];
 
 /// The longest duration accepted anywhere in the config, so that no later arithmetic on
 /// instants or nanoseconds can overflow.
@@ -115,73 +67,130 @@ const MAX_IN_FLIGHT: usize = 10_000;
 /// The highest budget accepted, requests per second per action.
 const MAX_BUDGET: f64 = 10_000.0;
 
-/// Where a finding is shown: known already, or the place of a path, looked up once all
-/// findings are in (see [`resolve`]).
-enum Where {
-    At(Option<Pos>),
-    /// Where the value at this path starts.
-    Value(String),
-    /// Where the key of this path starts.
-    Key(String),
-}
-
-/// What a finding says; `LineOf` names the line where another path's value starts, between
-/// its two parts (as in `... as `targets[0]` at line 7; remove one of them`).
-enum Text {
-    Plain(String),
-    LineOf {
-        before: String,
-        path: String,
-        after: String,
-    },
-}
-
-type Finding = (Where, Text);
-
-/// The findings with their places and final text: the places of all the paths they name are
-/// looked up together, in one more load of the text, and only if some path is named.
-fn resolve(index: &PosIndex<'_>, found: Vec<Finding>) -> Vec<(Option<Pos>, String)> {
-    let places = {
-        let mut wanted = Vec::new();
-        for (at, text) in &found {
-            if let Where::Value(path) | Where::Key(path) = at {
-                wanted.push(path.as_str());
-            }
-            if let Text::LineOf { path, .. } = text {
-                wanted.push(path.as_str());
-            }
-        }
-        (!wanted.is_empty()).then(|| index.places(wanted))
+/// Checks a whole config: `text` named `origin`, relative `*_file` paths against `base_dir`.
+pub(super) fn settings(
+    text: &str,
+    origin: &str,
+    base_dir: Option<&Path>,
+    env: &dyn Environment,
+) -> Result<Settings, ConfigError> {
+    let root = match yaml::load(text) {
+        Ok(Some(root)) => root,
+        Ok(None) => return Err(ConfigError::single(origin, None, EMPTY.into())),
+        Err(e) => return Err(ConfigError::single(origin, Some(e.pos), e.message)),
     };
-    let value = |path: &str| places.as_ref().and_then(|p| p.value(path));
-    found
-        .into_iter()
-        .map(|(at, text)| {
-            let pos = match at {
-                Where::At(pos) => pos,
-                Where::Value(path) => value(&path),
-                Where::Key(path) => places.as_ref().and_then(|p| p.key(&path)),
-            };
-            let message = match text {
-                Text::Plain(message) => message,
-                Text::LineOf {
-                    before,
-                    path,
-                    after,
-                } => match value(&path) {
-                    Some(p) => format!("{before} at line {}{after}", p.line),
-                    None => format!("{before}{after}"),
-                },
-            };
-            (pos, message)
-        })
-        .collect()
+    let mut c = Checker::default();
+    let root_ok = matches!(root.value, Value::Map(_));
+    let mut top = match root.value {
+        Value::Map(entries) => c.entries(entries, "", Some(ROOT_KEYS)),
+        other => {
+            let expected = "a mapping with keys such as `api:` and `targets:`";
+            c.shape(root.pos, "the config", expected, &other);
+            Fields::default()
+        }
+    };
+    let mut section = |c: &mut Checker, name: &str, keys| {
+        let field = top.take(name)?;
+        c.mapping(field.node, name, keys)
+    };
+    let mut api = section(&mut c, "api", API_KEYS).unwrap_or_default();
+    let mut creds = section(&mut c, "credentials", CREDENTIAL_KEYS).unwrap_or_default();
+    let mut budget = section(&mut c, "budget", BUDGET_KEYS).unwrap_or_default();
+    let mut schedule = section(&mut c, "schedule", SCHEDULE_KEYS).unwrap_or_default();
+
+    let api = c.api(&mut api);
+    let budget = [Action::GetRecordTask, Action::GetWebCastTask]
+        .map(|action| c.budget(action, budget.take(&action.to_string())));
+    let schedule = c.schedule(&mut schedule);
+    let targets = match top.take("targets") {
+        Some(field) => match field.node.value {
+            Value::Null => c.target_list(Box::default(), Some(field.at)),
+            Value::Seq(items) => c.target_list(items, Some(field.at)),
+            other => {
+                c.shape(field.at, "`targets`", LIST, &other);
+                Vec::new()
+            }
+        },
+        None if !root_ok => Vec::new(),
+        None => {
+            c.problem(None, NO_TARGETS.into());
+            Vec::new()
+        }
+    };
+    let creds = c.credentials(&mut creds, base_dir, env);
+    let warnings = c.finish(origin)?;
+    let (credentials, credential_source) = creds.ok_or_else(|| {
+        ConfigError::single(origin, None, "no usable credentials were found".into())
+    })?;
+    Ok(Settings {
+        api,
+        credentials,
+        credential_source,
+        budget,
+        schedule,
+        targets,
+        warnings,
+    })
 }
 
-struct Converter<'a> {
-    index: &'a PosIndex<'a>,
-    findings: Vec<Finding>,
-    warnings: Vec<Finding>,
+/// Checks a list of targets on its own (a targets file): each item as under `targets:`.
+pub(super) fn targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigError> {
+    let root = yaml::load(text).map_err(|e| ConfigError::single(origin, Some(e.pos), e.message))?;
+    let mut c = Checker::default();
+    let targets = match root.map(|r| (r.pos, r.value)) {
+        None | Some((_, Value::Null)) => Vec::new(),
+        Some((_, Value::Seq(items))) => c.target_list(items, None),
+        Some((pos, other)) => {
+            c.shape(pos, "a targets file", LIST, &other);
+            Vec::new()
+        }
+    };
+    c.finish(origin)?;
+    Ok(targets)
+}
+
+/// A value found under a key: where the key is, where the value is shown, and the value.
+struct Field {
+    key: Pos,
+    at: Pos,
+    node: Node,
+}
+
+/// A mapping's entries that passed the key checks, in file order.
+#[derive(Default)]
+struct Fields(Vec<(Rc<str>, Field)>);
+
+impl Fields {
+    fn take(&mut self, name: &str) -> Option<Field> {
+        let i = self.0.iter().position(|(k, _)| &**k == name)?;
+        Some(self.0.remove(i).1)
+    }
+}
+
+/// A single value as written: absent or empty, of another shape (already reported), or its
+/// text and place.
+enum One {
+    Absent,
+    Refused,
+    Text(Rc<str>, Pos),
+}
+
+impl One {
+    fn text(self) -> Option<(Rc<str>, Pos)> {
+        match self {
+            One::Text(text, pos) => Some((text, pos)),
+            One::Absent | One::Refused => None,
+        }
+    }
+}
+
+/// A path as shown in messages.
+fn shown(path: &str) -> String {
+    if path.is_empty() {
+        "the top level".to_owned()
+    } else {
+        format!("`{path}`")
+    }
 }
 
 /// A value as shown in a message: escaped, and cut when long.
@@ -210,551 +219,601 @@ fn is_label_name(name: &str) -> bool {
         && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-impl Converter<'_> {
-    /// A problem with the value at `path`.
-    fn problem(&mut self, path: &str, message: String) {
-        self.findings
-            .push((Where::Value(path.to_owned()), Text::Plain(message)));
-    }
-
-    /// A problem with no place in the file.
-    fn problem_at_large(&mut self, message: String) {
-        self.findings.push((Where::At(None), Text::Plain(message)));
-    }
-
-    fn warn(&mut self, path: &str, message: String) {
-        self.warnings
-            .push((Where::Value(path.to_owned()), Text::Plain(message)));
-    }
-
-    fn convert(
-        &mut self,
-        raw: RawConfig,
-        base_dir: Option<&Path>,
-        env: &dyn Environment,
-    ) -> Option<Settings> {
-        let api = self.api(&raw);
-        let budget = [
-            self.budget(Action::GetRecordTask, raw.budget.get_record_task.as_ref()),
-            self.budget(Action::GetWebCastTask, raw.budget.get_webcast_task.as_ref()),
-        ];
-        let schedule = self.schedule(&raw);
-        let targets = self.targets(raw.targets);
-        let creds = self.credentials(&raw.credentials, base_dir, env);
-        let (credentials, credential_source) = creds?;
-        Some(Settings {
-            api,
-            credentials,
-            credential_source,
-            budget,
-            schedule,
-            targets,
-            warnings: Vec::new(),
+/// The valid name nearest to `name` by edit distance (ignoring case), if near enough to be a
+/// plausible typo; else one that `name` merely extends or shortens (`recording`, `record`).
+pub(super) fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
+    let lower = name.to_ascii_lowercase();
+    let near = valid
+        .iter()
+        .map(|v| (strsim::levenshtein(&lower, &v.to_ascii_lowercase()), *v))
+        .filter(|(d, v)| *d <= (v.chars().count() / 3).max(2))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, v)| v);
+    near.or_else(|| {
+        valid.iter().copied().find(|v| {
+            let v = v.to_ascii_lowercase();
+            v.len() >= 4 && (lower.starts_with(&v) || (lower.len() >= 4 && v.starts_with(&lower)))
         })
+    })
+}
+
+/// "unknown key" with the closest valid key, or the key's proper section, as the fix.
+fn unknown_key(name: &str, path: &str, valid: &[&str]) -> String {
+    let what = if path.is_empty() {
+        format!("unknown top-level key `{name}`")
+    } else {
+        format!("unknown key `{name}` in `{path}`")
+    };
+    let home = SECTIONS.iter().find(|(_, keys)| keys.contains(&name));
+    match (closest(name, valid), home) {
+        (Some(best), _) => format!("{what}; did you mean `{best}`?"),
+        (None, Some((section, _))) if path.is_empty() => {
+            format!("{what}; it belongs under `{section}:` (indent it there)")
+        }
+        _ => format!("{what}; valid keys are: {}", valid.join(", ")),
+    }
+}
+
+/// The findings so far: problems and warnings, each with its place when it has one.
+#[derive(Default)]
+struct Checker {
+    problems: Vec<(Option<Pos>, String)>,
+    warnings: Vec<(Option<Pos>, String)>,
+}
+
+/// Findings as [`Problem`]s of `origin`, in file order (those without a place last).
+fn sorted(origin: &str, mut found: Vec<(Option<Pos>, String)>) -> Vec<Problem> {
+    found.sort_by_key(|(pos, _)| (pos.is_none(), *pos));
+    let file = || origin.to_owned();
+    let problem = |(pos, message)| Problem {
+        file: file(),
+        pos,
+        message,
+    };
+    found.into_iter().map(problem).collect()
+}
+
+impl Checker {
+    fn problem(&mut self, pos: Option<Pos>, message: String) {
+        self.problems.push((pos, message));
     }
 
-    fn api(&mut self, raw: &RawConfig) -> ApiSettings {
+    fn warn(&mut self, pos: Pos, message: String) {
+        self.warnings.push((Some(pos), message));
+    }
+
+    /// The warnings as lines, or every problem.
+    fn finish(self, origin: &str) -> Result<Vec<String>, ConfigError> {
+        if !self.problems.is_empty() {
+            return Err(ConfigError {
+                problems: sorted(origin, self.problems),
+            });
+        }
+        let warnings = sorted(origin, self.warnings);
+        Ok(warnings.iter().map(Problem::to_string).collect())
+    }
+
+    /// `what` (at `pos`) must be `expected` but is `found`.
+    fn shape(&mut self, pos: Pos, what: &str, expected: &str, found: &Value) {
+        let message = format!("{what} must be {expected}, found {}", found.describe());
+        self.problem(Some(pos), message);
+    }
+
+    /// A mapping's entries with plain keys seen for the first time and, given `valid`, only
+    /// known keys; the others are reported.
+    fn entries(
+        &mut self,
+        entries: Box<[(Node, Node)]>,
+        path: &str,
+        valid: Option<&[&str]>,
+    ) -> Fields {
+        let mut kept = Fields(Vec::with_capacity(entries.len()));
+        let mut seen: HashMap<Rc<str>, Pos> = HashMap::new();
+        for (k, v) in entries.into_vec() {
+            let name = match k.value {
+                Value::Scalar(name) => name,
+                other => {
+                    let message = format!(
+                        "a key in {} is {}; keys must be plain names",
+                        shown(path),
+                        other.describe()
+                    );
+                    self.problem(Some(k.pos), message);
+                    continue;
+                }
+            };
+            if let Some(first) = seen.get(&name) {
+                let message = format!(
+                    "duplicate key `{name}` in {} (first given at line {}); remove one of them",
+                    shown(path),
+                    first.line
+                );
+                self.problem(Some(k.pos), message);
+                continue;
+            }
+            seen.insert(Rc::clone(&name), k.pos);
+            if let Some(valid) = valid.filter(|valid| !valid.contains(&&*name)) {
+                self.problem(Some(k.pos), unknown_key(&name, path, valid));
+                continue;
+            }
+            // An empty value is marked where the next token starts, so its key is the
+            // better place then.
+            let at = match v.value {
+                Value::Null if v.pos.line != k.pos.line => k.pos,
+                _ => v.pos,
+            };
+            let field = Field {
+                key: k.pos,
+                at,
+                node: v,
+            };
+            kept.0.push((name, field));
+        }
+        kept
+    }
+
+    /// A section that must be a mapping of `keys`; `None` when empty or of another shape.
+    fn mapping(&mut self, node: Node, path: &str, keys: &[&str]) -> Option<Fields> {
+        match node.value {
+            Value::Null => None,
+            Value::Map(entries) => Some(self.entries(entries, path, Some(keys))),
+            other => {
+                let expected = format!("a mapping of keys ({})", keys.join(", "));
+                self.shape(node.pos, &format!("`{path}`"), &expected, &other);
+                None
+            }
+        }
+    }
+
+    /// The single value at `path`, if any.
+    fn one(&mut self, field: Option<Field>, path: &str) -> One {
+        let Some(field) = field else {
+            return One::Absent;
+        };
+        match field.node.value {
+            Value::Null => One::Absent,
+            Value::Scalar(text) => One::Text(text, field.at),
+            other => {
+                self.shape(field.at, &format!("`{path}`"), "a single value", &other);
+                One::Refused
+            }
+        }
+    }
+
+    /// The text at `path` (`api.timeout`), its last key taken from section `f`, if any.
+    fn text(&mut self, f: &mut Fields, path: &str) -> Option<(Rc<str>, Pos)> {
+        let field = f.take(path.rsplit('.').next().unwrap_or(path));
+        self.one(field, path).text()
+    }
+
+    fn api(&mut self, f: &mut Fields) -> ApiSettings {
         let d = ApiSettings::default();
-        let r = &raw.api;
-        let endpoint = match &r.endpoint {
-            Some(s) => self.endpoint(s).unwrap_or(d.endpoint),
+        let endpoint = match self.text(f, "api.endpoint") {
+            Some((text, at)) => self.endpoint(&text, at).unwrap_or(d.endpoint),
             None => d.endpoint,
         };
-        let region = match &r.region {
-            Some(s) => {
-                let ok = !s.0.is_empty()
-                    && s.0.len() <= 64
-                    && s.0
-                        .bytes()
+        let region = match self.text(f, "api.region") {
+            Some((s, at)) => {
+                let ok = !s.is_empty()
+                    && s.len() <= 64
+                    && s.bytes()
                         .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
                 if !ok {
-                    self.problem(
-                        "api.region",
-                        format!(
-                            "`api.region` is {}; a region looks like `cn-north-1` (Volcengine) or `ap-singapore-1` (BytePlus)",
-                            show(&s.0)
-                        ),
+                    let message = format!(
+                        "`api.region` is {}; a region looks like `cn-north-1` (Volcengine) or `ap-singapore-1` (BytePlus)",
+                        show(&s)
                     );
+                    self.problem(Some(at), message);
                 }
-                s.0.clone()
+                s.to_string()
             }
             None => d.region,
         };
-        let timeout = self.duration("api.timeout", r.timeout.as_ref(), d.timeout);
-        let max_in_flight = match &r.max_in_flight {
+        let timeout = self.duration(f, "api.timeout", d.timeout);
+        let max_in_flight = match self.text(f, "api.max_in_flight") {
             None => d.max_in_flight,
-            Some(s) => match s.0.parse::<usize>() {
-                Ok(0) => {
-                    self.problem(
-                        "api.max_in_flight",
-                        "`api.max_in_flight` is 0, so no request could ever be sent; set it to at least 1 (default 16)".into(),
-                    );
-                    d.max_in_flight
-                }
-                Ok(n) if n > MAX_IN_FLIGHT => {
-                    self.problem(
-                        "api.max_in_flight",
-                        format!(
-                            "`api.max_in_flight` is {n}; at most {MAX_IN_FLIGHT} is accepted (the budget, not concurrency, bounds the rate; default 16)"
-                        ),
-                    );
-                    d.max_in_flight
-                }
-                Ok(n) => n,
-                Err(_) => {
-                    self.problem(
-                        "api.max_in_flight",
-                        format!(
-                            "`api.max_in_flight` is {}; it must be a whole number of at least 1 (default 16)",
-                            show(&s.0)
-                        ),
-                    );
+            Some((s, at)) => match s.parse::<usize>() {
+                Ok(n @ 1..=MAX_IN_FLIGHT) => n,
+                parsed => {
+                    let why = match parsed {
+                        Ok(0) => "is 0, so no request could ever be sent; set it to at least 1 (default 16)".into(),
+                        Ok(n) => format!("is {n}; at most {MAX_IN_FLIGHT} is accepted (the budget, not concurrency, bounds the rate; default 16)"),
+                        Err(_) => format!("is {}; it must be a whole number of at least 1 (default 16)", show(&s)),
+                    };
+                    self.problem(Some(at), format!("`api.max_in_flight` {why}"));
                     d.max_in_flight
                 }
             },
         };
-        let record_version = self.version(
-            "api.record_version",
-            r.record_version.as_ref(),
-            &RECORD_VERSIONS,
-            "GetRecordTask",
-        );
-        let webcast_version = self.version(
-            "api.webcast_version",
-            r.webcast_version.as_ref(),
-            &WEBCAST_VERSIONS,
-            "GetWebCastTask",
-        );
+        let record_version = self
+            .version(f, "api.record_version", &RECORD_VERSIONS, "GetRecordTask")
+            .unwrap_or(d.record_version);
+        let webcast_version = self
+            .version(
+                f,
+                "api.webcast_version",
+                &WEBCAST_VERSIONS,
+                "GetWebCastTask",
+            )
+            .unwrap_or(d.webcast_version);
         ApiSettings {
             endpoint,
             region,
             service: d.service,
             timeout,
             max_in_flight,
-            record_version: record_version.unwrap_or(d.record_version),
-            webcast_version: webcast_version.unwrap_or(d.webcast_version),
+            record_version,
+            webcast_version,
         }
     }
 
-    fn endpoint(&mut self, s: &Scalar) -> Option<Endpoint> {
-        let text = s.as_str();
-        let fix = "write it as scheme://host[:port], e.g. `https://rtc.volcengineapi.com` or `https://open.byteplusapi.com`";
-        let bad = |why: &str| format!("`api.endpoint` {} {why}; {fix}", show(text));
-        let url = match reqwest::Url::parse(text) {
-            Ok(u) => u,
-            Err(e) => {
-                let why = if text.contains("://") {
-                    format!("is not a valid URL ({e})")
-                } else {
-                    "has no scheme".to_owned()
-                };
-                self.problem("api.endpoint", bad(&why));
-                return None;
-            }
-        };
-        let why = if !matches!(url.scheme(), "http" | "https") {
-            Some(format!(
+    fn endpoint(&mut self, text: &str, at: Pos) -> Option<Endpoint> {
+        let why = match reqwest::Url::parse(text) {
+            Err(e) if text.contains("://") => Err(format!("is not a valid URL ({e})")),
+            Err(_) => Err("has no scheme".to_owned()),
+            Ok(url) if !matches!(url.scheme(), "http" | "https") => Err(format!(
                 "has scheme `{}`: only http and https work",
                 url.scheme()
-            ))
-        } else if !url.username().is_empty() || url.password().is_some() {
-            Some("contains a user name or password; credentials go under `credentials:`".into())
-        } else if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-            Some("has a path, query or fragment; the API is served at the root".into())
-        } else if url.host_str().is_none_or(str::is_empty) {
-            Some("has no host".into())
-        } else {
-            None
+            )),
+            Ok(url) if !url.username().is_empty() || url.password().is_some() => {
+                Err("contains a user name or password; credentials go under `credentials:`".into())
+            }
+            Ok(url) if url.path() != "/" || url.query().is_some() || url.fragment().is_some() => {
+                Err("has a path, query or fragment; the API is served at the root".into())
+            }
+            Ok(url) => match url.host_str().filter(|h| !h.is_empty()) {
+                None => Err("has no host".into()),
+                Some(host) => Ok(Endpoint {
+                    scheme: url.scheme().to_owned(),
+                    host: host.to_owned(),
+                    port: url.port(),
+                }),
+            },
         };
-        if let Some(why) = why {
-            self.problem("api.endpoint", bad(&why));
-            return None;
-        }
-        Some(Endpoint {
-            scheme: url.scheme().to_owned(),
-            host: url.host_str().unwrap_or_default().to_owned(),
-            port: url.port(),
+        why.map_err(|why| {
+            let message = format!(
+                "`api.endpoint` {} {why}; write it as scheme://host[:port], e.g. `https://rtc.volcengineapi.com` or `https://open.byteplusapi.com`",
+                show(text)
+            );
+            self.problem(Some(at), message);
         })
+        .ok()
     }
 
     fn version(
         &mut self,
+        f: &mut Fields,
         path: &str,
-        raw: Option<&Scalar>,
         known: &[&str],
         action: &str,
     ) -> Option<String> {
-        let s = raw?;
-        let text = s.as_str();
+        let (text, at) = self.text(f, path)?;
         let looks_like_date = text.len() == 10
-            && text.bytes().enumerate().all(|(i, b)| {
-                if i == 4 || i == 7 {
-                    b == b'-'
-                } else {
-                    b.is_ascii_digit()
-                }
+            && text.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
             });
         if !looks_like_date {
-            self.problem(
-                path,
-                format!(
-                    "`{path}` is {}; a Version is a date like `{}` (quote it)",
-                    show(text),
-                    known[0]
-                ),
+            let message = format!(
+                "`{path}` is {}; a Version is a date like `{}` (quote it)",
+                show(&text),
+                known[0]
             );
+            self.problem(Some(at), message);
             return None;
         }
-        if !known.contains(&text) {
-            self.warn(
-                path,
-                format!(
-                    "`{path}` is `{text}`, which this exporter has not been tested with; {action} is known to answer {}",
-                    known.join(" and ")
-                ),
+        if !known.contains(&&*text) {
+            let message = format!(
+                "`{path}` is `{text}`, which this exporter has not been tested with; {action} is known to answer {}",
+                known.join(" and ")
             );
+            self.warn(at, message);
         }
-        Some(text.to_owned())
+        Some(text.to_string())
     }
 
-    fn duration(&mut self, path: &str, raw: Option<&Scalar>, default: Duration) -> Duration {
-        let Some(s) = raw else { return default };
-        match duration::parse(s.as_str()) {
-            Ok(d) if d.is_zero() => {
-                self.problem(
-                    path,
-                    format!(
-                        "`{path}` is {}; it must be longer than zero (default {})",
-                        show(s.as_str()),
-                        duration::format(default)
-                    ),
-                );
-                default
-            }
-            Ok(d) if d > MAX_DURATION => {
-                self.problem(
-                    path,
-                    format!(
-                        "`{path}` is {}, longer than the 1y this exporter accepts (default {})",
-                        show(s.as_str()),
-                        duration::format(default)
-                    ),
-                );
-                default
-            }
-            Ok(d) => d,
-            Err(e) => {
-                let hint = if s.as_str().starts_with('-') {
-                    "; it must be positive".to_owned()
-                } else {
-                    String::new()
-                };
-                self.problem(path, format!("`{path}`: {e}{hint}"));
-                default
-            }
-        }
+    /// The duration at `section.key`: positive and at most a year.
+    fn duration(&mut self, f: &mut Fields, path: &str, default: Duration) -> Duration {
+        let Some((text, at)) = self.text(f, path) else {
+            return default;
+        };
+        let default_text = duration::format(default);
+        let why = match duration::parse(&text) {
+            Ok(d) if d.is_zero() => format!(
+                "`{path}` is {}; it must be longer than zero (default {default_text})",
+                show(&text)
+            ),
+            Ok(d) if d > MAX_DURATION => format!(
+                "`{path}` is {}, longer than the 1y this exporter accepts (default {default_text})",
+                show(&text)
+            ),
+            Ok(d) => return d,
+            Err(e) if text.starts_with('-') => format!("`{path}`: {e}; it must be positive"),
+            Err(e) => format!("`{path}`: {e}"),
+        };
+        self.problem(Some(at), why);
+        default
     }
 
-    fn budget(&mut self, action: Action, raw: Option<&Scalar>) -> f64 {
-        let Some(s) = raw else {
+    fn budget(&mut self, action: Action, field: Option<Field>) -> f64 {
+        let path = format!("budget.{action}");
+        let Some((text, at)) = self.one(field, &path).text() else {
             return default_budget();
         };
-        let path = format!("budget.{action}");
         let fix = format!(
             "it is requests per second for {action}, above 0 (default {}; the vendor allows {VENDOR_QUOTA})",
             default_budget()
         );
-        match s.as_str().parse::<f64>() {
+        let why = match text.parse::<f64>() {
             Ok(v) if v.is_finite() && v > MAX_BUDGET => {
-                self.problem(
-                    &path,
-                    format!("`{path}` is {v}/s; at most {MAX_BUDGET}/s is accepted"),
-                );
-                default_budget()
+                format!("`{path}` is {v}/s; at most {MAX_BUDGET}/s is accepted")
             }
             Ok(v) if v.is_finite() && v > 0.0 => {
                 if v > VENDOR_QUOTA {
-                    self.warn(
-                        &path,
-                        format!(
-                            "`{path}` is {v}/s, above the vendor's default quota of {VENDOR_QUOTA}/s; fine if your account's quota was raised, else expect throttling"
-                        ),
+                    let message = format!(
+                        "`{path}` is {v}/s, above the vendor's default quota of {VENDOR_QUOTA}/s; fine if your account's quota was raised, else expect throttling"
                     );
+                    self.warn(at, message);
                 }
-                v
+                return v;
             }
-            Ok(_) => {
-                self.problem(&path, format!("`{path}` is {}; {fix}", show(s.as_str())));
-                default_budget()
-            }
-            Err(_) => {
-                self.problem(
-                    &path,
-                    format!("`{path}` is {}, not a number; {fix}", show(s.as_str())),
-                );
-                default_budget()
-            }
-        }
-    }
-
-    fn schedule(&mut self, raw: &RawConfig) -> ScheduleSettings {
-        let d = ScheduleSettings::default();
-        let r = &raw.schedule;
-        ScheduleSettings {
-            active_interval: self.duration(
-                "schedule.active_interval",
-                r.active_interval.as_ref(),
-                d.active_interval,
-            ),
-            settle_interval: self.duration(
-                "schedule.settle_interval",
-                r.settle_interval.as_ref(),
-                d.settle_interval,
-            ),
-            retention: self.duration("schedule.retention", r.retention.as_ref(), d.retention),
-        }
-    }
-
-    fn targets(&mut self, raw: Option<Vec<RawTarget>>) -> Vec<Target> {
-        let Some(raw) = raw else {
-            if self.index.refused("targets") || self.index.refused("") {
-                return Vec::new();
-            }
-            self.problem_at_large(
-                "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)".into(),
-            );
-            return Vec::new();
+            Ok(_) => format!("`{path}` is {}; {fix}", show(&text)),
+            Err(_) => format!("`{path}` is {}, not a number; {fix}", show(&text)),
         };
-        if raw.is_empty() {
-            self.warn(
-                "targets",
-                "`targets` is empty, so nothing will be polled; add targets to follow tasks".into(),
-            );
+        self.problem(Some(at), why);
+        default_budget()
+    }
+
+    fn schedule(&mut self, f: &mut Fields) -> ScheduleSettings {
+        let d = ScheduleSettings::default();
+        ScheduleSettings {
+            active_interval: self.duration(f, "schedule.active_interval", d.active_interval),
+            settle_interval: self.duration(f, "schedule.settle_interval", d.settle_interval),
+            settle_timeout: self.duration(f, "schedule.settle_timeout", d.settle_timeout),
+            retention: self.duration(f, "schedule.retention", d.retention),
         }
-        // The targets that are fine on their own, with their place in the list.
-        let mut out = Vec::with_capacity(raw.len());
-        let mut at = Vec::with_capacity(raw.len());
-        for (i, t) in raw.into_iter().enumerate() {
-            let path = format!("targets[{i}]");
-            if self.index.refused(&path) {
-                continue;
-            }
-            if let Some(target) = self.target(&path, t) {
+    }
+
+    /// The targets of a list, named `targets[i]`; `empty_at` is where an empty list under
+    /// `targets:` draws its warning. Duplicates are reported against the first target with
+    /// their key and left out.
+    fn target_list(&mut self, items: Box<[Node]>, empty_at: Option<Pos>) -> Vec<Target> {
+        if let (true, Some(at)) = (items.is_empty(), empty_at) {
+            let message =
+                "`targets` is empty, so nothing will be polled; add targets to follow tasks";
+            self.warn(at, message.into());
+        }
+        let mut out = Vec::with_capacity(items.len());
+        let mut places = Vec::with_capacity(items.len());
+        for (i, item) in items.into_vec().into_iter().enumerate() {
+            let (path, pos) = (format!("targets[{i}]"), item.pos);
+            let entries = match item.value {
+                Value::Map(entries) => entries,
+                other => {
+                    let expected = format!("a mapping with keys ({})", TARGET_KEYS.join(", "));
+                    self.shape(pos, &format!("`{path}`"), &expected, &other);
+                    continue;
+                }
+            };
+            let fields = self.entries(entries, &path, Some(TARGET_KEYS));
+            if let Some(target) = self.target(&path, pos, fields) {
                 out.push(target);
-                at.push(i);
+                places.push((i, pos));
             }
         }
-        // Then duplicates, each reported against the first target with its key.
-        let mut first_seen: HashMap<&TargetKey, usize> = HashMap::with_capacity(out.len());
-        let mut duplicates = Vec::new();
-        for (target, &i) in out.iter().zip(&at) {
+        let mut first_seen: HashMap<&TargetKey, (usize, Pos)> = HashMap::with_capacity(out.len());
+        let mut duplicates = HashSet::new();
+        for (target, &(i, pos)) in out.iter().zip(&places) {
             match first_seen.get(&target.key) {
-                Some(&first) => duplicates.push((i, first)),
+                Some(&(first, first_pos)) => {
+                    let message = format!(
+                        "duplicate target: `targets[{i}]` has the same kind, app_id, room_id and task_id as `targets[{first}]` at line {}; remove one of them",
+                        first_pos.line
+                    );
+                    self.problems.push((Some(pos), message));
+                    duplicates.insert(i);
+                }
                 None => {
-                    first_seen.insert(&target.key, i);
+                    first_seen.insert(&target.key, (i, pos));
                 }
             }
         }
         drop(first_seen);
-        for &(i, first) in &duplicates {
-            let path = format!("targets[{i}]");
-            let first_path = format!("targets[{first}]");
-            let text = Text::LineOf {
-                before: format!(
-                    "duplicate target: `{path}` has the same kind, app_id, room_id and task_id as `{first_path}`"
-                ),
-                path: first_path,
-                after: "; remove one of them".into(),
-            };
-            self.findings.push((Where::Value(path), text));
-        }
-        if !duplicates.is_empty() {
-            let gone: HashSet<usize> = duplicates.iter().map(|&(i, _)| i).collect();
-            let mut list = at.iter();
-            out.retain(|_| list.next().is_some_and(|i| !gone.contains(i)));
-        }
+        let mut list = places.iter();
+        out.retain(|_| list.next().is_some_and(|(i, _)| !duplicates.contains(i)));
         out
     }
 
-    fn id(&mut self, path: &str, name: &str, raw: Option<Scalar>) -> Option<String> {
-        let s = raw?;
-        if !is_valid_id(&s.0) {
-            let field = format!("{path}.{name}");
-            let why = if s.0.is_empty() {
-                "is empty".to_owned()
-            } else if s.0.len() > 128 {
-                format!("is {} characters long", s.0.chars().count())
-            } else {
-                format!("is {}", show(&s.0))
-            };
-            self.problem(
-                &field,
-                format!(
-                    "`{field}` {why}; IDs are 1 to 128 characters from a-z A-Z 0-9 _ @ . - (use the exact ID given to StartRecord/StartWebcast)"
-                ),
-            );
-            return None;
+    fn id(&mut self, field: &str, one: One) -> Option<String> {
+        let (s, at) = one.text()?;
+        if is_valid_id(&s) {
+            return Some(s.to_string());
         }
-        Some(s.0)
+        let why = if s.is_empty() {
+            "is empty".to_owned()
+        } else if s.len() > 128 {
+            format!("is {} characters long", s.chars().count())
+        } else {
+            format!("is {}", show(&s))
+        };
+        let message = format!(
+            "`{field}` {why}; IDs are 1 to 128 characters from a-z A-Z 0-9 _ @ . - (use the exact ID given to StartRecord/StartWebcast)"
+        );
+        self.problem(Some(at), message);
+        None
     }
 
-    fn target(&mut self, path: &str, t: RawTarget) -> Option<Target> {
-        let kind = match &t.kind {
-            None if self.index.refused(&format!("{path}.kind")) => None,
-            None => {
-                self.problem(
-                    path,
-                    format!("`{path}` has no `kind`; add `kind: record` or `kind: webcast`"),
-                );
+    fn target(&mut self, path: &str, pos: Pos, mut f: Fields) -> Option<Target> {
+        let mut get = |c: &mut Checker, key: &str| {
+            let field = f.take(key);
+            c.one(field, &format!("{path}.{key}"))
+        };
+        let (kind, app_id, room_id, task_id) = (
+            get(self, "kind"),
+            get(self, "app_id"),
+            get(self, "room_id"),
+            get(self, "task_id"),
+        );
+        let labels = f.take("labels");
+        let kind = match kind {
+            One::Absent => {
+                let message =
+                    format!("`{path}` has no `kind`; add `kind: record` or `kind: webcast`");
+                self.problem(Some(pos), message);
                 None
             }
-            Some(s) => match s.as_str() {
-                "record" => Some(Kind::Record),
-                "webcast" => Some(Kind::Webcast),
-                other => {
-                    let kinds = ["record", "webcast"];
-                    let hint = schema::closest(other, &kinds)
-                        .map(|k| format!("did you mean `{k}`? "))
-                        .unwrap_or_default();
-                    self.problem(
-                        &format!("{path}.kind"),
-                        format!(
-                            "`{path}.kind` is {}; {hint}use `record` (GetRecordTask) or `webcast` (GetWebCastTask)",
-                            show(other)
-                        ),
-                    );
-                    None
-                }
-            },
-        };
-        let mut missing = |key: &str, what: &str| {
-            if !self.index.refused(&format!("{path}.{key}")) {
-                self.problem(
-                    path,
-                    format!("`{path}` has no `{key}`; add `{key}: ...` ({what})"),
+            One::Refused => None,
+            One::Text(s, _) if &*s == "record" => Some(Kind::Record),
+            One::Text(s, _) if &*s == "webcast" => Some(Kind::Webcast),
+            One::Text(s, at) => {
+                let hint = closest(&s, &["record", "webcast"])
+                    .map(|k| format!("did you mean `{k}`? "))
+                    .unwrap_or_default();
+                let message = format!(
+                    "`{path}.kind` is {}; {hint}use `record` (GetRecordTask) or `webcast` (GetWebCastTask)",
+                    show(&s)
                 );
+                self.problem(Some(at), message);
+                None
             }
         };
-        if t.app_id.is_none() {
-            missing("app_id", "the RTC AppId");
+        for (key, one, what) in [
+            ("app_id", &app_id, "the RTC AppId"),
+            ("room_id", &room_id, "the RoomId the task records"),
+        ] {
+            if matches!(one, One::Absent) {
+                let message = format!("`{path}` has no `{key}`; add `{key}: ...` ({what})");
+                self.problem(Some(pos), message);
+            }
         }
-        if t.room_id.is_none() {
-            missing("room_id", "the RoomId the task records");
-        }
-        let app_id = self.id(path, "app_id", t.app_id);
-        let room_id = self.id(path, "room_id", t.room_id);
-        let had_task = t.task_id.is_some();
-        let task_id = self.id(path, "task_id", t.task_id);
+        let app_id = self.id(&format!("{path}.app_id"), app_id);
+        let room_id = self.id(&format!("{path}.room_id"), room_id);
+        let had_task = !matches!(task_id, One::Absent);
+        let task_id = self.id(&format!("{path}.task_id"), task_id);
         if kind == Some(Kind::Record) && !had_task {
-            self.problem(
-                path,
-                format!(
-                    "`{path}` is a record target without `task_id`; GetRecordTask needs one: add `task_id: ...` (only webcast targets may leave it out, meaning the room's newest task)"
-                ),
+            let message = format!(
+                "`{path}` is a record target without `task_id`; GetRecordTask needs one: add `task_id: ...` (only webcast targets may leave it out, meaning the room's newest task)"
             );
+            self.problem(Some(pos), message);
         }
-        let mut labels = Vec::new();
-        let mut labels_ok = true;
-        for (name, value) in t.labels {
-            let field = format!("{path}.labels.{name}");
-            let pos_path = field.clone();
-            let why = if !is_label_name(&name) {
-                Some(format!(
-                    "label name {} is not a valid Prometheus label name; use letters, digits and `_`, not starting with a digit",
-                    show(&name)
-                ))
-            } else if name.starts_with("__") {
-                Some(format!(
-                    "label name `{name}` starts with `__`, which Prometheus reserves; rename it"
-                ))
-            } else if RESERVED_LABELS.contains(&name.as_str()) {
-                Some(format!(
-                    "label name `{name}` collides with a label the exporter sets itself ({}); rename it, e.g. `{name}_name`",
-                    RESERVED_LABELS.join(", ")
-                ))
-            } else {
-                None
-            };
-            if let Some(why) = why {
-                self.findings.push((
-                    Where::Key(pos_path),
-                    Text::Plain(format!("`{field}`: {why}")),
-                ));
-                labels_ok = false;
-                continue;
-            }
-            labels.push((name, value.0));
-        }
-        labels.sort();
+        let labels = self.labels(&format!("{path}.labels"), labels);
         let key = TargetKey {
             kind: kind?,
             app_id: app_id?,
             room_id: room_id?,
             task_id,
         };
-        if (key.kind == Kind::Record && key.task_id.is_none())
-            || (had_task && key.task_id.is_none())
-        {
+        if had_task && key.task_id.is_none() {
             return None;
         }
-        labels_ok.then_some(Target { key, labels })
+        Some(Target {
+            key,
+            labels: labels?,
+        })
+    }
+
+    /// A target's `labels:`, sorted by name; `None` when any is wrong.
+    fn labels(&mut self, path: &str, field: Option<Field>) -> Option<Vec<(String, String)>> {
+        let Some(field) = field else {
+            return Some(Vec::new());
+        };
+        let entries = match field.node.value {
+            Value::Null => return Some(Vec::new()),
+            Value::Map(entries) => self.entries(entries, path, None),
+            other => {
+                let expected = "a mapping of `name: value` pairs";
+                self.shape(field.at, &format!("`{path}`"), expected, &other);
+                return None;
+            }
+        };
+        let mut ok = true;
+        let mut labels = Vec::with_capacity(entries.0.len());
+        for (name, field) in entries.0 {
+            let (key, child) = (field.key, format!("{path}.{name}"));
+            let why = match self.one(Some(field), &child) {
+                _ if !is_label_name(&name) => format!(
+                    ": label name {} is not a valid Prometheus label name; use letters, digits and `_`, not starting with a digit",
+                    show(&name)
+                ),
+                _ if name.starts_with("__") => format!(
+                    ": label name `{name}` starts with `__`, which Prometheus reserves; rename it"
+                ),
+                _ if RESERVED_LABELS.contains(&&*name) => format!(
+                    ": label name `{name}` collides with a label the exporter sets itself ({}); rename it, e.g. `{name}_name`",
+                    RESERVED_LABELS.join(", ")
+                ),
+                One::Text(value, _) => {
+                    labels.push((name.to_string(), value.to_string()));
+                    continue;
+                }
+                One::Refused => {
+                    ok = false;
+                    continue;
+                }
+                One::Absent => " has no value; give it one (quote it if it looks like a number or `null`) or remove it".into(),
+            };
+            self.problem(Some(key), format!("`{child}`{why}"));
+            ok = false;
+        }
+        labels.sort();
+        ok.then_some(labels)
     }
 
     fn credentials(
         &mut self,
-        raw: &RawCredentials,
+        f: &mut Fields,
         base_dir: Option<&Path>,
         env: &dyn Environment,
-    ) -> Option<(crate::credentials::Credentials, super::CredentialSource)> {
-        let path = |s: &Option<Scalar>| {
-            s.as_ref().map(|s| {
-                let p = PathBuf::from(s.as_str());
-                match base_dir {
-                    Some(base) if p.is_relative() => base.join(p),
-                    _ => p,
-                }
+    ) -> Option<(Credentials, CredentialSource)> {
+        // Each key given: its text, where its key and its value are.
+        let mut given: Vec<(&str, Rc<str>, Pos, Pos)> = Vec::new();
+        for key in CREDENTIAL_KEYS {
+            let Some(field) = f.take(key) else { continue };
+            let key_pos = field.key;
+            if let Some((text, at)) = self.one(Some(field), &format!("credentials.{key}")).text() {
+                given.push((key, text, key_pos, at));
+            }
+        }
+        let text = |key: &str| given.iter().find(|g| g.0 == key).map(|g| &*g.1);
+        let path = |key: &str| {
+            text(key).map(|s| match base_dir {
+                Some(base) if Path::new(s).is_relative() => base.join(s),
+                _ => PathBuf::from(s),
             })
         };
         let cfg = CredentialConfig {
-            access_key_id_file: path(&raw.access_key_id_file),
-            secret_access_key_file: path(&raw.secret_access_key_file),
-            session_token_file: path(&raw.session_token_file),
-            access_key_id: raw.access_key_id.as_ref().map(|s| s.0.clone()),
-            secret_access_key: raw.secret_access_key.as_ref().map(|s| Secret::new(&*s.0)),
-            session_token: raw.session_token.as_ref().map(|s| Secret::new(&*s.0)),
+            access_key_id_file: path("access_key_id_file"),
+            secret_access_key_file: path("secret_access_key_file"),
+            session_token_file: path("session_token_file"),
+            access_key_id: text("access_key_id").map(str::to_owned),
+            secret_access_key: text("secret_access_key").map(Secret::new),
+            session_token: text("session_token").map(Secret::new),
         };
+        let place = |key: &str| given.iter().find(|g| g.0 == key).map(|g| (g.2, g.3));
         match credentials::resolve(&cfg, env) {
             Ok(found) => {
-                let shadowed: &[(&str, bool)] = match found.1 {
-                    super::CredentialSource::Files => &[
-                        ("access_key_id", raw.access_key_id.is_some()),
-                        ("secret_access_key", raw.secret_access_key.is_some()),
-                    ],
-                    _ => &[],
-                };
-                for (key, set) in shadowed {
-                    if *set {
-                        self.warn(
-                            &format!("credentials.{key}"),
-                            format!("`credentials.{key}` is ignored: the `*_file` keys come first in the chain; remove one of the two"),
-                        );
+                let mut ignored = Vec::new();
+                if found.1 == CredentialSource::Files {
+                    for key in ["access_key_id", "secret_access_key"] {
+                        ignored.push((key, "the `*_file` keys come first in the chain"));
                     }
                 }
-                if raw.session_token_file.is_some() && raw.session_token.is_some() {
-                    self.warn(
-                        "credentials.session_token",
-                        "`credentials.session_token` is ignored: `session_token_file` comes first; remove one of the two".into(),
-                    );
+                if cfg.session_token_file.is_some() {
+                    ignored.push(("session_token", "`session_token_file` comes first"));
+                }
+                for (key, why) in ignored {
+                    if let Some((_, at)) = place(key) {
+                        let message =
+                            format!("`credentials.{key}` is ignored: {why}; remove one of the two");
+                        self.warn(at, message);
+                    }
                 }
                 Some(found)
             }
             Err(errors) => {
                 for e in errors {
-                    let at = match e.config_key() {
-                        Some(k) => Where::Key(format!("credentials.{k}")),
-                        None => Where::At(None),
-                    };
-                    self.findings.push((at, Text::Plain(e.to_string())));
+                    let pos = e.config_key().and_then(place).map(|(key, _)| key);
+                    self.problem(pos, e.to_string());
                 }
                 None
             }
@@ -792,5 +851,85 @@ mod tests {
     fn show_escapes_and_cuts() {
         assert_eq!(show("a\nb"), "`a\\nb`");
         assert_eq!(show(&"x".repeat(100)).len(), 82);
+    }
+
+    #[test]
+    fn closest_key_suggestions() {
+        let valid = ["timeout", "region", "max_in_flight"];
+        assert_eq!(closest("timeot", &valid), Some("timeout"));
+        assert_eq!(closest("Region", &valid), Some("region"));
+        assert_eq!(closest("max_inflight", &valid), Some("max_in_flight"));
+        assert_eq!(closest("colour", &valid), None);
+        assert_eq!(closest("recording", &["record", "webcast"]), Some("record"));
+        assert_eq!(closest("web", &["record", "webcast"]), None);
+        assert_eq!(closest("max_in", &valid), Some("max_in_flight"));
+    }
+
+    fn env() -> crate::credentials::MapEnv {
+        crate::credentials::MapEnv::new()
+            .with_var("VOLC_ACCESSKEY", "AKLT0000000000001234")
+            .with_var("VOLC_SECRETKEY", "c2VjcmV0")
+    }
+
+    const TARGET: &str = "targets:\n  - {kind: webcast, app_id: a, room_id: r}\n";
+
+    #[test]
+    fn settle_timeout_defaults_to_an_hour_and_must_be_positive() {
+        let s = settings(TARGET, "c.yaml", None, &env()).unwrap();
+        assert_eq!(s.schedule.settle_timeout, Duration::from_secs(3600));
+        let text = format!("schedule:\n  settle_timeout: 90m\n{TARGET}");
+        let s = settings(&text, "c.yaml", None, &env()).unwrap();
+        assert_eq!(s.schedule.settle_timeout, Duration::from_secs(5400));
+        assert!(
+            s.summary().contains("settle timeout 1h30m"),
+            "{}",
+            s.summary()
+        );
+        for (value, want) in [
+            ("0s", "c.yaml:2:19: `schedule.settle_timeout` is `0s`; it must be longer than zero (default 1h)"),
+            ("-1h", "c.yaml:2:19: `schedule.settle_timeout`: `-1h` is not a duration; write it like 500ms, 15s, 5m, 1h30m or 1d (units y, w, d, h, m, s, ms, largest first, each once); it must be positive"),
+        ] {
+            let text = format!("schedule:\n  settle_timeout: {value}\n{TARGET}");
+            let err = settings(&text, "c.yaml", None, &env()).unwrap_err();
+            assert_eq!(err.to_string(), want);
+        }
+        let text = format!("schedule:\n  settle_timout: 2h\n{TARGET}");
+        let err = settings(&text, "c.yaml", None, &env()).unwrap_err();
+        assert!(
+            err.to_string().ends_with("did you mean `settle_timeout`?"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn targets_list_alone() {
+        let ok = targets(
+            "- {kind: record, app_id: a, room_id: r, task_id: t}\n",
+            "t.yaml",
+        );
+        assert_eq!(ok.map(|t| t.len()), Ok(1));
+        assert_eq!(targets("~\n", "t.yaml").map(|t| t.len()), Ok(0));
+        let err = targets("- {kind: record, app_id: a, room_id: r}\n- 5\n", "t.yaml").unwrap_err();
+        let lines: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(
+            lines[0].starts_with("t.yaml:1:3: `targets[0]` is a record target without `task_id`")
+        );
+        assert!(lines[1].starts_with("t.yaml:2:3: `targets[1]` must be a mapping with keys"));
+    }
+
+    #[test]
+    fn missing_pieces_are_not_reported_twice() {
+        // A wrongly shaped key is reported for its shape, not again as missing.
+        let text = "targets:\n  - {kind: [record], app_id: {a: 1}, room_id: r, task_id: t}\n";
+        let err = settings(text, "c.yaml", None, &env()).unwrap_err();
+        let lines: Vec<String> = err.problems().iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            lines,
+            [
+                "c.yaml:2:12: `targets[0].kind` must be a single value, found a list",
+                "c.yaml:2:30: `targets[0].app_id` must be a single value, found a mapping",
+            ]
+        );
     }
 }

@@ -26,51 +26,37 @@ pub enum DurationError {
 /// Parses a Prometheus duration.
 pub fn parse(text: &str) -> Result<Duration, DurationError> {
     let invalid = || DurationError::Invalid(text.to_owned());
+    let overflow = || DurationError::Overflow(text.to_owned());
     if text == "0" {
         return Ok(Duration::ZERO);
     }
-    if text.is_empty() {
+    let (mut rest, mut next_unit, mut total) = (text, 0, 0u64);
+    if rest.is_empty() {
         return Err(invalid());
     }
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    let mut next_unit = 0; // index into UNITS of the largest unit still allowed
-    let mut total: u64 = 0;
-    while i < bytes.len() {
-        let start = i;
-        while i < bytes.len() && bytes[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let (number, after) = rest.split_at(digits);
+        if number.is_empty() {
             return Err(invalid());
         }
-        let number: u64 = text[start..i]
-            .parse()
-            .map_err(|_| DurationError::Overflow(text.to_owned()))?;
-        let rest = &text[i..];
-        let unit = if rest.starts_with("ms") {
-            6
-        } else {
-            match rest.as_bytes().first() {
-                Some(b'y') => 0,
-                Some(b'w') => 1,
-                Some(b'd') => 2,
-                Some(b'h') => 3,
-                Some(b'm') => 4,
-                Some(b's') => 5,
-                _ => return Err(invalid()),
-            }
-        };
-        if unit < next_unit {
-            return Err(invalid());
-        }
-        next_unit = unit + 1;
-        let (name, millis) = UNITS[unit];
-        i += name.len();
+        let number: u64 = number.parse().map_err(|_| overflow())?;
+        // Only units smaller than the last one; `ms` is not `m` then `s`.
+        let unit = UNITS
+            .iter()
+            .enumerate()
+            .skip(next_unit)
+            .find(|(_, (name, _))| {
+                after.starts_with(name) && !(*name == "m" && after.starts_with("ms"))
+            });
+        let (i, (name, millis)) = unit.ok_or_else(invalid)?;
+        (next_unit, rest) = (i + 1, after.get(name.len()..).unwrap_or_default());
         total = number
-            .checked_mul(millis)
+            .checked_mul(*millis)
             .and_then(|v| v.checked_add(total))
-            .ok_or_else(|| DurationError::Overflow(text.to_owned()))?;
+            .ok_or_else(overflow)?;
     }
     Ok(Duration::from_millis(total))
 }

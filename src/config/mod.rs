@@ -1,35 +1,36 @@
-//! Configuration: the YAML file (SPEC §3) parsed into raw serde structs, then converted in one
-//! step into typed, validated [`Settings`], reporting every problem at once with its place.
+//! Configuration: the YAML file (the `api`, `credentials`, `budget`, `schedule` and `targets`
+//! sections shown in `examples/config.yaml`) checked and converted into typed [`Settings`], every
+//! problem reported at once with its `file:line:column` and the fix.
 //!
-//! The pipeline, one submodule per step:
+//! Two steps, one submodule each:
 //!
-//! 1. [`yaml`] loads the text into a compact tree whose nodes know their line and column (a
-//!    syntax error stops here, with its position);
-//! 2. `schema` walks that tree against the raw structs' own key lists: every unknown key (with
-//!    the closest valid one), every wrongly shaped value and every duplicate key is a finding,
-//!    removed from the tree so only what fits is left;
-//! 3. [`raw`] holds the serde structs (`deny_unknown_fields`) that `de` deserializes straight
-//!    from the cleaned tree, consuming it;
-//! 4. `check` converts them into [`Settings`], collecting every semantic problem
-//!    (IDs, durations, budgets, labels, endpoint, duplicates, credentials via
-//!    [`crate::credentials::resolve`]); the places of the paths it reports
-//!    (`targets[3].app_id`) are looked up once all are in, by one more load of the text that
-//!    keeps only those paths.
+//! 1. [`yaml`] loads the text into a compact tree whose every node knows its line and column
+//!    (a syntax error stops here, with its position);
+//! 2. `check` walks that tree once, section by section: unknown keys (with the closest valid
+//!    key, or the section a misplaced key belongs in), duplicate keys, values of the wrong
+//!    shape and values that do not hold (IDs, durations, budgets, labels, endpoint, duplicate
+//!    targets, credentials via [`crate::credentials::resolve`]) are all findings, placed at
+//!    the node they are about. [`duration`] reads Prometheus durations.
 //!
-//! All findings come back together in one [`ConfigError`], sorted by position.
+//! [`load_targets`] reads a file that holds only a list of targets (YAML, or JSON, which is
+//! YAML), each written as under `targets:`, with the same checks and messages.
 //!
-//! The text is thus held as one tree at a time, never as a second YAML value beside it, and no
-//! table of places is built: loading 10,000 targets takes under 6 MiB of heap at its peak,
-//! with or without findings, most of it the targets kept (`tests/config_memory.rs`).
+//! **Why `yaml-rust2`.** Its parser yields events marked with line and column, so one parse places
+//! every key and every value. A serde route cannot: deserializing stops at the first error, and
+//! `serde_yaml` (0.9, deprecated upstream) and its forks `serde_yaml_ng` and `serde_norway` give a
+//! position for that error only, never for a value that is read fine but checked wrong later, so
+//! "every problem at once, each with its place" would need a second parse. `saphyr`, the maintained
+//! successor with spans, keeps a mapping's keys in a hash map, where a duplicate key silently
+//! replaces the first; the config must report it. Building the tree from the events here keeps
+//! duplicate keys, caps alias expansion and nesting, and shares equal texts, so 10,000 targets load
+//! in under 6 MiB (`tests/config_memory.rs`). `serde_yaml` is left to the tests that read other
+//! YAML files.
 
 mod check;
-mod de;
 pub mod duration;
-pub mod raw;
-mod schema;
 pub mod yaml;
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fmt;
 use std::path::Path;
 use std::time::Duration;
@@ -115,8 +116,14 @@ impl ApiSettings {
 
 #[derive(Debug, Clone)]
 pub struct ScheduleSettings {
+    /// How often a task that is not yet terminal is polled.
     pub active_interval: Duration,
+    /// How often a terminal task is re-polled until its answer stops changing.
     pub settle_interval: Duration,
+    /// How long after its EndTime a terminal task is re-polled at most, if its answer keeps
+    /// changing (or a record task never shows a file).
+    pub settle_timeout: Duration,
+    /// How long a finished task's series stay after it ended.
     pub retention: Duration,
 }
 
@@ -132,12 +139,6 @@ pub struct Settings {
     pub targets: Vec<Target>,
     /// Non-fatal findings (e.g. a budget above 60/s).
     pub warnings: Vec<String>,
-}
-
-impl Settings {
-    pub fn budget_for(&self, action: Action) -> f64 {
-        self.budget[action.index()]
-    }
 }
 
 impl Default for ApiSettings {
@@ -163,12 +164,17 @@ impl Default for ScheduleSettings {
         ScheduleSettings {
             active_interval: Duration::from_secs(15),
             settle_interval: Duration::from_secs(60),
+            settle_timeout: Duration::from_secs(3600),
             retention: Duration::from_secs(24 * 3600),
         }
     }
 }
 
 impl Settings {
+    pub fn budget_for(&self, action: Action) -> f64 {
+        self.budget[action.index()]
+    }
+
     /// Settings with every default, for these credentials and targets (the simulator, `demo`,
     /// tests); no warnings.
     pub fn new(
@@ -190,81 +196,61 @@ impl Settings {
     /// What `check` prints: targets per kind and per app, budgets, intervals, API settings,
     /// where the credentials came from (access key id masked), warnings. Never a secret.
     pub fn summary(&self) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::new();
-        let api = &self.api;
-        let _ = writeln!(
-            out,
-            "api:         {} (region {}, service {}), timeout {}, at most {} requests in flight",
+        const MAX_APPS: usize = 20;
+        let (api, s, d) = (&self.api, &self.schedule, duration::format);
+        let count = |kind: Kind, app: Option<&str>| {
+            let of = |t: &&Target| t.key.kind == kind && app.is_none_or(|a| t.key.app_id == a);
+            self.targets.iter().filter(of).count()
+        };
+        let token = match self.credentials.session_token {
+            Some(_) => ", with a session token",
+            None => "",
+        };
+        let mut out = format!(
+            "api:         {} (region {}, service {}), timeout {}, at most {} requests in flight\n\
+             versions:    GetRecordTask {}, GetWebCastTask {}\n\
+             budget:      GetRecordTask {}/s, GetWebCastTask {}/s\n\
+             schedule:    active tasks every {}, settling tasks every {}, retention {}, settle timeout {}\n\
+             credentials: access key {} from {}{token}\n\
+             targets:     {} (record {}, webcast {})\n",
             api.endpoint.base_url(),
             api.region,
             api.service,
-            duration::format(api.timeout),
-            api.max_in_flight
-        );
-        let _ = writeln!(
-            out,
-            "versions:    GetRecordTask {}, GetWebCastTask {}",
-            api.record_version, api.webcast_version
-        );
-        let _ = writeln!(
-            out,
-            "budget:      GetRecordTask {}/s, GetWebCastTask {}/s",
+            d(api.timeout),
+            api.max_in_flight,
+            api.record_version,
+            api.webcast_version,
             self.budget_for(Action::GetRecordTask),
-            self.budget_for(Action::GetWebCastTask)
-        );
-        let s = &self.schedule;
-        let _ = writeln!(
-            out,
-            "schedule:    active tasks every {}, settling tasks every {}, retention {}",
-            duration::format(s.active_interval),
-            duration::format(s.settle_interval),
-            duration::format(s.retention)
-        );
-        let _ = writeln!(
-            out,
-            "credentials: access key {} from {}{}",
+            self.budget_for(Action::GetWebCastTask),
+            d(s.active_interval),
+            d(s.settle_interval),
+            d(s.retention),
+            d(s.settle_timeout),
             self.credentials.masked_access_key_id(),
             self.credential_source,
-            if self.credentials.session_token.is_some() {
-                ", with a session token"
-            } else {
-                ""
-            }
+            self.targets.len(),
+            count(Kind::Record, None),
+            count(Kind::Webcast, None),
         );
-        let count =
-            |kind: Kind, targets: &[&Target]| targets.iter().filter(|t| t.key.kind == kind).count();
-        let all: Vec<&Target> = self.targets.iter().collect();
-        let _ = writeln!(
-            out,
-            "targets:     {} (record {}, webcast {})",
-            all.len(),
-            count(Kind::Record, &all),
-            count(Kind::Webcast, &all)
-        );
-        let mut apps: BTreeMap<&str, Vec<&Target>> = BTreeMap::new();
-        for t in &self.targets {
-            apps.entry(t.key.app_id.as_str()).or_default().push(t);
-        }
-        const MAX_APPS: usize = 20;
-        for (app, targets) in apps.iter().take(MAX_APPS) {
-            let _ = writeln!(
-                out,
-                "  app {app}: record {}, webcast {}",
-                count(Kind::Record, targets),
-                count(Kind::Webcast, targets)
+        let apps: BTreeSet<&str> = self.targets.iter().map(|t| &*t.key.app_id).collect();
+        for app in apps.iter().take(MAX_APPS) {
+            let (record, webcast) = (
+                count(Kind::Record, Some(app)),
+                count(Kind::Webcast, Some(app)),
             );
+            out.push_str(&format!(
+                "  app {app}: record {record}, webcast {webcast}\n"
+            ));
         }
         if apps.len() > MAX_APPS {
-            let _ = writeln!(out, "  ... and {} more apps", apps.len() - MAX_APPS);
+            out.push_str(&format!("  ... and {} more apps\n", apps.len() - MAX_APPS));
         }
-        if self.warnings.is_empty() {
-            let _ = writeln!(out, "warnings:    none");
-        } else {
-            let _ = writeln!(out, "warnings:    {}", self.warnings.len());
-            for w in &self.warnings {
-                let _ = writeln!(out, "  {w}");
-            }
+        match self.warnings.len() {
+            0 => out.push_str("warnings:    none\n"),
+            n => out.push_str(&format!("warnings:    {n}\n")),
+        }
+        for w in &self.warnings {
+            out.push_str(&format!("  {w}\n"));
         }
         out
     }
@@ -306,17 +292,9 @@ impl fmt::Display for Problem {
 
 /// Everything wrong with a config file, one [`Problem`] per line in `Display`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}", lines(.problems))]
+#[error("{}", .problems.iter().map(Problem::to_string).collect::<Vec<_>>().join("\n"))]
 pub struct ConfigError {
     problems: Vec<Problem>,
-}
-
-fn lines(problems: &[Problem]) -> String {
-    problems
-        .iter()
-        .map(|p| p.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 impl ConfigError {
@@ -343,31 +321,50 @@ impl ConfigError {
 /// Reads and checks the config file at `path`. Relative `*_file` paths in it are resolved
 /// against the file's directory.
 pub fn load(path: &Path, env: &dyn Environment) -> Result<Settings, ConfigError> {
-    let file = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| {
-        ConfigError::single(&file, None, format!("cannot read the config file: {e}"))
-    })?;
-    let text = match std::str::from_utf8(&bytes) {
-        Ok(text) => text,
-        Err(e) => {
-            let good = bytes.get(..e.valid_up_to()).unwrap_or_default();
-            let good = String::from_utf8_lossy(good);
-            let line = good.matches('\n').count() + 1;
-            let col = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            return Err(ConfigError::single(
-                &file,
-                Some(Pos::new(line, col)),
-                "the file is not valid UTF-8 text; save it as UTF-8".into(),
-            ));
-        }
-    };
-    check::parse_in(text, &file, path.parent(), env)
+    let (file, text) = read(path, "config")?;
+    check::settings(&text, &file, path.parent(), env)
 }
 
 /// Checks config `text`; `origin` names it in messages. Relative `*_file` paths are resolved
 /// against the current directory.
 pub fn parse(text: &str, origin: &str, env: &dyn Environment) -> Result<Settings, ConfigError> {
-    check::parse_in(text, origin, None, env)
+    check::settings(text, origin, None, env)
+}
+
+/// Reads and checks a targets file: a YAML (or JSON) list of targets, each written as under
+/// `targets:` in the config, duplicates refused. An empty file is an empty list. Problems
+/// name the targets as `targets[0]`, `targets[1]`, ... in file order.
+pub fn load_targets(path: &Path) -> Result<Vec<Target>, ConfigError> {
+    let (file, text) = read(path, "targets")?;
+    check::targets(&text, &file)
+}
+
+/// Checks targets file `text` (see [`load_targets`]); `origin` names it in messages.
+pub fn parse_targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigError> {
+    check::targets(text, origin)
+}
+
+/// The file at `path` as text, with its name for messages; `what` names the kind of file.
+fn read(path: &Path, what: &str) -> Result<(String, String), ConfigError> {
+    let file = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| {
+        ConfigError::single(&file, None, format!("cannot read the {what} file: {e}"))
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok((file, text)),
+        Err(e) => {
+            let good = e.as_bytes().get(..e.utf8_error().valid_up_to());
+            let good = String::from_utf8_lossy(good.unwrap_or_default());
+            let line = good.matches('\n').count() + 1;
+            let col = good.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            let message = "the file is not valid UTF-8 text; save it as UTF-8".into();
+            Err(ConfigError::single(
+                &file,
+                Some(Pos::new(line, col)),
+                message,
+            ))
+        }
+    }
 }
 
 #[cfg(test)]

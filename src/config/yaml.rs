@@ -88,268 +88,135 @@ pub const MAX_DEPTH: usize = 32;
 /// Most nodes alias expansion may create.
 pub const MAX_ALIAS_NODES: usize = 100_000;
 
-enum Frame {
-    Seq {
-        pos: Pos,
-        anchor: usize,
-        items: Vec<Node>,
-        /// Its path, when loading places.
-        path: String,
-        /// Whether all below is kept (it is, or is within, an anchored node).
-        whole: bool,
-    },
-    Map {
-        pos: Pos,
-        anchor: usize,
-        entries: Vec<(Node, Node)>,
-        key: Option<Node>,
-        path: String,
-        whole: bool,
-    },
+/// A list or mapping being read: where it starts, its anchor, and its nodes so far (a
+/// mapping's keys and values alternate).
+struct Frame {
+    pos: Pos,
+    anchor: usize,
+    map: bool,
+    nodes: Vec<Node>,
 }
 
-/// Where a node completing now sits, by what the frame around it holds.
-enum Here {
-    /// It is a mapping's key.
-    Key,
-    /// It is the value at this path (`targets[3].labels.team`; the top is ``).
-    Path(String),
-    /// It is the value of a key that is not plain text; no path leads there.
-    Nowhere,
-}
-
-fn here(stack: &[Frame]) -> Here {
-    match stack.last() {
-        None => Here::Path(String::new()),
-        Some(Frame::Seq { path, items, .. }) => Here::Path(format!("{path}[{}]", items.len())),
-        Some(Frame::Map { key: None, .. }) => Here::Key,
-        Some(Frame::Map {
-            path,
-            key: Some(key),
-            ..
-        }) => match &key.value {
-            Value::Scalar(name) if path.is_empty() => Here::Path(name.to_string()),
-            Value::Scalar(name) => Here::Path(format!("{path}.{name}")),
-            _ => Here::Nowhere,
-        },
-    }
-}
-
-fn whole(stack: &[Frame]) -> bool {
-    match stack.last() {
-        Some(Frame::Seq { whole, .. } | Frame::Map { whole, .. }) => *whole,
-        None => false,
-    }
-}
-
+/// How many nodes `node` holds, itself included.
 fn size(node: &Node) -> usize {
+    let pair = |(k, v): &(Node, Node)| size(k) + size(v);
     match &node.value {
         Value::Null | Value::Scalar(_) => 1,
         Value::Seq(items) => 1 + items.iter().map(size).sum::<usize>(),
-        Value::Map(entries) => {
-            1 + entries
-                .iter()
-                .map(|(k, v)| size(k) + size(v))
-                .sum::<usize>()
-        }
+        Value::Map(entries) => 1 + entries.iter().map(pair).sum::<usize>(),
     }
+}
+
+fn refuse(pos: Pos, message: String) -> SyntaxError {
+    SyntaxError { pos, message }
 }
 
 /// Loads the single document in `text`; `Ok(None)` when there is none (empty file, only
 /// comments).
 pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
-    load_tree(text, None)
-}
-
-/// Loads `text` as [`load`] does but for finding the places of `wanted` paths only
-/// (`api.timeout`, `targets[3].labels.team`: keys joined by `.`, list items numbered from 0
-/// in `[]`). Those nodes, the nodes above them and every mapping key are kept with their
-/// places; any other node is left empty (an anchored one excepted, as aliases copy it), and
-/// no scalar value keeps its text (all share one empty text). So the tree holds little more
-/// than the paths asked for.
-pub fn load_places<'a>(
-    text: &str,
-    wanted: impl IntoIterator<Item = &'a str>,
-) -> Result<Option<Node>, SyntaxError> {
-    // Every wanted path and each path above it: the top, `targets`, `targets[3]`, ...
-    let mut above = HashSet::from([String::new()]);
-    for path in wanted {
-        above.extend(
-            path.match_indices(['.', '['])
-                .map(|(i, _)| path.get(..i).unwrap_or_default().to_owned()),
-        );
-        above.insert(path.to_owned());
-    }
-    load_tree(text, Some(&above))
-}
-
-/// The tree of `text`; with `places`, only the nodes at those paths and the keys (see
-/// [`load_places`]).
-fn load_tree(text: &str, places: Option<&HashSet<String>>) -> Result<Option<Node>, SyntaxError> {
-    let keep_values = places.is_none();
-    let blank: Rc<str> = Rc::from("");
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
     let mut texts: HashSet<Rc<str>> = HashSet::new();
-    let mut expanded = 0usize;
+    let (mut expanded, mut documents) = (0usize, 0usize);
     let mut root: Option<Node> = None;
-    let mut documents = 0usize;
-
     loop {
-        let (event, marker) = parser.next_token().map_err(|e| SyntaxError {
-            pos: Pos::from_marker(e.marker()),
-            message: format!("YAML syntax error: {}", e.info()),
+        let (event, marker) = parser.next_token().map_err(|e| {
+            let message = format!("YAML syntax error: {}", e.info());
+            refuse(Pos::from_marker(e.marker()), message)
         })?;
         let pos = Pos::from_marker(&marker);
-        let done: Option<(Node, usize)> = match event {
-            Event::StreamStart | Event::Nothing | Event::DocumentEnd => None,
+        let (node, anchor) = match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd => continue,
             Event::StreamEnd => break,
             Event::DocumentStart => {
                 documents += 1;
                 if documents > 1 {
-                    return Err(SyntaxError {
+                    return Err(refuse(
                         pos,
-                        message: "a second YAML document starts here; the config is one \
-                                  document: remove this `---` and what follows, or merge it"
+                        "a second YAML document starts here; the config is one document: \
+                         remove this `---` and what follows, or merge it"
                             .into(),
-                    });
+                    ));
                 }
-                None
+                continue;
             }
             Event::Alias(id) => {
                 let Some((node, n)) = anchors.get(&id) else {
-                    return Err(SyntaxError {
-                        pos,
-                        message: "alias to an unknown anchor".into(),
-                    });
+                    return Err(refuse(pos, "alias to an unknown anchor".into()));
                 };
                 expanded = expanded.saturating_add(*n);
                 if expanded > MAX_ALIAS_NODES {
-                    return Err(SyntaxError {
+                    return Err(refuse(
                         pos,
-                        message: format!(
+                        format!(
                             "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the \
                              values out instead of nesting aliases"
                         ),
-                    });
+                    ));
                 }
-                Some((node.clone(), 0))
+                (node.clone(), 0)
             }
             Event::Scalar(text, style, anchor, _tag) => {
-                let is_null = style == TScalarStyle::Plain
-                    && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL");
-                let is_key = matches!(stack.last(), Some(Frame::Map { key: None, .. }));
-                let value = if is_null {
+                let value = if style == TScalarStyle::Plain
+                    && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
+                {
                     Value::Null
-                } else if !keep_values && !is_key {
-                    Value::Scalar(Rc::clone(&blank))
+                } else if let Some(shared) = texts.get(text.as_str()) {
+                    Value::Scalar(Rc::clone(shared))
                 } else {
-                    let shared = match texts.get(text.as_str()) {
-                        Some(shared) => Rc::clone(shared),
-                        None => {
-                            let shared: Rc<str> = Rc::from(text);
-                            texts.insert(Rc::clone(&shared));
-                            shared
-                        }
-                    };
+                    let shared: Rc<str> = Rc::from(text);
+                    texts.insert(Rc::clone(&shared));
                     Value::Scalar(shared)
                 };
-                Some((Node { pos, value }, anchor))
+                (Node { pos, value }, anchor)
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(SyntaxError {
+                    return Err(refuse(
                         pos,
-                        message: format!(
+                        format!(
                             "nesting deeper than {MAX_DEPTH} levels; the config needs at most 4"
                         ),
-                    });
+                    ));
                 }
-                let path = match (places, here(&stack)) {
-                    (Some(_), Here::Path(path)) => path,
-                    _ => String::new(),
-                };
-                let whole = anchor != 0 || whole(&stack);
-                stack.push(if matches!(event, Event::SequenceStart(..)) {
-                    Frame::Seq {
-                        pos,
-                        anchor,
-                        items: Vec::new(),
-                        path,
-                        whole,
-                    }
-                } else {
-                    Frame::Map {
-                        pos,
-                        anchor,
-                        entries: Vec::new(),
-                        key: None,
-                        path,
-                        whole,
-                    }
-                });
-                None
-            }
-            Event::SequenceEnd | Event::MappingEnd => match stack.pop() {
-                Some(Frame::Seq {
-                    pos, anchor, items, ..
-                }) => Some((
-                    Node {
-                        pos,
-                        value: Value::Seq(items.into_boxed_slice()),
-                    },
-                    anchor,
-                )),
-                Some(Frame::Map {
+                let map = matches!(event, Event::MappingStart(..));
+                let frame = Frame {
                     pos,
                     anchor,
-                    entries,
-                    ..
-                }) => {
-                    // A block mapping's start event is marked at its first `:`; the mapping
-                    // is better placed at its first key.
-                    let pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
-                    Some((
-                        Node {
-                            pos,
-                            value: Value::Map(entries.into_boxed_slice()),
-                        },
-                        anchor,
-                    ))
-                }
-                None => {
-                    return Err(SyntaxError {
-                        pos,
-                        message: "YAML syntax error: unbalanced collection end".into(),
-                    })
-                }
-            },
-        };
-        let Some((mut node, anchor)) = done else {
-            continue;
-        };
-        if let Some(places) = places {
-            let unwanted = match here(&stack) {
-                Here::Key => false,
-                Here::Path(path) => !places.contains(&path),
-                Here::Nowhere => true,
-            };
-            if unwanted && anchor == 0 && !whole(&stack) {
-                node.value = Value::Null;
+                    map,
+                    nodes: Vec::new(),
+                };
+                stack.push(frame);
+                continue;
             }
-        }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let Some(frame) = stack.pop() else {
+                    let message = "YAML syntax error: unbalanced collection end".into();
+                    return Err(refuse(pos, message));
+                };
+                let (mut pos, mut nodes) = (frame.pos, frame.nodes.into_iter());
+                let value = if frame.map {
+                    let pairs = std::iter::from_fn(|| Some((nodes.next()?, nodes.next()?)));
+                    Value::Map(pairs.collect())
+                } else {
+                    Value::Seq(nodes.collect())
+                };
+                // A block mapping's start event is marked at its first `:`; the mapping is
+                // better placed at its first key.
+                if let Value::Map(entries) = &value {
+                    pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
+                }
+                (Node { pos, value }, frame.anchor)
+            }
+        };
         if anchor != 0 {
             let n = size(&node);
             anchors.insert(anchor, (node.clone(), n));
         }
         match stack.last_mut() {
             None => root = Some(node),
-            Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map { entries, key, .. }) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(frame) => frame.nodes.push(node),
         }
     }
     Ok(root)
@@ -459,49 +326,6 @@ mod tests {
         };
         let (a, b) = (text(&items[0]).unwrap(), text(&items[1]).unwrap());
         assert!(Rc::ptr_eq(&a, &b), "equal scalars share their text");
-    }
-
-    #[test]
-    fn places_only_trees_keep_keys_and_places() {
-        let text = "a: &x {k: v}\nb: *x\nc:\nd: [e]\n";
-        let all = ["a.k", "b.k", "c", "d[0]"];
-        let (full, places) = (load(text).unwrap(), load_places(text, all).unwrap());
-        let blank = |node: &Node| -> Node {
-            fn go(n: &Node, key: bool) -> Node {
-                let value = match &n.value {
-                    Value::Scalar(_) if !key => Value::Scalar(Rc::from("")),
-                    Value::Seq(items) => Value::Seq(items.iter().map(|i| go(i, false)).collect()),
-                    Value::Map(entries) => Value::Map(
-                        entries
-                            .iter()
-                            .map(|(k, v)| (go(k, true), go(v, false)))
-                            .collect(),
-                    ),
-                    other => other.clone(),
-                };
-                Node { pos: n.pos, value }
-            }
-            go(node, false)
-        };
-        assert_eq!(places, full.as_ref().map(blank));
-
-        // Asked for `c` only: `d`'s list and the alias `b` are left empty, the anchored `a`
-        // is kept whole (an alias may copy it), and every key stays.
-        let few = load_places(text, ["c"]).unwrap().unwrap();
-        let Value::Map(entries) = &few.value else {
-            panic!("not a map")
-        };
-        let shapes: Vec<&str> = entries.iter().map(|(_, v)| v.value.describe()).collect();
-        assert_eq!(
-            shapes,
-            [
-                "a mapping",
-                "an empty value",
-                "an empty value",
-                "an empty value"
-            ]
-        );
-        assert_eq!(entries[3].1.pos, Pos { line: 4, col: 4 });
     }
 
     #[test]

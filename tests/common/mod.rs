@@ -237,6 +237,7 @@ pub fn settings(
         active_interval: active,
         settle_interval: settle,
         retention: Duration::from_secs(24 * 3600),
+        ..ScheduleSettings::default()
     };
     s.budget = [budget, budget];
     s
