@@ -86,7 +86,7 @@ fn main() -> ExitCode {
         })
         .collect();
 
-    let cpu = std::time::Instant::now();
+    let cpu = volc_rtc_exporter::clock::Stopwatch::start();
     let t0 = Instant::now();
     let end = t0 + HOUR;
     let mut scheduler = Scheduler::new(&targets, &schedule, t0);

@@ -282,7 +282,7 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         plan.budget_active, plan.budget_run
     );
     let stop_sim = CancellationToken::new();
-    let scenario = sim::bulk_scenario(n, 0, 1.0, 0, SystemTime::now());
+    let scenario = sim::bulk_scenario(n, 0, 1.0, 0, volc_rtc_exporter::clock::now());
     let options = SimOptions {
         qps_limit: [Some(60), Some(60)],
         verify_signatures: true,
@@ -714,7 +714,7 @@ async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
         plan.metrics_budget
     );
     let stop_sim = CancellationToken::new();
-    let scenario = settled_scenario(n, SystemTime::now());
+    let scenario = settled_scenario(n, volc_rtc_exporter::clock::now());
     let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
 
@@ -975,7 +975,7 @@ async fn calls_row(plan: &Plan) -> anyhow::Result<CallsFigures> {
         plan.calls_run.as_secs_f64() * f64::from(SCALE) / 60.0
     );
     let stop_sim = CancellationToken::new();
-    let scenario = sim::bulk_scenario(n, 0, 0.1, 3, SystemTime::now());
+    let scenario = sim::bulk_scenario(n, 0, 0.1, 3, volc_rtc_exporter::clock::now());
     let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
     let mut settings = settings_for(&scenario, endpoint, 1_000.0);

@@ -6,7 +6,7 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
@@ -81,7 +81,7 @@ pub async fn once(settings: Settings) -> anyhow::Result<bool> {
         let (id, result) = joined.context("a poll task failed")?;
         match result {
             Ok(snapshot) => {
-                store.record_success(id, snapshot, SystemTime::now());
+                store.record_success(id, snapshot, crate::clock::now());
             }
             Err(err) => {
                 store.record_failure(id);
@@ -137,7 +137,7 @@ pub fn demo_schedule() -> ScheduleSettings {
 /// `demo`: the simulated RTC OpenAPI on an ephemeral loopback port, with the demo scenario's
 /// tasks, and the exporter polling it and serving on `listen`.
 pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let scenario = sim::demo_scenario(SystemTime::now());
+    let scenario = sim::demo_scenario(crate::clock::now());
     let simulator = Arc::new(sim::Simulator::from_scenario(
         &scenario,
         sim::SimOptions::default(),

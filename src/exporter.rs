@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
@@ -207,8 +207,8 @@ impl Exporter {
 
     /// Applies one poll's result to the store, the scheduler and the logs.
     fn record(&self, id: TargetId, result: Result<TaskSnapshot, ApiError>) {
-        let wall = SystemTime::now();
         let now = Instant::now();
+        let wall = crate::clock::wall_at(now);
         let target = &self.store.targets()[id];
         match result {
             Ok(snapshot) => {
@@ -249,7 +249,7 @@ impl Exporter {
             }
             let expired = self
                 .store
-                .expire(SystemTime::now(), self.settings.schedule.retention);
+                .expire(crate::clock::now(), self.settings.schedule.retention);
             if expired > 0 {
                 tracing::debug!(expired, "series of finished tasks dropped after retention");
             }

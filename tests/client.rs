@@ -6,7 +6,7 @@ mod tools;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -91,7 +91,7 @@ impl Received {
                 service: "rtc",
             },
             |ak| (ak == creds.access_key_id).then(|| creds.clone()),
-            SystemTime::now(),
+            volc_rtc_exporter::clock::now(),
             MAX_SKEW,
         )
     }
@@ -671,7 +671,7 @@ async fn slow_answers_time_out_and_are_retried() {
     ])
     .await;
     let h = harness_with(server.port, Duration::from_millis(300), None);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let s = h
         .client
         .fetch(&key())
@@ -781,7 +781,7 @@ async fn retries_spend_budget() {
     ])
     .await;
     let h = slow_budget_harness(server.port, 4.0);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch(&key()).await.is_ok());
     let took = started.elapsed();
     // Starts at 0, 250 and 500 ms: the backoff alone (at most 2 + 4 ms) would be far quicker.
@@ -797,12 +797,12 @@ async fn fetch_acquired_skips_only_the_first_slot() {
     let h = slow_budget_harness(server.port, 1.0);
     // The caller takes the first slot itself, then sends at once.
     h.limiters[0].acquire().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch_acquired(&key()).await.is_ok());
     let quick = started.elapsed();
     assert!(quick < Duration::from_millis(700), "{quick:?}");
     // `fetch` takes its own slot: the next one is a second after the caller's.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch(&key()).await.is_ok());
     let waited = started.elapsed();
     assert!(
@@ -813,7 +813,7 @@ async fn fetch_acquired_skips_only_the_first_slot() {
     let server = Server::start(vec![fixture_reply(200, "webcast_running_WebCastTask.json")]).await;
     let h2 = slow_budget_harness(server.port, 1.0);
     h2.limiters[0].acquire().await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let webcast = webcast_key("Room1", Some("t"));
     assert!(h2.client.fetch(&webcast).await.is_ok());
     assert!(started.elapsed() < Duration::from_millis(700));

@@ -6,15 +6,15 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
 use common::{
     get, key, requests, scrape_until, settings, target, tkey, ExporterServer, Metrics, SimServer,
 };
+use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Action, Kind, Outcome, Target, TargetKey};
-use volc_rtc_exporter::sim::clock::system_time_to_ms;
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     bulk_scenario, stop_reason, Clock, Fault, FaultSpec, SimFile, SimOptions, SimTask, Simulator,
@@ -150,7 +150,7 @@ fn total_requests(sim: &Simulator) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_truth_across_phases() {
     let _shared = EXCLUSIVE.read().await;
-    let now = system_time_to_ms(SystemTime::now());
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
     let rec_end = now + 3_000;
     let file_a = SimFile::object("rec/idle/a.mp4", now - 10_000, 8_000, "host");
     let file_b = SimFile::vod("v0dvidb", now - 2_000, 4_999, "guest");
@@ -288,7 +288,7 @@ async fn lifecycle_truth_across_phases() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_counted_exactly_once() {
     let _shared = EXCLUSIVE.read().await;
-    let now = system_time_to_ms(SystemTime::now());
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
     let tasks = vec![
         SimTask::record(APP, "r", "rec-api", now - 60_000)
             .ends(now - 30_000, stop_reason::STOP_BY_API),
@@ -395,7 +395,7 @@ fn counters_match(m: &Metrics, sim: &Simulator) -> bool {
 /// happened, and after the fault is cleared the targets recover; the budget held throughout.
 async fn fault_case(fault: Fault, expect: Expect) {
     let _shared = EXCLUSIVE.read().await;
-    let now = system_time_to_ms(SystemTime::now());
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
     let rec = SimTask::record(APP, "room-f", "rec-running", now - 60_000).files_at(
         now - 50_000,
         vec![SimFile::vod("v0dlive", now - 60_000, 10_000, "host").size(4_096)],
@@ -616,7 +616,7 @@ async fn saturated_budget_with_thousands_of_targets() {
     let _alone = EXCLUSIVE.write().await;
     const BUDGET: f64 = 50.0;
     const TARGETS: usize = 2_400;
-    let scenario = bulk_scenario(TARGETS, 0, 1.0, 0, SystemTime::now());
+    let scenario = bulk_scenario(TARGETS, 0, 1.0, 0, volc_rtc_exporter::clock::now());
     let sim = Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system());
     let sim = SimServer::start(sim).await;
     let mut s = settings(
@@ -711,7 +711,13 @@ const SESSION_TOKEN: &str = "tok-IwVb3sQz9LmN5pR7sessiontoken";
 /// never with the secret, the token or the Authorization header.
 async fn wrong_credentials(access_key: &str, secret: &str) {
     let _shared = EXCLUSIVE.read().await;
-    let scenario = bulk_scenario(AUTH_TARGETS.0, AUTH_TARGETS.1, 1.0, 0, SystemTime::now());
+    let scenario = bulk_scenario(
+        AUTH_TARGETS.0,
+        AUTH_TARGETS.1,
+        1.0,
+        0,
+        volc_rtc_exporter::clock::now(),
+    );
     let n_targets = scenario.targets.len();
     let sim = Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system());
     let sim = SimServer::start(sim).await;

@@ -363,7 +363,7 @@ impl Simulator {
         }
     }
 
-    /// Checks the request's V4 signature against the accepted keys, at the real wall time
+    /// Checks the request's V4 signature against the accepted keys, at the crate's wall time
     /// (the client signs with it; the simulator's own clock may be far ahead in tests).
     fn verify_signature(
         &self,
@@ -389,7 +389,7 @@ impl Simulator {
         sign::verify(
             &verify_req,
             |ak| self.lookup_key(ak),
-            std::time::SystemTime::now(),
+            crate::clock::now(),
             options.max_skew,
         )
         .map(drop)

@@ -15,7 +15,7 @@
 //! Choices where the vendor's documents are silent: a task that is unknown, not started yet,
 //! or started over 72 h ago answers HTTP 400 `InvalidParameter.ErrorActiveTaskNotFound` (the
 //! status its other `InvalidParameter.*` codes use; clients classify on `Code`). Signatures are
-//! checked against the real wall clock (`SystemTime::now()`, as clients sign), not the
+//! checked against the crate's wall clock ([`crate::clock::now`], as clients sign), not the
 //! simulator's [`Clock`], so tests may move the simulated world days ahead and still sign
 //! normally. The QPS window counts admitted requests only.
 //!
@@ -23,7 +23,7 @@
 //! # async fn f() -> std::io::Result<()> {
 //! use std::sync::Arc;
 //! use volc_rtc_exporter::sim::{self, Clock, SimOptions, Simulator};
-//! let scenario = sim::demo_scenario(std::time::SystemTime::now());
+//! let scenario = sim::demo_scenario(volc_rtc_exporter::clock::now());
 //! let simulator = Arc::new(Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();

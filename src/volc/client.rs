@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
@@ -193,7 +193,7 @@ impl Client {
                 service: &self.service,
             },
             &self.creds,
-            SystemTime::now(),
+            crate::clock::now(),
         )
     }
 
