@@ -19,6 +19,7 @@
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
+pub mod accept;
 pub mod budget;
 pub mod cli;
 pub mod clock;
@@ -31,6 +32,7 @@ pub mod model;
 pub mod render;
 pub mod scheduler;
 pub mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod store;
 pub mod telemetry;

@@ -81,6 +81,31 @@ impl fmt::Display for Action {
     }
 }
 
+/// The OpenAPI's service name in the credential scope (not configurable).
+pub const SERVICE: &str = "rtc";
+/// `Version`s `GetRecordTask` is known to answer (the default first).
+pub const RECORD_VERSIONS: [&str; 2] = ["2022-06-01", "2023-06-01"];
+/// `Version`s `GetWebCastTask` is known to answer (the default first).
+pub const WEBCAST_VERSIONS: [&str; 1] = ["2020-12-01"];
+
+impl Action {
+    /// The `Version`s this action is known to answer, the default first.
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Action::GetRecordTask => &RECORD_VERSIONS,
+            Action::GetWebCastTask => &WEBCAST_VERSIONS,
+        }
+    }
+}
+
+/// `[a-zA-Z0-9_@.-]{1,128}`, the vendor's rule for AppId, RoomId and TaskId.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
+}
+
 /// What identifies a target: one task (or, for a webcast target without `task_id`, one room's
 /// newest web-capture task).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -15,10 +15,10 @@ use volc_rtc_exporter::budget::Limiter;
 use volc_rtc_exporter::config::{ApiSettings, Endpoint};
 use volc_rtc_exporter::credentials::{Credentials, Secret};
 use volc_rtc_exporter::model::{Action, Kind, Outcome, TargetKey};
+use volc_rtc_exporter::sim::verify::{self, VerifyError, VerifyRequest, MAX_SKEW};
 use volc_rtc_exporter::telemetry::Telemetry;
 use volc_rtc_exporter::volc::client::{Client, RetryPolicy};
 use volc_rtc_exporter::volc::parse::ApiError;
-use volc_rtc_exporter::volc::sign::{self, VerifyError, VerifyRequest, MAX_SKEW};
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0-very-secret";
@@ -80,7 +80,7 @@ impl Received {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        sign::verify(
+        verify::verify(
             &VerifyRequest {
                 method: "GET",
                 path,

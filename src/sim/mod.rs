@@ -9,6 +9,7 @@
 //! - [`traffic`] — the QPS window, per-outcome counters and the bounded request log.
 //! - [`handler`] — one request in, one [`Reply`] out: a pure function of the request, the
 //!   simulator's state and its clock.
+//! - [`verify`] — the server side of V4 signing: the check the vendor makes on each request.
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
 //!
@@ -38,6 +39,7 @@ pub mod scenario;
 pub mod server;
 pub mod task;
 pub mod traffic;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -54,15 +56,11 @@ pub use handler::{Reply, SimRequest};
 pub use scenario::{bulk_scenario, demo_scenario, Scenario};
 pub use server::serve;
 pub use task::{stop_reason, FileStage, SimFile, SimStream, SimTask, TaskDetail, WebcastPlan};
-pub use traffic::{max_in_window, RequestRecord};
+pub use traffic::RequestRecord;
 
-/// The `Service` the simulator answers as.
-pub const SERVICE: &str = "rtc";
-
-/// `Version`s accepted with `GetRecordTask`.
-pub const RECORD_VERSIONS: [&str; 2] = ["2022-06-01", "2023-06-01"];
-/// `Version`s accepted with `GetWebCastTask`.
-pub const WEBCAST_VERSIONS: [&str; 1] = ["2020-12-01"];
+/// The `Service` the simulator answers as, and the `Version`s it accepts per action: the
+/// exporter's own.
+pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 
 /// How the simulator behaves; change it at run time with [`Simulator::configure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -307,7 +305,7 @@ impl Simulator {
 
     /// The most logged requests for `action` that arrived within any one `window`.
     pub fn max_requests_in_window(&self, action: Action, window: Duration) -> usize {
-        max_in_window(&self.request_log(action), window)
+        crate::budget::max_starts_in_window(&self.request_log(action), window)
     }
 
     /// Requests for `action` answered with `outcome` since the start (not bounded by the log).

@@ -112,20 +112,6 @@ impl Traffic {
     }
 }
 
-/// The largest number of arrivals in `sorted` that fall in any half-open window
-/// `[t, t + window)`.
-pub fn max_in_window(sorted: &[Instant], window: Duration) -> usize {
-    let mut best = 0;
-    let mut lo = 0;
-    for (hi, &t) in sorted.iter().enumerate() {
-        while lo < hi && t.saturating_duration_since(sorted[lo]) >= window {
-            lo += 1;
-        }
-        best = best.max(hi + 1 - lo);
-    }
-    best
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,14 +148,5 @@ mod tests {
         assert_eq!(t.count(a, Outcome::Success), 5);
         assert_eq!(t.total(a), 10);
         assert_eq!(t.total(Action::GetRecordTask), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn max_in_window_slides() {
-        let s = Instant::now();
-        let ms = |n| s + Duration::from_millis(n);
-        let v = [ms(0), ms(500), ms(999), ms(1000), ms(1001), ms(1500)];
-        assert_eq!(max_in_window(&v, WINDOW), 4);
-        assert_eq!(max_in_window(&[], WINDOW), 0);
     }
 }
