@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     let running: usize = (0..TARGETS).filter(|i| i % 10 == 0).map(|i| polls[i]).sum();
     let naive = TARGETS * (HOUR.as_secs() / schedule.active_interval.as_secs()) as usize;
     let ratio = naive as f64 / total as f64;
-    let counts = scheduler.phase_counts()[action.index()];
+    let counts = scheduler.phase_counts()[action];
     println!("calls: {TARGETS} record targets, 10 % running, 90 % finished, 1 h simulated");
     println!(
         "  polls: {total} ({running} for running tasks, {} for finished ones)",

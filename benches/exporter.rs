@@ -284,7 +284,7 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
     let stop_sim = CancellationToken::new();
     let scenario = sim::bulk_scenario(n, 0, 1.0, 0, volc_rtc_exporter::clock::now());
     let options = SimOptions {
-        qps_limit: [Some(60), Some(60)],
+        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| Some(60)),
         verify_signatures: true,
         request_log_capacity: 1_000_000,
         ..SimOptions::default()
@@ -315,7 +315,7 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
     }
     exporter.refresh_gauges();
     let lag_end = lag_gauge.get();
-    let rate_end = exporter.limiters[ACTION.index()].rate();
+    let rate_end = exporter.limiters[ACTION].rate();
     stop.cancel();
     let _ = polling.await;
     stop_sim.cancel();
@@ -699,7 +699,7 @@ fn gunzip(body: &[u8]) -> anyhow::Result<String> {
 /// no request log.
 fn unlimited_sim_options() -> SimOptions {
     SimOptions {
-        qps_limit: [None, None],
+        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| None),
         verify_signatures: true,
         request_log_capacity: 0,
         ..SimOptions::default()

@@ -9,17 +9,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::Limiter;
 use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
 use crate::exporter::{self, Exporter};
-use crate::model::{Action, Target};
-use crate::store::Store;
+use crate::model::Target;
 use crate::telemetry::Telemetry;
-use crate::volc::client::Client;
 
 #[cfg(feature = "sim")]
 mod demo;
@@ -60,48 +56,17 @@ pub fn describe(target: &Target) -> String {
 /// target on stderr. Returns `false` if any poll failed.
 pub async fn once(settings: Settings) -> anyhow::Result<bool> {
     let telemetry = Arc::new(Telemetry::new());
-    let limiters = Action::ALL.map(|a| Arc::new(Limiter::new(settings.budget_for(a))));
-    let client = Arc::new(Client::new(
-        &settings.api,
-        settings.credentials.clone(),
-        limiters,
-        telemetry.clone(),
-    )?);
-    let store = Store::new(settings.targets.clone());
-    let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (id, target) in settings.targets.iter().enumerate() {
-        let client = client.clone();
-        let in_flight = in_flight.clone();
-        let key = target.key.clone();
-        tasks.spawn(async move {
-            let _permit = in_flight.acquire_owned().await;
-            (id, client.fetch(&key).await)
-        });
-    }
-    let mut failed = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (id, result) = joined.context("a poll task failed")?;
-        match result {
-            Ok(snapshot) => {
-                store.record_success(id, snapshot, crate::clock::now());
-            }
-            Err(err) => {
-                store.record_failure(id);
-                failed.push((id, err));
-            }
-        }
-    }
-    failed.sort_by_key(|(id, _)| *id);
+    let exporter = Exporter::new(settings, telemetry)?;
+    let failed = exporter.poll_each_once().await?;
     for (id, err) in &failed {
         eprintln!(
             "poll failed: {}: {}: {err}",
-            describe(&settings.targets[*id]),
+            describe(&exporter.settings.targets[*id]),
             err.outcome
         );
     }
     let mut out = Vec::with_capacity(64 * 1024);
-    crate::render::render(&store, &telemetry, &mut out);
+    exporter.render(&mut out);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&out)
@@ -123,5 +88,5 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {listen} (--web.listen-address)"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %local, "listening");
-    exporter::run(exporter, listener, shutdown).await
+    Ok(exporter::run(exporter, listener, shutdown).await?)
 }

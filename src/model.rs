@@ -81,6 +81,40 @@ impl fmt::Display for Action {
     }
 }
 
+/// One `T` per action, indexed by [`Action`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerAction<T>([T; 2]);
+
+impl<T> PerAction<T> {
+    /// `f(action)` for each action.
+    pub fn new(f: impl FnMut(Action) -> T) -> Self {
+        PerAction(Action::ALL.map(f))
+    }
+
+    /// Each action with its value, in [`Action::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Action, &T)> {
+        Action::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// `f` applied to each value.
+    pub fn map<U>(&self, mut f: impl FnMut(Action, &T) -> U) -> PerAction<U> {
+        PerAction::new(|a| f(a, &self[a]))
+    }
+}
+
+impl<T> std::ops::Index<Action> for PerAction<T> {
+    type Output = T;
+    fn index(&self, action: Action) -> &T {
+        &self.0[action.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Action> for PerAction<T> {
+    fn index_mut(&mut self, action: Action) -> &mut T {
+        &mut self.0[action.index()]
+    }
+}
+
 /// The OpenAPI's service name in the credential scope (not configurable).
 pub const SERVICE: &str = "rtc";
 /// `Version`s `GetRecordTask` is known to answer (the default first).

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use volc_rtc_exporter::clock::{ms_to_system_time, system_time_to_ms};
 use volc_rtc_exporter::credentials::{Credentials, Secret};
-use volc_rtc_exporter::model::{status, Action, Kind, Outcome};
+use volc_rtc_exporter::model::{status, Action, Kind, Outcome, PerAction};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, demo_scenario, stop_reason, Clock, Fault, FaultSpec, SimFile, SimOptions, SimTask,
@@ -578,7 +578,7 @@ async fn faults_target_actions_and_tasks_and_can_persist() {
 #[tokio::test]
 async fn qps_limit_answers_429_above_the_limit() {
     let sim = world(now_ms());
-    sim.configure(|o| o.qps_limit[Action::GetRecordTask.index()] = Some(5));
+    sim.configure(|o| o.qps_limit[Action::GetRecordTask] = Some(5));
     let s = start(sim).await;
     let mut statuses = Vec::new();
     for _ in 0..12 {
@@ -612,7 +612,7 @@ async fn qps_window_slides_exactly() {
     // Driven through `answer` with chosen arrival times, so the window edges are exact.
     let sim = world(now_ms());
     sim.configure(|o| {
-        o.qps_limit = [Some(3), Some(3)];
+        o.qps_limit = PerAction::new(|_| Some(3));
         o.verify_signatures = false;
     });
     let headers = hyper::HeaderMap::new();
@@ -869,7 +869,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
 
     let t0 = now_ms();
     let sim = world(t0);
-    sim.configure(|o| o.qps_limit = [None, None]);
+    sim.configure(|o| o.qps_limit = PerAction::new(|_| None));
     let s = start(sim).await;
     let api = ApiSettings {
         endpoint: Endpoint {
@@ -887,10 +887,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
     let client = Client::new(
         &api,
         sim_credentials(),
-        [
-            Arc::new(Limiter::new(1000.0)),
-            Arc::new(Limiter::new(1000.0)),
-        ],
+        PerAction::new(|_| Arc::new(Limiter::new(1000.0))),
         Arc::new(Telemetry::new()),
     )
     .expect("client");

@@ -75,5 +75,5 @@ pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Re
     let exporter = Exporter::new(settings, telemetry)?;
     let served = exporter::run(exporter, listener, shutdown).await;
     let _ = sim_server.await;
-    served
+    Ok(served?)
 }

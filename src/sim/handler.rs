@@ -189,7 +189,7 @@ impl Simulator {
         };
         if !self
             .traffic
-            .admit(action, req.arrived, options.qps_limit[action.index()])
+            .admit(action, req.arrived, options.qps_limit[action])
         {
             return finish(throttled(meta));
         }

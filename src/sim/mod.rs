@@ -48,7 +48,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::credentials::Credentials;
-use crate::model::{Action, Kind, Outcome};
+use crate::model::{Action, Kind, Outcome, PerAction};
 
 pub use clock::Clock;
 pub use fault::{Fault, FaultId, FaultSpec, TaskMatch};
@@ -67,9 +67,9 @@ pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 pub struct SimOptions {
     /// `Region` in every answer (and in the credential scope it expects).
     pub region: String,
-    /// Requests per sliding second, per action (indexed by [`Action::index`]); `None` = no
-    /// limit. Default 60, as the vendor's.
-    pub qps_limit: [Option<u32>; 2],
+    /// Requests per sliding second, per action; `None` = no limit. Default 60, as the
+    /// vendor's.
+    pub qps_limit: PerAction<Option<u32>>,
     /// Verify every request's V4 signature (default on; off for benches that do not sign).
     pub verify_signatures: bool,
     /// How far X-Date may be from the simulator's wall time (default 900 s, as the vendor's).
@@ -83,7 +83,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             region: "cn-north-1".into(),
-            qps_limit: [Some(60), Some(60)],
+            qps_limit: PerAction::new(|_| Some(60)),
             verify_signatures: true,
             max_skew: Duration::from_secs(900),
             request_log_capacity: 100_000,
@@ -94,7 +94,7 @@ impl Default for SimOptions {
 impl SimOptions {
     /// With `limit` requests per second for `action` (`None`: unlimited).
     pub fn with_qps_limit(mut self, action: Action, limit: Option<u32>) -> Self {
-        self.qps_limit[action.index()] = limit;
+        self.qps_limit[action] = limit;
         self
     }
 }

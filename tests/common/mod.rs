@@ -247,7 +247,7 @@ pub struct ExporterServer {
     pub base: String,
     pub exporter: Arc<Exporter>,
     shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), volc_rtc_exporter::exporter::ExporterError>>,
     http: reqwest::Client,
 }
 
