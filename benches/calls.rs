@@ -1,4 +1,4 @@
-//! API calls per hour (SPEC §8): the scheduler alone, in synthetic time, for 1,000 record
+//! API calls per hour: the scheduler alone, in synthetic time, for 1,000 record
 //! targets where 10 % of the tasks run for the whole hour and 90 % are already finished (their
 //! answers change on the first one or two settle polls while files upload, then stay the same),
 //! compared with naive polling of every target every `active_interval`. The bar is ≥ 5× fewer.

@@ -1,4 +1,4 @@
-//! End-to-end benchmarks for SPEC §8: the real exporter against the in-process simulated
+//! End-to-end benchmarks: the real exporter against the in-process simulated
 //! OpenAPI over loopback. They print figures and the bars next to them; they do not gate.
 //!
 //! Run with `cargo bench --bench exporter` (about seven minutes); name rows to run only those:
@@ -49,6 +49,9 @@ use common::{record_target, rss_kib};
 const SECOND: Duration = Duration::from_secs(1);
 const BUDGET: f64 = 60.0;
 const ACTION: Action = Action::GetRecordTask;
+/// The throughput bar: at least 95 % of the budget used in the steady state. Measured in wall
+/// time, so it lives here and not in the tests (a loaded 2-core CI machine can miss it).
+const RATE_BAR: f64 = 0.95 * BUDGET;
 
 /// Sizes and durations of one run.
 struct Plan {
@@ -379,9 +382,10 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         f.arrivals
     );
     println!(
-        "  achieved: {:.2} requests/s from 1 s to {:.0} s (bar >= 57)",
+        "  achieved: {:.2} requests/s from 1 s to {:.0} s (bar >= {:.0}, 95 % of the budget)",
         f.steady_rate,
-        f.run.as_secs_f64()
+        f.run.as_secs_f64(),
+        RATE_BAR
     );
     println!(
         "  sliding 1 s windows of arrivals over 60: {} ({} after the first second; most in one window: {}; bar 0)",
@@ -1053,7 +1057,7 @@ fn summary(
             b.max_in_window,
             b.throttled_sim,
             b.lag_end,
-            verdict(b.steady_rate >= 57.0 && b.windows_over == 0)
+            verdict(b.steady_rate >= RATE_BAR && b.windows_over == 0)
         );
     }
     if let Some(m) = m {

@@ -158,6 +158,21 @@ pub struct Target {
     pub labels: Vec<(String, String)>,
 }
 
+/// How far back the API can see: a task that started longer ago than this is no longer
+/// answered for.
+pub const VISIBILITY_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// StopReason values the vendor documents.
+pub mod stop_reason {
+    pub const UNKNOWN: &str = "UnknownStopReason";
+    pub const STOP_BY_API: &str = "StopByAPI";
+    pub const START_TASK_FAILED: &str = "StartTaskFailed";
+    /// Record tasks only.
+    pub const IDLE_TIME_OUT: &str = "IdleTimeOut";
+    /// Webcast tasks only.
+    pub const EXCEED_MAX_RUNNING_TIME: &str = "ExceedMaxRunningTime";
+}
+
 /// The API's task Status.
 pub mod status {
     pub const UNKNOWN: i64 = 0;

@@ -118,7 +118,7 @@ use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
 pub type TargetId = usize;
 
 /// How far back the API can see: tasks that started earlier are never polled.
-pub const VISIBILITY_WINDOW: Duration = Duration::from_secs(72 * 3600);
+pub use crate::model::VISIBILITY_WINDOW;
 
 /// The cap of the per-target failure backoff (unless the queue's own interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);

@@ -607,7 +607,7 @@ async fn qps_limit_answers_429_above_the_limit() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn qps_window_slides_exactly() {
     // Driven through `answer` with chosen arrival times, so the window edges are exact.
     let sim = world(now_ms());
