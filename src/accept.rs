@@ -76,20 +76,17 @@ pub async fn serve(
         while connections.join_next().await.is_some() {}
     })
     .await;
+    if drained.is_ok() {
+        return 0;
+    }
     let left = connections.len();
-    if drained.is_err() {
-        tracing::info!(
-            server = name,
-            connections = left,
-            "dropping HTTP connections still busy after the shutdown grace period"
-        );
-        connections.shutdown().await;
-    }
-    if drained.is_err() {
-        left
-    } else {
-        0
-    }
+    tracing::info!(
+        server = name,
+        connections = left,
+        "dropping HTTP connections still busy after the shutdown grace period"
+    );
+    connections.shutdown().await;
+    left
 }
 
 #[cfg(test)]
