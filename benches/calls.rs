@@ -1,4 +1,4 @@
-//! API calls per hour (SPEC §8): the scheduler alone, in synthetic time, for 1,000 record
+//! API calls per hour: the scheduler alone, in synthetic time, for 1,000 record
 //! targets where 10 % of the tasks run for the whole hour and 90 % are already finished (their
 //! answers change on the first one or two settle polls while files upload, then stay the same),
 //! compared with naive polling of every target every `active_interval`. The bar is ≥ 5× fewer.
@@ -87,7 +87,7 @@ fn main() -> ExitCode {
         })
         .collect();
 
-    let cpu = std::time::Instant::now();
+    let cpu = volc_rtc_exporter::clock::Stopwatch::start();
     let t0 = Instant::now();
     let end = t0 + HOUR;
     let mut scheduler = Scheduler::new(&targets, &schedule, t0);
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
     let running: usize = (0..TARGETS).filter(|i| i % 10 == 0).map(|i| polls[i]).sum();
     let naive = TARGETS * (HOUR.as_secs() / schedule.active_interval.as_secs()) as usize;
     let ratio = naive as f64 / total as f64;
-    let counts = scheduler.phase_counts()[action.index()];
+    let counts = scheduler.phase_counts()[action];
     println!("calls: {TARGETS} record targets, 10 % running, 90 % finished, 1 h simulated");
     println!(
         "  polls: {total} ({running} for running tasks, {} for finished ones)",

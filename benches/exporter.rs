@@ -1,4 +1,4 @@
-//! End-to-end benchmarks for SPEC §8: the real exporter against the in-process simulated
+//! End-to-end benchmarks: the real exporter against the in-process simulated
 //! OpenAPI over loopback. They print figures and the bars next to them; they do not gate.
 //!
 //! Run with `cargo bench --bench exporter` (about seven minutes); name rows to run only those:
@@ -49,6 +49,9 @@ use common::{record_target, rss_kib};
 const SECOND: Duration = Duration::from_secs(1);
 const BUDGET: f64 = 60.0;
 const ACTION: Action = Action::GetRecordTask;
+/// The throughput bar: at least 95 % of the budget used in the steady state. Measured in wall
+/// time, so it lives here and not in the tests (a loaded 2-core CI machine can miss it).
+const RATE_BAR: f64 = 0.95 * BUDGET;
 
 /// Sizes and durations of one run.
 struct Plan {
@@ -282,9 +285,9 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         plan.budget_active, plan.budget_run
     );
     let stop_sim = CancellationToken::new();
-    let scenario = sim::bulk_scenario(n, 0, 1.0, 0, SystemTime::now());
+    let scenario = sim::bulk_scenario(n, 0, 1.0, 0, volc_rtc_exporter::clock::now());
     let options = SimOptions {
-        qps_limit: [Some(60), Some(60)],
+        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| Some(60)),
         verify_signatures: true,
         request_log_capacity: 1_000_000,
         ..SimOptions::default()
@@ -315,7 +318,7 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
     }
     exporter.refresh_gauges();
     let lag_end = lag_gauge.get();
-    let rate_end = exporter.limiters[ACTION.index()].rate();
+    let rate_end = exporter.limiters[ACTION].rate();
     stop.cancel();
     let _ = polling.await;
     stop_sim.cancel();
@@ -379,9 +382,10 @@ async fn budget_row(plan: &Plan) -> anyhow::Result<BudgetFigures> {
         f.arrivals
     );
     println!(
-        "  achieved: {:.2} requests/s from 1 s to {:.0} s (bar >= 57)",
+        "  achieved: {:.2} requests/s from 1 s to {:.0} s (bar >= {:.0}, 95 % of the budget)",
         f.steady_rate,
-        f.run.as_secs_f64()
+        f.run.as_secs_f64(),
+        RATE_BAR
     );
     println!(
         "  sliding 1 s windows of arrivals over 60: {} ({} after the first second; most in one window: {}; bar 0)",
@@ -699,7 +703,7 @@ fn gunzip(body: &[u8]) -> anyhow::Result<String> {
 /// no request log.
 fn unlimited_sim_options() -> SimOptions {
     SimOptions {
-        qps_limit: [None, None],
+        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| None),
         verify_signatures: true,
         request_log_capacity: 0,
         ..SimOptions::default()
@@ -714,7 +718,7 @@ async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
         plan.metrics_budget
     );
     let stop_sim = CancellationToken::new();
-    let scenario = settled_scenario(n, SystemTime::now());
+    let scenario = settled_scenario(n, volc_rtc_exporter::clock::now());
     let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
 
@@ -975,7 +979,7 @@ async fn calls_row(plan: &Plan) -> anyhow::Result<CallsFigures> {
         plan.calls_run.as_secs_f64() * f64::from(SCALE) / 60.0
     );
     let stop_sim = CancellationToken::new();
-    let scenario = sim::bulk_scenario(n, 0, 0.1, 3, SystemTime::now());
+    let scenario = sim::bulk_scenario(n, 0, 0.1, 3, volc_rtc_exporter::clock::now());
     let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
     let mut settings = settings_for(&scenario, endpoint, 1_000.0);
@@ -1053,7 +1057,7 @@ fn summary(
             b.max_in_window,
             b.throttled_sim,
             b.lag_end,
-            verdict(b.steady_rate >= 57.0 && b.windows_over == 0)
+            verdict(b.steady_rate >= RATE_BAR && b.windows_over == 0)
         );
     }
     if let Some(m) = m {

@@ -567,6 +567,9 @@ mod tests {
             ),
             4
         );
+        let ms = |n| t0 + Duration::from_millis(n);
+        let v = [ms(0), ms(500), ms(999), ms(1000), ms(1001), ms(1500)];
+        assert_eq!(max_starts_in_window(&v, WINDOW), 4);
     }
 
     #[test]

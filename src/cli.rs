@@ -54,6 +54,7 @@ pub enum Command {
     /// Poll every target once inside the budget, print the metrics on stdout; exit 1 if any poll failed.
     Once,
     /// Run the exporter against a built-in simulated RTC API with a few dozen tasks (no account needed).
+    #[cfg(feature = "sim")]
     Demo,
 }
 

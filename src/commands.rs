@@ -6,22 +6,21 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
 
 use anyhow::Context as _;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::Limiter;
-use crate::config::{self, CredentialSource, Endpoint, ScheduleSettings, Settings};
+use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
 use crate::exporter::{self, Exporter};
-use crate::model::{Action, Target};
-use crate::sim;
-use crate::store::Store;
+use crate::model::Target;
 use crate::telemetry::Telemetry;
-use crate::volc::client::Client;
+
+#[cfg(feature = "sim")]
+mod demo;
+#[cfg(feature = "sim")]
+pub use demo::{demo, demo_schedule};
 
 /// Loads and checks the config; the error lists every problem.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
@@ -57,48 +56,17 @@ pub fn describe(target: &Target) -> String {
 /// target on stderr. Returns `false` if any poll failed.
 pub async fn once(settings: Settings) -> anyhow::Result<bool> {
     let telemetry = Arc::new(Telemetry::new());
-    let limiters = Action::ALL.map(|a| Arc::new(Limiter::new(settings.budget_for(a))));
-    let client = Arc::new(Client::new(
-        &settings.api,
-        settings.credentials.clone(),
-        limiters,
-        telemetry.clone(),
-    )?);
-    let store = Store::new(settings.targets.clone());
-    let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for (id, target) in settings.targets.iter().enumerate() {
-        let client = client.clone();
-        let in_flight = in_flight.clone();
-        let key = target.key.clone();
-        tasks.spawn(async move {
-            let _permit = in_flight.acquire_owned().await;
-            (id, client.fetch(&key).await)
-        });
-    }
-    let mut failed = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        let (id, result) = joined.context("a poll task failed")?;
-        match result {
-            Ok(snapshot) => {
-                store.record_success(id, snapshot, SystemTime::now());
-            }
-            Err(err) => {
-                store.record_failure(id);
-                failed.push((id, err));
-            }
-        }
-    }
-    failed.sort_by_key(|(id, _)| *id);
+    let exporter = Exporter::new(settings, telemetry)?;
+    let failed = exporter.poll_each_once().await?;
     for (id, err) in &failed {
         eprintln!(
             "poll failed: {}: {}: {err}",
-            describe(&settings.targets[*id]),
+            describe(&exporter.settings.targets[*id]),
             err.outcome
         );
     }
     let mut out = Vec::with_capacity(64 * 1024);
-    crate::render::render(&store, &telemetry, &mut out);
+    exporter.render(&mut out);
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(&out)
@@ -120,70 +88,5 @@ pub async fn serve(
         .with_context(|| format!("cannot listen on {listen} (--web.listen-address)"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     tracing::info!(address = %local, "listening");
-    exporter::run(exporter, listener, shutdown).await
-}
-
-/// How `demo` schedules: short intervals, because the simulated tasks live for seconds; a
-/// retention as long as the API's 72-hour horizon, so the scenario's tasks that finished hours
-/// before the demo started are shown rather than dropped right after their first poll.
-pub fn demo_schedule() -> ScheduleSettings {
-    ScheduleSettings {
-        active_interval: Duration::from_secs(3),
-        settle_interval: Duration::from_secs(5),
-        retention: Duration::from_secs(72 * 3600),
-        ..ScheduleSettings::default()
-    }
-}
-
-/// `demo`: the simulated RTC OpenAPI on an ephemeral loopback port, with the demo scenario's
-/// tasks, and the exporter polling it and serving on `listen`.
-pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let scenario = sim::demo_scenario(SystemTime::now());
-    let simulator = Arc::new(sim::Simulator::from_scenario(
-        &scenario,
-        sim::SimOptions::default(),
-        sim::Clock::system(),
-    ));
-    let sim_listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("starting the simulated API on 127.0.0.1")?;
-    let sim_addr = sim_listener
-        .local_addr()
-        .context("reading the simulated API's address")?;
-    let sim_server = tokio::spawn(sim::serve(sim_listener, simulator, shutdown.clone()));
-
-    let mut settings = Settings::new(
-        scenario.credentials.clone(),
-        CredentialSource::Inline,
-        scenario.targets.clone(),
-    );
-    settings.api.endpoint = Endpoint {
-        scheme: "http".into(),
-        host: "127.0.0.1".into(),
-        port: Some(sim_addr.port()),
-    };
-    settings.schedule = demo_schedule();
-    settings.budget = [20.0, 20.0];
-
-    let listener = TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("cannot listen on {listen} (--web.listen-address)"))?;
-    let local = listener.local_addr().context("reading the bound address")?;
-    let shown = if local.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
-    } else {
-        local
-    };
-    println!(
-        "demo: {} simulated tasks ({} targets) served by a simulated RTC OpenAPI on http://{sim_addr}",
-        scenario.tasks.len(),
-        scenario.targets.len()
-    );
-    println!("demo: exporter listening on {local}; open http://{shown}/ or http://{shown}/metrics");
-    println!("demo: press Ctrl-C to stop");
-    let telemetry = Arc::new(Telemetry::new());
-    let exporter = Exporter::new(settings, telemetry)?;
-    let served = exporter::run(exporter, listener, shutdown).await;
-    let _ = sim_server.await;
-    served
+    Ok(exporter::run(exporter, listener, shutdown).await?)
 }

@@ -3,24 +3,39 @@
 //! A Prometheus exporter for Volcengine RTC (and BytePlus RTC) cloud recording and web-page
 //! capture tasks. Data flows through the modules in this order:
 //!
+//! - [`cli`] — the command line, parsed by clap; [`commands`] — what each command does
+//!   (run the exporter, `check`, `once`, `demo`); [`logging`] — `tracing` to stderr as logfmt or
+//!   JSON. The binary (`main.rs`) only turns their result into an exit code.
 //! - [`config`] — the YAML file parsed, then converted in one step into checked [`config::Settings`];
 //!   every problem reported at once with file, line and column.
 //! - [`credentials`] — the credential chain and the [`credentials::Secret`] wrapper that keeps
 //!   secrets out of every output.
-//! - [`model`] — shared domain types: [`model::Target`], [`model::TaskSnapshot`], [`model::Outcome`].
+//! - [`model`] — shared domain types: [`model::Target`], [`model::TaskSnapshot`],
+//!   [`model::Outcome`], [`model::PerAction`], and the API's versions and ID rule.
+//! - [`clock`] — the one clock: tokio's `Instant`, and wall time derived from it, so paused
+//!   test time holds everywhere.
+//! - [`exporter`] — wires the parts below together and runs them; decides nothing itself.
 //! - [`scheduler`] — the pure scheduling core: per action, which target to poll next and when
-//!   (phases new → active → settling → done / expired, even spread, per-target backoff).
+//!   (phases new → active → settling → done / expired, even spread, per-target backoff), and
+//!   the auth hold that pauses an action while its credentials are refused.
 //! - [`budget`] — one limiter per action: no sliding one-second window over budget, rate cut on
 //!   throttling and restored gradually.
-//! - [`volc`] — the OpenAPI: [`volc::sign`] (pure V4 signer), [`volc::parse`] (answers into
-//!   snapshots or classified errors), [`volc::client`] (signed GETs with retries in budget).
+//! - [`volc`] — exactly what the exporter sends: [`volc::sign`] (pure V4 signer),
+//!   [`volc::parse`] (answers into snapshots or classified errors), [`volc::client`] (signed
+//!   GETs with retries in budget).
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
+//! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
+//!   ending, each logged once.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
-//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
-//! - [`sim`] — a simulated OpenAPI for tests and `demo`.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
+//!   shared [`accept`] loop with its graceful drain.
+//! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
+//!   and `demo`, with the server-side signature check.
 
+pub mod accept;
 pub mod budget;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
@@ -30,7 +45,9 @@ pub mod model;
 pub mod render;
 pub mod scheduler;
 pub mod server;
+#[cfg(feature = "sim")]
 pub mod sim;
+pub mod state_log;
 pub mod store;
 pub mod telemetry;
 pub mod volc;

@@ -43,6 +43,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     match cli.command {
         Some(Command::Check) => commands::check(&needs_config()?).map(|()| true),
         Some(Command::Once) => commands::once(commands::load_settings(&needs_config()?)?).await,
+        #[cfg(feature = "sim")]
         Some(Command::Demo) => {
             commands::demo(listen, shutdown_on_signal()).await?;
             Ok(true)

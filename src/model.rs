@@ -81,6 +81,65 @@ impl fmt::Display for Action {
     }
 }
 
+/// One `T` per action, indexed by [`Action`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PerAction<T>([T; 2]);
+
+impl<T> PerAction<T> {
+    /// `f(action)` for each action.
+    pub fn new(f: impl FnMut(Action) -> T) -> Self {
+        PerAction(Action::ALL.map(f))
+    }
+
+    /// Each action with its value, in [`Action::ALL`] order.
+    pub fn iter(&self) -> impl Iterator<Item = (Action, &T)> {
+        Action::ALL.into_iter().zip(self.0.iter())
+    }
+
+    /// `f` applied to each value.
+    pub fn map<U>(&self, mut f: impl FnMut(Action, &T) -> U) -> PerAction<U> {
+        PerAction::new(|a| f(a, &self[a]))
+    }
+}
+
+impl<T> std::ops::Index<Action> for PerAction<T> {
+    type Output = T;
+    fn index(&self, action: Action) -> &T {
+        &self.0[action.index()]
+    }
+}
+
+impl<T> std::ops::IndexMut<Action> for PerAction<T> {
+    fn index_mut(&mut self, action: Action) -> &mut T {
+        &mut self.0[action.index()]
+    }
+}
+
+/// The OpenAPI's service name in the credential scope (not configurable).
+pub const SERVICE: &str = "rtc";
+/// `Version`s `GetRecordTask` is known to answer (the default first).
+pub const RECORD_VERSIONS: [&str; 2] = ["2022-06-01", "2023-06-01"];
+/// `Version`s `GetWebCastTask` is known to answer (the default first).
+pub const WEBCAST_VERSIONS: [&str; 1] = ["2020-12-01"];
+
+impl Action {
+    /// The `Version`s this action is known to answer, the default first.
+    pub fn versions(self) -> &'static [&'static str] {
+        match self {
+            Action::GetRecordTask => &RECORD_VERSIONS,
+            Action::GetWebCastTask => &WEBCAST_VERSIONS,
+        }
+    }
+}
+
+/// `[a-zA-Z0-9_@.-]{1,128}`, the vendor's rule for AppId, RoomId and TaskId.
+pub fn is_valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
+}
+
 /// What identifies a target: one task (or, for a webcast target without `task_id`, one room's
 /// newest web-capture task).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -97,6 +156,21 @@ pub struct TargetKey {
 pub struct Target {
     pub key: TargetKey,
     pub labels: Vec<(String, String)>,
+}
+
+/// How far back the API can see: a task that started longer ago than this is no longer
+/// answered for.
+pub const VISIBILITY_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// StopReason values the vendor documents.
+pub mod stop_reason {
+    pub const UNKNOWN: &str = "UnknownStopReason";
+    pub const STOP_BY_API: &str = "StopByAPI";
+    pub const START_TASK_FAILED: &str = "StartTaskFailed";
+    /// Record tasks only.
+    pub const IDLE_TIME_OUT: &str = "IdleTimeOut";
+    /// Webcast tasks only.
+    pub const EXCEED_MAX_RUNNING_TIME: &str = "ExceedMaxRunningTime";
 }
 
 /// The API's task Status.

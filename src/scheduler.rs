@@ -1,4 +1,4 @@
-//! The scheduling core (SPEC §6 "Scheduling"): decides, per action, which target to poll next
+//! The scheduling core: decides, per action, which target to poll next
 //! and when. It is pure and synchronous — no I/O, no tasks, no clock of its own: every method
 //! takes the current [`Instant`] (and, where a task's age matters, the wall-clock
 //! [`SystemTime`]) from its caller, so tests drive it in synthetic time.
@@ -103,19 +103,23 @@
 //! A task target that is done never reaches expired (it is not polled any more, so its age is
 //! not re-examined); both mean "never polled again".
 
+pub mod auth_hold;
+
+pub use auth_hold::{AuthGate, Gate, AUTH_TRIP};
+
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
-use crate::model::{Action, Outcome, Target, TaskSnapshot};
+use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
 
 /// A target's position in the slice given to [`Scheduler::new`].
 pub type TargetId = usize;
 
 /// How far back the API can see: tasks that started earlier are never polled.
-pub const VISIBILITY_WINDOW: Duration = Duration::from_secs(72 * 3600);
+pub use crate::model::VISIBILITY_WINDOW;
 
 /// The cap of the per-target failure backoff (unless the queue's own interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -270,42 +274,31 @@ pub struct Scheduler {
     active_interval: Duration,
     settle_interval: Duration,
     targets: Vec<TargetState>,
-    /// Indexed by [`Action::index`].
-    queues: [Queues; 2],
+    queues: PerAction<Queues>,
 }
 
 impl Scheduler {
     /// Every target starts **new**; the first polls of each action's targets are spread evenly
     /// over `[now, now + active_interval)`.
     pub fn new(targets: &[Target], schedule: &ScheduleSettings, now: Instant) -> Scheduler {
-        let mut per_action = [0u128; 2];
+        let mut per_action = PerAction::<u128>::default();
         for t in targets {
-            if let Some(n) = per_action.get_mut(t.key.kind.action().index()) {
-                *n += 1;
-            }
+            per_action[t.key.kind.action()] += 1;
         }
-        let mut seen = [0u128; 2];
-        let mut queues = [Queues::default(), Queues::default()];
+        let mut seen = PerAction::<u128>::default();
+        let mut queues = PerAction::<Queues>::default();
         let interval_ns = schedule.active_interval.as_nanos();
         let mut states = Vec::with_capacity(targets.len());
         for (id, t) in targets.iter().enumerate() {
             let action = t.key.kind.action();
-            let i = action.index();
-            let (k, n) = match (seen.get_mut(i), per_action.get(i)) {
-                (Some(k), Some(&n)) => {
-                    let this = *k;
-                    *k += 1;
-                    (this, n.max(1))
-                }
-                _ => (0, 1),
-            };
+            let k = seen[action];
+            seen[action] += 1;
+            let n = per_action[action].max(1);
             // k < n, so the offset is below the interval and fits in u64 nanoseconds whenever
             // the interval does.
             let offset_ns = u64::try_from(interval_ns * k / n).unwrap_or(u64::MAX);
             let due = later(now, Duration::from_nanos(offset_ns));
-            if let Some(q) = queues.get_mut(i) {
-                q.active.insert((due, id));
-            }
+            queues[action].active.insert((due, id));
             states.push(TargetState {
                 action,
                 room: t.key.task_id.is_none(),
@@ -340,7 +333,7 @@ impl Scheduler {
     /// When the next queued target of `action` becomes due (possibly already past); `None`
     /// when nothing is queued (all done, expired or in flight).
     pub fn next_due(&self, action: Action) -> Option<Instant> {
-        self.queues.get(action.index()).and_then(Queues::earliest)
+        self.queues[action].earliest()
     }
 
     /// Takes the most overdue target of `action` that is due at `now` — new and active targets
@@ -348,7 +341,7 @@ impl Scheduler {
     /// targets whose task has meanwhile grown older than 72 h are expired here instead of
     /// being returned.
     pub fn pop_due(&mut self, action: Action, now: Instant) -> Option<TargetId> {
-        let q = self.queues.get_mut(action.index())?;
+        let q = &mut self.queues[action];
         loop {
             let (due, id) = match q.active.first() {
                 Some(&(due, _)) if due <= now => q.active.pop_first()?,
@@ -386,9 +379,7 @@ impl Scheduler {
         let Slot::InFlight { due, popped_at } = t.slot else {
             return;
         };
-        let Some(q) = self.queues.get_mut(t.action.index()) else {
-            return;
-        };
+        let q = &mut self.queues[t.action];
         q.in_flight = q.in_flight.saturating_sub(1);
 
         let next = match result {
@@ -488,15 +479,12 @@ impl Scheduler {
             .map_or(Duration::ZERO, |due| now.saturating_duration_since(due))
     }
 
-    /// Number of targets per action ([`Action::index`], which is also the kind's index) and
-    /// phase ([`Phase::index`]), for `volcengine_rtc_targets{kind,phase}`.
-    pub fn phase_counts(&self) -> [[usize; 5]; 2] {
-        let mut counts = [[0usize; 5]; 2];
+    /// Number of targets per action (one kind each) and phase ([`Phase::index`]), for
+    /// `volcengine_rtc_targets{kind,phase}`.
+    pub fn phase_counts(&self) -> PerAction<[usize; 5]> {
+        let mut counts = PerAction::<[usize; 5]>::default();
         for t in &self.targets {
-            if let Some(c) = counts
-                .get_mut(t.action.index())
-                .and_then(|row| row.get_mut(t.phase.index()))
-            {
+            if let Some(c) = counts[t.action].get_mut(t.phase.index()) {
                 *c += 1;
             }
         }
@@ -510,14 +498,13 @@ impl Scheduler {
 
     /// Number of popped targets of `action` not yet completed.
     pub fn in_flight(&self, action: Action) -> usize {
-        self.queues.get(action.index()).map_or(0, |q| q.in_flight)
+        self.queues[action].in_flight
     }
 
     /// Number of targets of `action` waiting in its queues.
     pub fn queued(&self, action: Action) -> usize {
-        self.queues
-            .get(action.index())
-            .map_or(0, |q| q.active.len() + q.settle.len())
+        let q = &self.queues[action];
+        q.active.len() + q.settle.len()
     }
 }
 
@@ -652,13 +639,13 @@ mod tests {
     impl Scheduler {
         /// Every target is in exactly one place, and the queues hold nothing else.
         fn check_invariants(&self) {
-            let mut queued = [0usize; 2];
-            let mut in_flight = [0usize; 2];
+            let mut queued = PerAction::<usize>::default();
+            let mut in_flight = PerAction::<usize>::default();
             for (id, t) in self.targets.iter().enumerate() {
-                let q = &self.queues[t.action.index()];
+                let q = &self.queues[t.action];
                 match t.slot {
                     Slot::Queued { lane, due } => {
-                        queued[t.action.index()] += 1;
+                        queued[t.action] += 1;
                         let expected = match t.phase {
                             Phase::New | Phase::Active => Lane::Active,
                             _ => Lane::Settle,
@@ -671,7 +658,7 @@ mod tests {
                         assert!(this.contains(&(due, id)), "{id} missing from its queue");
                         assert!(!other.iter().any(|&(_, i)| i == id), "{id} queued twice");
                     }
-                    Slot::InFlight { .. } => in_flight[t.action.index()] += 1,
+                    Slot::InFlight { .. } => in_flight[t.action] += 1,
                     Slot::Parked => {
                         assert!(!t.room, "{id}: rooms are never parked");
                         assert!(matches!(t.phase, Phase::Done | Phase::Expired), "{id}");
@@ -679,18 +666,14 @@ mod tests {
                 }
             }
             for a in Action::ALL {
-                assert_eq!(
-                    self.queued(a),
-                    queued[a.index()],
-                    "{a}: stray queue entries"
-                );
-                assert_eq!(self.in_flight(a), in_flight[a.index()], "{a}");
+                assert_eq!(self.queued(a), queued[a], "{a}: stray queue entries");
+                assert_eq!(self.in_flight(a), in_flight[a], "{a}");
             }
         }
     }
 
-    fn total(counts: [[usize; 5]; 2]) -> usize {
-        counts.iter().flatten().sum()
+    fn total(counts: PerAction<[usize; 5]>) -> usize {
+        counts.iter().flat_map(|(_, row)| row).sum()
     }
 
     #[test]
@@ -856,7 +839,7 @@ mod tests {
         assert_eq!(s.phase(1), Some(Phase::Expired));
         assert_eq!(s.phase(2), Some(Phase::Expired));
         assert_eq!(s.next_due(R), None);
-        assert_eq!(s.phase_counts()[R.index()][Phase::Expired.index()], 3);
+        assert_eq!(s.phase_counts()[R][Phase::Expired.index()], 3);
     }
 
     #[test]
@@ -1194,10 +1177,10 @@ mod tests {
             s.check_invariants();
             let counts = s.phase_counts();
             assert_eq!(total(counts), targets.len());
-            assert_eq!(counts[R.index()].iter().sum::<usize>(), 60);
-            assert_eq!(counts[W.index()].iter().sum::<usize>(), 40);
+            assert_eq!(counts[R].iter().sum::<usize>(), 60);
+            assert_eq!(counts[W].iter().sum::<usize>(), 40);
             for p in Phase::ALL {
-                seen[p.index()] |= counts.iter().any(|row| row[p.index()] > 0);
+                seen[p.index()] |= counts.iter().any(|(_, row)| row[p.index()] > 0);
             }
         }
         assert_eq!(seen, [true; 5], "the walk visited every phase");

@@ -25,7 +25,6 @@ use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 /// `Content-Type` of the Prometheus text exposition format.
@@ -34,8 +33,6 @@ pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// A client that has not sent a whole request head within this time is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Appends the whole exposition text to the buffer; runs on tokio's blocking pool.
 pub type Render = Box<dyn Fn(&mut Vec<u8>) + Send + Sync>;
@@ -177,60 +174,27 @@ pub async fn serve(
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let mut connections = JoinSet::new();
-    // Cancelled (after `shutdown`) to tell every connection to finish gracefully.
-    let closing = CancellationToken::new();
-
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "accepting a connection failed");
-                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                        continue;
-                    }
-                };
-                let shared = shared.clone();
-                let service = service_fn(move |request| handle(shared.clone(), request));
-                let connection = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let closing = closing.clone();
-                connections.spawn(async move {
-                    let mut connection = std::pin::pin!(connection);
-                    let result = tokio::select! {
-                        result = connection.as_mut() => result,
-                        () = closing.cancelled() => {
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
-                    };
-                    if let Err(err) = result {
-                        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
-                    }
-                });
+    let connection = move |stream, peer: std::net::SocketAddr, closing: CancellationToken| {
+        let shared = shared.clone();
+        let service = service_fn(move |request| handle(shared.clone(), request));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), service)
+            .into_owned();
+        async move {
+            let mut connection = std::pin::pin!(connection);
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                () = closing.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(err) = result {
+                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
             }
         }
-    }
-
-    drop(listener);
-    closing.cancel();
-    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    if drained.is_err() {
-        tracing::info!(
-            connections = connections.len(),
-            "dropping HTTP connections still busy after the shutdown grace period"
-        );
-        connections.shutdown().await;
-    }
+    };
+    crate::accept::serve(listener, connection, shutdown, SHUTDOWN_GRACE, "exporter").await;
     tracing::debug!(address = %local, "HTTP server stopped");
     Ok(())
 }

@@ -38,8 +38,9 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use crate::clock::system_time_to_ms as millis_since_epoch;
 use crate::model::{Kind, RecordFile, Target, TaskSnapshot};
 use crate::render::{push_label, push_label_value, push_millis_as_seconds};
 
@@ -190,13 +191,6 @@ struct Entry {
     ends: [usize; N_FAMILIES],
     /// Bytes this target adds to the body (names and prefix included).
     body_len: usize,
-}
-
-fn millis_since_epoch(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
-    }
 }
 
 fn label_prefix(target: &Target) -> Box<str> {
@@ -585,7 +579,7 @@ mod tests {
     const T0: i64 = 1_700_000_000_123;
 
     fn at(ms: i64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap())
+        std::time::UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap())
     }
 
     fn target(kind: Kind, task: Option<&str>, labels: &[(&str, &str)]) -> Target {

@@ -6,11 +6,11 @@ mod common;
 
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::{get, key, parse_exposition, tkey, ChildProcess, SimServer};
+use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Kind, TargetKey};
-use volc_rtc_exporter::sim::clock::system_time_to_ms;
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
 use volc_rtc_exporter::sim::{stop_reason, Clock, SimFile, SimOptions, SimTask, Simulator};
 
@@ -148,7 +148,7 @@ fn once_config(sim: &SimServer, targets: &[volc_rtc_exporter::model::Target]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_prints_exact_values_and_names_failed_targets() {
-    let now = system_time_to_ms(SystemTime::now());
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
     let start = now - 3_600_000;
     let end = now - 600_000;
     let files = vec![

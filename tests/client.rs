@@ -6,7 +6,7 @@ mod tools;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -14,11 +14,11 @@ use tokio::net::{TcpListener, TcpStream};
 use volc_rtc_exporter::budget::Limiter;
 use volc_rtc_exporter::config::{ApiSettings, Endpoint};
 use volc_rtc_exporter::credentials::{Credentials, Secret};
-use volc_rtc_exporter::model::{Action, Kind, Outcome, TargetKey};
+use volc_rtc_exporter::model::{Action, Kind, Outcome, PerAction, TargetKey};
+use volc_rtc_exporter::sim::verify::{self, VerifyError, VerifyRequest, MAX_SKEW};
 use volc_rtc_exporter::telemetry::Telemetry;
 use volc_rtc_exporter::volc::client::{Client, RetryPolicy};
 use volc_rtc_exporter::volc::parse::ApiError;
-use volc_rtc_exporter::volc::sign::{self, VerifyError, VerifyRequest, MAX_SKEW};
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0-very-secret";
@@ -80,7 +80,7 @@ impl Received {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        sign::verify(
+        verify::verify(
             &VerifyRequest {
                 method: "GET",
                 path,
@@ -91,7 +91,7 @@ impl Received {
                 service: "rtc",
             },
             |ak| (ak == creds.access_key_id).then(|| creds.clone()),
-            SystemTime::now(),
+            volc_rtc_exporter::clock::now(),
             MAX_SKEW,
         )
     }
@@ -250,7 +250,7 @@ async fn answer(stream: &mut TcpStream, reply: Reply) {
 struct Harness {
     client: Client,
     telemetry: Arc<Telemetry>,
-    limiters: [Arc<Limiter>; 2],
+    limiters: PerAction<Arc<Limiter>>,
 }
 
 fn settings(port: u16, timeout: Duration) -> ApiSettings {
@@ -287,10 +287,12 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
 /// allowing `record_rate` starts a second (web capture: 1000).
 fn harness_for(port: u16, timeout: Duration, creds: Credentials, record_rate: f64) -> Harness {
     let telemetry = Arc::new(Telemetry::new());
-    let limiters = [
-        Arc::new(Limiter::new(record_rate)),
-        Arc::new(Limiter::new(1000.0)),
-    ];
+    let limiters = PerAction::new(|a| {
+        Arc::new(Limiter::new(match a {
+            Action::GetRecordTask => record_rate,
+            Action::GetWebCastTask => 1000.0,
+        }))
+    });
     let client = Client::new(
         &settings(port, timeout),
         creds,
@@ -514,7 +516,7 @@ async fn throttling_is_retried_and_cuts_the_rate() {
         ),
         fixture_reply(200, "record_running.json"),
     ]).await;
-    let before = h.limiters[0].rate();
+    let before = h.limiters[Action::GetRecordTask].rate();
     let s = h
         .client
         .fetch(&key())
@@ -523,12 +525,12 @@ async fn throttling_is_retried_and_cuts_the_rate() {
     assert_eq!(s.status, 2);
     assert_eq!(server.connections(), 3);
     assert!(
-        h.limiters[0].rate() < before,
+        h.limiters[Action::GetRecordTask].rate() < before,
         "rate {} not cut from {before}",
-        h.limiters[0].rate()
+        h.limiters[Action::GetRecordTask].rate()
     );
     assert_eq!(
-        h.limiters[1].rate(),
+        h.limiters[Action::GetWebCastTask].rate(),
         1000.0,
         "the other action is untouched"
     );
@@ -595,7 +597,7 @@ async fn auth_errors_are_not_retried() {
     assert_eq!(e.outcome, Outcome::AuthError);
     assert_eq!(e.code.as_deref(), Some("SignatureDoesNotMatch"));
     assert_eq!(server.connections(), 1);
-    assert_eq!(h.limiters[0].rate(), 1000.0);
+    assert_eq!(h.limiters[Action::GetRecordTask].rate(), 1000.0);
     assert_eq!(h.counts(), record_only(&[(Outcome::AuthError, 1)]));
 }
 
@@ -671,7 +673,7 @@ async fn slow_answers_time_out_and_are_retried() {
     ])
     .await;
     let h = harness_with(server.port, Duration::from_millis(300), None);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let s = h
         .client
         .fetch(&key())
@@ -781,7 +783,7 @@ async fn retries_spend_budget() {
     ])
     .await;
     let h = slow_budget_harness(server.port, 4.0);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch(&key()).await.is_ok());
     let took = started.elapsed();
     // Starts at 0, 250 and 500 ms: the backoff alone (at most 2 + 4 ms) would be far quicker.
@@ -796,13 +798,13 @@ async fn fetch_acquired_skips_only_the_first_slot() {
     // One start a second, so the timing margins are wide.
     let h = slow_budget_harness(server.port, 1.0);
     // The caller takes the first slot itself, then sends at once.
-    h.limiters[0].acquire().await;
-    let started = std::time::Instant::now();
+    h.limiters[Action::GetRecordTask].acquire().await;
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch_acquired(&key()).await.is_ok());
     let quick = started.elapsed();
     assert!(quick < Duration::from_millis(700), "{quick:?}");
     // `fetch` takes its own slot: the next one is a second after the caller's.
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     assert!(h.client.fetch(&key()).await.is_ok());
     let waited = started.elapsed();
     assert!(
@@ -812,8 +814,8 @@ async fn fetch_acquired_skips_only_the_first_slot() {
     // Both actions have their own limiter: web-capture requests do not wait on it.
     let server = Server::start(vec![fixture_reply(200, "webcast_running_WebCastTask.json")]).await;
     let h2 = slow_budget_harness(server.port, 1.0);
-    h2.limiters[0].acquire().await;
-    let started = std::time::Instant::now();
+    h2.limiters[Action::GetRecordTask].acquire().await;
+    let started = tokio::time::Instant::now();
     let webcast = webcast_key("Room1", Some("t"));
     assert!(h2.client.fetch(&webcast).await.is_ok());
     assert!(started.elapsed() < Duration::from_millis(700));

@@ -33,7 +33,7 @@ const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
 /// a loaded machine.
 const ALERT_WITHIN: Duration = Duration::from_secs(30);
 
-/// SPEC §5 metrics the demo must export within its first minute (tasks start, run, end with
+/// The documented metrics the demo must export within its first minute (tasks start, run, end with
 /// files, fail; requests are made), under exactly these names: every series of the
 /// specification (the histogram by its `_bucket` series alone) and the process start time.
 fn fed_by_demo() -> Vec<&'static str> {
@@ -52,7 +52,7 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
-        let nanos = std::time::SystemTime::now()
+        let nanos = volc_rtc_exporter::clock::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);

@@ -44,7 +44,7 @@ async fn get(
         region: "cn-north-1",
         service: "rtc",
     };
-    let signed = sign(&req, creds, SystemTime::now());
+    let signed = sign(&req, creds, volc_rtc_exporter::clock::now());
     let mut wire_query = signed.query.clone();
     if let Some((from, to)) = tamper {
         wire_query = wire_query.replace(from, to);
@@ -310,7 +310,7 @@ const ONCE_TARGETS: &[OnceTarget] = &[
 
 /// Runs `once` against a fresh sdk_server.py with the given record Version and token.
 fn run_once(record_version: &str, token: Option<&str>) {
-    let start_s = SystemTime::now()
+    let start_s = volc_rtc_exporter::clock::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()

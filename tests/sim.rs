@@ -14,9 +14,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use volc_rtc_exporter::clock::{ms_to_system_time, system_time_to_ms};
 use volc_rtc_exporter::credentials::{Credentials, Secret};
-use volc_rtc_exporter::model::{status, Action, Kind, Outcome};
-use volc_rtc_exporter::sim::clock::{ms_to_system_time, system_time_to_ms};
+use volc_rtc_exporter::model::{status, Action, Kind, Outcome, PerAction};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, demo_scenario, stop_reason, Clock, Fault, FaultSpec, SimFile, SimOptions, SimTask,
@@ -136,7 +136,7 @@ impl Running {
 
     /// A signed GET with `creds`, now.
     async fn signed(&self, query: &[(&str, &str)], creds: &Credentials) -> Answer {
-        self.get_at(query, creds, SystemTime::now(), None)
+        self.get_at(query, creds, volc_rtc_exporter::clock::now(), None)
             .await
             .expect("answer")
     }
@@ -185,7 +185,7 @@ fn record_query<'a>(room: &'a str, task: &'a str) -> Vec<(&'a str, &'a str)> {
 
 /// A fixed "now" (wall-clock-ish, whole seconds) for exact answers.
 fn now_ms() -> i64 {
-    system_time_to_ms(SystemTime::now()) / 1000 * 1000
+    system_time_to_ms(volc_rtc_exporter::clock::now()) / 1000 * 1000
 }
 
 /// A world with one finished recording (two files, settled), one running recording, one
@@ -430,7 +430,7 @@ async fn error_faults_answer_what_they_say() {
         .get_at(
             &record_query(room, task),
             &sim_credentials(),
-            SystemTime::now(),
+            volc_rtc_exporter::clock::now(),
             None,
         )
         .await
@@ -445,7 +445,7 @@ async fn error_faults_answer_what_they_say() {
         .get_at(
             &record_query(room, task),
             &sim_credentials(),
-            SystemTime::now(),
+            volc_rtc_exporter::clock::now(),
             Some(Duration::from_millis(200)),
         )
         .await
@@ -578,7 +578,7 @@ async fn faults_target_actions_and_tasks_and_can_persist() {
 #[tokio::test]
 async fn qps_limit_answers_429_above_the_limit() {
     let sim = world(now_ms());
-    sim.configure(|o| o.qps_limit[Action::GetRecordTask.index()] = Some(5));
+    sim.configure(|o| o.qps_limit[Action::GetRecordTask] = Some(5));
     let s = start(sim).await;
     let mut statuses = Vec::new();
     for _ in 0..12 {
@@ -607,12 +607,12 @@ async fn qps_limit_answers_429_above_the_limit() {
     s.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn qps_window_slides_exactly() {
     // Driven through `answer` with chosen arrival times, so the window edges are exact.
     let sim = world(now_ms());
     sim.configure(|o| {
-        o.qps_limit = [Some(3), Some(3)];
+        o.qps_limit = PerAction::new(|_| Some(3));
         o.verify_signatures = false;
     });
     let headers = hyper::HeaderMap::new();
@@ -651,7 +651,7 @@ async fn signatures_are_verified() {
     a.assert_error(401, "SignatureDoesNotMatch");
     assert!(!String::from_utf8_lossy(&a.body).contains("not-the-secret"));
 
-    let skewed = SystemTime::now() - Duration::from_secs(3600);
+    let skewed = volc_rtc_exporter::clock::now() - Duration::from_secs(3600);
     let a = s
         .get_at(&q, &sim_credentials(), skewed, None)
         .await
@@ -698,7 +698,7 @@ async fn signatures_are_verified() {
 
 #[test]
 fn demo_scenario_covers_every_stop_reason_within_30_seconds() {
-    let now = SystemTime::now();
+    let now = volc_rtc_exporter::clock::now();
     let t0 = system_time_to_ms(now);
     let scenario = demo_scenario(now);
     let at30 = t0 + 30_000;
@@ -779,7 +779,7 @@ fn demo_scenario_covers_every_stop_reason_within_30_seconds() {
 
 #[tokio::test]
 async fn demo_targets_answer_over_http() {
-    let now = SystemTime::now();
+    let now = volc_rtc_exporter::clock::now();
     let scenario = demo_scenario(now);
     let sim = Simulator::from_scenario(&scenario, SimOptions::default(), Clock::starting_at(now));
     let s = start(sim).await;
@@ -869,7 +869,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
 
     let t0 = now_ms();
     let sim = world(t0);
-    sim.configure(|o| o.qps_limit = [None, None]);
+    sim.configure(|o| o.qps_limit = PerAction::new(|_| None));
     let s = start(sim).await;
     let api = ApiSettings {
         endpoint: Endpoint {
@@ -887,10 +887,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
     let client = Client::new(
         &api,
         sim_credentials(),
-        [
-            Arc::new(Limiter::new(1000.0)),
-            Arc::new(Limiter::new(1000.0)),
-        ],
+        PerAction::new(|_| Arc::new(Limiter::new(1000.0))),
         Arc::new(Telemetry::new()),
     )
     .expect("client");

@@ -204,13 +204,7 @@ fn show(value: &str) -> String {
     }
 }
 
-/// `[a-zA-Z0-9_@.-]{1,128}`, the vendor's rule for AppId, RoomId and TaskId.
-pub fn is_valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
-}
+pub use crate::model::is_valid_id;
 
 /// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name rule.
 fn is_label_name(name: &str) -> bool {

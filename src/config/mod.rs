@@ -45,12 +45,7 @@ pub use yaml::Pos;
 pub const DEFAULT_ENDPOINT: &str = "https://rtc.volcengineapi.com";
 /// The default region.
 pub const DEFAULT_REGION: &str = "cn-north-1";
-/// The signing service name; not configurable.
-pub const SERVICE: &str = "rtc";
-/// Versions `GetRecordTask` is known to answer.
-pub const RECORD_VERSIONS: [&str; 2] = ["2022-06-01", "2023-06-01"];
-/// Versions `GetWebCastTask` is known to answer.
-pub const WEBCAST_VERSIONS: [&str; 1] = ["2020-12-01"];
+pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 /// The vendor's per-action quota; a budget above it draws a warning.
 pub const VENDOR_QUOTA: f64 = 60.0;
 /// Label names the exporter sets itself; a target's own labels may not use them.

@@ -28,9 +28,8 @@ use tokio::time::Instant;
 
 use super::fault::Fault;
 use super::traffic::RequestRecord;
-use super::{lock, read, Simulator, RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
+use super::{lock, read, Simulator, SERVICE};
 use crate::model::{Action, Kind, Outcome};
-use crate::volc::sign;
 
 /// What the simulator was asked.
 #[derive(Debug, Clone, Copy)]
@@ -108,65 +107,19 @@ impl Meta<'_> {
     }
 }
 
-/// The outcome a correct client gives an error answer: the code decides, then the status.
+/// The outcome a correct client gives an error answer: the code decides, then the status
+/// (the exporter's own classification, [`crate::volc::parse::error_outcome`]).
 pub fn classify(status: u16, code: &str) -> Outcome {
-    const AUTH: [&str; 10] = [
-        "SignatureDoesNotMatch",
-        "InvalidAccessKey",
-        "InvalidTimestamp",
-        "InvalidSecretToken",
-        "MissingSignature",
-        "MissingAuthenticationToken",
-        "InvalidAuthorization",
-        "InvalidCredential",
-        "AccessDenied",
-        "LackPolicy",
-    ];
-    const SERVER: [&str; 6] = [
-        "InternalError",
-        "UndefinedError",
-        "InternalServiceTimeout",
-        "FailToConnect",
-        "InternalServiceError",
-        "ServiceUnavailableTemp",
-    ];
-    if code.contains("FlowLimitExceeded") || status == 429 {
-        Outcome::Throttled
-    } else if AUTH
-        .iter()
-        .any(|a| code == *a || code.starts_with(&format!("{a}.")))
-    {
-        Outcome::AuthError
-    } else if code.contains("ErrorActiveTaskNotFound") {
-        Outcome::NotFound
-    } else if SERVER.contains(&code) || status >= 500 {
-        Outcome::ServerError
-    } else if status == 401 || status == 403 {
-        Outcome::AuthError
-    } else {
-        Outcome::ClientError
-    }
+    crate::volc::parse::error_outcome(code, status)
 }
 
 /// Decoded query parameters, first occurrence of each name.
 struct Params(Vec<(String, String)>);
 
 impl Params {
+    /// Decoded as the signature verifier reads the query (`+` is a space).
     fn parse(raw: &str) -> Self {
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        Params(
-            raw.split('&')
-                .filter(|p| !p.is_empty())
-                .map(|p| match p.split_once('=') {
-                    Some((k, v)) => (decode(k), decode(v)),
-                    None => (decode(p), String::new()),
-                })
-                .collect(),
-        )
+        Params(super::verify::parse_query(raw))
     }
 
     fn get(&self, name: &str) -> Option<&str> {
@@ -182,13 +135,7 @@ impl Params {
     }
 }
 
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
-}
+use crate::model::is_valid_id as valid_id;
 
 const HTML_502: &str = "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
 <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n";
@@ -242,15 +189,11 @@ impl Simulator {
         };
         if !self
             .traffic
-            .admit(action, req.arrived, options.qps_limit[action.index()])
+            .admit(action, req.arrived, options.qps_limit[action])
         {
             return finish(throttled(meta));
         }
-        let versions: &[&str] = match action {
-            Action::GetRecordTask => &RECORD_VERSIONS,
-            Action::GetWebCastTask => &WEBCAST_VERSIONS,
-        };
-        if !versions.contains(&meta.version) {
+        if !action.versions().contains(&meta.version) {
             return finish(no_such_operation(meta));
         }
         let (app, room, task) = (
@@ -363,7 +306,7 @@ impl Simulator {
         }
     }
 
-    /// Checks the request's V4 signature against the accepted keys, at the real wall time
+    /// Checks the request's V4 signature against the accepted keys, at the crate's wall time
     /// (the client signs with it; the simulator's own clock may be far ahead in tests).
     fn verify_signature(
         &self,
@@ -377,7 +320,7 @@ impl Simulator {
             .iter()
             .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)))
             .collect();
-        let verify_req = sign::VerifyRequest {
+        let verify_req = super::verify::VerifyRequest {
             method: req.method,
             path: req.path,
             raw_query: req.query,
@@ -386,10 +329,10 @@ impl Simulator {
             region: Some(&options.region),
             service: SERVICE,
         };
-        sign::verify(
+        super::verify::verify(
             &verify_req,
             |ak| self.lookup_key(ak),
-            std::time::SystemTime::now(),
+            crate::clock::now(),
             options.max_skew,
         )
         .map(drop)

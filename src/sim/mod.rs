@@ -9,13 +9,14 @@
 //! - [`traffic`] — the QPS window, per-outcome counters and the bounded request log.
 //! - [`handler`] — one request in, one [`Reply`] out: a pure function of the request, the
 //!   simulator's state and its clock.
+//! - [`verify`] — the server side of V4 signing: the check the vendor makes on each request.
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
 //!
 //! Choices where the vendor's documents are silent: a task that is unknown, not started yet,
 //! or started over 72 h ago answers HTTP 400 `InvalidParameter.ErrorActiveTaskNotFound` (the
 //! status its other `InvalidParameter.*` codes use; clients classify on `Code`). Signatures are
-//! checked against the real wall clock (`SystemTime::now()`, as clients sign), not the
+//! checked against the crate's wall clock ([`crate::clock::now`], as clients sign), not the
 //! simulator's [`Clock`], so tests may move the simulated world days ahead and still sign
 //! normally. The QPS window counts admitted requests only.
 //!
@@ -23,7 +24,7 @@
 //! # async fn f() -> std::io::Result<()> {
 //! use std::sync::Arc;
 //! use volc_rtc_exporter::sim::{self, Clock, SimOptions, Simulator};
-//! let scenario = sim::demo_scenario(std::time::SystemTime::now());
+//! let scenario = sim::demo_scenario(volc_rtc_exporter::clock::now());
 //! let simulator = Arc::new(Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system()));
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
@@ -38,6 +39,7 @@ pub mod scenario;
 pub mod server;
 pub mod task;
 pub mod traffic;
+pub mod verify;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -46,7 +48,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::credentials::Credentials;
-use crate::model::{Action, Kind, Outcome};
+use crate::model::{Action, Kind, Outcome, PerAction};
 
 pub use clock::Clock;
 pub use fault::{Fault, FaultId, FaultSpec, TaskMatch};
@@ -54,24 +56,20 @@ pub use handler::{Reply, SimRequest};
 pub use scenario::{bulk_scenario, demo_scenario, Scenario};
 pub use server::serve;
 pub use task::{stop_reason, FileStage, SimFile, SimStream, SimTask, TaskDetail, WebcastPlan};
-pub use traffic::{max_in_window, RequestRecord};
+pub use traffic::RequestRecord;
 
-/// The `Service` the simulator answers as.
-pub const SERVICE: &str = "rtc";
-
-/// `Version`s accepted with `GetRecordTask`.
-pub const RECORD_VERSIONS: [&str; 2] = ["2022-06-01", "2023-06-01"];
-/// `Version`s accepted with `GetWebCastTask`.
-pub const WEBCAST_VERSIONS: [&str; 1] = ["2020-12-01"];
+/// The `Service` the simulator answers as, and the `Version`s it accepts per action: the
+/// exporter's own.
+pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 
 /// How the simulator behaves; change it at run time with [`Simulator::configure`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SimOptions {
     /// `Region` in every answer (and in the credential scope it expects).
     pub region: String,
-    /// Requests per sliding second, per action (indexed by [`Action::index`]); `None` = no
-    /// limit. Default 60, as the vendor's.
-    pub qps_limit: [Option<u32>; 2],
+    /// Requests per sliding second, per action; `None` = no limit. Default 60, as the
+    /// vendor's.
+    pub qps_limit: PerAction<Option<u32>>,
     /// Verify every request's V4 signature (default on; off for benches that do not sign).
     pub verify_signatures: bool,
     /// How far X-Date may be from the simulator's wall time (default 900 s, as the vendor's).
@@ -85,7 +83,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             region: "cn-north-1".into(),
-            qps_limit: [Some(60), Some(60)],
+            qps_limit: PerAction::new(|_| Some(60)),
             verify_signatures: true,
             max_skew: Duration::from_secs(900),
             request_log_capacity: 100_000,
@@ -96,7 +94,7 @@ impl Default for SimOptions {
 impl SimOptions {
     /// With `limit` requests per second for `action` (`None`: unlimited).
     pub fn with_qps_limit(mut self, action: Action, limit: Option<u32>) -> Self {
-        self.qps_limit[action.index()] = limit;
+        self.qps_limit[action] = limit;
         self
     }
 }
@@ -307,7 +305,7 @@ impl Simulator {
 
     /// The most logged requests for `action` that arrived within any one `window`.
     pub fn max_requests_in_window(&self, action: Action, window: Duration) -> usize {
-        max_in_window(&self.request_log(action), window)
+        crate::budget::max_starts_in_window(&self.request_log(action), window)
     }
 
     /// Requests for `action` answered with `outcome` since the start (not bounded by the log).

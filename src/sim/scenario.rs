@@ -10,9 +10,9 @@ use std::time::SystemTime;
 use crate::credentials::{Credentials, Secret};
 use crate::model::{Kind, Target, TargetKey};
 
-use super::clock::system_time_to_ms;
 use super::fault::{Fault, FaultSpec, TaskMatch};
 use super::task::{stop_reason, SimFile, SimTask, VideoSolution};
+use crate::clock::system_time_to_ms;
 
 /// A world to simulate: its tasks, the targets an exporter should poll in it, the
 /// credentials the simulator accepts, and faults to inject from the start.
@@ -525,7 +525,7 @@ mod tests {
 
     #[test]
     fn bulk_is_deterministic_with_the_running_fraction() {
-        let now = SystemTime::now();
+        let now = crate::clock::now();
         let a = bulk_scenario(1000, 100, 0.1, 3, now);
         let b = bulk_scenario(1000, 100, 0.1, 3, now);
         assert_eq!(a.tasks, b.tasks);
@@ -553,7 +553,7 @@ mod tests {
 
     #[test]
     fn demo_targets_are_unique_and_valid() {
-        let s = demo_scenario(SystemTime::now());
+        let s = demo_scenario(crate::clock::now());
         let keys: HashSet<_> = s.targets.iter().map(|t| t.key.clone()).collect();
         assert_eq!(keys.len(), s.targets.len());
         assert!(s.tasks.len() >= 30, "{}", s.tasks.len());

@@ -1,6 +1,7 @@
-//! The simulator's HTTP/1.1 server: hyper on an already-bound listener, one task per
-//! connection, graceful shutdown when the `CancellationToken` fires (in-flight answers get
-//! [`GRACE`] to finish, then connections are dropped).
+//! The simulator's HTTP/1.1 server: hyper on an already-bound listener, on the crate's shared
+//! accept loop ([`crate::accept`]): one task per connection, graceful shutdown when the
+//! `CancellationToken` fires (in-flight answers get [`GRACE`] to finish, then connections are
+//! dropped).
 
 use std::io;
 use std::pin::Pin;
@@ -19,7 +20,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -35,29 +35,12 @@ pub async fn serve(
     sim: Arc<Simulator>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    // Small answers: don't let Nagle hold them back.
-                    let _ = stream.set_nodelay(true);
-                    connections.spawn(serve_connection(stream, sim.clone(), shutdown.clone()));
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "simulator: accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-        }
-    }
-    let drain = async { while connections.join_next().await.is_some() {} };
-    if tokio::time::timeout(GRACE, drain).await.is_err() {
-        connections.abort_all();
-    }
+    let connection = move |stream: TcpStream, _peer, closing| {
+        // Small answers: don't let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        serve_connection(stream, sim.clone(), closing)
+    };
+    crate::accept::serve(listener, connection, shutdown, GRACE, "simulator").await;
     Ok(())
 }
 

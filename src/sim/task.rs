@@ -9,21 +9,12 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::model::{status, Kind};
+use crate::model::{status, Kind, VISIBILITY_WINDOW};
 
-/// How far back the API can see: 72 hours, in ms.
-pub const HORIZON_MS: i64 = 72 * 3600 * 1000;
+pub use crate::model::stop_reason;
 
-/// StopReason values the vendor documents.
-pub mod stop_reason {
-    pub const UNKNOWN: &str = "UnknownStopReason";
-    pub const STOP_BY_API: &str = "StopByAPI";
-    pub const START_TASK_FAILED: &str = "StartTaskFailed";
-    /// Record tasks only.
-    pub const IDLE_TIME_OUT: &str = "IdleTimeOut";
-    /// Webcast tasks only.
-    pub const EXCEED_MAX_RUNNING_TIME: &str = "ExceedMaxRunningTime";
-}
+/// How far back the API can see ([`VISIBILITY_WINDOW`], 72 hours), in ms.
+pub const HORIZON_MS: i64 = VISIBILITY_WINDOW.as_millis() as i64;
 
 /// One simulated task and its whole timeline.
 #[derive(Debug, Clone, PartialEq)]

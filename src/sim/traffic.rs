@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::model::{Action, Outcome};
+use crate::model::{Action, Outcome, PerAction};
 
 /// One request as the simulator saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,8 +32,8 @@ struct ActionTraffic {
 /// Traffic state for both actions.
 #[derive(Debug, Default)]
 pub(crate) struct Traffic {
-    actions: [Mutex<ActionTraffic>; 2],
-    counters: [[AtomicU64; Outcome::ALL.len()]; 2],
+    actions: PerAction<Mutex<ActionTraffic>>,
+    counters: PerAction<[AtomicU64; Outcome::ALL.len()]>,
 }
 
 const WINDOW: Duration = Duration::from_secs(1);
@@ -47,7 +47,7 @@ fn outcome_index(outcome: Outcome) -> usize {
 
 impl Traffic {
     fn lock(&self, action: Action) -> std::sync::MutexGuard<'_, ActionTraffic> {
-        self.actions[action.index()]
+        self.actions[action]
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -75,8 +75,7 @@ impl Traffic {
 
     /// Counts a finished request and logs it (keeping at most `capacity` entries).
     pub(crate) fn record(&self, action: Action, record: RequestRecord, capacity: usize) {
-        self.counters[action.index()][outcome_index(record.outcome)]
-            .fetch_add(1, Ordering::Relaxed);
+        self.counters[action][outcome_index(record.outcome)].fetch_add(1, Ordering::Relaxed);
         if capacity == 0 {
             return;
         }
@@ -88,11 +87,11 @@ impl Traffic {
     }
 
     pub(crate) fn count(&self, action: Action, outcome: Outcome) -> u64 {
-        self.counters[action.index()][outcome_index(outcome)].load(Ordering::Relaxed)
+        self.counters[action][outcome_index(outcome)].load(Ordering::Relaxed)
     }
 
     pub(crate) fn total(&self, action: Action) -> u64 {
-        self.counters[action.index()]
+        self.counters[action]
             .iter()
             .map(|c| c.load(Ordering::Relaxed))
             .sum()
@@ -110,20 +109,6 @@ impl Traffic {
             self.lock(action).log.clear();
         }
     }
-}
-
-/// The largest number of arrivals in `sorted` that fall in any half-open window
-/// `[t, t + window)`.
-pub fn max_in_window(sorted: &[Instant], window: Duration) -> usize {
-    let mut best = 0;
-    let mut lo = 0;
-    for (hi, &t) in sorted.iter().enumerate() {
-        while lo < hi && t.saturating_duration_since(sorted[lo]) >= window {
-            lo += 1;
-        }
-        best = best.max(hi + 1 - lo);
-    }
-    best
 }
 
 #[cfg(test)]
@@ -162,14 +147,5 @@ mod tests {
         assert_eq!(t.count(a, Outcome::Success), 5);
         assert_eq!(t.total(a), 10);
         assert_eq!(t.total(Action::GetRecordTask), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn max_in_window_slides() {
-        let s = Instant::now();
-        let ms = |n| s + Duration::from_millis(n);
-        let v = [ms(0), ms(500), ms(999), ms(1000), ms(1001), ms(1500)];
-        assert_eq!(max_in_window(&v, WINDOW), 4);
-        assert_eq!(max_in_window(&[], WINDOW), 0);
     }
 }

@@ -17,7 +17,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use crate::budget::Limiter;
 use crate::config::ApiSettings;
 use crate::credentials::Credentials;
-use crate::model::{Action, Outcome, TargetKey, TaskSnapshot};
+use crate::model::{Outcome, PerAction, TargetKey, TaskSnapshot};
 use crate::telemetry::Telemetry;
 use crate::volc::parse::{self, ApiError};
 use crate::volc::sign::{self, SignRequest, Signed};
@@ -89,10 +89,10 @@ pub struct Client {
     host: String,
     region: String,
     service: String,
-    versions: [String; 2],
+    versions: PerAction<String>,
     timeout: Duration,
     creds: Credentials,
-    limiters: [Arc<Limiter>; 2],
+    limiters: PerAction<Arc<Limiter>>,
     telemetry: Arc<Telemetry>,
     retry: RetryPolicy,
     max_body: usize,
@@ -111,12 +111,12 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `api`, signing with `creds`, spending budget from `limiters` (indexed by
-    /// [`Action::index`]) and counting attempts in `telemetry`.
+    /// A client for `api`, signing with `creds`, spending budget from `limiters` (one per
+    /// action) and counting attempts in `telemetry`.
     pub fn new(
         api: &ApiSettings,
         creds: Credentials,
-        limiters: [Arc<Limiter>; 2],
+        limiters: PerAction<Arc<Limiter>>,
         telemetry: Arc<Telemetry>,
     ) -> Result<Client, ClientError> {
         let scheme = api.endpoint.scheme.as_str();
@@ -136,10 +136,7 @@ impl Client {
             host: api.endpoint.host_header(),
             region: api.region.clone(),
             service: api.service.clone(),
-            versions: [
-                api.version_for(Action::ALL[0]).to_string(),
-                api.version_for(Action::ALL[1]).to_string(),
-            ],
+            versions: PerAction::new(|a| api.version_for(a).to_string()),
             timeout: api.timeout,
             creds,
             limiters,
@@ -170,7 +167,7 @@ impl Client {
         let action = key.kind.action();
         let mut q = vec![
             ("Action", action.as_str()),
-            ("Version", self.versions[action.index()].as_str()),
+            ("Version", self.versions[action].as_str()),
             ("AppId", key.app_id.as_str()),
             ("RoomId", key.room_id.as_str()),
         ];
@@ -193,7 +190,7 @@ impl Client {
                 service: &self.service,
             },
             &self.creds,
-            SystemTime::now(),
+            crate::clock::now(),
         )
     }
 
@@ -340,7 +337,7 @@ impl Client {
         first_acquired: bool,
     ) -> Result<TaskSnapshot, ApiError> {
         let action = key.kind.action();
-        let limiter = &self.limiters[action.index()];
+        let limiter = &self.limiters[action];
         let attempts = self.retry.attempts.max(1);
         let mut made = 0;
         loop {

@@ -192,6 +192,11 @@ fn is_blank(s: &TaskSnapshot) -> bool {
         && s.files.is_empty()
 }
 
+/// The outcome an answer with error `code` and HTTP status `http_status` means.
+pub fn error_outcome(code: &str, http_status: u16) -> Outcome {
+    outcome_for(Some(code), http_status)
+}
+
 /// The outcome for an error `Code` (if any) and the HTTP status.
 fn outcome_for(code: Option<&str>, http_status: u16) -> Outcome {
     if http_status == 429 {

@@ -248,7 +248,7 @@ pub struct ExporterServer {
     pub base: String,
     pub exporter: Arc<Exporter>,
     shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+    handle: JoinHandle<Result<(), volc_rtc_exporter::exporter::ExporterError>>,
     http: reqwest::Client,
 }
 
@@ -547,7 +547,7 @@ pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "volc-itest-{}-{what}-{n}-{}",
         std::process::id(),
-        std::time::SystemTime::now()
+        volc_rtc_exporter::clock::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or(0)

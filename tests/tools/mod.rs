@@ -1,7 +1,7 @@
 //! Repository files and the external tools (promtool, amtool, Prometheus, Alertmanager, the
 //! vendor SDK's Python server) for the tests that check the shipped examples, rules, dashboards
 //! and signatures: every file finds and runs them the same way. Also the series names of
-//! SPEC §5 and the query of one OpenAPI call, as those servers and the simulator read it. A missing tool is a failure, never a skip. Kept apart from `common` (the
+//! the documented metrics and the query of one OpenAPI call, as those servers and the simulator read it. A missing tool is a failure, never a skip. Kept apart from `common` (the
 //! exporter and simulator harness, with its own parser test) so these files neither build that
 //! harness nor run that test again. Each test file uses only part of this module, hence
 //! `allow(dead_code)`.
@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-/// Every series name of the exporter's own metric families (SPEC §5), the request-duration
+/// Every series name of the exporter's own metric families (as documented in the README), the request-duration
 /// histogram as its `_bucket`, `_sum` and `_count` series.
 pub const SPEC_SERIES: &[&str] = &[
     "volcengine_rtc_task_status",

@@ -1,0 +1,141 @@
+//! The accept loop shared by the exporter's HTTP server and the simulator's: one task per
+//! connection, accept errors logged and retried, and a graceful drain on shutdown (stop
+//! accepting, ask every connection to finish its request in flight, wait at most a grace
+//! period, then drop whatever remains).
+//!
+//! The caller turns each accepted stream into a connection future ([`Connection`]), which is
+//! handed a token that is cancelled when shutdown begins; it should then shut down gracefully
+//! (hyper's `graceful_shutdown`) and complete.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
+pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// What the accept loop does with one accepted connection: given the stream, the peer and a
+/// token cancelled when shutdown begins, the future that serves it to the end.
+pub trait Connection: Send + 'static {
+    type Future: Future<Output = ()> + Send + 'static;
+    fn serve(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        closing: CancellationToken,
+    ) -> Self::Future;
+}
+
+impl<F, Fut> Connection for F
+where
+    F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    type Future = Fut;
+    fn serve(&self, stream: TcpStream, peer: SocketAddr, closing: CancellationToken) -> Fut {
+        self(stream, peer, closing)
+    }
+}
+
+/// Accepts on `listener` until `shutdown` is cancelled, serving each connection on its own
+/// task; then stops accepting, cancels the connections' `closing` token, waits for them at
+/// most `grace`, and drops whatever remains. Returns the number of connections dropped.
+pub async fn serve(
+    listener: TcpListener,
+    connection: impl Connection,
+    shutdown: CancellationToken,
+    grace: Duration,
+    name: &'static str,
+) -> usize {
+    let mut connections = JoinSet::new();
+    // Cancelled (after `shutdown`) to tell every connection to finish gracefully.
+    let closing = CancellationToken::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection.serve(stream, peer, closing.clone()));
+                }
+                Err(err) => {
+                    tracing::warn!(server = name, error = %err, "accepting a connection failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    closing.cancel();
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_ok() {
+        return 0;
+    }
+    let left = connections.len();
+    tracing::info!(
+        server = name,
+        connections = left,
+        "dropping HTTP connections still busy after the shutdown grace period"
+    );
+    connections.shutdown().await;
+    left
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn serves_until_shutdown_then_drains_within_the_grace_period() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        // Echoes one byte; a connection that sent `s` ignores `closing` (stuck), others
+        // finish when asked to.
+        let echo = |mut stream: TcpStream, _peer, closing: CancellationToken| async move {
+            let mut b = [0u8; 1];
+            if stream.read_exact(&mut b).await.is_err() {
+                return;
+            }
+            let _ = stream.write_all(&b).await;
+            if b[0] == b's' {
+                std::future::pending::<()>().await;
+            }
+            closing.cancelled().await;
+        };
+        let server = tokio::spawn(serve(
+            listener,
+            echo,
+            shutdown.clone(),
+            Duration::from_millis(200),
+            "test",
+        ));
+        let mut polite = TcpStream::connect(addr).await.unwrap();
+        polite.write_all(b"p").await.unwrap();
+        let mut b = [0u8; 1];
+        polite.read_exact(&mut b).await.unwrap();
+        assert_eq!(&b, b"p");
+        let mut stuck = TcpStream::connect(addr).await.unwrap();
+        stuck.write_all(b"s").await.unwrap();
+        stuck.read_exact(&mut b).await.unwrap();
+        shutdown.cancel();
+        assert_eq!(
+            server.await.unwrap(),
+            1,
+            "only the stuck connection is dropped"
+        );
+        assert!(
+            TcpStream::connect(addr).await.is_err(),
+            "no longer listening"
+        );
+    }
+}

@@ -1,0 +1,106 @@
+//! Log de-duplication: the exporter logs changes, not every poll. A target going down is
+//! logged once (and its recovery once); authentication failing is logged once per action
+//! (the scheduler's [`crate::scheduler::AuthGate`] keeps those failures from becoming a
+//! request storm), and its return once; a task's end once. Every per-target event carries the
+//! target's kind, app_id, room_id and task_id as fields.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
+use crate::store::TargetId;
+use crate::volc::parse::ApiError;
+
+/// A log event about one target: its kind, app_id, room_id and task_id as fields, then the
+/// event's own fields and message.
+macro_rules! target_event {
+    ($level:ident, $target:expr, $($rest:tt)+) => {
+        tracing::event!(
+            tracing::Level::$level,
+            kind = %$target.key.kind,
+            app_id = %$target.key.app_id,
+            room_id = %$target.key.room_id,
+            task_id = $target.key.task_id.as_deref().unwrap_or(""),
+            $($rest)+
+        )
+    };
+}
+
+/// Remembers what was last logged per target and per action, so each change is logged once.
+pub struct StateLog {
+    up: Mutex<Vec<Option<bool>>>,
+    auth_failing: PerAction<AtomicBool>,
+}
+
+impl StateLog {
+    /// For `n` targets, none seen yet.
+    pub fn new(n: usize) -> Self {
+        StateLog {
+            up: Mutex::new(vec![None; n]),
+            auth_failing: PerAction::default(),
+        }
+    }
+
+    fn set(&self, id: TargetId, up: bool) -> Option<bool> {
+        let mut v = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        v.get_mut(id).and_then(|slot| slot.replace(up))
+    }
+
+    /// A poll of target `id` succeeded.
+    pub fn success(&self, id: TargetId, target: &Target, action: Action) {
+        if self.auth_failing[action].swap(false, Ordering::SeqCst) {
+            tracing::info!(action = %action, "authentication works again");
+        }
+        if self.set(id, true) == Some(false) {
+            target_event!(INFO, target, "target recovered");
+        }
+    }
+
+    /// A poll of target `id` failed.
+    pub fn failure(&self, id: TargetId, target: &Target, err: &ApiError) {
+        let action = target.key.kind.action();
+        if err.outcome == Outcome::AuthError {
+            if !self.auth_failing[action].swap(true, Ordering::SeqCst) {
+                tracing::error!(
+                    action = %action,
+                    code = err.code.as_deref().unwrap_or(""),
+                    error = %err,
+                    "authentication failed: check the access key id and secret, the region, and the \
+                     clock (signatures are valid for 15 minutes); polling of this action is held, \
+                     one probe at a time with growing pauses, until a request is accepted"
+                );
+            }
+            self.set(id, false);
+            return;
+        }
+        if self.set(id, false) == Some(false) {
+            return;
+        }
+        if err.outcome == Outcome::NotFound {
+            target_event!(
+                INFO,
+                target,
+                "task not found (not started yet, or started over 72 h ago); backing off"
+            );
+        } else {
+            target_event!(
+                WARN,
+                target,
+                outcome = %err.outcome,
+                error = %err,
+                "poll failed; keeping the last known values"
+            );
+        }
+    }
+
+    /// The task behind `target` was just seen ending (the store says so only once).
+    pub fn task_ended(&self, target: &Target, snapshot: &TaskSnapshot) {
+        target_event!(
+            INFO,
+            target,
+            status = snapshot.status,
+            stop_reason = %snapshot.stop_reason,
+            "task ended"
+        );
+    }
+}
