@@ -18,6 +18,8 @@
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
+//! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
+//!   certificates re-read when they change, basic auth against bcrypt hashes.
 
 pub mod budget;
 pub mod cli;
@@ -34,6 +36,7 @@ pub mod sim;
 pub mod store;
 pub mod telemetry;
 pub mod volc;
+pub mod web_config;
 
 /// The git revision this binary was built from (`VOLC_EXPORTER_REVISION` at build time), or
 /// `unknown`.
