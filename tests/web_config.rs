@@ -213,6 +213,15 @@ async fn serve(config: WebConfig) -> SocketAddr {
     addr
 }
 
+/// Which of `known` the server presented, by name, so a failure reads "old" vs "new".
+fn which(response: &reqwest::Response, known: &[(&'static str, &Pem)]) -> &'static str {
+    let der = peer_cert(response);
+    known
+        .iter()
+        .find(|(_, pem)| pem.der == der)
+        .map_or("another certificate", |(name, _)| name)
+}
+
 fn peer_cert(response: &reqwest::Response) -> Vec<u8> {
     response
         .extensions()
@@ -641,47 +650,85 @@ async fn replaced_certificates_are_served_and_broken_ones_ignored() {
     let reloader = config.tls().unwrap().clone();
     let addr = serve(config).await;
     let url = format!("https://localhost:{}/", addr.port());
-    let served = || async {
+    let renewed = scratch.reissue();
+    let next = scratch.reissue();
+    let known = [
+        ("first", &scratch.server),
+        ("renewed", &renewed),
+        ("next", &next),
+    ];
+    // The files are looked at by the first handshake after the interval, so after a pause
+    // the very next connection sees the change.
+    let served_after_pause = || async {
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let answer = scratch.client(addr, None).get(&url).send().await.unwrap();
         assert_eq!(answer.status(), StatusCode::OK);
-        peer_cert(&answer)
+        which(&answer, &known)
     };
-    assert_eq!(served().await, scratch.server.der);
+    assert_eq!(served_after_pause().await, "first");
 
     // The way cert-manager or a deploy script does it: new files written in place.
-    let renewed = scratch.reissue();
     scratch.write("server.crt", &renewed.cert);
     scratch.write("server.key", &renewed.key);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    // The first handshake after the interval looks at the files; at most one more serves
-    // the old certificate.
-    let mut seen = served().await;
-    if seen != renewed.der {
-        seen = served().await;
-    }
-    assert_eq!(seen, renewed.der);
+    assert_eq!(served_after_pause().await, "renewed");
     assert_eq!(reloader.reloads(), 1);
 
     // Half a rotation (a new certificate, its key not yet written) and then garbage: the
     // last good pair stays in use, and each broken state is counted once.
-    let next = scratch.reissue();
     scratch.write("server.crt", &next.cert);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(served().await, renewed.der);
-    assert_eq!(served().await, renewed.der);
+    assert_eq!(served_after_pause().await, "renewed");
+    assert_eq!(served_after_pause().await, "renewed");
+    assert_eq!(reloader.reload_failures(), 1);
     scratch.write("server.crt", "-----BEGIN CERTIFICATE-----\nnot base64\n");
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(served().await, renewed.der);
+    assert_eq!(served_after_pause().await, "renewed");
     assert_eq!(reloader.reload_failures(), 2);
 
     // Completed: the key follows and the new pair is served.
     scratch.write("server.crt", &next.cert);
     scratch.write("server.key", &next.key);
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let mut seen = served().await;
-    if seen != next.der {
-        seen = served().await;
-    }
-    assert_eq!(seen, next.der);
+    assert_eq!(served_after_pause().await, "next");
     assert_eq!(reloader.reloads(), 2);
+}
+
+/// Kubernetes updates a mounted secret by pointing the `..data` symlink at a new directory;
+/// `server.crt` itself is a symlink through `..data` whose own metadata never changes.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_secret_swap_is_seen() {
+    use std::os::unix::fs::symlink;
+
+    let scratch = Scratch::new("k8s");
+    let mount = scratch.path("mount");
+    let publish = |version: &str, pem: &Pem| {
+        let dir = mount.join(format!("..{version}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tls.crt"), &pem.cert).unwrap();
+        std::fs::write(dir.join("tls.key"), &pem.key).unwrap();
+        let staged = mount.join("..data_tmp");
+        symlink(format!("..{version}"), &staged).unwrap();
+        std::fs::rename(&staged, mount.join("..data")).unwrap();
+    };
+    publish("v1", &scratch.server);
+    symlink("..data/tls.crt", mount.join("tls.crt")).unwrap();
+    symlink("..data/tls.key", mount.join("tls.key")).unwrap();
+    std::fs::write(
+        mount.join("web.yml"),
+        "tls_server_config:\n  cert_file: tls.crt\n  key_file: tls.key\n",
+    )
+    .unwrap();
+
+    let options = LoadOptions {
+        tls_reload_check: Duration::from_millis(100),
+    };
+    let addr = serve(WebConfig::load_with(&mount.join("web.yml"), &options).unwrap()).await;
+    let url = format!("https://localhost:{}/", addr.port());
+    let renewed = scratch.reissue();
+    let known = [("v1", &scratch.server), ("v2", &renewed)];
+    let answer = scratch.client(addr, None).get(&url).send().await.unwrap();
+    assert_eq!(which(&answer, &known), "v1");
+
+    publish("v2", &renewed);
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let answer = scratch.client(addr, None).get(&url).send().await.unwrap();
+    assert_eq!(which(&answer, &known), "v2");
 }

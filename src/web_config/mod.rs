@@ -134,7 +134,8 @@ fn invalid_text(path: &Path, problems: &[Problem]) -> String {
         if problems.len() == 1 { "" } else { "s" }
     );
     for problem in problems {
-        text.push_str(&format!("\n  {}:{problem}", path.display()));
+        let separator = if problem.line.is_some() { ":" } else { ": " };
+        text.push_str(&format!("\n  {}{separator}{problem}", path.display()));
     }
     text
 }
