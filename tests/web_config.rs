@@ -270,6 +270,13 @@ fn good_config_files_load() {
     assert!(warnings.contains("CurveP521"), "{warnings}");
     assert_eq!(all.response_headers()["x-frame-options"], "sameorigin");
     assert!(!scratch.load("tls_no_http2.good.yml").http2());
+
+    // Debug output (what ends up in a panic or a `{:?}` log) holds no key and no hash.
+    let debug = format!("{:?}", scratch.load("tls_auth.good.yml"));
+    assert!(debug.contains("prometheus"), "{debug}");
+    assert!(!debug.contains("814dCEJBCbP9"), "{debug}");
+    let key_body = scratch.server.key.lines().nth(1).unwrap();
+    assert!(!debug.contains(key_body), "{debug}");
 }
 
 #[test]

@@ -77,7 +77,6 @@ impl Unauthorized {
 }
 
 /// The configured users and the verification cache. Build with [`BasicAuth::new`].
-#[derive(Debug)]
 pub struct BasicAuth {
     users: BTreeMap<String, String>,
     /// A hash of the highest configured cost that no password is known for.
@@ -167,6 +166,15 @@ impl BasicAuth {
         } else {
             Err(Unauthorized::BadCredentials)
         }
+    }
+}
+
+impl std::fmt::Debug for BasicAuth {
+    /// User names only: hashes and cached digests stay out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("users", &self.users.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
     }
 }
 

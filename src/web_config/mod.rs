@@ -680,7 +680,7 @@ impl<'a> Checker<'a> {
                 unsupported.join(", ")
             ));
         }
-        if chosen.is_empty() && offers_tls12 && unsupported.len() + chosen.len() > 0 {
+        if chosen.is_empty() && offers_tls12 && !unsupported.is_empty() {
             self.problem(
                 &path,
                 "none of these TLS 1.2 suites is implemented by rustls; add one of the ECDHE AES-GCM or ChaCha20-Poly1305 suites, or set min_version: TLS13",

@@ -387,7 +387,6 @@ impl ClientCertVerifier for AnyClientCert {
 }
 
 /// The rustls config in use, rebuilt when the files change. Shared by all handshakes.
-#[derive(Debug)]
 pub struct TlsReloader {
     settings: TlsSettings,
     check_every: Duration,
@@ -396,13 +395,27 @@ pub struct TlsReloader {
     failures: AtomicU64,
 }
 
-#[derive(Debug)]
 struct ReloadState {
     config: Arc<ServerConfig>,
     fingerprint: [u8; 32],
     checked: Instant,
     /// The last problem logged, so a file that stays broken is logged once.
     last_problem: Option<String>,
+}
+
+impl std::fmt::Debug for TlsReloader {
+    /// Paths and counters only: the config holds the private key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReloader")
+            .field("cert_file", &self.settings.cert_file)
+            .field("key_file", &self.settings.key_file)
+            .field("client_ca_file", &self.settings.client_ca_file)
+            .field("client_auth", &self.settings.client_auth)
+            .field("check_every", &self.check_every)
+            .field("reloads", &self.reloads())
+            .field("reload_failures", &self.reload_failures())
+            .finish_non_exhaustive()
+    }
 }
 
 impl TlsReloader {
