@@ -31,6 +31,8 @@
 //!   shared [`accept`] loop with its graceful drain.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
+//! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
+//!   certificates re-read when they change, basic auth against bcrypt hashes.
 
 pub mod accept;
 pub mod budget;
@@ -51,6 +53,7 @@ pub mod state_log;
 pub mod store;
 pub mod telemetry;
 pub mod volc;
+pub mod web_config;
 
 /// The git revision this binary was built from (`VOLC_EXPORTER_REVISION` at build time), or
 /// `unknown`.
