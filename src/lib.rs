@@ -15,6 +15,8 @@
 //! - [`volc`] — the OpenAPI: [`volc::sign`] (pure V4 signer), [`volc::parse`] (answers into
 //!   snapshots or classified errors), [`volc::client`] (signed GETs with retries in budget).
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
+//! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
+//!   kept across restarts, written by a group-committing writer.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
@@ -27,6 +29,7 @@ pub mod credentials;
 pub mod exporter;
 pub mod logging;
 pub mod model;
+pub mod persist;
 pub mod render;
 pub mod scheduler;
 pub mod server;
