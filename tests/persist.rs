@@ -118,7 +118,10 @@ async fn everything_survives_a_reopen_and_a_stop_counts_once() {
         let first = w.submit(finished(1, T0, "StopByAPI"));
         // The same terminal answer again (a retry, a second poll): no second count.
         let again = w.submit(finished(1, T0, "StopByAPI"));
-        w.submit(finished(2, T0, "IdleTimeOut")).durable().await.unwrap();
+        w.submit(finished(2, T0, "IdleTimeOut"))
+            .durable()
+            .await
+            .unwrap();
         w.submit(running(3, Source::Api)).durable().await.unwrap();
         w.submit(Change::Event {
             id: "ev-1".into(),
@@ -234,9 +237,12 @@ async fn prune_applies_retention_to_rows_counted_tasks_and_events() {
     let o = open(dir.path());
     let now = T0 + 100 * HOUR_MS;
     let retention = Duration::from_secs(24 * 3600);
-    o.writer.submit(finished(1, now - 25 * HOUR_MS, "StopByAPI")); // past retention
-    o.writer.submit(finished(2, now - 23 * HOUR_MS, "StopByAPI")); // within
-    o.writer.submit(finished(3, now - 80 * HOUR_MS, "StopByAPI")); // past 72 h too
+    o.writer
+        .submit(finished(1, now - 25 * HOUR_MS, "StopByAPI")); // past retention
+    o.writer
+        .submit(finished(2, now - 23 * HOUR_MS, "StopByAPI")); // within
+    o.writer
+        .submit(finished(3, now - 80 * HOUR_MS, "StopByAPI")); // past 72 h too
     o.writer.submit(running(4, Source::Callback)); // not ended: kept
     for i in 0..5 {
         o.writer.submit(Change::Event {
@@ -281,8 +287,14 @@ async fn prune_applies_retention_to_rows_counted_tasks_and_events() {
 /// Re-run this test binary on one ignored helper, with `dir` in its environment.
 fn child(helper: &str, dir: &Path) -> Command {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([helper, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(DIR_VAR, dir);
+    cmd.args([
+        helper,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(DIR_VAR, dir);
     cmd
 }
 
@@ -385,7 +397,10 @@ fn kill_9_never_loses_a_durable_change_nor_counts_twice() {
         proc.wait().unwrap();
         let o = open(dir.path());
         let stored = o.state.targets.len();
-        assert!(stored >= shown, "round {round}: {stored} stored, {shown} shown");
+        assert!(
+            stored >= shown,
+            "round {round}: {stored} stored, {shown} shown"
+        );
         // Every stored terminal answer was counted exactly once, in its own transaction.
         assert_eq!(stops(&o, "StopByAPI"), stored as u64, "round {round}");
         assert_eq!(o.state.counted.len(), stored, "round {round}");
@@ -417,8 +432,14 @@ async fn a_garbage_file_is_moved_aside_and_the_store_starts_empty() {
     assert_eq!(moved, vec![rec.moved_to.clone()]);
     assert_eq!(std::fs::read(&moved[0]).unwrap(), garbage);
     let said = rec.to_string();
-    assert!(said.contains(&dir.path().join(FILE_NAME).display().to_string()), "{said}");
-    assert!(said.contains("moved aside to") && said.contains("empty store"), "{said}");
+    assert!(
+        said.contains(&dir.path().join(FILE_NAME).display().to_string()),
+        "{said}"
+    );
+    assert!(
+        said.contains("moved aside to") && said.contains("empty store"),
+        "{said}"
+    );
     assert!(o.state.targets.is_empty());
     assert!(o.writer.stats().errors(Op::Load) + o.writer.stats().errors(Op::Open) >= 1);
     // The new store works.
@@ -522,7 +543,10 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
     let e = persist::open(&sub, WriterConfig::default())
         .err()
         .expect("a folder that cannot be created");
-    assert!(e.to_string().contains("cannot create the store folder"), "{e}");
+    assert!(
+        e.to_string().contains("cannot create the store folder"),
+        "{e}"
+    );
 
     if ro.mounted {
         // Root, read-only file system: the file cannot be opened for writing.
@@ -621,8 +645,13 @@ async fn a_failing_disk_delays_commits_and_nothing_is_lost() {
     let also = o.writer.submit(running(3, Source::Api));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!pending.is_durable() && !also.is_durable());
-    let errors = o.writer.stats().errors(Op::Commit);
-    assert!(errors >= 2, "retried: {errors} commit errors");
+    // The first attempt fails in the commit; the retries fail already reopening the file.
+    let stats = o.writer.stats();
+    let (commit, reopen) = (stats.errors(Op::Commit), stats.errors(Op::Open));
+    assert!(
+        commit >= 1 && commit + reopen >= 3,
+        "{commit} commit, {reopen} open errors"
+    );
     let commits = o.writer.stats().commits();
 
     failing.store(false, Ordering::SeqCst);
