@@ -1457,20 +1457,27 @@ fn prune(
     let events_ms = i64::try_from(ev.max_age.as_millis()).unwrap_or(i64::MAX);
     let txn = db.begin_write()?;
     {
+        // Collect, then remove: cheaper in file space than `retain` in redb 2.6.
         let mut targets = txn.open_table(TARGETS)?;
-        targets.retain(|_, v| {
-            // A row that does not decode is kept: load will report it.
-            match serde_json::from_slice::<TargetRecord>(v) {
-                Ok(r) => r
-                    .ended_ms()
-                    .is_none_or(|end| end.saturating_add(retention_ms) > now_ms),
-                Err(_) => true,
+        let mut gone = Vec::new();
+        for row in targets.iter()? {
+            let (k, v) = row?;
+            // A row that does not decode is kept: load reports it.
+            if let Ok(r) = serde_json::from_slice::<TargetRecord>(v.value()) {
+                if r.ended_ms()
+                    .is_some_and(|end| end.saturating_add(retention_ms) <= now_ms)
+                {
+                    gone.push(k.value().to_string());
+                }
             }
-        })?;
+        }
+        for k in &gone {
+            targets.remove(k.as_str())?;
+        }
         let mut counted = txn.open_table(COUNTED)?;
-        counted.retain(|_, end| end.saturating_add(counted_ms) > now_ms)?;
+        remove_older(&mut counted, now_ms, counted_ms)?;
         let mut events = txn.open_table(EVENTS)?;
-        events.retain(|_, at| at.saturating_add(events_ms) > now_ms)?;
+        remove_older(&mut events, now_ms, events_ms)?;
         let excess = usize::try_from(events.len()?)
             .unwrap_or(usize::MAX)
             .saturating_sub(ev.max_count);
@@ -1487,6 +1494,25 @@ fn prune(
         }
     }
     txn.commit()?;
+    Ok(())
+}
+
+/// Remove the rows of `table` whose time value plus `keep_ms` is not after `now_ms`.
+fn remove_older(
+    table: &mut redb::Table<'_, &str, i64>,
+    now_ms: i64,
+    keep_ms: i64,
+) -> Result<(), redb::Error> {
+    let mut gone = Vec::new();
+    for row in table.iter()? {
+        let (k, v) = row?;
+        if v.value().saturating_add(keep_ms) <= now_ms {
+            gone.push(k.value().to_string());
+        }
+    }
+    for k in &gone {
+        table.remove(k.as_str())?;
+    }
     Ok(())
 }
 
