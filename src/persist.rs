@@ -400,6 +400,8 @@ pub struct StopCount {
 }
 
 /// One change for the writer.
+// Nearly every change is a Put; boxing it would cost an allocation for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     /// Store the target's record (replacing the previous one) and, in the same transaction,
@@ -511,7 +513,7 @@ pub enum PersistError {
     #[error("cannot open the store {path}: {source}")]
     Open {
         path: PathBuf,
-        source: DatabaseError,
+        source: Box<DatabaseError>,
     },
     #[error(
         "the store {path} is unreadable ({cause}) and cannot be moved aside to {to}: {source}"
@@ -523,7 +525,7 @@ pub enum PersistError {
         source: io::Error,
     },
     #[error("storage error: {0}")]
-    Storage(#[from] redb::Error),
+    Storage(Box<redb::Error>),
     #[error("the store writer has stopped")]
     Closed,
 }
@@ -593,11 +595,9 @@ impl Stats {
         .buckets(vec![
             0.000_5, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
         ]);
-        let commit_seconds = prometheus::Histogram::with_opts(opts).unwrap_or_else(|_| {
-            // Only invalid names or buckets fail, and both are fixed above.
-            prometheus::Histogram::with_opts(prometheus::HistogramOpts::new("x", "x"))
-                .unwrap_or_else(|_| unreachable!("a default histogram is valid"))
-        });
+        #[allow(clippy::expect_used)]
+        let commit_seconds =
+            prometheus::Histogram::with_opts(opts).expect("the fixed name and buckets are valid");
         Stats {
             errors: Default::default(),
             last_commit_ms: AtomicI64::new(0),
@@ -811,7 +811,9 @@ fn open_with(
         }
         Err(Failure::Unreadable(cause)) => {
             let Some(path) = path.clone() else {
-                return Err(PersistError::Storage(redb::Error::Corrupted(cause)));
+                return Err(PersistError::Storage(Box::new(redb::Error::Corrupted(
+                    cause,
+                ))));
             };
             let moved_to = move_aside(&path, &cause)?;
             recovered = Some(Recovered {
@@ -823,17 +825,19 @@ fn open_with(
                 Failure::Locked => PersistError::Locked {
                     path: path_or_default(&recovered),
                 },
-                Failure::Unreadable(cause) => PersistError::Storage(redb::Error::Corrupted(cause)),
+                Failure::Unreadable(cause) => {
+                    PersistError::Storage(Box::new(redb::Error::Corrupted(cause)))
+                }
                 Failure::Other(source) => PersistError::Open {
                     path: path_or_default(&recovered),
-                    source,
+                    source: Box::new(source),
                 },
             })?
         }
         Err(Failure::Other(source)) => {
             return Err(PersistError::Open {
                 path: path.unwrap_or_default(),
-                source,
+                source: Box::new(source),
             })
         }
     };
@@ -930,6 +934,7 @@ struct BadRow {
     what: String,
 }
 
+#[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn bad(table: &'static str, what: impl fmt::Display) -> redb::Error {
     redb::Error::Corrupted(
         BadRow {
@@ -940,6 +945,7 @@ fn bad(table: &'static str, what: impl fmt::Display) -> redb::Error {
     )
 }
 
+#[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn load(db: &Database) -> Result<Loaded, redb::Error> {
     let txn = db.begin_read()?;
     let mut state = Loaded::default();
@@ -1052,6 +1058,7 @@ impl Default for EventRetention {
     }
 }
 
+#[allow(clippy::large_enum_variant)] // see Change
 enum Msg {
     Change(Change, u64),
     Prune {
@@ -1189,7 +1196,8 @@ impl Writer {
 
     /// Commit what is pending and stop the writer thread, waiting at most `wait` (a failing
     /// disk may not let the last changes through). Returns whether everything submitted was
-    /// committed. Later submissions are not written.
+    /// committed. Later submissions are not written. It blocks: from async code call it in
+    /// `spawn_blocking`, or await [`Writer::flush`] first.
     pub fn close(&self, wait: Duration) -> bool {
         let seq = {
             let guard = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -1407,6 +1415,7 @@ impl WriterThread {
     }
 }
 
+#[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn write_changes(db: &Database, p: &Pending) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
     {
@@ -1446,6 +1455,7 @@ fn write_changes(db: &Database, p: &Pending) -> Result<(), redb::Error> {
     Ok(())
 }
 
+#[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn prune(
     db: &Database,
     now_ms: i64,
@@ -1498,6 +1508,7 @@ fn prune(
 }
 
 /// Remove the rows of `table` whose time value plus `keep_ms` is not after `now_ms`.
+#[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn remove_older(
     table: &mut redb::Table<'_, &str, i64>,
     now_ms: i64,
