@@ -26,6 +26,8 @@
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
 //! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
 //!   ending, each logged once.
+//! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
+//!   kept across restarts, written by a group-committing writer.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
 //!   shared [`accept`] loop with its graceful drain.
@@ -44,6 +46,7 @@ pub mod credentials;
 pub mod exporter;
 pub mod logging;
 pub mod model;
+pub mod persist;
 pub mod render;
 pub mod scheduler;
 pub mod server;
