@@ -17,6 +17,8 @@
 //! - [`store`] — per-target state with its exposition text kept ready; stop counting.
 //! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
+//! - [`sources`] — targets from watched target files and the registration API, merged with the
+//!   config's into one set; the diff a reload applies.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
 pub mod budget;
@@ -31,6 +33,7 @@ pub mod render;
 pub mod scheduler;
 pub mod server;
 pub mod sim;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod volc;
