@@ -178,7 +178,12 @@ fn json_array(body: &[u8]) -> Result<&str, BodyError> {
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
         let pos = (e.line() > 0).then(|| Pos::new(e.line(), e.column().max(1)));
-        return one(pos, format!("the body is not valid JSON: {e}"));
+        // The place is given apart; serde_json's text ends with it.
+        let text = e.to_string();
+        let what = text
+            .rsplit_once(" at line ")
+            .map_or(&*text, |(what, _)| what);
+        return one(pos, format!("the body is not valid JSON: {what}"));
     }
     Ok(text)
 }
