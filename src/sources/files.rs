@@ -113,7 +113,7 @@ pub fn check_pattern(pattern: &str) -> Result<(), String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileEntry {
     /// The targets of the last successful load (empty if it never loaded).
-    pub targets: Arc<[Target]>,
+    pub targets: Arc<Vec<Target>>,
     /// Whether the last load succeeded: `volcengine_rtc_target_file_last_load_successful{file}`.
     pub last_load_successful: bool,
     /// The problems of the last load, one per line (`file:line:col: message`), if it failed.
@@ -148,7 +148,7 @@ impl FileTargets {
     pub fn sources(&self) -> impl Iterator<Item = (Source, &[Target])> {
         self.files
             .iter()
-            .map(|(p, e)| (Source::File(Arc::clone(p)), &*e.targets))
+            .map(|(p, e)| (Source::File(Arc::clone(p)), e.targets.as_slice()))
     }
 
     /// How many targets all files hold together (a target in two files counts twice).
@@ -298,7 +298,7 @@ fn load(path: &Path, old: Option<&FileEntry>) -> Option<FileEntry> {
             }
             let targets = match old {
                 Some(o) if *o.targets == *targets => Arc::clone(&o.targets),
-                _ => Arc::from(targets),
+                _ => Arc::new(targets),
             };
             Some(FileEntry {
                 targets,
@@ -309,9 +309,7 @@ fn load(path: &Path, old: Option<&FileEntry>) -> Option<FileEntry> {
         Err(_) if !path.exists() => None,
         Err(e) => {
             let error = e.to_string();
-            let kept = old
-                .map(|o| Arc::clone(&o.targets))
-                .unwrap_or_else(|| Arc::from([]));
+            let kept = old.map(|o| Arc::clone(&o.targets)).unwrap_or_default();
             if old.and_then(|o| o.last_error.as_ref()) != Some(&error) {
                 let problems = e.problems();
                 for p in problems.iter().take(MAX_LOGGED_PROBLEMS) {
