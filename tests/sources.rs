@@ -400,7 +400,10 @@ fn merge_and_diff() {
     assert!(back.diff(&back).is_empty());
 }
 
-fn problems(err: BodyError) -> Vec<(Option<usize>, Option<String>, Option<(u32, u32)>, String)> {
+/// A problem as (index, field, (line, column), message).
+type Seen = (Option<usize>, Option<String>, Option<(u32, u32)>, String);
+
+fn problems(err: BodyError) -> Vec<Seen> {
     match err {
         BodyError::Invalid(p) => p
             .into_iter()
@@ -435,7 +438,7 @@ fn api_body_lists_every_problem_with_index_field_and_fix() {
   {"kind": "webcast", "app_id": "a", "room_id": "r", "kind": "webcast"}
 ]"#;
     let got = problems(api::parse_register(body.as_bytes()).unwrap_err());
-    let want: Vec<(Option<usize>, Option<String>, Option<(u32, u32)>, String)> = vec![
+    let want: Vec<Seen> = vec![
         (Some(0), Some("kind".into()), Some((2, 12)), "`[0].kind` is `recrod`; did you mean `record`? use `record` (GetRecordTask) or `webcast` (GetWebCastTask)".into()),
         (Some(1), None, Some((3, 3)), "`[1]` is a record target without `task_id`; GetRecordTask needs one: add `\"task_id\": \"...\"` (only webcast targets may leave it out, meaning the room's newest task)".into()),
         (Some(1), Some("app_id".into()), Some((3, 32)), "`[1].app_id` is `my app`; IDs are 1 to 128 characters from a-z A-Z 0-9 _ @ . - (use the exact ID given to StartRecord/StartWebcast)".into()),
