@@ -579,17 +579,13 @@ fn every_alert_has_a_runbook_in_a_file_that_exists() {
             continue;
         };
         if !headings.contains(alert) {
-            problems.push(format!(
-                "{alert}: no `### {alert}` section in docs/OPERATIONS.md"
-            ));
+            problems.push(format!("{alert}: no `### {alert}` section in docs/OPERATIONS.md"));
         }
         let runbook = rule["annotations"]["runbook"].as_str().unwrap_or("");
         for word in runbook.split(|c: char| c.is_whitespace() || c == ',' || c == ';') {
             let word = word.trim_end_matches('.');
             if word.ends_with(".md") && !repo_path(word).exists() {
-                problems.push(format!(
-                    "{alert}: runbook names {word}, which does not exist"
-                ));
+                problems.push(format!("{alert}: runbook names {word}, which does not exist"));
             }
         }
     }
