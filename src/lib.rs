@@ -35,6 +35,8 @@
 //!   and `demo`, with the server-side signature check.
 //! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
 //!   certificates re-read when they change, basic auth against bcrypt hashes.
+//! - [`sources`] — targets from watched target files and the registration API, merged with the
+//!   config's into one set; the diff a reload applies.
 
 pub mod accept;
 pub mod budget;
@@ -53,6 +55,7 @@ pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_log;
+pub mod sources;
 pub mod store;
 pub mod telemetry;
 pub mod volc;
