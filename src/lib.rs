@@ -14,9 +14,13 @@
 //!   throttling and restored gradually.
 //! - [`volc`] — the OpenAPI: [`volc::sign`] (pure V4 signer), [`volc::parse`] (answers into
 //!   snapshots or classified errors), [`volc::client`] (signed GETs with retries in budget).
-//! - [`store`] — per-target state with its exposition text kept ready; stop counting.
-//! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
-//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`; graceful stop.
+//! - [`exposition`] — the formats (text 0.0.4, OpenMetrics 1.0) and their text helpers, and the
+//!   [`exposition::Page`] of shared, separately compressed chunks a scrape is served from; a
+//!   leaf that imports nothing else of the crate.
+//! - [`store`] — per-target state with its exposition chunks kept ready; stop counting.
+//! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip, OpenMetrics), `/`, `/-/healthy`, `/-/ready`;
+//!   graceful stop.
 //! - [`sim`] — a simulated OpenAPI for tests and `demo`.
 
 pub mod budget;
@@ -25,6 +29,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod exporter;
+pub mod exposition;
 pub mod logging;
 pub mod model;
 pub mod render;

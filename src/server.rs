@@ -3,23 +3,25 @@
 //! gracefully within a bounded time.
 //!
 //! The server knows nothing about targets or the scheduler: it is handed an [`App`] with a
-//! closure that writes the exposition text, a readiness flag, and what the landing page says.
-//! The closure runs on tokio's blocking pool (a 10,000-target page takes tens of milliseconds),
-//! and the answer is gzip-compressed when the scraper's `Accept-Encoding` allows it.
+//! closure that makes the exposition [`Page`] in the negotiated [`Format`] (OpenMetrics when
+//! the scraper's `Accept` asks for it, else text 0.0.4), a readiness flag, and what the landing
+//! page says. The closure runs on tokio's blocking pool. The answer is gzip-compressed when
+//! `Accept-Encoding` allows it, and its body is streamed from the page's shared chunks, so
+//! concurrent or slow scrapes hold references to one page rather than copies of it.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -28,8 +30,10 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::exposition::{Format, Page};
+
 /// `Content-Type` of the Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const METRICS_CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;
 /// How long in-flight requests may run on after shutdown begins; then connections are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// A client that has not sent a whole request head within this time is disconnected.
@@ -37,8 +41,8 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed `accept` (e.g. out of file descriptors) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Appends the whole exposition text to the buffer; runs on tokio's blocking pool.
-pub type Render = Box<dyn Fn(&mut Vec<u8>) + Send + Sync>;
+/// Makes the whole exposition in the given format; runs on tokio's blocking pool.
+pub type Render = Box<dyn Fn(Format) -> Page + Send + Sync>;
 
 /// Everything the server needs from the rest of the exporter.
 pub struct App {
@@ -152,8 +156,8 @@ fn escape_html(text: &str) -> String {
 struct Shared {
     app: Arc<App>,
     landing_html: Bytes,
-    /// Size of the previous exposition, to size the next buffer in one allocation.
-    last_len: AtomicUsize,
+    /// Threads a gzip scrape may compress changed chunks on.
+    threads: usize,
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, lets
@@ -170,7 +174,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         landing_html: Bytes::from(app.landing.html()),
         app,
-        last_len: AtomicUsize::new(0),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -235,7 +239,55 @@ pub async fn serve(
     Ok(())
 }
 
-type Answer = Response<Full<Bytes>>;
+type Answer = Response<Body>;
+
+/// A response body sent frame by frame from shared buffers: hyper writes each `Bytes` as it
+/// is (vectored), so nothing is copied per request and a client that does not read holds
+/// only references. Its exact size is known, so the answer has a `Content-Length`.
+pub struct Body {
+    frames: std::vec::IntoIter<Bytes>,
+    remaining: u64,
+}
+
+impl Body {
+    pub fn new(frames: Vec<Bytes>) -> Body {
+        let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        Body {
+            frames: frames.into_iter(),
+            remaining,
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::new(vec![bytes])
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let next = self.frames.find(|f| !f.is_empty());
+        if let Some(frame) = &next {
+            self.remaining -= frame.len() as u64;
+        }
+        Poll::Ready(next.map(|f| Ok(Frame::data(f))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let path = request.uri().path();
@@ -257,7 +309,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answe
         "/-/ready" if shared.app.ready.load(Ordering::Acquire) => plain(StatusCode::OK, "Ready\n"),
         "/-/ready" => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
         _ => {
-            let mut answer = Response::new(Full::new(shared.landing_html.clone()));
+            let mut answer = Response::new(Body::from(shared.landing_html.clone()));
             answer.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -267,23 +319,28 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answe
     })
 }
 
-/// Renders the exposition on the blocking pool, compressed when the client accepts gzip.
+/// Makes the page on the blocking pool in the negotiated format, compressed when the client
+/// accepts gzip, and streams it from the page's shared chunks.
 async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
     let gzip = accepts_gzip(headers);
+    let format = Format::negotiate(
+        headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let job = shared.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let mut body = Vec::with_capacity(job.last_len.load(Ordering::Relaxed));
-        (job.app.render)(&mut body);
-        job.last_len.store(body.len(), Ordering::Relaxed);
+    let made = tokio::task::spawn_blocking(move || {
+        let page = (job.app.render)(format);
         if gzip {
-            compress(&body)
+            page.gzip(job.threads)
         } else {
-            Ok(body)
+            Ok(page.identity())
         }
     })
     .await;
-    let body = match rendered {
-        Ok(Ok(body)) => body,
+    let frames = match made {
+        Ok(Ok(frames)) => frames,
         Ok(Err(err)) => {
             tracing::error!(error = %err, "compressing /metrics failed");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Compression failed\n");
@@ -293,26 +350,22 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed\n");
         }
     };
-    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    let mut answer = Response::new(Body::new(frames));
     let headers = answer.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.append(VARY, HeaderValue::from_static("Accept"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     answer
 }
 
-fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    // The fastest level: exposition text compresses well even so, and a scrape should cost
-    // little CPU.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish()
-}
-
 fn plain(status: StatusCode, text: &'static str) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let mut answer = Response::new(Body::from(Bytes::from_static(text.as_bytes())));
     *answer.status_mut() = status;
     answer.headers_mut().insert(
         CONTENT_TYPE,

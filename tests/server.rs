@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::exposition::Page;
 use volc_rtc_exporter::server::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
 
 struct Running {
@@ -72,7 +73,11 @@ async fn start_with(render: impl Fn(&mut Vec<u8>) + Send + Sync + 'static) -> Ru
     let addr = listener.local_addr().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
     let app = Arc::new(App {
-        render: Box::new(render),
+        render: Box::new(move |_format| {
+            let mut out = Vec::new();
+            render(&mut out);
+            Page::from_text(out)
+        }),
         ready: ready.clone(),
         landing: LandingInfo::new("3 targets, budget 50/s per action"),
     });
