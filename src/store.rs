@@ -1241,6 +1241,111 @@ mod tests {
     }
 
     #[test]
+    fn only_the_changed_family_blocks_are_rebuilt_and_compressed_again() {
+        let targets: Vec<Target> = (0..3 * BLOCK)
+            .map(|i| {
+                let mut t = target(Kind::Record, Some("t"), &[]);
+                t.key.task_id = Some(format!("t{i}"));
+                t
+            })
+            .collect();
+        let store = Store::new(targets);
+        for id in 0..3 * BLOCK {
+            store.record_success(id, running(T0), at(T0 + 1_000));
+        }
+        let page_of = |store: &Store| {
+            let mut page = Page::new();
+            store.page(Format::Text, None, &mut page);
+            page
+        };
+        let first = page_of(&store);
+        first.gzip(1).unwrap();
+        let second = page_of(&store);
+        // Every chunk but the stop counter (made per page) is shared, and already compressed.
+        let (shared, own) = second.chunks().split_at(second.chunks().len() - 1);
+        assert_eq!(shared.len(), first.chunks().len() - 1);
+        for (a, b) in shared.iter().zip(first.chunks()) {
+            assert!(Arc::ptr_eq(a, b));
+            assert!(a.is_deflated());
+        }
+        assert!(!Arc::ptr_eq(&own[0], first.chunks().last().unwrap()));
+
+        // Target BLOCK + 1 is polled again: its duration and last-success lines change, the
+        // other families' lines do not.
+        store.record_success(BLOCK + 1, running(T0), at(T0 + 2_000));
+        let third = page_of(&store);
+        let rebuilt: Vec<String> = third
+            .chunks()
+            .iter()
+            .zip(second.chunks())
+            .take(second.chunks().len() - 1)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .map(|(a, _)| String::from_utf8(a.text().to_vec()).unwrap())
+            .collect();
+        assert_eq!(rebuilt.len(), 2, "{rebuilt:?}");
+        assert!(rebuilt[0].starts_with("volcengine_rtc_task_duration_seconds{"));
+        assert!(rebuilt[1].starts_with("volcengine_rtc_target_last_success_timestamp_seconds{"));
+        for text in &rebuilt {
+            assert_eq!(text.lines().count(), BLOCK);
+            assert!(text.contains(&format!("task_id=\"t{}\"", BLOCK + 1)));
+            assert!(!text.contains("task_id=\"t0\""));
+        }
+        let fresh: usize = third.chunks().iter().filter(|c| !c.is_deflated()).count();
+        assert_eq!(fresh, 3, "two rebuilt chunks and the stop counter");
+        // And the page still reads the same as a full render.
+        assert_eq!(third.to_vec(), rendered(&store).into_bytes());
+    }
+
+    #[test]
+    fn openmetrics_stop_counter_has_created() {
+        let store = Store::new(vec![target(Kind::Webcast, None, &[])]);
+        store.record_success(0, ended(T0, T0 + 10, "IdleTimeOut"), at(T0 + 20));
+        store.record_success(0, ended(T0 + 30, T0 + 40, "Brand\"New"), at(T0 + 2_500));
+        let mut page = Page::new();
+        store.page(Format::OpenMetrics, Some(1_690_000_000.5), &mut page);
+        let text = String::from_utf8(page.to_vec()).unwrap();
+        let stops = &text[text.find("# HELP volcengine_rtc_task_stops ").unwrap()..];
+        let l = |reason: &str| format!("{{kind=\"webcast\",app_id=\"app1\",reason=\"{reason}\"}}");
+        assert_eq!(
+            stops,
+            format!(
+                "# HELP volcengine_rtc_task_stops Terminal tasks seen, each task counted once when first seen terminal.\n\
+                 # TYPE volcengine_rtc_task_stops counter\n\
+                 volcengine_rtc_task_stops_total{} 1\n\
+                 volcengine_rtc_task_stops_created{} 1700000002.623\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 1\n\
+                 volcengine_rtc_task_stops_created{} 1700000000.143\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n",
+                l("Brand\\\"New"),
+                l("Brand\\\"New"),
+                l("ExceedMaxRunningTime"),
+                l("ExceedMaxRunningTime"),
+                l("IdleTimeOut"),
+                l("IdleTimeOut"),
+                l("StartTaskFailed"),
+                l("StartTaskFailed"),
+                l("StopByAPI"),
+                l("StopByAPI"),
+                l("UnknownStopReason"),
+                l("UnknownStopReason"),
+            )
+        );
+        // IdleTimeOut is no web-capture reason, so it was created when first counted too.
+        // Without a start time the counted-from-start reasons have no `_created`.
+        let mut page = Page::new();
+        store.page(Format::OpenMetrics, None, &mut page);
+        let text = String::from_utf8(page.to_vec()).unwrap();
+        assert_eq!(text.matches("_created{").count(), 2);
+    }
+
+    #[test]
     fn many_identical_file_labels_stay_unique_and_cheap() {
         let files = vec![
             RecordFile {
