@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
@@ -241,19 +241,27 @@ pub async fn serve(
 
 type Answer = Response<Body>;
 
-/// A response body sent frame by frame from shared buffers: hyper writes each `Bytes` as it
-/// is (vectored), so nothing is copied per request and a client that does not read holds
-/// only references. Its exact size is known, so the answer has a `Content-Length`.
+/// A response body sent frame by frame from shared buffers: hyper writes each large `Bytes`
+/// as it is (vectored), so a page is not copied per request and a client that does not read
+/// holds only references. Runs of small pieces (the deflate pieces of a gzip page, headers)
+/// are joined into frames of up to [`JOINED_FRAME`] bytes as they are sent: many small writes
+/// would each leave a short TCP segment that Nagle's algorithm holds back until the peer's
+/// delayed ACK, 40 ms later. Its exact size is known, so the answer has a `Content-Length`.
 pub struct Body {
-    frames: std::vec::IntoIter<Bytes>,
+    frames: std::iter::Peekable<std::vec::IntoIter<Bytes>>,
     remaining: u64,
 }
+
+/// Pieces shorter than this are joined with their neighbours; longer ones are sent as they are.
+const SMALL_FRAME: usize = 16 * 1024;
+/// How large a frame of joined pieces may grow.
+pub const JOINED_FRAME: usize = 64 * 1024;
 
 impl Body {
     pub fn new(frames: Vec<Bytes>) -> Body {
         let remaining = frames.iter().map(|f| f.len() as u64).sum();
         Body {
-            frames: frames.into_iter(),
+            frames: frames.into_iter().peekable(),
             remaining,
         }
     }
@@ -273,11 +281,24 @@ impl hyper::body::Body for Body {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        let next = self.frames.find(|f| !f.is_empty());
-        if let Some(frame) = &next {
-            self.remaining -= frame.len() as u64;
-        }
-        Poll::Ready(next.map(|f| Ok(Frame::data(f))))
+        let Some(first) = self.frames.find(|f| !f.is_empty()) else {
+            return Poll::Ready(None);
+        };
+        let frame = if first.len() >= SMALL_FRAME {
+            first
+        } else {
+            let mut joined = BytesMut::with_capacity(JOINED_FRAME);
+            joined.extend_from_slice(&first);
+            while let Some(next) = self
+                .frames
+                .next_if(|f| f.len() < SMALL_FRAME && joined.len() + f.len() <= JOINED_FRAME)
+            {
+                joined.extend_from_slice(&next);
+            }
+            joined.freeze()
+        };
+        self.remaining -= frame.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
     fn is_end_stream(&self) -> bool {
