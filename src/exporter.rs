@@ -350,7 +350,9 @@ pub async fn run(
     let ready = Arc::new(AtomicBool::new(false));
     let render_from = exporter.clone();
     let app = Arc::new(App {
-        render: Box::new(move |out: &mut Vec<u8>| render_from.render(out)),
+        render: Box::new(move |format| {
+            crate::render::page(&render_from.store, &render_from.telemetry, format)
+        }),
         ready: ready.clone(),
         landing: LandingInfo::new(exporter.landing_summary()),
     });

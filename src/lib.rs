@@ -23,12 +23,15 @@
 //! - [`volc`] — exactly what the exporter sends: [`volc::sign`] (pure V4 signer),
 //!   [`volc::parse`] (answers into snapshots or classified errors), [`volc::client`] (signed
 //!   GETs with retries in budget).
-//! - [`store`] — per-target state with its exposition text kept ready; stop counting.
+//! - [`exposition`] — the formats (text 0.0.4, OpenMetrics 1.0) and their text helpers, and the
+//!   [`exposition::Page`] of shared, separately compressed chunks a scrape is served from; a
+//!   leaf that imports nothing else of the crate.
+//! - [`store`] — per-target state with its exposition chunks kept ready; stop counting.
 //! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
 //!   ending, each logged once.
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
 //!   kept across restarts, written by a group-committing writer.
-//! - [`render`] — the `/metrics` body; [`telemetry`] — the exporter's own metrics.
+//! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
 //!   shared [`accept`] loop with its graceful drain.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
@@ -46,6 +49,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod exporter;
+pub mod exposition;
 pub mod logging;
 pub mod model;
 pub mod persist;

@@ -3,23 +3,25 @@
 //! gracefully within a bounded time.
 //!
 //! The server knows nothing about targets or the scheduler: it is handed an [`App`] with a
-//! closure that writes the exposition text, a readiness flag, and what the landing page says.
-//! The closure runs on tokio's blocking pool (a 10,000-target page takes tens of milliseconds),
-//! and the answer is gzip-compressed when the scraper's `Accept-Encoding` allows it.
+//! closure that makes the exposition [`Page`] in the negotiated [`Format`] (OpenMetrics when
+//! the scraper's `Accept` asks for it, else text 0.0.4), a readiness flag, and what the landing
+//! page says. The closure runs on tokio's blocking pool. The answer is gzip-compressed when
+//! `Accept-Encoding` allows it, and its body is streamed from the page's shared chunks, so
+//! concurrent or slow scrapes hold references to one page rather than copies of it.
 
 use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use flate2::write::GzEncoder;
-use flate2::Compression;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::header::{HeaderValue, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY};
+use bytes::{Bytes, BytesMut};
+use hyper::body::{Frame, Incoming, SizeHint};
+use hyper::header::{
+    HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+};
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -27,15 +29,17 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::exposition::{Format, Page};
+
 /// `Content-Type` of the Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const METRICS_CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;
 /// How long in-flight requests may run on after shutdown begins; then connections are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// A client that has not sent a whole request head within this time is disconnected.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Appends the whole exposition text to the buffer; runs on tokio's blocking pool.
-pub type Render = Box<dyn Fn(&mut Vec<u8>) + Send + Sync>;
+/// Makes the whole exposition in the given format; runs on tokio's blocking pool.
+pub type Render = Box<dyn Fn(Format) -> Page + Send + Sync>;
 
 /// Everything the server needs from the rest of the exporter.
 pub struct App {
@@ -149,8 +153,8 @@ fn escape_html(text: &str) -> String {
 struct Shared {
     app: Arc<App>,
     landing_html: Bytes,
-    /// Size of the previous exposition, to size the next buffer in one allocation.
-    last_len: AtomicUsize,
+    /// Threads a gzip scrape may compress changed chunks on.
+    threads: usize,
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, lets
@@ -167,7 +171,7 @@ pub async fn serve(
     let shared = Arc::new(Shared {
         landing_html: Bytes::from(app.landing.html()),
         app,
-        last_len: AtomicUsize::new(0),
+        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -199,7 +203,76 @@ pub async fn serve(
     Ok(())
 }
 
-type Answer = Response<Full<Bytes>>;
+type Answer = Response<Body>;
+
+/// A response body sent frame by frame from shared buffers: hyper writes each large `Bytes`
+/// as it is (vectored), so a page is not copied per request and a client that does not read
+/// holds only references. Runs of small pieces (the deflate pieces of a gzip page, headers)
+/// are joined into frames of up to [`JOINED_FRAME`] bytes as they are sent: many small writes
+/// would each leave a short TCP segment that Nagle's algorithm holds back until the peer's
+/// delayed ACK, 40 ms later. Its exact size is known, so the answer has a `Content-Length`.
+pub struct Body {
+    frames: std::iter::Peekable<std::vec::IntoIter<Bytes>>,
+    remaining: u64,
+}
+
+/// Pieces shorter than this are joined with their neighbours; longer ones are sent as they are.
+const SMALL_FRAME: usize = 16 * 1024;
+/// How large a frame of joined pieces may grow.
+pub const JOINED_FRAME: usize = 64 * 1024;
+
+impl Body {
+    pub fn new(frames: Vec<Bytes>) -> Body {
+        let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        Body {
+            frames: frames.into_iter().peekable(),
+            remaining,
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Body {
+        Body::new(vec![bytes])
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let Some(first) = self.frames.find(|f| !f.is_empty()) else {
+            return Poll::Ready(None);
+        };
+        let frame = if first.len() >= SMALL_FRAME {
+            first
+        } else {
+            let mut joined = BytesMut::with_capacity(JOINED_FRAME);
+            joined.extend_from_slice(&first);
+            while let Some(next) = self
+                .frames
+                .next_if(|f| f.len() < SMALL_FRAME && joined.len() + f.len() <= JOINED_FRAME)
+            {
+                joined.extend_from_slice(&next);
+            }
+            joined.freeze()
+        };
+        self.remaining -= frame.len() as u64;
+        Poll::Ready(Some(Ok(Frame::data(frame))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining)
+    }
+}
 
 async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
     let path = request.uri().path();
@@ -221,7 +294,7 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answe
         "/-/ready" if shared.app.ready.load(Ordering::Acquire) => plain(StatusCode::OK, "Ready\n"),
         "/-/ready" => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
         _ => {
-            let mut answer = Response::new(Full::new(shared.landing_html.clone()));
+            let mut answer = Response::new(Body::from(shared.landing_html.clone()));
             answer.headers_mut().insert(
                 CONTENT_TYPE,
                 HeaderValue::from_static("text/html; charset=utf-8"),
@@ -231,23 +304,28 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answe
     })
 }
 
-/// Renders the exposition on the blocking pool, compressed when the client accepts gzip.
+/// Makes the page on the blocking pool in the negotiated format, compressed when the client
+/// accepts gzip, and streams it from the page's shared chunks.
 async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
     let gzip = accepts_gzip(headers);
+    let format = Format::negotiate(
+        headers
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let job = shared.clone();
-    let rendered = tokio::task::spawn_blocking(move || {
-        let mut body = Vec::with_capacity(job.last_len.load(Ordering::Relaxed));
-        (job.app.render)(&mut body);
-        job.last_len.store(body.len(), Ordering::Relaxed);
+    let made = tokio::task::spawn_blocking(move || {
+        let page = (job.app.render)(format);
         if gzip {
-            compress(&body)
+            page.gzip(job.threads)
         } else {
-            Ok(body)
+            Ok(page.identity())
         }
     })
     .await;
-    let body = match rendered {
-        Ok(Ok(body)) => body,
+    let frames = match made {
+        Ok(Ok(frames)) => frames,
         Ok(Err(err)) => {
             tracing::error!(error = %err, "compressing /metrics failed");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Compression failed\n");
@@ -257,26 +335,22 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed\n");
         }
     };
-    let mut answer = Response::new(Full::new(Bytes::from(body)));
+    let mut answer = Response::new(Body::new(frames));
     let headers = answer.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(METRICS_CONTENT_TYPE));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(format.content_type()),
+    );
     headers.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    headers.append(VARY, HeaderValue::from_static("Accept"));
     if gzip {
         headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     answer
 }
 
-fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    // The fastest level: exposition text compresses well even so, and a scrape should cost
-    // little CPU.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 8), Compression::fast());
-    encoder.write_all(body)?;
-    encoder.finish()
-}
-
 fn plain(status: StatusCode, text: &'static str) -> Answer {
-    let mut answer = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+    let mut answer = Response::new(Body::from(Bytes::from_static(text.as_bytes())));
     *answer.status_mut() = status;
     answer.headers_mut().insert(
         CONTENT_TYPE,
@@ -342,6 +416,43 @@ mod tests {
         assert!(!accept(&["*;q=0"]));
         assert!(!accept(&["gzip;q=nonsense"]));
         assert!(!accept(&["br, deflate"]));
+    }
+
+    #[test]
+    fn small_pieces_are_joined_and_large_ones_sent_as_they_are() {
+        use http_body_util::BodyExt as _;
+        let big = Bytes::from(vec![b'b'; 100_000]);
+        let mut frames = vec![Bytes::new(), Bytes::from_static(b"# HELP x\n")];
+        frames.extend((0..100).map(|i| Bytes::from(vec![b'0' + (i % 10) as u8; 1_000])));
+        frames.push(big.clone());
+        frames.push(Bytes::from_static(b"tail\n"));
+        let expected = frames.concat();
+        let body = Body::new(frames);
+        assert_eq!(
+            hyper::body::Body::size_hint(&body).exact(),
+            Some(expected.len() as u64)
+        );
+        let sent: Vec<Bytes> = collect_frames(body);
+        assert_eq!(sent.concat(), expected);
+        let sizes: Vec<usize> = sent.iter().map(Bytes::len).collect();
+        // 9 + 100 × 1,000 bytes in two joined frames, the large piece as it is (the same
+        // buffer, not a copy), then the tail.
+        assert_eq!(sizes, [9 + 65_000, 35_000, 100_000, 5]);
+        assert_eq!(sent[2].as_ptr(), big.as_ptr());
+
+        fn collect_frames(body: Body) -> Vec<Bytes> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut body = body;
+                let mut out = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    out.push(frame.unwrap().into_data().unwrap());
+                }
+                out
+            })
+        }
     }
 
     #[test]

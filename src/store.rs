@@ -13,10 +13,16 @@
 //!   target's poll result is recorded and kept in one small string per target, with the end
 //!   offset of each family's tails.
 //!
-//! [`Store::render`] then formats nothing: under a read lock it writes each family's
-//! `# HELP`/`# TYPE` once and, for every target, copies `NAME{`, `PREFIX` and each tail into a
-//! buffer reserved to the exact size beforehand. Polls take the write lock only for the few
-//! microseconds it takes to re-format one target.
+//! # How a scrape stays cheap
+//!
+//! Targets are grouped in blocks of [`BLOCK`] consecutive ids. For every (family, block) the
+//! store keeps a ready [`Chunk`]: the family's lines of the block's targets (`NAME{`, `PREFIX`
+//! and each tail), shared by reference with every scrape served from it, plus its compressed
+//! form once a gzip scrape needed it. Recording a poll bumps the generation of only the
+//! (family, block) pairs whose lines changed; [`Store::page`] rebuilds just those chunks (a
+//! copy under the read lock) and so a gzip scrape compresses only what changed since the last
+//! one. Polls take the write lock only for the few microseconds it takes to re-format one
+//! target. The per-target families are gauges, so their chunks serve both formats.
 //!
 //! # Lifecycle of a target's series
 //!
@@ -37,12 +43,20 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
 use crate::clock::system_time_to_ms as millis_since_epoch;
+
+use crate::exposition::{
+    push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
+    Page,
+};
 use crate::model::{Kind, RecordFile, Target, TaskSnapshot};
-use crate::render::{push_label, push_label_value, push_millis_as_seconds};
+
+/// Targets per block: the unit a changed target makes the store copy and compress again.
+/// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
+pub const BLOCK: usize = 128;
 
 /// A target's index in the configured target list.
 pub type TargetId = usize;
@@ -134,6 +148,8 @@ const FAMILIES: [Family; N_FAMILIES] = [
 ];
 
 const STOPS_NAME: &str = "volcengine_rtc_task_stops_total";
+/// The stop counter's family name in OpenMetrics (without `_total`).
+const STOPS_FAMILY: &str = "volcengine_rtc_task_stops";
 const STOPS_HELP: &str = "Terminal tasks seen, each task counted once when first seen terminal.";
 
 /// StopReasons the API documents per kind; their counters start at 0.
@@ -157,17 +173,37 @@ fn known_reasons(kind: Kind) -> &'static [&'static str] {
 /// (kind, app_id, reason) of `volcengine_rtc_task_stops_total`.
 type StopKey = (Kind, String, String);
 
+/// A stop counter's value and, for a reason first seen after start, when it was created
+/// (ms since the epoch); the reasons counted from the start have `None`.
+#[derive(Clone, Copy, Default)]
+struct Stops {
+    count: u64,
+    created_ms: Option<i64>,
+}
+
 /// The target table. `Send + Sync`: pollers record while `/metrics` renders.
 pub struct Store {
     targets: Vec<Target>,
     /// Each target's escaped label set, built once.
     prefixes: Vec<Box<str>>,
+    /// Each family's `# HELP`/`# TYPE`, the same in both formats (all gauges).
+    headers: [Arc<Chunk>; N_FAMILIES],
     inner: RwLock<Inner>,
+    /// The ready chunks, `[block * N_FAMILIES + family]`. Locked before `inner`.
+    chunks: Mutex<Vec<Cached>>,
 }
 
 struct Inner {
     entries: Vec<Entry>,
-    stops: BTreeMap<StopKey, u64>,
+    stops: BTreeMap<StopKey, Stops>,
+    /// `generations[block][family]`: bumped whenever that family's lines in the block change.
+    generations: Vec<[u64; N_FAMILIES]>,
+}
+
+/// A chunk and the generation of its (family, block) it was built from.
+struct Cached {
+    generation: u64,
+    chunk: Arc<Chunk>,
 }
 
 /// One target's state and its ready text.
@@ -253,10 +289,21 @@ fn tail_labelled(t: &mut String, name: &str, value: &str) {
 }
 
 impl Entry {
-    /// Re-format this target's tails from its state.
-    fn rebuild(&mut self, kind: Kind, prefix_len: usize) {
-        let mut t = std::mem::take(&mut self.text);
-        t.clear();
+    /// This target's tails of family `f`.
+    fn tails(&self, f: usize) -> &[u8] {
+        let start = if f == 0 { 0 } else { self.ends[f - 1] };
+        self.text
+            .as_bytes()
+            .get(start..self.ends[f])
+            .unwrap_or_default()
+    }
+
+    /// Re-format this target's tails from its state; returns which families' tails changed
+    /// (bit `f` for family `f`).
+    fn rebuild(&mut self, kind: Kind, prefix_len: usize) -> u32 {
+        let old_text = std::mem::take(&mut self.text);
+        let old_ends = self.ends;
+        let mut t = String::with_capacity(old_text.len());
         let mut ends = [0usize; N_FAMILIES];
         if !self.expired {
             self.write_tails(kind, &mut t, &mut ends);
@@ -275,6 +322,15 @@ impl Entry {
         self.text = t;
         self.ends = ends;
         self.body_len = body_len;
+        let mut changed = 0;
+        let mut start = 0;
+        for (f, &end) in old_ends.iter().enumerate() {
+            if old_text.as_bytes().get(start..end).unwrap_or_default() != self.tails(f) {
+                changed |= 1 << f;
+            }
+            start = end;
+        }
+        changed
     }
 
     fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut [usize; N_FAMILIES]) {
@@ -363,22 +419,6 @@ impl Entry {
     }
 }
 
-fn write_header(out: &mut Vec<u8>, name: &str, help: &str, kind: &str) {
-    for part in [
-        "# HELP ",
-        name,
-        " ",
-        help,
-        "\n# TYPE ",
-        name,
-        " ",
-        kind,
-        "\n",
-    ] {
-        out.extend_from_slice(part.as_bytes());
-    }
-}
-
 impl Store {
     /// A table for these targets (indexed by [`TargetId`]), none polled yet.
     pub fn new(targets: Vec<Target>) -> Store {
@@ -388,14 +428,34 @@ impl Store {
             for reason in known_reasons(t.key.kind) {
                 stops
                     .entry((t.key.kind, t.key.app_id.clone(), (*reason).to_string()))
-                    .or_insert(0);
+                    .or_default();
             }
         }
         let entries = targets.iter().map(|_| Entry::default()).collect();
+        let blocks = targets.len().div_ceil(BLOCK);
+        let headers = std::array::from_fn(|f| {
+            let fam = &FAMILIES[f];
+            let mut text = Vec::new();
+            push_header(&mut text, Format::Text, fam.name, fam.help, "gauge");
+            Arc::new(Chunk::new(text))
+        });
+        let empty = Arc::new(Chunk::new(Vec::new()));
+        let chunks = (0..blocks * N_FAMILIES)
+            .map(|_| Cached {
+                generation: 0,
+                chunk: empty.clone(),
+            })
+            .collect();
         Store {
             targets,
             prefixes,
-            inner: RwLock::new(Inner { entries, stops }),
+            headers,
+            inner: RwLock::new(Inner {
+                entries,
+                stops,
+                generations: vec![[1; N_FAMILIES]; blocks],
+            }),
+            chunks: Mutex::new(chunks),
         }
     }
 
@@ -446,16 +506,21 @@ impl Store {
         if newly_terminal {
             e.stop_counted = true;
             e.terminal_since_ms = Some(at_ms);
-            *inner
+            inner
                 .stops
                 .entry((key.kind, key.app_id.clone(), snap.stop_reason.clone()))
-                .or_insert(0) += 1;
+                .or_insert(Stops {
+                    count: 0,
+                    created_ms: Some(at_ms),
+                })
+                .count += 1;
         }
         e.snapshot = Some(snap);
         e.polled_at_ms = at_ms;
         e.up = Some(true);
         e.last_success_ms = Some(at_ms);
-        e.rebuild(key.kind, prefix.len());
+        let changed_families = e.rebuild(key.kind, prefix.len());
+        inner.bump(id, changed_families);
         Update {
             changed,
             newly_terminal,
@@ -471,7 +536,8 @@ impl Store {
         let mut inner = self.write();
         if let Some(e) = inner.entries.get_mut(id) {
             e.up = Some(false);
-            e.rebuild(target.key.kind, prefix.len());
+            let changed_families = e.rebuild(target.key.kind, prefix.len());
+            inner.bump(id, changed_families);
         }
     }
 
@@ -491,9 +557,15 @@ impl Store {
     pub fn expire(&self, now: SystemTime, retention: Duration) -> usize {
         let now_ms = millis_since_epoch(now);
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-        let mut inner = self.write();
+        let mut guard = self.write();
+        let inner = &mut *guard;
         let mut n = 0;
-        for e in inner.entries.iter_mut().filter(|e| !e.expired) {
+        for (id, e) in inner
+            .entries
+            .iter_mut()
+            .enumerate()
+            .filter(|(_, e)| !e.expired)
+        {
             let Some(s) = e.snapshot.as_ref().filter(|s| s.is_terminal()) else {
                 continue;
             };
@@ -505,6 +577,9 @@ impl Store {
             if ended.is_some_and(|end| now_ms >= end.saturating_add(retention_ms)) {
                 e.expired = true;
                 e.clear_series();
+                if let Some(g) = inner.generations.get_mut(id / BLOCK) {
+                    g.iter_mut().for_each(|g| *g += 1);
+                }
                 n += 1;
             }
         }
@@ -528,47 +603,130 @@ impl Store {
     }
 
     /// Append the per-target families and `volcengine_rtc_task_stops_total` in text format
-    /// 0.0.4: `# HELP`/`# TYPE` once per family, then all of the family's series. Families with
-    /// no series are left out, except the stop counter, which is always there.
+    /// 0.0.4 (a copy of [`Store::page`]'s chunks).
     pub fn render(&self, out: &mut Vec<u8>) {
-        let inner = self.read();
-        out.reserve(Self::size_hint(&inner));
-
-        for (f, fam) in FAMILIES.iter().enumerate() {
-            let mark = out.len();
-            write_header(out, fam.name, fam.help, "gauge");
-            let after_header = out.len();
-            for (e, prefix) in inner.entries.iter().zip(&self.prefixes) {
-                let start = if f == 0 { 0 } else { e.ends[f - 1] };
-                let Some(tails) = e.text.as_bytes().get(start..e.ends[f]) else {
-                    continue;
-                };
-                for line in tails.split_inclusive(|&b| b == b'\n') {
-                    out.extend_from_slice(fam.open.as_bytes());
-                    out.extend_from_slice(prefix.as_bytes());
-                    out.extend_from_slice(line);
-                }
-            }
-            if out.len() == after_header {
-                out.truncate(mark);
-            }
-        }
-
-        write_header(out, STOPS_NAME, STOPS_HELP, "counter");
-        let mut line = String::with_capacity(128);
-        for ((kind, app_id, reason), n) in &inner.stops {
-            line.clear();
-            line.push_str(STOPS_NAME);
-            line.push('{');
-            push_label(&mut line, "kind", kind.as_str());
-            line.push(',');
-            push_label(&mut line, "app_id", app_id);
-            line.push_str(",reason=\"");
-            push_label_value(&mut line, reason);
-            let _ = writeln!(line, "\"}} {n}");
-            out.extend_from_slice(line.as_bytes());
+        let mut page = Page::new();
+        self.page(Format::Text, None, &mut page);
+        out.reserve(page.len());
+        for chunk in page.chunks() {
+            out.extend_from_slice(chunk.text());
         }
     }
+
+    /// Append the per-target families and the stop counter to `page` in `format`:
+    /// `# HELP`/`# TYPE` once per family, then all of the family's series. Families with no
+    /// series are left out, except the stop counter, which is always there. The chunks of
+    /// (family, block) pairs that changed since the last call are rebuilt first; the others
+    /// are shared as they are.
+    ///
+    /// In OpenMetrics each stop counter gets a `_created` sample: when its reason was first
+    /// counted, or `started` (seconds since the epoch) for the reasons counted from the
+    /// start; without `started` those have none.
+    pub fn page(&self, format: Format, started: Option<f64>, page: &mut Page) {
+        let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = self.read();
+        for (b, generations) in inner.generations.iter().enumerate() {
+            for (f, &generation) in generations.iter().enumerate() {
+                let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
+                    continue;
+                };
+                if cached.generation != generation {
+                    cached.chunk = Arc::new(Chunk::new(self.block_text(&inner, f, b)));
+                    cached.generation = generation;
+                }
+            }
+        }
+        let stops = stops_text(&inner, format, started);
+        drop(inner);
+        let blocks = chunks.len() / N_FAMILIES;
+        for (f, header) in self.headers.iter().enumerate() {
+            let family = (0..blocks).filter_map(|b| chunks.get(b * N_FAMILIES + f));
+            if family.clone().all(|c| c.chunk.text().is_empty()) {
+                continue;
+            }
+            page.push(header.clone());
+            for cached in family.filter(|c| !c.chunk.text().is_empty()) {
+                page.push(cached.chunk.clone());
+            }
+        }
+        drop(chunks);
+        page.push_text(stops);
+    }
+
+    /// Family `f`'s lines of the targets in block `b`.
+    fn block_text(&self, inner: &Inner, f: usize, b: usize) -> Vec<u8> {
+        let ids = b * BLOCK..((b + 1) * BLOCK).min(inner.entries.len());
+        let fam = &FAMILIES[f];
+        let rows = || {
+            ids.clone()
+                .filter_map(|id| Some((inner.entries.get(id)?, self.prefixes.get(id)?)))
+        };
+        let len: usize = rows()
+            .map(|(e, prefix)| {
+                let tails = e.tails(f);
+                let lines = tails.iter().filter(|&&c| c == b'\n').count();
+                tails.len() + lines * (fam.open.len() + prefix.len())
+            })
+            .sum();
+        let mut out = Vec::with_capacity(len);
+        for (e, prefix) in rows() {
+            for line in e.tails(f).split_inclusive(|&b| b == b'\n') {
+                out.extend_from_slice(fam.open.as_bytes());
+                out.extend_from_slice(prefix.as_bytes());
+                out.extend_from_slice(line);
+            }
+        }
+        out
+    }
+}
+
+impl Inner {
+    /// Target `id`'s lines of the families in `changed` (bit `f` for family `f`) changed.
+    fn bump(&mut self, id: TargetId, changed: u32) {
+        if let Some(g) = self.generations.get_mut(id / BLOCK) {
+            for (f, g) in g.iter_mut().enumerate() {
+                if changed & (1 << f) != 0 {
+                    *g += 1;
+                }
+            }
+        }
+    }
+}
+
+/// The stop counter family in `format`.
+fn stops_text(inner: &Inner, format: Format, started: Option<f64>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256 + inner.stops.len() * 256);
+    let family = match format {
+        Format::Text => STOPS_NAME,
+        Format::OpenMetrics => STOPS_FAMILY,
+    };
+    push_header(&mut out, format, family, STOPS_HELP, "counter");
+    let mut labels = String::with_capacity(128);
+    let mut line = String::with_capacity(256);
+    for ((kind, app_id, reason), stops) in &inner.stops {
+        labels.clear();
+        push_label(&mut labels, "kind", kind.as_str());
+        labels.push(',');
+        push_label(&mut labels, "app_id", app_id);
+        labels.push_str(",reason=\"");
+        push_label_value(&mut labels, reason);
+        labels.push('"');
+        line.clear();
+        let _ = writeln!(line, "{STOPS_NAME}{{{labels}}} {}", stops.count);
+        if format == Format::OpenMetrics {
+            if let Some(ms) = stops.created_ms {
+                let _ = write!(line, "{STOPS_FAMILY}_created{{{labels}}} ");
+                push_millis_as_seconds(&mut line, ms);
+                line.push('\n');
+            } else if let Some(secs) = started {
+                let _ = write!(line, "{STOPS_FAMILY}_created{{{labels}}} ");
+                push_float(&mut line, secs);
+                line.push('\n');
+            }
+        }
+        out.extend_from_slice(line.as_bytes());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1075,6 +1233,111 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+
+    #[test]
+    fn only_the_changed_family_blocks_are_rebuilt_and_compressed_again() {
+        let targets: Vec<Target> = (0..3 * BLOCK)
+            .map(|i| {
+                let mut t = target(Kind::Record, Some("t"), &[]);
+                t.key.task_id = Some(format!("t{i}"));
+                t
+            })
+            .collect();
+        let store = Store::new(targets);
+        for id in 0..3 * BLOCK {
+            store.record_success(id, running(T0), at(T0 + 1_000));
+        }
+        let page_of = |store: &Store| {
+            let mut page = Page::new();
+            store.page(Format::Text, None, &mut page);
+            page
+        };
+        let first = page_of(&store);
+        first.gzip(1).unwrap();
+        let second = page_of(&store);
+        // Every chunk but the stop counter (made per page) is shared, and already compressed.
+        let (shared, own) = second.chunks().split_at(second.chunks().len() - 1);
+        assert_eq!(shared.len(), first.chunks().len() - 1);
+        for (a, b) in shared.iter().zip(first.chunks()) {
+            assert!(Arc::ptr_eq(a, b));
+            assert!(a.is_deflated());
+        }
+        assert!(!Arc::ptr_eq(&own[0], first.chunks().last().unwrap()));
+
+        // Target BLOCK + 1 is polled again: its duration and last-success lines change, the
+        // other families' lines do not.
+        store.record_success(BLOCK + 1, running(T0), at(T0 + 2_000));
+        let third = page_of(&store);
+        let rebuilt: Vec<String> = third
+            .chunks()
+            .iter()
+            .zip(second.chunks())
+            .take(second.chunks().len() - 1)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .map(|(a, _)| String::from_utf8(a.text().to_vec()).unwrap())
+            .collect();
+        assert_eq!(rebuilt.len(), 2, "{rebuilt:?}");
+        assert!(rebuilt[0].starts_with("volcengine_rtc_task_duration_seconds{"));
+        assert!(rebuilt[1].starts_with("volcengine_rtc_target_last_success_timestamp_seconds{"));
+        for text in &rebuilt {
+            assert_eq!(text.lines().count(), BLOCK);
+            assert!(text.contains(&format!("task_id=\"t{}\"", BLOCK + 1)));
+            assert!(!text.contains("task_id=\"t0\""));
+        }
+        let fresh: usize = third.chunks().iter().filter(|c| !c.is_deflated()).count();
+        assert_eq!(fresh, 3, "two rebuilt chunks and the stop counter");
+        // And the page still reads the same as a full render.
+        assert_eq!(third.to_vec(), rendered(&store).into_bytes());
+    }
+
+    #[test]
+    fn openmetrics_stop_counter_has_created() {
+        let store = Store::new(vec![target(Kind::Webcast, None, &[])]);
+        store.record_success(0, ended(T0, T0 + 10, "IdleTimeOut"), at(T0 + 20));
+        store.record_success(0, ended(T0 + 30, T0 + 40, "Brand\"New"), at(T0 + 2_500));
+        let mut page = Page::new();
+        store.page(Format::OpenMetrics, Some(1_690_000_000.5), &mut page);
+        let text = String::from_utf8(page.to_vec()).unwrap();
+        let stops = &text[text.find("# HELP volcengine_rtc_task_stops ").unwrap()..];
+        let l = |reason: &str| format!("{{kind=\"webcast\",app_id=\"app1\",reason=\"{reason}\"}}");
+        assert_eq!(
+            stops,
+            format!(
+                "# HELP volcengine_rtc_task_stops Terminal tasks seen, each task counted once when first seen terminal.\n\
+                 # TYPE volcengine_rtc_task_stops counter\n\
+                 volcengine_rtc_task_stops_total{} 1\n\
+                 volcengine_rtc_task_stops_created{} 1700000002.623\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 1\n\
+                 volcengine_rtc_task_stops_created{} 1700000000.143\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n\
+                 volcengine_rtc_task_stops_total{} 0\n\
+                 volcengine_rtc_task_stops_created{} 1690000000.5\n",
+                l("Brand\\\"New"),
+                l("Brand\\\"New"),
+                l("ExceedMaxRunningTime"),
+                l("ExceedMaxRunningTime"),
+                l("IdleTimeOut"),
+                l("IdleTimeOut"),
+                l("StartTaskFailed"),
+                l("StartTaskFailed"),
+                l("StopByAPI"),
+                l("StopByAPI"),
+                l("UnknownStopReason"),
+                l("UnknownStopReason"),
+            )
+        );
+        // IdleTimeOut is no web-capture reason, so it was created when first counted too.
+        // Without a start time the counted-from-start reasons have no `_created`.
+        let mut page = Page::new();
+        store.page(Format::OpenMetrics, None, &mut page);
+        let text = String::from_utf8(page.to_vec()).unwrap();
+        assert_eq!(text.matches("_created{").count(), 2);
     }
 
     #[test]

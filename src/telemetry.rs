@@ -1,14 +1,21 @@
 //! The exporter's own metrics (requests by outcome, latency, budget and rate gauges, scheduler
-//! lag, targets by phase, build info, process metrics), kept in a `prometheus::Registry`.
+//! lag, targets by phase, build info, process metrics), kept in a `prometheus::Registry`, and
+//! encoded in either exposition format.
 
 use std::time::Duration;
 
+use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
+use crate::exposition::{push_float, push_header, push_label, Format};
 use crate::model::{Action, Outcome};
+
+/// The process collector's start-time gauge: the `_created` time of the counters that exist
+/// from the start.
+const START_TIME: &str = "process_start_time_seconds";
 
 /// Handles to every self-metric; cheap to share behind an `Arc`.
 pub struct Telemetry {
@@ -131,10 +138,138 @@ impl Telemetry {
 
     /// Append the text exposition of every self-metric.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let families = self.registry.gather();
-        // Encoding into a Vec cannot fail for well-formed families.
-        let _ = TextEncoder::new().encode(&families, out);
+        self.gather().encode(Format::Text, out);
     }
+
+    /// Every self-metric's current value.
+    pub fn gather(&self) -> Gathered {
+        Gathered(self.registry.gather())
+    }
+}
+
+/// The self-metrics as gathered at one moment.
+pub struct Gathered(Vec<MetricFamily>);
+
+impl Gathered {
+    /// When this process started (`process_start_time_seconds`), where the process collector
+    /// knows it: the `_created` time of every counter that exists from the start.
+    pub fn start_time_seconds(&self) -> Option<f64> {
+        let family = self.0.iter().find(|f| f.name() == START_TIME)?;
+        let value = family.get_metric().first()?.get_gauge().get_value();
+        (value > 0.0).then_some(value)
+    }
+
+    /// Append the families in `format`. No `# EOF`: the caller ends the page.
+    pub fn encode(&self, format: Format, out: &mut Vec<u8>) {
+        match format {
+            // Encoding into a Vec cannot fail for well-formed families.
+            Format::Text => drop(TextEncoder::new().encode(&self.0, out)),
+            Format::OpenMetrics => self.encode_openmetrics(out),
+        }
+    }
+
+    /// OpenMetrics 1.0: counters are named without `_total` in `# HELP`/`# TYPE` and get a
+    /// `_created` sample (the process start time) after each `_total`.
+    fn encode_openmetrics(&self, out: &mut Vec<u8>) {
+        let created = self.start_time_seconds();
+        let mut line = String::with_capacity(256);
+        for family in &self.0 {
+            let name = family.name();
+            let kind = family.get_field_type();
+            let (type_name, kind_name) = match kind {
+                MetricType::COUNTER => (name.strip_suffix("_total").unwrap_or(name), "counter"),
+                MetricType::GAUGE => (name, "gauge"),
+                MetricType::HISTOGRAM => (name, "histogram"),
+                MetricType::SUMMARY => (name, "summary"),
+                MetricType::UNTYPED => (name, "unknown"),
+            };
+            push_header(
+                out,
+                Format::OpenMetrics,
+                type_name,
+                family.help(),
+                kind_name,
+            );
+            for m in family.get_metric() {
+                line.clear();
+                match kind {
+                    MetricType::COUNTER => {
+                        let total = format!("{type_name}_total");
+                        sample(&mut line, &total, m, None, m.get_counter().get_value());
+                        if let Some(t) = created {
+                            sample(&mut line, &format!("{type_name}_created"), m, None, t);
+                        }
+                    }
+                    MetricType::GAUGE => {
+                        sample(&mut line, name, m, None, m.get_gauge().get_value())
+                    }
+                    // The registry holds no untyped metrics (and the text encoder refuses them).
+                    MetricType::UNTYPED => {}
+                    MetricType::HISTOGRAM => {
+                        let h = m.get_histogram();
+                        let bucket = format!("{name}_bucket");
+                        let mut inf_seen = false;
+                        for b in h.get_bucket() {
+                            let le = b.upper_bound();
+                            inf_seen |= le.is_infinite() && le > 0.0;
+                            let mut bound = String::new();
+                            push_float(&mut bound, le);
+                            if le.is_finite() && !bound.contains(['.', 'e']) {
+                                bound.push_str(".0");
+                            }
+                            let count = b.cumulative_count() as f64;
+                            sample(&mut line, &bucket, m, Some(("le", &bound)), count);
+                        }
+                        let count = h.get_sample_count() as f64;
+                        if !inf_seen {
+                            sample(&mut line, &bucket, m, Some(("le", "+Inf")), count);
+                        }
+                        sample(&mut line, &format!("{name}_count"), m, None, count);
+                        sample(
+                            &mut line,
+                            &format!("{name}_sum"),
+                            m,
+                            None,
+                            h.get_sample_sum(),
+                        );
+                    }
+                    MetricType::SUMMARY => {
+                        let s = m.get_summary();
+                        for q in s.get_quantile() {
+                            let mut quantile = String::new();
+                            push_float(&mut quantile, q.quantile());
+                            sample(&mut line, name, m, Some(("quantile", &quantile)), q.value());
+                        }
+                        let count = s.sample_count() as f64;
+                        sample(&mut line, &format!("{name}_count"), m, None, count);
+                        sample(&mut line, &format!("{name}_sum"), m, None, s.sample_sum());
+                    }
+                }
+                out.extend_from_slice(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// Append one sample line: `name{labels[,extra]} value`.
+fn sample(line: &mut String, name: &str, m: &Metric, extra: Option<(&str, &str)>, value: f64) {
+    line.push_str(name);
+    let labels = m.get_label();
+    if !labels.is_empty() || extra.is_some() {
+        line.push('{');
+        let mut first = true;
+        for (k, v) in labels.iter().map(|l| (l.name(), l.value())).chain(extra) {
+            if !first {
+                line.push(',');
+            }
+            first = false;
+            push_label(line, k, v);
+        }
+        line.push('}');
+    }
+    line.push(' ');
+    push_float(line, value);
+    line.push('\n');
 }
 
 impl Default for Telemetry {

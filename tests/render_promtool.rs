@@ -1,6 +1,8 @@
 //! The whole `/metrics` body — per-target families for varied targets (hostile label values
 //! included) plus the self-metrics — checked by `promtool check metrics`, which parses it and
-//! lints it. promtool must be installed (`scripts/install-test-deps`); a missing promtool fails.
+//! lints it, in text format 0.0.4 and in OpenMetrics 1.0; the OpenMetrics body is also parsed
+//! by the Python `prometheus_client` OpenMetrics parser. promtool and `prometheus_client` must
+//! be installed (`scripts/install-test-deps`); a missing tool fails.
 
 mod tools;
 
@@ -8,8 +10,9 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use volc_rtc_exporter::exposition::Format;
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
-use volc_rtc_exporter::render::render;
+use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
@@ -36,7 +39,7 @@ fn target(kind: Kind, room: &str, task: Option<&str>, labels: &[(&str, &str)]) -
 
 const HOSTILE: &str = "q\"uote b\\ackslash\nnewline } # , = 🎥 录制 \t";
 
-fn body() -> String {
+fn store_and_telemetry() -> (Store, Telemetry) {
     let store = Store::new(vec![
         target(Kind::Record, "Room1", Some("Task1"), &[("team", "live")]),
         target(Kind::Record, "Room1", Some("Task2"), &[("team", HOSTILE)]),
@@ -124,9 +127,71 @@ fn body() -> String {
         volc_rtc_exporter::model::Outcome::Success,
         Duration::from_millis(42),
     );
+    // A reason first seen after start: its `_created` is when it was counted.
+    store.record_success(
+        4,
+        TaskSnapshot {
+            status: status::ENDED,
+            start_time_ms: 1_700_000_000_000,
+            end_time_ms: 1_700_000_100_000,
+            stop_reason: "SomethingNew".into(),
+            ..Default::default()
+        },
+        at(T0 + 200_000),
+    );
+    (store, telemetry)
+}
+
+fn body() -> String {
+    let (store, telemetry) = store_and_telemetry();
     let mut out = Vec::new();
     render(&store, &telemetry, &mut out);
     String::from_utf8(out).expect("the body is UTF-8")
+}
+
+fn openmetrics_body() -> String {
+    let (store, telemetry) = store_and_telemetry();
+    String::from_utf8(page(&store, &telemetry, Format::OpenMetrics).to_vec())
+        .expect("the body is UTF-8")
+}
+
+/// Parses `text` with `prometheus_client`'s OpenMetrics parser and prints one line per
+/// sample: `name<TAB>labels as sorted JSON<TAB>value`.
+const PARSE_OPENMETRICS: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+for family in text_string_to_metric_families(sys.stdin.read()):
+    for s in family.samples:
+        print(family.type + "\t" + s.name + "\t" + json.dumps(s.labels, sort_keys=True, ensure_ascii=False) + "\t" + repr(s.value))
+"#;
+
+/// The OpenMetrics parser's samples as (type, name, labels JSON, value), or its error.
+fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, String, String)>, String> {
+    let mut child = Command::new(tools::python())
+        .args(["-c", PARSE_OPENMETRICS])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with prometheus_client must be installed (scripts/install-test-deps)");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(text.as_bytes())
+        .expect("write to python");
+    let out = child.wait_with_output().expect("python runs");
+    if !out.status.success() {
+        return Err(tools::output_text(&out));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(4, '\t').collect();
+            assert_eq!(f.len(), 4, "{l}");
+            (f[0].into(), f[1].into(), f[2].into(), f[3].into())
+        })
+        .collect())
 }
 
 fn promtool_check(text: &str) -> (bool, String) {
@@ -190,4 +255,120 @@ fn promtool_catches_broken_bodies() {
     assert!(!(ok && report.trim().is_empty()), "{report}");
     let (ok, _) = promtool_check("# HELP foo x\n# TYPE foo gauge\nfoo{a=\"x\ny\"} 1\n");
     assert!(!ok);
+}
+
+#[test]
+fn openmetrics_body_passes_promtool_and_the_python_parser() {
+    let text = openmetrics_body();
+    assert!(text.ends_with("\n# EOF\n"), "{text}");
+    assert_eq!(text.matches("# EOF").count(), 1);
+    // promtool parses OpenMetrics with its text-format parser: the body must parse, and the
+    // only lint findings allowed are the ones that reading OpenMetrics as text causes (a
+    // counter's `_total` and `_created` series look like families without HELP).
+    let out = Command::new(tools::promtool_program())
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            child
+                .stdin
+                .take()
+                .expect("stdin is piped")
+                .write_all(text.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("promtool must be installed (scripts/install-test-deps)");
+    let report = tools::output_text(&out);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)) && !report.contains("error"),
+        "promtool: {report}\n---\n{text}"
+    );
+    let counters = [
+        "volcengine_rtc_task_stops",
+        "volcengine_rtc_api_requests",
+        "process_cpu_seconds",
+    ];
+    for finding in report.lines() {
+        let known = counters.iter().any(|c| {
+            finding == format!("{c}_total no help text")
+                || finding == format!("{c}_created no help text")
+        });
+        assert!(known, "promtool: {finding}\n---\n{text}");
+    }
+
+    let samples = parse_openmetrics(&text).unwrap_or_else(|e| panic!("{e}\n---\n{text}"));
+    let find = |name: &str, label: &str| {
+        samples
+            .iter()
+            .filter(|(_, n, l, _)| n == name && l.contains(label))
+            .collect::<Vec<_>>()
+    };
+    // The stop counter: a counter family without `_total`, each series with `_created`.
+    let stops = find("volcengine_rtc_task_stops_total", "");
+    let created = find("volcengine_rtc_task_stops_created", "");
+    assert!(stops.len() >= 8, "{stops:?}");
+    assert_eq!(stops.len(), created.len());
+    assert!(stops.iter().all(|(t, ..)| t == "counter"));
+    let new_reason = find(
+        "volcengine_rtc_task_stops_created",
+        "\"reason\": \"SomethingNew\"",
+    );
+    assert_eq!(new_reason.len(), 1, "{created:?}");
+    assert_eq!(new_reason[0].3, "1700000200.123");
+    // The reasons counted from the start were created when the process started.
+    let started: f64 = find("process_start_time_seconds", "")[0].3.parse().unwrap();
+    let seeded = find(
+        "volcengine_rtc_task_stops_created",
+        "\"reason\": \"StopByAPI\"",
+    );
+    assert_eq!(seeded[0].3.parse::<f64>().unwrap(), started);
+    // The self-metric counters too.
+    let requests = find(
+        "volcengine_rtc_api_requests_total",
+        "\"outcome\": \"success\"",
+    );
+    assert!(
+        requests.iter().any(|s| s.3.parse::<f64>() == Ok(1.0)),
+        "{requests:?}"
+    );
+    assert!(!find("volcengine_rtc_api_requests_created", "").is_empty());
+    assert!(!find("process_cpu_seconds_created", "").is_empty());
+    assert!(!find("volcengine_rtc_api_request_duration_seconds_bucket", "+Inf").is_empty());
+    // The hostile values come back exactly as they went in.
+    let hostile = serde_json::to_string(HOSTILE).unwrap();
+    assert!(
+        !find(
+            "volcengine_rtc_task_stop_reason",
+            &format!("\"reason\": {hostile}")
+        )
+        .is_empty(),
+        "{samples:?}"
+    );
+
+    // The per-target series are the text format's, sample for sample.
+    let text_body = body();
+    let series = |t: &str| -> Vec<String> {
+        t.lines()
+            .filter(|l| {
+                l.starts_with("volcengine_rtc_") && !l.starts_with("volcengine_rtc_task_stops")
+            })
+            .filter(|l| {
+                !l.starts_with("volcengine_rtc_api") && !l.starts_with("volcengine_rtc_exporter")
+            })
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(series(&text), series(&text_body));
+    assert!(series(&text).len() > 20);
+}
+
+#[test]
+fn the_openmetrics_parser_catches_broken_bodies() {
+    // Guard: the check above can fail. Without `# EOF`, or with a counter sample that is not
+    // `_total`, the parser refuses the body.
+    assert!(parse_openmetrics("# TYPE foo counter\nfoo_total 1\n").is_err());
+    assert!(parse_openmetrics("# TYPE foo counter\nfoo 1\n# EOF\n").is_err());
+    assert!(parse_openmetrics("# TYPE foo counter\nfoo_total 1\n# EOF\n").is_ok());
 }

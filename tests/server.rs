@@ -1,11 +1,12 @@
-//! The HTTP server on a loopback port: every route and status, gzip negotiation, readiness,
-//! and graceful shutdown that returns in bounded time.
+//! The HTTP server on a loopback port: every route and status, gzip and OpenMetrics
+//! negotiation, readiness, graceful shutdown that returns in bounded time, and scrapes that
+//! share the page instead of copying it.
 
 use std::io::Read as _;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use flate2::read::GzDecoder;
 use tokio::io::AsyncWriteExt;
@@ -13,7 +14,12 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::exposition::{Chunk, Format, Page};
+use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::render;
 use volc_rtc_exporter::server::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
+use volc_rtc_exporter::store::{Store, BLOCK};
+use volc_rtc_exporter::telemetry::Telemetry;
 
 struct Running {
     base: String,
@@ -68,11 +74,20 @@ fn page(lines: usize) -> Vec<u8> {
 }
 
 async fn start_with(render: impl Fn(&mut Vec<u8>) + Send + Sync + 'static) -> Running {
+    start_pages(move |_format| {
+        let mut out = Vec::new();
+        render(&mut out);
+        Page::from_text(out)
+    })
+    .await
+}
+
+async fn start_pages(page: impl Fn(Format) -> Page + Send + Sync + 'static) -> Running {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
     let app = Arc::new(App {
-        render: Box::new(render),
+        render: Box::new(page),
         ready: ready.clone(),
         landing: LandingInfo::new("3 targets, budget 50/s per action"),
     });
@@ -300,5 +315,269 @@ async fn a_failing_render_is_a_500_and_the_server_carries_on() {
     assert_eq!(response.status(), 500);
     let response = running.get(&client(), "/-/healthy").await;
     assert_eq!(response.status(), 200);
+    running.stop().await;
+}
+
+/// A store of `n` record targets with three files each, all polled: several blocks of chunks.
+fn store_of(n: usize) -> Store {
+    let targets = (0..n)
+        .map(|i| Target {
+            key: TargetKey {
+                kind: Kind::Record,
+                app_id: "661e8f0d1ab2c3d4e5f60718".into(),
+                room_id: format!("Room{i}"),
+                task_id: Some(format!("Task{i}")),
+            },
+            labels: vec![("team".into(), "live".into())],
+        })
+        .collect();
+    let store = Store::new(targets);
+    for i in 0..n {
+        let t0 = 1_700_000_000_123 + i as i64;
+        let snapshot = TaskSnapshot {
+            status: status::ENDED,
+            start_time_ms: t0,
+            end_time_ms: t0 + 3_600_000,
+            stop_reason: "StopByAPI".into(),
+            files: (0..3)
+                .map(|f| RecordFile {
+                    vid: Some(format!("v{i}_{f}")),
+                    size_bytes: Some(1_000_000 + f),
+                    duration_ms: Some(3_599_000 + f),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        store.record_success(
+            i,
+            snapshot,
+            UNIX_EPOCH + Duration::from_millis(t0 as u64 + 3_700_000),
+        );
+    }
+    store
+}
+
+async fn get_with(running: &Running, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut request = client().get(format!("{}/metrics", running.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.send().await.unwrap()
+}
+
+fn gunzip(compressed: &[u8]) -> Vec<u8> {
+    // A single-member decoder: the page is one gzip member, however many chunks it has.
+    let mut body = Vec::new();
+    GzDecoder::new(compressed).read_to_end(&mut body).unwrap();
+    body
+}
+
+/// The store's part of a body (everything before the self-metrics, which move between
+/// scrapes).
+fn store_part(body: &[u8]) -> &str {
+    let text = std::str::from_utf8(body).unwrap();
+    let stops = text
+        .find("# HELP volcengine_rtc_task_stops")
+        .expect("the stop counter");
+    let end = text[stops..]
+        .find("\n# HELP ")
+        .expect("self-metrics follow");
+    &text[..stops + end + 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_pages_in_both_formats_identity_and_gzip() {
+    let store = Arc::new(store_of(3 * BLOCK + 7));
+    let telemetry = Arc::new(Telemetry::new());
+    let running = {
+        let (store, telemetry) = (store.clone(), telemetry.clone());
+        start_pages(move |format| render::page(&store, &telemetry, format)).await
+    };
+    let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+    let identity = get_with(&running, &[]).await;
+    assert_eq!(
+        header(&identity, "content-type"),
+        Some(METRICS_CONTENT_TYPE)
+    );
+    let vary: Vec<&str> = identity
+        .headers()
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(vary, ["Accept-Encoding", "Accept"]);
+    let length: usize = header(&identity, "content-length")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let identity = identity.bytes().await.unwrap();
+    assert_eq!(identity.len(), length);
+    let mut expected = Vec::new();
+    render::render(&store, &telemetry, &mut expected);
+    assert!(store_part(&identity) == store_part(&expected));
+    assert!(identity.len() > 500_000, "{} bytes", identity.len());
+
+    // The store changes between scrapes: one target in the middle of a block.
+    let mut changed = store.snapshot(BLOCK + 3).unwrap();
+    changed.files[1].size_bytes = Some(42);
+    store.record_success(
+        BLOCK + 3,
+        changed,
+        UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+    );
+    let mut expected = Vec::new();
+    render::render(&store, &telemetry, &mut expected);
+    assert!(String::from_utf8_lossy(&expected).contains("file=\"v131_1\"} 42\n"));
+
+    for round in 0..2 {
+        let gzip = get_with(&running, &[("Accept-Encoding", "gzip")]).await;
+        assert_eq!(header(&gzip, "content-encoding"), Some("gzip"));
+        assert_eq!(header(&gzip, "content-type"), Some(METRICS_CONTENT_TYPE));
+        let compressed = gzip.bytes().await.unwrap();
+        assert!(
+            compressed.len() * 8 < expected.len(),
+            "round {round}: {} bytes",
+            compressed.len()
+        );
+        let body = gunzip(&compressed);
+        assert!(store_part(&body) == store_part(&expected), "round {round}");
+        assert!(body.ends_with(b"\n"));
+    }
+
+    for encoding in [None, Some("gzip")] {
+        let mut headers = vec![("Accept", prometheus_accept)];
+        headers.extend(encoding.map(|e| ("Accept-Encoding", e)));
+        let response = get_with(&running, &headers).await;
+        assert_eq!(
+            header(&response, "content-type"),
+            Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        );
+        let raw = response.bytes().await.unwrap();
+        let body = if encoding.is_some() {
+            gunzip(&raw)
+        } else {
+            raw.to_vec()
+        };
+        let text = String::from_utf8(body).unwrap();
+        assert!(text.ends_with("# EOF\n"), "{encoding:?}");
+        assert!(text.contains("# TYPE volcengine_rtc_task_stops counter\n"));
+        assert!(text.contains("volcengine_rtc_task_stops_created{"));
+        // The per-target series are the same as in the text format.
+        let expected = store_part(&expected);
+        let until = expected.find("# HELP volcengine_rtc_task_stops").unwrap();
+        assert!(text.starts_with(&expected[..until]), "{encoding:?}");
+    }
+    running.stop().await;
+}
+
+/// This process's resident memory, KiB.
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap()
+}
+
+/// Set in the child process that [`clients_that_do_not_read_share_the_page`] runs itself in.
+const ALONE: &str = "VOLC_SERVER_TEST_ALONE";
+
+#[test]
+fn clients_that_do_not_read_share_the_page() {
+    if std::env::var_os(ALONE).is_none() {
+        // Resident memory is per process, and the other tests of this binary allocate as they
+        // run; so the measurement runs in a child process of this same test, alone.
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "clients_that_do_not_read_share_the_page",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("{text}");
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("1 passed"), "{text}");
+        return;
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(non_reading_clients());
+}
+
+async fn non_reading_clients() {
+    // A 16 MiB page of eight shared chunks, as the store keeps them.
+    const CHUNK: usize = 2 << 20;
+    const CLIENTS: usize = 12;
+    let chunks: Vec<Arc<Chunk>> = (0..8u8)
+        .map(|i| {
+            let line = format!("demo_value{{chunk=\"{i}\",pad=\"{}\"}} 1\n", "x".repeat(64));
+            Arc::new(Chunk::new(line.repeat(CHUNK / line.len()).into_bytes()))
+        })
+        .collect();
+    let pages = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let running = {
+        let (chunks, pages) = (chunks.clone(), pages.clone());
+        start_pages(move |_| {
+            let mut page = Page::new();
+            chunks.iter().for_each(|c| page.push(c.clone()));
+            pages.fetch_add(1, Ordering::SeqCst);
+            page
+        })
+        .await
+    };
+    let page_len: usize = chunks.iter().map(|c| c.text().len()).sum();
+    // Warm up (thread pools, buffers) with one full scrape of each encoding.
+    let full = get_metrics(&running, None).await.bytes().await.unwrap();
+    assert_eq!(full.len(), page_len);
+    let gzip = get_metrics(&running, Some("gzip"))
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(gunzip(&gzip).len(), page_len);
+    drop((full, gzip));
+
+    let before = rss_kib();
+    let mut streams = Vec::new();
+    for i in 0..CLIENTS {
+        let mut stream = TcpStream::connect(running.addr).await.unwrap();
+        let encoding = if i % 2 == 0 { "identity" } else { "gzip" };
+        let request =
+            format!("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept-Encoding: {encoding}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        streams.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pages.load(Ordering::SeqCst) < CLIENTS + 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the server did not answer every client"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Let every connection write what its socket takes and stall.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let grown_mib = rss_kib().saturating_sub(before) as f64 / 1024.0;
+    println!(
+        "{CLIENTS} clients that do not read a {page_len}-byte page: RSS grew {grown_mib:.1} MiB"
+    );
+    // A copy per client would be 12 × 16 MiB = 192 MiB; shared chunks cost next to nothing.
+    assert!(grown_mib < 48.0, "RSS grew {grown_mib:.1} MiB");
+    drop(streams);
     running.stop().await;
 }

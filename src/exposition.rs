@@ -1,0 +1,524 @@
+//! The exposition formats, independent of what is exposed: which format a scraper asked for,
+//! the text helpers every writer uses (label and HELP escaping, exact millisecond-to-second
+//! numbers, `# HELP`/`# TYPE` headers), and the [`Page`] a scrape is served from.
+//!
+//! A page is a list of shared [`Chunk`]s. Each chunk keeps its text and, made on first need,
+//! its raw-deflate form ending on a byte boundary (a sync flush, no final block). Raw deflate
+//! pieces that end like that can simply be concatenated; the page wraps them in one gzip
+//! header, a final empty block and a trailer whose CRC-32 is combined from the chunks' CRCs.
+//! So a gzip scrape is one ordinary gzip member (every decoder reads it), yet only chunks
+//! whose text changed are ever compressed again, and all scrapes share the same bytes.
+//!
+//! This module imports nothing else from the crate.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress};
+
+/// `Content-Type` of the Prometheus text format 0.0.4.
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// `Content-Type` of OpenMetrics 1.0.0.
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// An exposition format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Prometheus text format 0.0.4, the default.
+    #[default]
+    Text,
+    /// OpenMetrics 1.0.0: counters named without `_total` in `# HELP`/`# TYPE`, a
+    /// `_created` sample per counter, `# EOF` at the end.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of a body in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+
+    /// The format to answer an `Accept` header (all its values) with: OpenMetrics when
+    /// `application/openmetrics-text` (version 1.0.0, 0.0.1 or none) is accepted with a
+    /// non-zero quality at least that of the text format (`text/plain`, `text/*` or `*/*`);
+    /// otherwise, and without an `Accept` header, text.
+    pub fn negotiate<'a>(accept: impl IntoIterator<Item = &'a str>) -> Format {
+        let mut openmetrics = 0.0f32;
+        let mut text = 0.0f32;
+        for value in accept {
+            for range in value.split(',') {
+                let mut fields = range.split(';');
+                let media = fields.next().unwrap_or("").trim();
+                let mut quality = 1.0f32;
+                let mut version = None;
+                for param in fields {
+                    let Some((key, val)) = param.split_once('=') else {
+                        continue;
+                    };
+                    let (key, val) = (key.trim(), val.trim().trim_matches('"'));
+                    if key.eq_ignore_ascii_case("q") {
+                        quality = val.parse().unwrap_or(0.0);
+                    } else if key.eq_ignore_ascii_case("version") {
+                        version = Some(val);
+                    }
+                }
+                let is = |name: &str| media.eq_ignore_ascii_case(name);
+                if is("application/openmetrics-text")
+                    && version.is_none_or(|v| v == "1.0.0" || v == "0.0.1")
+                {
+                    openmetrics = openmetrics.max(quality);
+                } else if (is("text/plain") && version.is_none_or(|v| v == "0.0.4"))
+                    || is("text/*")
+                    || is("*/*")
+                {
+                    text = text.max(quality);
+                }
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= text {
+            Format::OpenMetrics
+        } else {
+            Format::Text
+        }
+    }
+}
+
+/// Append `value` escaped as a label value: `\` → `\\`, `"` → `\"`, newline → `\n`;
+/// everything else (any UTF-8) is kept as is. The same in both formats.
+pub fn push_label_value(out: &mut String, value: &str) {
+    if !value.bytes().any(|b| matches!(b, b'\\' | b'"' | b'\n')) {
+        out.push_str(value);
+        return;
+    }
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// Append `name="value"` with the value escaped.
+pub fn push_label(out: &mut String, name: &str, value: &str) {
+    out.push_str(name);
+    out.push_str("=\"");
+    push_label_value(out, value);
+    out.push('"');
+}
+
+/// Append a millisecond count as seconds, exactly and as short as possible:
+/// `1700000000123` → `1700000000.123`, `1500` → `1.5`, `2000` → `2`, `-1` → `-0.001`.
+///
+/// Integer arithmetic only, so no binary floating-point artefacts (`…0.1230001`) can appear.
+pub fn push_millis_as_seconds(out: &mut String, ms: i64) {
+    let abs = ms.unsigned_abs();
+    if ms < 0 {
+        out.push('-');
+    }
+    let secs = abs / 1000;
+    let mut frac = abs % 1000;
+    let _ = write!(out, "{secs}");
+    if frac == 0 {
+        return;
+    }
+    let mut digits = 3;
+    while frac % 10 == 0 {
+        frac /= 10;
+        digits -= 1;
+    }
+    let _ = write!(out, ".{frac:0digits$}");
+}
+
+/// Append a sample value: `+Inf`, `-Inf`, `NaN`, else the shortest decimal that reads back
+/// as the same number (valid in both formats).
+pub fn push_float(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// Append `# HELP name help` and `# TYPE name kind`. `help` is escaped for `format`
+/// (`\` and newline; OpenMetrics also `"`). For an OpenMetrics counter, pass the family name
+/// without `_total`.
+pub fn push_header(out: &mut Vec<u8>, format: Format, name: &str, help: &str, kind: &str) {
+    out.extend_from_slice(b"# HELP ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    for c in help.chars() {
+        match c {
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '"' if format == Format::OpenMetrics => out.extend_from_slice(b"\\\""),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.extend_from_slice(b"\n# TYPE ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(kind.as_bytes());
+    out.push(b'\n');
+}
+
+/// The gzip member header: deflate, no flags, no mtime, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+/// A final fixed-Huffman deflate block holding only end-of-block.
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// Compressing a chunk failed (not expected with in-memory buffers).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("deflate failed: {0}")]
+pub struct CompressError(String);
+
+/// A piece of a page: text, plus its compressed form made once on first need.
+pub struct Chunk {
+    text: Bytes,
+    deflated: OnceLock<Result<Deflated, CompressError>>,
+}
+
+struct Deflated {
+    data: Bytes,
+    crc: crc32fast::Hasher,
+}
+
+impl Chunk {
+    pub fn new(text: impl Into<Bytes>) -> Chunk {
+        Chunk {
+            text: text.into(),
+            deflated: OnceLock::new(),
+        }
+    }
+
+    /// The text.
+    pub fn text(&self) -> &Bytes {
+        &self.text
+    }
+
+    /// Whether the compressed form is made already.
+    pub fn is_deflated(&self) -> bool {
+        self.deflated.get().is_some()
+    }
+
+    fn deflated(&self) -> Result<&Deflated, CompressError> {
+        self.deflated
+            .get_or_init(|| deflate(&self.text))
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
+
+/// Raw deflate of `text` at the fastest level, ending with a sync flush: byte-aligned, no
+/// final block, no back-reference outside `text`, so it can be followed by any other piece.
+fn deflate(text: &[u8]) -> Result<Deflated, CompressError> {
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(text);
+    let mut out = Vec::with_capacity(text.len() / 6 + 64);
+    if !text.is_empty() {
+        let mut c = Compress::new(Compression::fast(), false);
+        loop {
+            let consumed = usize::try_from(c.total_in()).unwrap_or(text.len());
+            let rest = text.get(consumed..).unwrap_or_default();
+            c.compress_vec(rest, &mut out, FlushCompress::Sync)
+                .map_err(|e| CompressError(e.to_string()))?;
+            if usize::try_from(c.total_in()).ok() == Some(text.len()) && out.len() < out.capacity()
+            {
+                break;
+            }
+            out.reserve(out.capacity().max(4096));
+        }
+    }
+    Ok(Deflated {
+        data: Bytes::from(out),
+        crc,
+    })
+}
+
+/// A whole response body in one format: the chunks in order, shared with the store and with
+/// every other scrape served from them.
+#[derive(Default, Clone)]
+pub struct Page {
+    chunks: Vec<Arc<Chunk>>,
+    len: usize,
+}
+
+impl Page {
+    pub fn new() -> Page {
+        Page::default()
+    }
+
+    /// A page of one chunk of text.
+    pub fn from_text(text: impl Into<Bytes>) -> Page {
+        let mut page = Page::new();
+        page.push_text(text);
+        page
+    }
+
+    /// Append a shared chunk.
+    pub fn push(&mut self, chunk: Arc<Chunk>) {
+        self.len += chunk.text.len();
+        self.chunks.push(chunk);
+    }
+
+    /// Append text made for this page only.
+    pub fn push_text(&mut self, text: impl Into<Bytes>) {
+        self.push(Arc::new(Chunk::new(text)));
+    }
+
+    /// The identity body's length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks, in order.
+    pub fn chunks(&self) -> &[Arc<Chunk>] {
+        &self.chunks
+    }
+
+    /// The identity body as frames to send: the chunks' own bytes, not copied.
+    pub fn identity(&self) -> Vec<Bytes> {
+        self.chunks
+            .iter()
+            .filter(|c| !c.text.is_empty())
+            .map(|c| c.text.clone())
+            .collect()
+    }
+
+    /// The identity body in one buffer (a copy).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for c in &self.chunks {
+            out.extend_from_slice(&c.text);
+        }
+        out
+    }
+
+    /// The body as one gzip member, as frames to send: a header, every chunk's deflated bytes
+    /// (compressing those not compressed yet, on up to `threads` threads), a final empty
+    /// block and the trailer.
+    pub fn gzip(&self, threads: usize) -> Result<Vec<Bytes>, CompressError> {
+        self.deflate_missing(threads);
+        let mut frames = Vec::with_capacity(self.chunks.len() + 2);
+        frames.push(Bytes::from_static(&GZIP_HEADER));
+        let mut crc = crc32fast::Hasher::new();
+        for c in &self.chunks {
+            let d = c.deflated()?;
+            crc.combine(&d.crc);
+            if !d.data.is_empty() {
+                frames.push(d.data.clone());
+            }
+        }
+        let mut tail = Vec::with_capacity(10);
+        tail.extend_from_slice(&FINAL_BLOCK);
+        tail.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE is the length modulo 2^32 (RFC 1952).
+        tail.extend_from_slice(&((self.len as u64 & 0xffff_ffff) as u32).to_le_bytes());
+        frames.push(Bytes::from(tail));
+        Ok(frames)
+    }
+
+    /// Compress the chunks that are not compressed yet, spread over up to `threads` threads
+    /// when there is enough of them to be worth it.
+    fn deflate_missing(&self, threads: usize) {
+        let missing: Vec<&Arc<Chunk>> = self.chunks.iter().filter(|c| !c.is_deflated()).collect();
+        let bytes: usize = missing.iter().map(|c| c.text.len()).sum();
+        let threads = threads.clamp(1, 8);
+        if threads == 1 || bytes < 1 << 20 {
+            return; // compressed one by one as the frames are made
+        }
+        // Interleaved, so each thread gets a similar share of every family.
+        std::thread::scope(|scope| {
+            for t in 0..threads {
+                let missing = &missing;
+                scope.spawn(move || {
+                    for c in missing.iter().skip(t).step_by(threads) {
+                        let _ = c.deflated();
+                    }
+                });
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read as _;
+
+    fn secs(ms: i64) -> String {
+        let mut s = String::new();
+        push_millis_as_seconds(&mut s, ms);
+        s
+    }
+
+    fn esc(v: &str) -> String {
+        let mut s = String::new();
+        push_label_value(&mut s, v);
+        s
+    }
+
+    #[test]
+    fn millis_are_exact_and_short() {
+        assert_eq!(secs(1_700_000_000_123), "1700000000.123");
+        assert_eq!(secs(1_700_000_000_120), "1700000000.12");
+        assert_eq!(secs(1_700_000_000_100), "1700000000.1");
+        assert_eq!(secs(1_700_000_000_000), "1700000000");
+        assert_eq!(secs(1_700_000_000_001), "1700000000.001");
+        assert_eq!(secs(1_700_000_000_010), "1700000000.01");
+        assert_eq!(secs(0), "0");
+        assert_eq!(secs(5), "0.005");
+        assert_eq!(secs(-1), "-0.001");
+        assert_eq!(secs(-1500), "-1.5");
+        assert_eq!(secs(i64::MIN), "-9223372036854775.808");
+        assert_eq!(secs(i64::MAX), "9223372036854775.807");
+    }
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(esc("plain"), "plain");
+        assert_eq!(esc(""), "");
+        assert_eq!(esc(r#"a"b"#), r#"a\"b"#);
+        assert_eq!(esc(r"a\b"), r"a\\b");
+        assert_eq!(esc("a\nb"), r"a\nb");
+        assert_eq!(esc("\\n"), r"\\n");
+        assert_eq!(esc("}{#, ="), "}{#, =");
+        assert_eq!(esc("录制🎥\t"), "录制🎥\t");
+        let mut s = String::new();
+        push_label(&mut s, "file", "x\"\\\ny");
+        assert_eq!(s, r#"file="x\"\\\ny""#);
+    }
+
+    #[test]
+    fn floats_and_headers() {
+        let f = |v: f64| {
+            let mut s = String::new();
+            push_float(&mut s, v);
+            s
+        };
+        assert_eq!(f(1.0), "1");
+        assert_eq!(f(0.025), "0.025");
+        assert_eq!(f(f64::INFINITY), "+Inf");
+        assert_eq!(f(f64::NEG_INFINITY), "-Inf");
+        assert_eq!(f(f64::NAN), "NaN");
+        let mut out = Vec::new();
+        push_header(&mut out, Format::Text, "x", "a \"q\" b\\c\nd", "gauge");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# HELP x a \"q\" b\\\\c\\nd\n# TYPE x gauge\n"
+        );
+        let mut out = Vec::new();
+        push_header(&mut out, Format::OpenMetrics, "x", "a \"q\"", "counter");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "# HELP x a \\\"q\\\"\n# TYPE x counter\n"
+        );
+    }
+
+    #[test]
+    fn negotiation() {
+        let n = |values: &[&str]| Format::negotiate(values.iter().copied());
+        assert_eq!(n(&[]), Format::Text);
+        assert_eq!(n(&["*/*"]), Format::Text);
+        assert_eq!(n(&["text/plain"]), Format::Text);
+        // What Prometheus sends.
+        assert_eq!(
+            n(&["application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"]),
+            Format::OpenMetrics
+        );
+        assert_eq!(n(&["application/openmetrics-text"]), Format::OpenMetrics);
+        assert_eq!(
+            n(&[
+                "text/plain",
+                "Application/OpenMetrics-Text; version=\"1.0.0\""
+            ]),
+            Format::OpenMetrics
+        );
+        assert_eq!(
+            n(&["application/openmetrics-text;q=0.5, text/plain"]),
+            Format::Text
+        );
+        assert_eq!(n(&["application/openmetrics-text;q=0"]), Format::Text);
+        assert_eq!(
+            n(&["application/openmetrics-text;version=2.0.0"]),
+            Format::Text
+        );
+        assert_eq!(
+            n(&["application/openmetrics-text;q=nonsense, */*;q=0.1"]),
+            Format::Text
+        );
+    }
+
+    /// Chunks of varied text, some empty, some repeated, one larger than the 1 MiB threshold
+    /// of the threaded path.
+    fn sample_page() -> Page {
+        let mut page = Page::new();
+        let shared = Arc::new(Chunk::new(b"repeated shared chunk\n".to_vec()));
+        page.push_text(b"# HELP a x\n".to_vec());
+        page.push(shared.clone());
+        page.push_text(Vec::new());
+        let big: String = (0..40_000)
+            .map(|i| format!("a{{target=\"t{i}\"}} {}\n", i * 7))
+            .collect();
+        page.push_text(big.into_bytes());
+        page.push(shared);
+        page.push_text("录制 🎥\n".as_bytes().to_vec());
+        page
+    }
+
+    #[test]
+    fn gzip_page_is_one_member_that_decodes_to_the_identity_body() {
+        for threads in [1, 2] {
+            let page = sample_page();
+            let identity = page.to_vec();
+            assert_eq!(identity.len(), page.len());
+            assert_eq!(page.identity().concat(), identity);
+            let gz = page.gzip(threads).unwrap().concat();
+            assert!(gz.len() * 4 < identity.len(), "{} bytes", gz.len());
+            // A single-member decoder reads all of it: one member, not several.
+            let mut body = Vec::new();
+            flate2::read::GzDecoder::new(gz.as_slice())
+                .read_to_end(&mut body)
+                .unwrap();
+            assert_eq!(body, identity);
+            // Nothing follows the member.
+            let mut decoder = flate2::bufread::GzDecoder::new(gz.as_slice());
+            std::io::copy(&mut decoder, &mut std::io::sink()).unwrap();
+            assert!(decoder.into_inner().is_empty());
+            // Served again, nothing is compressed twice: the same bytes come back.
+            let again = page.gzip(threads).unwrap().concat();
+            assert_eq!(again, gz);
+        }
+        let empty = Page::new().gzip(1).unwrap().concat();
+        let mut body = Vec::new();
+        flate2::read::GzDecoder::new(empty.as_slice())
+            .read_to_end(&mut body)
+            .unwrap();
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn identity_frames_share_the_chunks_bytes() {
+        let page = sample_page();
+        let a = page.identity();
+        let b = page.identity();
+        for (x, y) in a.iter().zip(&b) {
+            assert_eq!(x.as_ptr(), y.as_ptr());
+        }
+    }
+}
