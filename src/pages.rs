@@ -191,17 +191,21 @@ body{margin:0;font:14px/1.45 system-ui,-apple-system,'Segoe UI',Roboto,'Noto San
 header{background:#24292f;padding:.55em 1.5em;display:flex;flex-wrap:wrap;gap:.3em 1.4em;align-items:baseline}\
 header a{color:#e6edf3;text-decoration:none}header a:hover{color:#fff;text-decoration:underline}\
 header .brand{font-weight:600;color:#fff;margin-right:.6em}\
-main{padding:.8em 1.5em 2em;max-width:1500px}\
+main{padding:.8em 1.5em 2em;max-width:1500px}main.narrow{max-width:68em}\
 h1{font-size:1.45em;margin:.4em 0 .2em}h2{font-size:1.15em;margin:1.4em 0 .5em}\
 p{margin:.4em 0}a{color:#0969da}code{background:var(--soft);padding:0 .25em;border-radius:3px}\
 table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid var(--line);vertical-align:top}\
 th{background:var(--soft);font-weight:600;white-space:nowrap}\
+table.t{table-layout:fixed}\
+table.t th:nth-child(1){width:25%}table.t th:nth-child(2){width:7%}table.t th:nth-child(3){width:11%}\
+table.t th:nth-child(4){width:17%}table.t th:nth-child(5){width:8%}table.t th:nth-child(6){width:20%}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 .badge{display:inline-block;padding:0 .55em;border-radius:1em;font-size:.85em;font-weight:600;white-space:nowrap}\
 .up{background:#dafbe1;color:#116329}.down{background:#ffebe9;color:#a40e26}\
 .pending{background:#eaeef2;color:#59636e}.tf{background:#fff1e5;color:#953800}\
 tr.fail{background:#fff8f7}tr.fail>td:first-child{box-shadow:inset 3px 0 var(--bad)}\
+tr:target{outline:2px solid #0969da;outline-offset:-2px}\
 .err{color:#a40e26;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85em;overflow-wrap:anywhere}\
 .muted{color:var(--muted);font-size:.85em}.bad{color:var(--bad);font-weight:600}\
 .lbl{display:inline-block;background:var(--soft);border:1px solid var(--line);border-radius:3px;\
@@ -218,12 +222,12 @@ form.filter input[type=search]{width:22em;max-width:100%;padding:.3em .5em;borde
 form.filter button{padding:.3em .9em;font:inherit;border:1px solid var(--line);border-radius:4px;background:#fff;cursor:pointer}\
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.2em 1.2em;margin:.5em 0}\
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0}\
-ul.plain{padding-left:1.2em;margin:.3em 0}\
+ul.plain{padding-left:1.2em;margin:.3em 0}ul.plain li{margin:.35em 0}\
 .more{padding:.5em .8em;color:var(--muted)}\
 ";
 
 /// The document head, the navigation bar and the opening `<main>`.
-fn open_page(out: &mut String, info: &PageInfo, title: &str) {
+fn open_page(out: &mut String, info: &PageInfo, title: &str, main_class: &str) {
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str(
         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>",
@@ -252,7 +256,7 @@ fn open_page(out: &mut String, info: &PageInfo, title: &str) {
         escape_into(out, &link.text);
         out.push_str("</a>");
     }
-    out.push_str("</header>\n<main>\n");
+    let _ = write!(out, "</header>\n<main class=\"{main_class}\">\n");
 }
 
 fn close_page(out: &mut String, script: Option<&str>) {

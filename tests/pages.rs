@@ -333,8 +333,8 @@ fn landing_page_lists_failing_targets_and_recent_failed_tasks() {
     assert!(!tasks.contains("room-0900"));
     assert!(!tasks.contains("room-0998"));
     assert!(tasks.contains("20m 0s ago<br><span class=\"muted\">2026-12-01 10:40:00 UTC</span>"));
-    assert!(tasks.contains("<td>Ended</td><td>StartTaskFailed</td>"));
-    assert!(tasks.contains("<td>Failed</td><td>StartTaskFailed</td>"));
+    assert!(tasks.contains("<span class=\"badge tf\">Ended</span></td><td>StartTaskFailed</td>"));
+    assert!(tasks.contains("<span class=\"badge tf\">Failed</span></td><td>StartTaskFailed</td>"));
 }
 
 #[test]

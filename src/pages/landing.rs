@@ -22,7 +22,7 @@ const ERROR_CHARS: usize = 160;
 /// The landing page `/` for these targets.
 pub fn landing_page(info: &PageInfo, rows: &[TargetRow]) -> String {
     let mut out = String::with_capacity(8192);
-    open_page(&mut out, info, "Home");
+    open_page(&mut out, info, "Home", "narrow");
     out.push_str("<h1>");
     escape_into(&mut out, &info.name);
     out.push_str(
@@ -183,7 +183,9 @@ fn write_failed_tasks(out: &mut String, now_ms: i64, rows: &[TargetRow]) {
         write_target_link(out, row);
         let _ = write!(out, "</td><td>{}</td><td>", row.kind.as_str());
         match row.status {
-            Some(s) => out.push_str(&status_name(s)),
+            Some(s) => {
+                let _ = write!(out, "<span class=\"badge tf\">{}</span>", status_name(s));
+            }
             None => out.push_str("—"),
         }
         out.push_str("</td><td>");

@@ -172,7 +172,7 @@ pub fn targets_page(info: &PageInfo, rows: &[TargetRow], query: &TargetsQuery) -
     }
 
     let mut out = String::with_capacity(4096 + shown * 700);
-    open_page(&mut out, info, "Targets");
+    open_page(&mut out, info, "Targets", "wide");
     out.push_str("<h1>Targets</h1>\n<p class=\"muted\">");
     let app_total = {
         let mut ids: Vec<&str> = rows.iter().map(|r| r.app_id.as_str()).collect();
@@ -302,7 +302,7 @@ fn write_group(
     );
     write_counts(out, group.len(), failing);
     out.push_str(
-        "</summary>\n<table><thead><tr><th>Target</th><th>Health</th><th>Task</th>\
+        "</summary>\n<table class=\"t\"><thead><tr><th>Target</th><th>Health</th><th>Task</th>\
          <th>Last poll</th><th>Next due</th><th>Last error</th><th>Source</th></tr></thead>\
          <tbody>\n",
     );
