@@ -197,9 +197,9 @@ p{margin:.4em 0}a{color:#0969da}code{background:var(--soft);padding:0 .25em;bord
 table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.35em .6em;border-bottom:1px solid var(--line);vertical-align:top}\
 th{background:var(--soft);font-weight:600;white-space:nowrap}\
-table.t{table-layout:fixed}\
-table.t th:nth-child(1){width:25%}table.t th:nth-child(2){width:7%}table.t th:nth-child(3){width:11%}\
-table.t th:nth-child(4){width:17%}table.t th:nth-child(5){width:8%}table.t th:nth-child(6){width:20%}\
+table.t{table-layout:fixed}table.t td{overflow-wrap:anywhere}\
+table.t th:nth-child(1){width:23%}table.t th:nth-child(2){width:7%}table.t th:nth-child(3){width:11%}\
+table.t th:nth-child(4){width:20%}table.t th:nth-child(5){width:8%}table.t th:nth-child(6){width:19%}\
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 .badge{display:inline-block;padding:0 .55em;border-radius:1em;font-size:.85em;font-weight:600;white-space:nowrap}\
 .up{background:#dafbe1;color:#116329}.down{background:#ffebe9;color:#a40e26}\
