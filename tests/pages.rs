@@ -4,7 +4,9 @@
 
 mod pages_common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use volc_rtc_exporter::model::{status, stop_reason, Kind};
 use volc_rtc_exporter::pages::{

@@ -186,7 +186,7 @@ fn write_failed_tasks(out: &mut String, now_ms: i64, rows: &[TargetRow]) {
             Some(s) => {
                 let _ = write!(out, "<span class=\"badge tf\">{}</span>", status_name(s));
             }
-            None => out.push_str("—"),
+            None => out.push('—'),
         }
         out.push_str("</td><td>");
         escape_into(out, row.stop_reason.as_deref().unwrap_or("—"));
