@@ -138,7 +138,8 @@ impl TargetRow {
 /// A link on the pages' navigation bar.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
-    /// Relative (`api/v1/targets`) so it works under a path prefix, or absolute.
+    /// Relative (`api/v1/targets`) so it works under a path prefix, or absolute. Escaped but
+    /// not otherwise checked: only the exporter's own links belong here.
     pub href: String,
     pub text: String,
 }
