@@ -33,7 +33,8 @@
 //!   kept across restarts, written by a group-committing writer.
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
-//!   shared [`accept`] loop with its graceful drain.
+//!   shared [`accept`] loop with its graceful drain; [`pages`] — the HTML of `/` and `/targets`,
+//!   rendered purely from a snapshot of the targets.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
 //! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
@@ -53,6 +54,7 @@ pub mod exposition;
 pub mod logging;
 pub mod model;
 pub mod persist;
+pub mod pages;
 pub mod render;
 pub mod scheduler;
 pub mod server;
