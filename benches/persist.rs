@@ -10,7 +10,9 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use volc_rtc_exporter::clock::Stopwatch;
 
 use volc_rtc_exporter::model::{status, RecordFile, TaskSnapshot};
 use volc_rtc_exporter::persist::{
@@ -126,7 +128,7 @@ fn ms(d: Duration) -> f64 {
 fn time_load(dir: &Path, loads: usize, expect: usize) -> Duration {
     let mut times = Vec::new();
     for _ in 0..loads {
-        let t = Instant::now();
+        let t = Stopwatch::start();
         let o = persist::open(dir, WriterConfig::default()).expect("open");
         times.push(t.elapsed());
         assert_eq!(o.state.targets.len(), expect);
@@ -179,7 +181,7 @@ fn main() {
         .status()
         .expect("child");
     assert!(status.success());
-    let t = Instant::now();
+    let t = Stopwatch::start();
     let o = persist::open(crashed.path(), WriterConfig::default()).expect("open after crash");
     let after_crash = t.elapsed();
     assert_eq!(o.state.targets.len(), s.targets);
@@ -228,7 +230,7 @@ fn main() {
         let mut waits = Vec::new();
         for i in 0..total as usize {
             tick.tick().await;
-            let sent = Instant::now();
+            let sent = Stopwatch::start();
             let sub = writer.submit(finished(i % s.targets, 1 + i as i64));
             waits.push(tokio::spawn(async move {
                 sub.durable().await.expect("durable");
@@ -254,7 +256,7 @@ fn main() {
 
     // Flat out: as many changes as can be submitted.
     let (c0, n0) = (stats.commits(), stats.changes());
-    let t = Instant::now();
+    let t = Stopwatch::start();
     for i in 0..s.burst {
         o.writer
             .submit(finished(i % s.targets, 1_000_000 + i as i64));
@@ -273,7 +275,7 @@ fn main() {
 
     // One change per commit: the fsync-bound ceiling.
     let c0 = stats.commits();
-    let t = Instant::now();
+    let t = Stopwatch::start();
     for i in 0..s.serial {
         rt.block_on(o.writer.submit(finished(i, 2_000_000 + i as i64)).durable())
             .expect("durable");

@@ -54,6 +54,12 @@ impl Stopwatch {
     }
 }
 
+/// The real monotonic time now, whatever tokio's clock does: for deadlines of OS threads that
+/// block in the kernel (the store's writer thread), where tokio's clock does not apply.
+pub fn real_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 /// Milliseconds since the Unix epoch now, by [`now`].
 pub fn now_ms() -> i64 {
     system_time_to_ms(now())

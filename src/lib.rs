@@ -53,15 +53,15 @@ pub mod exporter;
 pub mod exposition;
 pub mod logging;
 pub mod model;
-pub mod persist;
 pub mod pages;
+pub mod persist;
 pub mod render;
 pub mod scheduler;
 pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod state_log;
 pub mod sources;
+pub mod state_log;
 pub mod store;
 pub mod telemetry;
 pub mod volc;

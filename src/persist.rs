@@ -75,7 +75,9 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
+
+use crate::clock::real_now;
 
 use redb::{
     Database, DatabaseError, ReadableTable, ReadableTableMetadata, StorageBackend, StorageError,
@@ -911,7 +913,7 @@ fn open_and_load(factory: &BackendFactory, stats: &Stats) -> Result<(Db, Loaded)
 }
 
 fn move_aside(path: &Path, cause: &str) -> Result<PathBuf, PersistError> {
-    let secs = SystemTime::now()
+    let secs = crate::clock::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut name = path.as_os_str().to_owned();
@@ -1205,10 +1207,10 @@ impl Writer {
             let _ = guard.1.send(Msg::Close(last));
             last
         };
-        let deadline = Instant::now() + wait;
+        let deadline = real_now() + wait;
         let mut committed = self.inner.committed.clone();
         while *committed.borrow_and_update() < seq {
-            if Instant::now() >= deadline || committed.has_changed().is_err() {
+            if real_now() >= deadline || committed.has_changed().is_err() {
                 break;
             }
             thread::sleep(Duration::from_millis(2));
@@ -1314,9 +1316,9 @@ impl WriterThread {
                 }
             }
             // Gather more for up to max_delay.
-            let deadline = Instant::now() + self.config.max_delay;
+            let deadline = real_now() + self.config.max_delay;
             while closing.is_none() && self.pending.count < self.config.max_batch {
-                let left = deadline.saturating_duration_since(Instant::now());
+                let left = deadline.saturating_duration_since(real_now());
                 match self.rx.recv_timeout(left) {
                     Ok(msg) => {
                         if let Some(c) = self.pending.add(msg) {
@@ -1342,10 +1344,10 @@ impl WriterThread {
                 Err(op) => {
                     self.stats.error(op);
                     // Wait before the next attempt, taking new changes in meanwhile.
-                    let until = Instant::now() + retry;
+                    let until = real_now() + retry;
                     retry = (retry * 2).min(MAX_RETRY_DELAY);
                     loop {
-                        let left = until.saturating_duration_since(Instant::now());
+                        let left = until.saturating_duration_since(real_now());
                         if left.is_zero() {
                             break;
                         }
@@ -1379,7 +1381,7 @@ impl WriterThread {
         let Some(db) = self.db.as_ref() else {
             return Err(Op::Open);
         };
-        let started = Instant::now();
+        let started = real_now();
         let has_changes = !self.pending.targets.is_empty() || !self.pending.events.is_empty();
         if has_changes || !self.pending.stops.is_empty() {
             if let Err(_e) = write_changes(&db.db, &self.pending) {
@@ -1406,9 +1408,7 @@ impl WriterThread {
         self.stats
             .changes
             .fetch_add(self.pending.count as u64, Ordering::Relaxed);
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let now_ms = crate::clock::now_ms();
         self.stats.last_commit_ms.store(now_ms, Ordering::Relaxed);
         self.stats.size_bytes.store(db.size(), Ordering::Relaxed);
         Ok(())

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redb::StorageBackend;
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
@@ -319,7 +319,7 @@ async fn a_second_process_is_refused_at_once() {
         .durable()
         .await
         .unwrap();
-    let started = Instant::now();
+    let started = volc_rtc_exporter::clock::Stopwatch::start();
     let out = child("child_open", dir.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

@@ -172,7 +172,7 @@ impl Fingerprint {
     fn of(path: &Path) -> Option<Fingerprint> {
         let m = std::fs::metadata(path).ok()?;
         let modified = m.modified().ok();
-        let age = modified.and_then(|t| SystemTime::now().duration_since(t).ok());
+        let age = modified.and_then(|t| crate::clock::now().duration_since(t).ok());
         if age.is_none_or(|age| age < RACY) {
             return None;
         }
