@@ -1021,6 +1021,126 @@ mod tests {
         assert_eq!(errs[0].config_key(), Some("secret_access_key"));
     }
 
+    /// A handle on `ak`/`sk`/`tok` files in a fresh directory holding the given values.
+    fn rotating(name: &str, token: &str) -> (PathBuf, CredentialsHandle) {
+        let dir = temp_dir(name);
+        std::fs::write(dir.join("ak"), format!("{AK}\n")).unwrap();
+        std::fs::write(dir.join("sk"), format!("{SK}\n")).unwrap();
+        std::fs::write(dir.join("tok"), token).unwrap();
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(dir.join("ak")),
+            secret_access_key_file: Some(dir.join("sk")),
+            session_token_file: Some(dir.join("tok")),
+            ..Default::default()
+        };
+        let (creds, _) = resolve(&cfg, &MapEnv::new()).unwrap();
+        (dir, CredentialsHandle::new(creds, cfg))
+    }
+
+    fn token_of(h: &CredentialsHandle) -> String {
+        let c = h.current();
+        c.session_token.as_ref().unwrap().expose().to_owned()
+    }
+
+    #[test]
+    fn reload_now_takes_new_values_keeps_old_ones_when_broken_and_counts_each_state_once() {
+        let (dir, h) = rotating("reload-now", "token-1\n");
+        assert!(h.watches_files());
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        assert_eq!((h.reloads(), h.reload_failures()), (0, 0));
+
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-2");
+        assert_eq!(h.current().access_key_id, AK);
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 0));
+
+        std::fs::write(dir.join("tok"), " \n").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Failed);
+        assert_eq!(h.reload_now(), ReloadOutcome::StillFailing);
+        assert_eq!(token_of(&h), "token-2", "the old token stays in use");
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 1));
+
+        // Another problem is another failure.
+        std::fs::remove_file(dir.join("tok")).unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Failed);
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 2));
+
+        // Fixed with the value in use: nothing to swap, and no longer failing.
+        std::fs::write(dir.join("tok"), "token-2\n").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        std::fs::write(dir.join("tok"), "").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Failed, "broken again: counted again");
+        std::fs::write(dir.join("tok"), "token-3").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-3");
+        assert_eq!((h.reloads(), h.reload_failures()), (2, 3));
+    }
+
+    #[test]
+    fn a_receiver_sees_each_rotation() {
+        let (dir, h) = rotating("subscribe", "token-1");
+        let mut rx = h.subscribe();
+        assert!(!rx.has_changed().unwrap());
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        h.reload_now();
+        assert!(rx.has_changed().unwrap());
+        let seen = rx.borrow_and_update().clone();
+        assert_eq!(seen.session_token.as_ref().unwrap().expose(), "token-2");
+    }
+
+    #[test]
+    fn fixed_credentials_are_not_watched() {
+        let h = CredentialsHandle::from(Credentials {
+            access_key_id: AK.into(),
+            secret_access_key: Secret::new(SK),
+            session_token: Some(Secret::new("tok")),
+        });
+        assert!(!h.watches_files());
+        assert_eq!(h.reload_now(), ReloadOutcome::NotWatched);
+        let debug = format!("{h:?}");
+        assert!(debug.contains("AKLT****1234"), "{debug}");
+        assert!(!debug.contains(SK) && !debug.contains("tok\""), "{debug}");
+    }
+
+    #[test]
+    fn inline_pair_with_a_token_file_re_reads_the_token_only() {
+        let dir = temp_dir("inline-pair");
+        std::fs::write(dir.join("tok"), "token-1").unwrap();
+        let cfg = CredentialConfig {
+            access_key_id: Some(AK.into()),
+            secret_access_key: Some(Secret::new(SK)),
+            session_token_file: Some(dir.join("tok")),
+            ..Default::default()
+        };
+        assert_eq!(cfg.files(), vec![dir.join("tok").as_path()]);
+        let (creds, _) = resolve(&cfg, &MapEnv::new()).unwrap();
+        let h = CredentialsHandle::new(creds, cfg);
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-2");
+        assert_eq!(h.current().secret_access_key.expose(), SK);
+    }
+
+    #[test]
+    fn reconfigure_switches_files_and_values_without_counting() {
+        let (_, h) = rotating("reconfigure-a", "token-a");
+        let (other, fresh) = rotating("reconfigure-b", "token-b");
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(other.join("ak")),
+            secret_access_key_file: Some(other.join("sk")),
+            session_token_file: Some(other.join("tok")),
+            ..Default::default()
+        };
+        h.reconfigure((*fresh.current()).clone(), cfg);
+        assert_eq!(token_of(&h), "token-b");
+        std::fs::write(other.join("tok"), "token-c").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-c");
+        assert_eq!(h.reloads(), 1);
+    }
+
     #[test]
     fn map_env_debug_hides_values() {
         let env = MapEnv::new().with_var(ENV_SECRET_KEY, SK);
