@@ -1071,7 +1071,11 @@ mod tests {
         std::fs::write(dir.join("tok"), "token-2\n").unwrap();
         assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
         std::fs::write(dir.join("tok"), "").unwrap();
-        assert_eq!(h.reload_now(), ReloadOutcome::Failed, "broken again: counted again");
+        assert_eq!(
+            h.reload_now(),
+            ReloadOutcome::Failed,
+            "broken again: counted again"
+        );
         std::fs::write(dir.join("tok"), "token-3").unwrap();
         assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
         assert_eq!(token_of(&h), "token-3");
