@@ -6,11 +6,38 @@
 //! instead of touching the process. The first source that is configured at all wins: a
 //! configured but broken source (half a pair, an unreadable file) is an error, never a silent
 //! fall-through to the next one. No message ever contains a secret or a token.
+//!
+//! **Rotation.** The credentials in use live in a [`CredentialsHandle`], which the client asks
+//! for the current values on every request (an `Arc` swapped under a lock that is never held
+//! across an `await`). [`CredentialsHandle::watch`] re-reads the `*_file` keys every few
+//! seconds ([`DEFAULT_RELOAD_INTERVAL`]) with the same checks as at start-up and swaps in new
+//! values when they differ from the ones in use: STS tokens rotate hourly, and Kubernetes
+//! replaces a mounted Secret by pointing its `..data` symlink at a new directory. A change is
+//! taken only when two reads a moment apart agree, so a writer that updates the files one at a
+//! time, or truncates before writing, is not caught half-way. Files that become unreadable,
+//! empty or malformed leave the old credentials in use; that is logged once per broken state
+//! (with the file and the fix, never a value) and counted in
+//! [`CredentialsHandle::reload_failures`]; a rotation is logged at info and counted in
+//! [`CredentialsHandle::reloads`].
+//!
+//! *Why polling, not file events.* Three files of a few bytes cost microseconds to read, and
+//! comparing what they hold is immune to how they were replaced. Events are not: an inotify
+//! watch on `token -> ..data/token` follows the old target, which Kubernetes deletes after the
+//! swap, so later rotations go unseen; a watch on the directory must make sense of renames of
+//! `..data` and of hidden timestamped directories; network and FUSE mounts send no events at
+//! all. A delay of seconds is nothing against tokens that are valid for an hour and are
+//! renewed well before they expire.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// A secret string: readable only through [`Secret::expose`]; `Debug` and `Display` redact.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,7 +67,7 @@ impl fmt::Display for Secret {
 }
 
 /// What the signer needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: Secret,
@@ -167,7 +194,7 @@ impl Environment for MapEnv {
 }
 
 /// The `credentials:` section of the config, file paths already resolved.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CredentialConfig {
     pub access_key_id_file: Option<PathBuf>,
     pub secret_access_key_file: Option<PathBuf>,
@@ -487,6 +514,286 @@ fn shared_file(path: &Path, bytes: &[u8]) -> Result<Credentials, Vec<CredentialE
     assemble(get("access_key_id"), get("secret_access_key"), session)
 }
 
+impl CredentialConfig {
+    /// The files named by the `*_file` keys, in key order: what [`CredentialsHandle::watch`]
+    /// re-reads. Empty when none is set.
+    pub fn files(&self) -> Vec<&Path> {
+        [
+            &self.access_key_id_file,
+            &self.secret_access_key_file,
+            &self.session_token_file,
+        ]
+        .into_iter()
+        .flatten()
+        .map(PathBuf::as_path)
+        .collect()
+    }
+}
+
+/// How often [`CredentialsHandle::watch`] re-reads the `*_file` credentials unless told
+/// otherwise.
+pub const DEFAULT_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// What one re-read of the credential files found (see [`CredentialsHandle::reload_now`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    /// No `*_file` key is configured: there is nothing to re-read.
+    NotWatched,
+    /// The files hold the credentials in use.
+    Unchanged,
+    /// The files hold new credentials; requests are signed with them from now on.
+    Reloaded,
+    /// The files cannot be used; the previous credentials stay. Logged and counted.
+    Failed,
+    /// The same problem as at the last re-read: not logged or counted again.
+    StillFailing,
+}
+
+/// What the files hold at one moment: credentials, or why they cannot be used (a message
+/// without any secret). Two reads are compared to see a change settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Observation {
+    NotWatched,
+    Usable(Credentials),
+    Broken(String),
+}
+
+/// Where the files are and what went wrong last; the lock serialises re-reads.
+#[derive(Debug)]
+struct WatchState {
+    config: CredentialConfig,
+    /// Bumped by [`CredentialsHandle::reconfigure`], so a read of old paths is not applied.
+    generation: u64,
+    /// The problem last logged, until the files are usable again.
+    failing: Option<String>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    current: watch::Sender<Arc<Credentials>>,
+    state: Mutex<WatchState>,
+    reloads: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// The credentials in use, shared between the client (which reads them for every request)
+/// and the watcher that re-reads the `*_file` keys. Cloning gives another handle to the same
+/// credentials. `Debug` shows the masked access key id and the counters, never a secret.
+#[derive(Clone)]
+pub struct CredentialsHandle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for CredentialsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CredentialsHandle")
+            .field("access_key_id", &self.current().masked_access_key_id())
+            .field("reloads", &self.reloads())
+            .field("reload_failures", &self.reload_failures())
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Credentials> for CredentialsHandle {
+    /// Fixed credentials: nothing to re-read.
+    fn from(credentials: Credentials) -> Self {
+        CredentialsHandle::new(credentials, CredentialConfig::default())
+    }
+}
+
+impl CredentialsHandle {
+    /// `credentials` as resolved from `config` at start-up; [`CredentialsHandle::watch`] and
+    /// [`CredentialsHandle::reload_now`] re-read the files `config` names.
+    pub fn new(credentials: Credentials, config: CredentialConfig) -> Self {
+        CredentialsHandle {
+            shared: Arc::new(Shared {
+                current: watch::Sender::new(Arc::new(credentials)),
+                state: Mutex::new(WatchState {
+                    config,
+                    generation: 0,
+                    failing: None,
+                }),
+                reloads: AtomicU64::new(0),
+                failures: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The credentials to sign with now. Cheap (an `Arc` clone); take it once per request
+    /// and use that for the signature and the token header alike.
+    pub fn current(&self) -> Arc<Credentials> {
+        self.shared.current.borrow().clone()
+    }
+
+    /// A receiver that sees every change of the credentials in use.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Credentials>> {
+        self.shared.current.subscribe()
+    }
+
+    /// Whether the config names any `*_file` key (else [`CredentialsHandle::watch`] returns at
+    /// once).
+    pub fn watches_files(&self) -> bool {
+        !self.state().config.files().is_empty()
+    }
+
+    /// Rotations taken from the files since start: the `outcome="success"` count.
+    pub fn reloads(&self) -> u64 {
+        self.shared.reloads.load(Ordering::Relaxed)
+    }
+
+    /// Changes of the files that left them unusable (the old credentials were kept), each
+    /// broken state counted once: the `outcome="failure"` count.
+    pub fn reload_failures(&self) -> u64 {
+        self.shared.failures.load(Ordering::Relaxed)
+    }
+
+    /// Puts credentials from a newly loaded config in use, with the files that config names
+    /// (for a config reload). Not counted as a rotation.
+    pub fn reconfigure(&self, credentials: Credentials, config: CredentialConfig) {
+        let mut state = self.state();
+        state.config = config;
+        state.generation += 1;
+        state.failing = None;
+        self.shared.current.send_replace(Arc::new(credentials));
+    }
+
+    /// Re-reads the files now and applies what they hold (at once, without waiting for a
+    /// second read to agree): for a manual trigger such as a config reload or an
+    /// authentication failure.
+    pub fn reload_now(&self) -> ReloadOutcome {
+        let (generation, seen) = self.observe();
+        self.apply(generation, seen)
+    }
+
+    /// Re-reads the files every `interval` until `shutdown`, swapping in new credentials when
+    /// they change (see the module documentation). A change is applied once a second read,
+    /// `interval / 5` later, agrees with the first. Returns at once when no `*_file` key is
+    /// configured. The reads are synchronous: three files of a few bytes.
+    pub async fn watch(self, interval: Duration, shutdown: CancellationToken) {
+        if !self.watches_files() {
+            return;
+        }
+        let settle = interval / 5;
+        let pause = |d: Duration| {
+            let stop = shutdown.clone();
+            async move {
+                tokio::select! {
+                    () = stop.cancelled() => false,
+                    () = tokio::time::sleep(d) => true,
+                }
+            }
+        };
+        loop {
+            if !pause(interval).await {
+                return;
+            }
+            let (generation, first) = self.observe();
+            if !self.differs(&first) {
+                continue;
+            }
+            if !pause(settle).await {
+                return;
+            }
+            let (again, second) = self.observe();
+            if again == generation && second == first {
+                self.apply(generation, second);
+            }
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, WatchState> {
+        // A poisoned lock only means a panic elsewhere; the state is still usable.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the files (outside the lock) and says what they hold.
+    fn observe(&self) -> (u64, Observation) {
+        let (generation, config) = {
+            let state = self.state();
+            (state.generation, state.config.clone())
+        };
+        if config.files().is_empty() {
+            return (generation, Observation::NotWatched);
+        }
+        // With a `*_file` key set, the chain never looks further than the config.
+        let seen = match resolve(&config, &MapEnv::new()) {
+            Ok((credentials, _)) => Observation::Usable(credentials),
+            Err(errors) => Observation::Broken(
+                errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        };
+        (generation, seen)
+    }
+
+    /// Whether applying `seen` would change anything (credentials, or the failure state).
+    fn differs(&self, seen: &Observation) -> bool {
+        match seen {
+            Observation::NotWatched => false,
+            Observation::Usable(c) => *c != *self.current() || self.state().failing.is_some(),
+            Observation::Broken(problem) => self.state().failing.as_ref() != Some(problem),
+        }
+    }
+
+    /// Takes what the files hold: swaps, or keeps the old credentials and reports why.
+    fn apply(&self, generation: u64, seen: Observation) -> ReloadOutcome {
+        let mut state = self.state();
+        if state.generation != generation {
+            // Read from the paths of a config replaced since; the next read sees the new ones.
+            return ReloadOutcome::Unchanged;
+        }
+        let files = state
+            .config
+            .files()
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        match seen {
+            Observation::NotWatched => ReloadOutcome::NotWatched,
+            Observation::Usable(credentials) if credentials == *self.current() => {
+                if state.failing.take().is_some() {
+                    tracing::info!(
+                        files = %files,
+                        "the credential files are usable again and hold the credentials in use"
+                    );
+                }
+                ReloadOutcome::Unchanged
+            }
+            Observation::Usable(credentials) => {
+                state.failing = None;
+                tracing::info!(
+                    files = %files,
+                    access_key_id = %credentials.masked_access_key_id(),
+                    session_token = credentials.session_token.is_some(),
+                    "credentials reloaded from their files; requests are signed with the new ones from now on"
+                );
+                self.shared.current.send_replace(Arc::new(credentials));
+                self.shared.reloads.fetch_add(1, Ordering::Relaxed);
+                ReloadOutcome::Reloaded
+            }
+            Observation::Broken(problem) if state.failing.as_ref() == Some(&problem) => {
+                ReloadOutcome::StillFailing
+            }
+            Observation::Broken(problem) => {
+                tracing::warn!(
+                    files = %files,
+                    error = %problem,
+                    "the credential files changed and cannot be used; the previous credentials stay in use. \
+                     Fix: write one non-empty token (no spaces) to each file, e.g. by correcting the mounted Secret; \
+                     the files are re-read every few seconds"
+                );
+                state.failing = Some(problem);
+                self.shared.failures.fetch_add(1, Ordering::Relaxed);
+                ReloadOutcome::Failed
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -712,6 +1019,130 @@ mod tests {
             "`credentials.secret_access_key` contains spaces or control characters; it must be a single token"
         );
         assert_eq!(errs[0].config_key(), Some("secret_access_key"));
+    }
+
+    /// A handle on `ak`/`sk`/`tok` files in a fresh directory holding the given values.
+    fn rotating(name: &str, token: &str) -> (PathBuf, CredentialsHandle) {
+        let dir = temp_dir(name);
+        std::fs::write(dir.join("ak"), format!("{AK}\n")).unwrap();
+        std::fs::write(dir.join("sk"), format!("{SK}\n")).unwrap();
+        std::fs::write(dir.join("tok"), token).unwrap();
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(dir.join("ak")),
+            secret_access_key_file: Some(dir.join("sk")),
+            session_token_file: Some(dir.join("tok")),
+            ..Default::default()
+        };
+        let (creds, _) = resolve(&cfg, &MapEnv::new()).unwrap();
+        (dir, CredentialsHandle::new(creds, cfg))
+    }
+
+    fn token_of(h: &CredentialsHandle) -> String {
+        let c = h.current();
+        c.session_token.as_ref().unwrap().expose().to_owned()
+    }
+
+    #[test]
+    fn reload_now_takes_new_values_keeps_old_ones_when_broken_and_counts_each_state_once() {
+        let (dir, h) = rotating("reload-now", "token-1\n");
+        assert!(h.watches_files());
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        assert_eq!((h.reloads(), h.reload_failures()), (0, 0));
+
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-2");
+        assert_eq!(h.current().access_key_id, AK);
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 0));
+
+        std::fs::write(dir.join("tok"), " \n").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Failed);
+        assert_eq!(h.reload_now(), ReloadOutcome::StillFailing);
+        assert_eq!(token_of(&h), "token-2", "the old token stays in use");
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 1));
+
+        // Another problem is another failure.
+        std::fs::remove_file(dir.join("tok")).unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Failed);
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 2));
+
+        // Fixed with the value in use: nothing to swap, and no longer failing.
+        std::fs::write(dir.join("tok"), "token-2\n").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Unchanged);
+        std::fs::write(dir.join("tok"), "").unwrap();
+        assert_eq!(
+            h.reload_now(),
+            ReloadOutcome::Failed,
+            "broken again: counted again"
+        );
+        std::fs::write(dir.join("tok"), "token-3").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-3");
+        assert_eq!((h.reloads(), h.reload_failures()), (2, 3));
+    }
+
+    #[test]
+    fn a_receiver_sees_each_rotation() {
+        let (dir, h) = rotating("subscribe", "token-1");
+        let mut rx = h.subscribe();
+        assert!(!rx.has_changed().unwrap());
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        h.reload_now();
+        assert!(rx.has_changed().unwrap());
+        let seen = rx.borrow_and_update().clone();
+        assert_eq!(seen.session_token.as_ref().unwrap().expose(), "token-2");
+    }
+
+    #[test]
+    fn fixed_credentials_are_not_watched() {
+        let h = CredentialsHandle::from(Credentials {
+            access_key_id: AK.into(),
+            secret_access_key: Secret::new(SK),
+            session_token: Some(Secret::new("tok")),
+        });
+        assert!(!h.watches_files());
+        assert_eq!(h.reload_now(), ReloadOutcome::NotWatched);
+        let debug = format!("{h:?}");
+        assert!(debug.contains("AKLT****1234"), "{debug}");
+        assert!(!debug.contains(SK) && !debug.contains("tok\""), "{debug}");
+    }
+
+    #[test]
+    fn inline_pair_with_a_token_file_re_reads_the_token_only() {
+        let dir = temp_dir("inline-pair");
+        std::fs::write(dir.join("tok"), "token-1").unwrap();
+        let cfg = CredentialConfig {
+            access_key_id: Some(AK.into()),
+            secret_access_key: Some(Secret::new(SK)),
+            session_token_file: Some(dir.join("tok")),
+            ..Default::default()
+        };
+        assert_eq!(cfg.files(), vec![dir.join("tok").as_path()]);
+        let (creds, _) = resolve(&cfg, &MapEnv::new()).unwrap();
+        let h = CredentialsHandle::new(creds, cfg);
+        std::fs::write(dir.join("tok"), "token-2").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-2");
+        assert_eq!(h.current().secret_access_key.expose(), SK);
+    }
+
+    #[test]
+    fn reconfigure_switches_files_and_values_without_counting() {
+        let (_, h) = rotating("reconfigure-a", "token-a");
+        let (other, fresh) = rotating("reconfigure-b", "token-b");
+        let cfg = CredentialConfig {
+            access_key_id_file: Some(other.join("ak")),
+            secret_access_key_file: Some(other.join("sk")),
+            session_token_file: Some(other.join("tok")),
+            ..Default::default()
+        };
+        h.reconfigure((*fresh.current()).clone(), cfg);
+        assert_eq!(token_of(&h), "token-b");
+        std::fs::write(other.join("tok"), "token-c").unwrap();
+        assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
+        assert_eq!(token_of(&h), "token-c");
+        assert_eq!(h.reloads(), 1);
     }
 
     #[test]

@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use volc_rtc_exporter::budget::Limiter;
 use volc_rtc_exporter::config::{ApiSettings, Endpoint};
-use volc_rtc_exporter::credentials::{Credentials, Secret};
+use volc_rtc_exporter::credentials::{CredentialConfig, Credentials, CredentialsHandle, Secret};
 use volc_rtc_exporter::model::{Action, Kind, Outcome, PerAction, TargetKey};
 use volc_rtc_exporter::sim::verify::{self, VerifyError, VerifyRequest, MAX_SKEW};
 use volc_rtc_exporter::telemetry::Telemetry;
@@ -285,7 +285,12 @@ const FAST_RETRY: RetryPolicy = RetryPolicy {
 
 /// The client under test on `port`, with fast retries, its own telemetry, and a record limiter
 /// allowing `record_rate` starts a second (web capture: 1000).
-fn harness_for(port: u16, timeout: Duration, creds: Credentials, record_rate: f64) -> Harness {
+fn harness_for(
+    port: u16,
+    timeout: Duration,
+    creds: impl Into<CredentialsHandle>,
+    record_rate: f64,
+) -> Harness {
     let telemetry = Arc::new(Telemetry::new());
     let limiters = PerAction::new(|a| {
         Arc::new(Limiter::new(match a {
@@ -482,6 +487,60 @@ async fn sends_the_security_token_only_when_there_is_one() {
     let h = harness_with(server.port, Duration::from_secs(5), Some(""));
     h.client.fetch(&self::key()).await.expect("snapshot");
     assert_eq!(server.requests()[0].header("x-security-token"), None);
+}
+
+#[tokio::test]
+async fn each_request_signs_with_the_credentials_current_at_that_moment() {
+    let rotated_secret = "cm90YXRlZC1zZWNyZXQ=";
+    let rotated_token = "STS-token-rotated-42";
+    let echo = format!(
+        r#"{{"ResponseMetadata":{{"RequestId":"r","Error":{{"Code":"InvalidSecretToken","Message":"token {rotated_token} with key {rotated_secret}"}}}}}}"#
+    );
+    let server = Server::start(vec![
+        fixture_reply(200, "record_running.json"),
+        fixture_reply(200, "record_running.json"),
+        json(401, &echo),
+    ])
+    .await;
+    let handle = CredentialsHandle::from(creds(Some(TOKEN)));
+    let h = harness_for(server.port, Duration::from_secs(5), handle.clone(), 1000.0);
+    h.client.fetch(&key()).await.expect("snapshot");
+
+    // Rotated behind the client's back, as the file watcher does: the same client signs the
+    // next request with the new secret and sends the new token.
+    let rotated = Credentials {
+        access_key_id: "AKLTtest".into(),
+        secret_access_key: Secret::new(rotated_secret),
+        session_token: Some(Secret::new(rotated_token)),
+    };
+    handle.reconfigure(rotated.clone(), CredentialConfig::default());
+    h.client.fetch(&key()).await.expect("snapshot");
+
+    let r = server.requests();
+    assert_eq!(r[0].header("x-security-token"), Some(TOKEN));
+    assert_eq!(r[0].verify(creds(Some(TOKEN))), Ok("AKLTtest".to_string()));
+    assert_eq!(r[1].header("x-security-token"), Some(rotated_token));
+    assert_eq!(r[1].verify(rotated.clone()), Ok("AKLTtest".to_string()));
+    assert_eq!(
+        r[1].verify(creds(Some(TOKEN))),
+        Err(VerifyError::InvalidSecretToken),
+        "the old token is not sent any more"
+    );
+    assert_eq!(
+        h.client.credentials().current().session_token,
+        Some(Secret::new(rotated_token))
+    );
+
+    // An echo of the rotated secrets is redacted too.
+    let e = expect_err(h.client.fetch(&key()).await);
+    let shown = format!("{e} {e:?} {:?}", h.client);
+    assert!(!shown.contains(rotated_token), "{shown}");
+    assert!(!shown.contains(rotated_secret), "{shown}");
+    assert!(
+        e.message.contains("token <redacted> with key <redacted>"),
+        "{}",
+        e.message
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -119,13 +119,14 @@ pub(super) fn settings(
     };
     let creds = c.credentials(&mut creds, base_dir, env);
     let warnings = c.finish(origin)?;
-    let (credentials, credential_source) = creds.ok_or_else(|| {
+    let (credentials, credential_source, credential_config) = creds.ok_or_else(|| {
         ConfigError::single(origin, None, "no usable credentials were found".into())
     })?;
     Ok(Settings {
         api,
         credentials,
         credential_source,
+        credential_config,
         budget,
         schedule,
         targets,
@@ -758,7 +759,7 @@ impl Checker {
         f: &mut Fields,
         base_dir: Option<&Path>,
         env: &dyn Environment,
-    ) -> Option<(Credentials, CredentialSource)> {
+    ) -> Option<(Credentials, CredentialSource, CredentialConfig)> {
         // Each key given: its text, where its key and its value are.
         let mut given: Vec<(&str, Rc<str>, Pos, Pos)> = Vec::new();
         for key in CREDENTIAL_KEYS {
@@ -802,7 +803,7 @@ impl Checker {
                         self.warn(at, message);
                     }
                 }
-                Some(found)
+                Some((found.0, found.1, cfg))
             }
             Err(errors) => {
                 for e in errors {

@@ -35,7 +35,7 @@ use std::fmt;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::credentials::Credentials;
+use crate::credentials::{CredentialConfig, Credentials};
 pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
 use crate::model::{Action, Kind, Target};
 pub use check::is_valid_id;
@@ -128,6 +128,8 @@ pub struct Settings {
     pub api: ApiSettings,
     pub credentials: Credentials,
     pub credential_source: CredentialSource,
+    /// The `credentials:` section as read, for re-reading its `*_file` keys when they change.
+    pub credential_config: CredentialConfig,
     /// Requests per second per action, indexed by [`Action::index`].
     pub budget: [f64; 2],
     pub schedule: ScheduleSettings,
@@ -181,6 +183,7 @@ impl Settings {
             api: ApiSettings::default(),
             credentials,
             credential_source,
+            credential_config: CredentialConfig::default(),
             budget: [default_budget(); 2],
             schedule: ScheduleSettings::default(),
             targets,

@@ -11,6 +11,8 @@
 //!   first slot.
 //!
 //! The client has no concurrency limit of its own: the caller bounds requests in flight.
+//! Every attempt takes the credentials current at that moment from its [`CredentialsHandle`],
+//! so rotated credentials are used from the next request on, with no restart.
 //! Secrets stay inside: the `Authorization` and `X-Security-Token` headers are marked
 //! sensitive, errors are built from status, code and message only, and a vendor message that
 //! echoes the secret key or the session token has it replaced by `<redacted>`.
@@ -25,7 +27,7 @@ use tokio::time::Instant;
 
 use crate::budget::Limiter;
 use crate::config::ApiSettings;
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, CredentialsHandle};
 use crate::model::{Outcome, PerAction, TargetKey, TaskSnapshot};
 use crate::telemetry::Telemetry;
 use crate::volc::parse::{self, ApiError};
@@ -91,7 +93,7 @@ pub struct Client {
     service: String,
     versions: PerAction<String>,
     timeout: Duration,
-    creds: Credentials,
+    creds: CredentialsHandle,
     limiters: PerAction<Arc<Limiter>>,
     telemetry: Arc<Telemetry>,
     retry: RetryPolicy,
@@ -104,18 +106,19 @@ impl fmt::Debug for Client {
             .field("base_url", &self.base_url)
             .field("region", &self.region)
             .field("timeout", &self.timeout)
-            .field("access_key_id", &self.creds.access_key_id)
+            .field("credentials", &self.creds)
             .field("retry", &self.retry)
             .finish_non_exhaustive()
     }
 }
 
 impl Client {
-    /// A client for `api`, signing with `creds`, spending budget from `limiters` (one per
-    /// action) and counting attempts in `telemetry`.
+    /// A client for `api`, signing with `creds` (fixed [`Credentials`], or a
+    /// [`CredentialsHandle`] whose current values each request reads), spending budget from
+    /// `limiters` (one per action) and counting attempts in `telemetry`.
     pub fn new(
         api: &ApiSettings,
-        creds: Credentials,
+        creds: impl Into<CredentialsHandle>,
         limiters: PerAction<Arc<Limiter>>,
         telemetry: Arc<Telemetry>,
     ) -> Result<Client, ClientError> {
@@ -138,7 +141,7 @@ impl Client {
             service: api.service.clone(),
             versions: PerAction::new(|a| api.version_for(a).to_string()),
             timeout: api.timeout,
-            creds,
+            creds: creds.into(),
             limiters,
             telemetry,
             retry: RetryPolicy::default(),
@@ -162,6 +165,11 @@ impl Client {
         self.retry
     }
 
+    /// The credentials this client signs with (rotate them through the handle).
+    pub fn credentials(&self) -> &CredentialsHandle {
+        &self.creds
+    }
+
     /// The query parameters for `key`, unencoded.
     fn query<'a>(&'a self, key: &'a TargetKey) -> Vec<(&'a str, &'a str)> {
         let action = key.kind.action();
@@ -177,8 +185,8 @@ impl Client {
         q
     }
 
-    /// Sign the GET for `query` now. The one place that talks to [`sign`].
-    fn sign(&self, query: &[(&str, &str)]) -> Signed {
+    /// Sign the GET for `query` now with `creds`. The one place that talks to [`sign`].
+    fn sign(&self, query: &[(&str, &str)], creds: &Credentials) -> Signed {
         sign::sign(
             &SignRequest {
                 method: "GET",
@@ -189,13 +197,13 @@ impl Client {
                 region: &self.region,
                 service: &self.service,
             },
-            &self.creds,
+            creds,
             crate::clock::now(),
         )
     }
 
     /// The headers of a signed request; secrets are marked sensitive.
-    fn headers(&self, signed: &Signed) -> Result<HeaderMap, ApiError> {
+    fn headers(&self, signed: &Signed, creds: &Credentials) -> Result<HeaderMap, ApiError> {
         let value = |v: &str, what: &str| {
             HeaderValue::from_str(v).map_err(|_| {
                 ApiError::new(
@@ -219,7 +227,7 @@ impl Client {
         auth.set_sensitive(true);
         h.insert(AUTHORIZATION, auth);
         if signed.signs_security_token() {
-            if let Some(token) = &self.creds.session_token {
+            if let Some(token) = &creds.session_token {
                 let mut v = HeaderValue::from_str(token.expose()).map_err(|_| {
                     ApiError::new(
                         Outcome::AuthError,
@@ -238,7 +246,9 @@ impl Client {
     pub async fn attempt(&self, key: &TargetKey) -> Result<TaskSnapshot, ApiError> {
         let action = key.kind.action();
         let started = Instant::now();
-        let result = match tokio::time::timeout(self.timeout, self.exchange(key)).await {
+        // One snapshot per attempt: signature, token header and redaction agree.
+        let creds = self.creds.current();
+        let result = match tokio::time::timeout(self.timeout, self.exchange(key, &creds)).await {
             Ok(Ok((status, body))) => parse::classify(key.kind, status, &body),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ApiError::new(
@@ -253,14 +263,18 @@ impl Client {
         };
         self.telemetry
             .observe_request(action, outcome, started.elapsed());
-        result.map_err(|e| self.redact(e))
+        result.map_err(|e| redact(e, &creds))
     }
 
     /// Send the request and read the whole body (up to the cap).
-    async fn exchange(&self, key: &TargetKey) -> Result<(u16, Vec<u8>), ApiError> {
+    async fn exchange(
+        &self,
+        key: &TargetKey,
+        creds: &Credentials,
+    ) -> Result<(u16, Vec<u8>), ApiError> {
         let query = self.query(key);
-        let signed = self.sign(&query);
-        let headers = self.headers(&signed)?;
+        let signed = self.sign(&query, creds);
+        let headers = self.headers(&signed, creds)?;
         let url = format!("{}/?{}", self.base_url, signed.query);
         let mut response = self
             .http
@@ -300,25 +314,6 @@ impl Client {
             body.extend_from_slice(&chunk);
         }
         Ok((status, body))
-    }
-
-    /// Replace any echo of the secret key or session token in an error's text.
-    fn redact(&self, mut e: ApiError) -> ApiError {
-        let secrets = [
-            Some(self.creds.secret_access_key.expose()),
-            self.creds.session_token.as_ref().map(|t| t.expose()),
-        ];
-        for secret in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
-            for field in [Some(&mut e.message), e.code.as_mut(), e.request_id.as_mut()]
-                .into_iter()
-                .flatten()
-            {
-                if field.contains(secret) {
-                    *field = field.replace(secret, "<redacted>");
-                }
-            }
-        }
-        e
     }
 
     /// [`Client::attempt`] with retries, taking the action's budget before every attempt.
@@ -370,6 +365,25 @@ impl Client {
             tokio::time::sleep(wait).await;
         }
     }
+}
+
+/// Replace any echo of the secret key or session token of `creds` in an error's text.
+fn redact(mut e: ApiError, creds: &Credentials) -> ApiError {
+    let secrets = [
+        Some(creds.secret_access_key.expose()),
+        creds.session_token.as_ref().map(|t| t.expose()),
+    ];
+    for secret in secrets.into_iter().flatten().filter(|s| !s.is_empty()) {
+        for field in [Some(&mut e.message), e.code.as_mut(), e.request_id.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if field.contains(secret) {
+                *field = field.replace(secret, "<redacted>");
+            }
+        }
+    }
+    e
 }
 
 /// Classify a reqwest failure: timeouts, everything else on the wire is a network error.

@@ -1,0 +1,472 @@
+//! Rotating credentials on real files: a plain file rewritten in place, a Kubernetes Secret
+//! volume whose `..data` symlink is swapped, files that break (empty, unreadable, deleted) and
+//! are fixed again, and a change caught half-way that must not be taken. The watcher runs in
+//! paused tokio time. End to end, the client polls the simulator, which accepts only the
+//! current token, and keeps working across rotations without a restart.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use volc_rtc_exporter::credentials::{
+    resolve, CredentialConfig, CredentialsHandle, MapEnv, DEFAULT_RELOAD_INTERVAL,
+};
+
+const AK: &str = "AKLTrotating0000key0001";
+const SK: &str = "c2VjcmV0LXJvdGF0aW5nLTE=";
+const TOKEN_1: &str = "STS.token.one.0123456789";
+const TOKEN_2: &str = "STS.token.two.9876543210";
+
+// ---------------------------------------------------------------------------------------------
+// Files laid out as a plain directory or as a Kubernetes Secret volume.
+
+/// The three files, by their names in the directory.
+const FILES: [&str; 3] = ["access_key_id", "secret_access_key", "session_token"];
+
+fn config_for(dir: &Path) -> CredentialConfig {
+    CredentialConfig {
+        access_key_id_file: Some(dir.join(FILES[0])),
+        secret_access_key_file: Some(dir.join(FILES[1])),
+        session_token_file: Some(dir.join(FILES[2])),
+        ..Default::default()
+    }
+}
+
+fn write_all(dir: &Path, values: [&str; 3]) {
+    for (name, value) in FILES.iter().zip(values) {
+        std::fs::write(dir.join(name), format!("{value}\n")).expect("write a credential file");
+    }
+}
+
+/// A Secret volume as the kubelet writes it: `name -> ..data/name`, `..data -> ..<timestamp>`,
+/// and on update a new timestamped directory, a `..data_tmp` symlink to it renamed over
+/// `..data` (atomic), then the old directory removed.
+struct SecretVolume {
+    dir: PathBuf,
+    version: usize,
+}
+
+impl SecretVolume {
+    fn create(dir: &Path, values: [&str; 3]) -> SecretVolume {
+        let volume = SecretVolume {
+            dir: dir.to_owned(),
+            version: 0,
+        };
+        let data = volume.timestamped();
+        std::fs::create_dir(dir.join(&data)).expect("create the data directory");
+        write_all(&dir.join(&data), values);
+        std::os::unix::fs::symlink(&data, dir.join("..data")).expect("link ..data");
+        for name in FILES {
+            std::os::unix::fs::symlink(format!("..data/{name}"), dir.join(name))
+                .expect("link a key to ..data");
+        }
+        volume
+    }
+
+    fn timestamped(&self) -> String {
+        format!("..2026_12_01_10_{:02}_00.123456789", self.version)
+    }
+
+    fn swap(&mut self, values: [&str; 3]) {
+        let old = self.timestamped();
+        self.version += 1;
+        let new = self.timestamped();
+        std::fs::create_dir(self.dir.join(&new)).expect("create the new data directory");
+        write_all(&self.dir.join(&new), values);
+        let tmp = self.dir.join("..data_tmp");
+        std::os::unix::fs::symlink(&new, &tmp).expect("link ..data_tmp");
+        std::fs::rename(&tmp, self.dir.join("..data")).expect("swap ..data");
+        std::fs::remove_dir_all(self.dir.join(old)).expect("remove the old data directory");
+    }
+}
+
+/// A handle on the files in `dir`, resolved as at start-up.
+fn handle_on(dir: &Path) -> CredentialsHandle {
+    let config = config_for(dir);
+    let (credentials, _) = resolve(&config, &MapEnv::new()).expect("the files are usable");
+    CredentialsHandle::new(credentials, config)
+}
+
+fn token(h: &CredentialsHandle) -> String {
+    let c = h.current();
+    c.session_token
+        .as_ref()
+        .map(|t| t.expose().to_owned())
+        .unwrap_or_default()
+}
+
+/// Starts the watcher at the default interval; cancel the token to stop it.
+fn watch(h: &CredentialsHandle) -> CancellationToken {
+    let stop = CancellationToken::new();
+    tokio::spawn(h.clone().watch(DEFAULT_RELOAD_INTERVAL, stop.clone()));
+    stop
+}
+
+/// Polls `cond` every 100 ms (of tokio time) until it holds; panics after `within`.
+async fn until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(Instant::now() < deadline, "no {what} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Long enough for the watcher to see a change and confirm it.
+const SEEN: Duration = Duration::from_secs(20);
+
+// ---------------------------------------------------------------------------------------------
+// Logs, captured.
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    /// The lines logged about files in `dir` (each test has its own directory).
+    fn about(&self, dir: &Path) -> String {
+        let all = String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned();
+        let dir = dir.display().to_string();
+        all.lines()
+            .filter(|l| l.contains(&dir))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+}
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// The process's logs, captured from the first call on. A global subscriber, not a
+/// thread-local one: tracing caches per call site whether anyone listens, which a test
+/// running in parallel without a subscriber would spoil.
+fn capture_logs() -> Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(logs.clone())
+            .with_ansi(false)
+            .with_max_level(tracing::Level::INFO)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only global subscriber");
+        logs
+    })
+    .clone()
+}
+
+fn assert_no_secret(text: &str) {
+    for secret in [SK, TOKEN_1, TOKEN_2, "c2VjcmV0LXJvdGF0aW5nLTI="] {
+        assert!(!text.contains(secret), "a secret leaked: {text}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn a_plain_file_rewritten_in_place_is_picked_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_all(dir.path(), [AK, SK, TOKEN_1]);
+    let h = handle_on(dir.path());
+    let logs = capture_logs();
+    let stop = watch(&h);
+
+    // Unchanged files: nothing happens, however long.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!((h.reloads(), h.reload_failures()), (0, 0));
+
+    std::fs::write(dir.path().join("session_token"), TOKEN_2).expect("rotate");
+    until(SEEN, "new token", || token(&h) == TOKEN_2).await;
+    assert_eq!(h.current().access_key_id, AK);
+    assert_eq!(h.current().secret_access_key.expose(), SK);
+    assert_eq!((h.reloads(), h.reload_failures()), (1, 0));
+
+    let text = logs.about(dir.path());
+    assert!(text.contains(" INFO "), "{text}");
+    assert!(text.contains("credentials reloaded"), "{text}");
+    assert!(text.contains("AKL****001"), "masked key id: {text}");
+    assert_no_secret(&text);
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn session_token_file_is_re_read_after_a_data_symlink_swap() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
+    let h = handle_on(dir.path());
+    assert_eq!(token(&h), TOKEN_1);
+    let stop = watch(&h);
+
+    volume.swap([AK, SK, TOKEN_2]);
+    until(SEEN, "the token after the swap", || token(&h) == TOKEN_2).await;
+    assert_eq!(h.reloads(), 1);
+
+    // STS rotates all three; the next swap brings a new pair along with a third token.
+    volume.swap([
+        "AKLTrotating0000key0002",
+        "c2VjcmV0LXJvdGF0aW5nLTI=",
+        "STS.third",
+    ]);
+    until(SEEN, "the second swap", || token(&h) == "STS.third").await;
+    let c = h.current();
+    assert_eq!(c.access_key_id, "AKLTrotating0000key0002");
+    assert_eq!(c.secret_access_key.expose(), "c2VjcmV0LXJvdGF0aW5nLTI=");
+    assert_eq!((h.reloads(), h.reload_failures()), (2, 0));
+
+    // A swap to the same content is no rotation.
+    volume.swap([
+        "AKLTrotating0000key0002",
+        "c2VjcmV0LXJvdGF0aW5nLTI=",
+        "STS.third",
+    ]);
+    tokio::time::sleep(SEEN).await;
+    assert_eq!((h.reloads(), h.reload_failures()), (2, 0));
+    stop.cancel();
+}
+
+/// A way to break a file.
+type Break = fn(&Path);
+
+#[tokio::test(start_paused = true)]
+async fn broken_files_keep_the_old_credentials_are_logged_and_counted_once_each() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_all(dir.path(), [AK, SK, TOKEN_1]);
+    let token_file = dir.path().join("session_token");
+    let h = handle_on(dir.path());
+    let logs = capture_logs();
+    let stop = watch(&h);
+
+    // Each way of breaking it, then the fix. `failures` is the count expected after it.
+    let breaks: [(&str, Break); 4] = [
+        ("empty", |p| std::fs::write(p, "  \n").expect("empty")),
+        ("deleted", |p| std::fs::remove_file(p).expect("delete")),
+        ("not UTF-8", |p| {
+            std::fs::write(p, [0xff, 0xfe, 0x00]).expect("garbage")
+        }),
+        ("a directory", |p| {
+            std::fs::remove_file(p).expect("delete");
+            std::fs::create_dir(p).expect("a directory in its place");
+        }),
+    ];
+    let mut expected_failures = 0;
+    for (n, (how, break_it)) in breaks.iter().enumerate() {
+        break_it(&token_file);
+        expected_failures += 1;
+        until(SEEN, &format!("the failure ({how})"), || {
+            h.reload_failures() == expected_failures
+        })
+        .await;
+        // Kept, and not counted again while it stays broken.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(h.reload_failures(), expected_failures, "{how}");
+        let expected = if n == 0 { TOKEN_1 } else { TOKEN_2 };
+        assert_eq!(token(&h), expected, "{how}: the old token stays");
+
+        // Fixed, alternately with the token in use and with a new one.
+        if token_file.is_dir() {
+            std::fs::remove_dir(&token_file).expect("remove the directory");
+        }
+        std::fs::write(&token_file, TOKEN_2).expect("fix");
+        tokio::time::sleep(SEEN).await;
+        assert_eq!(token(&h), TOKEN_2, "{how}: fixed");
+    }
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!((h.reloads(), h.reload_failures()), (1, 4));
+
+    let text = logs.about(dir.path());
+    let warnings: Vec<&str> = text.lines().filter(|l| l.contains(" WARN ")).collect();
+    assert_eq!(warnings.len(), 4, "one warning per broken state: {text}");
+    let path = token_file.display().to_string();
+    for (warning, needle) in
+        warnings
+            .iter()
+            .zip(["is empty", "No such file", "valid UTF-8", "Is a directory"])
+    {
+        assert!(warning.contains(&path), "names the file: {warning}");
+        assert!(warning.contains(needle), "says why: {warning}");
+        assert!(
+            warning.contains("previous credentials stay in use") && warning.contains("Fix:"),
+            "says what happens and the fix: {warning}"
+        );
+    }
+    assert!(
+        text.contains("usable again"),
+        "a fix with the values in use is logged: {text}"
+    );
+    assert_no_secret(&text);
+    assert_no_secret(&format!("{h:?}"));
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_change_caught_half_way_is_taken_only_once_it_settles() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_all(dir.path(), [AK, SK, TOKEN_1]);
+    let token_file = dir.path().join("session_token");
+    let h = handle_on(dir.path());
+    let stop = watch(&h);
+
+    // A writer truncates the file at 4.9 s and writes the new token at 5.5 s: the watcher's
+    // read at 5 s sees it empty, its confirming read (1 s later) sees the token, so neither
+    // is taken; the next round reads the token twice and takes it.
+    tokio::time::sleep(Duration::from_millis(4_900)).await;
+    std::fs::write(&token_file, "").expect("truncate");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    std::fs::write(&token_file, TOKEN_2).expect("write");
+    tokio::time::sleep(Duration::from_millis(4_400)).await;
+    assert_eq!(token(&h), TOKEN_1, "not taken before it was read twice");
+    until(SEEN, "the settled token", || token(&h) == TOKEN_2).await;
+    assert_eq!(
+        (h.reloads(), h.reload_failures()),
+        (1, 0),
+        "the half-written state is no failure"
+    );
+    stop.cancel();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_watcher_stops_on_shutdown_and_fixed_credentials_need_none() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    write_all(dir.path(), [AK, SK, TOKEN_1]);
+    let h = handle_on(dir.path());
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(h.clone().watch(DEFAULT_RELOAD_INTERVAL, stop.clone()));
+    stop.cancel();
+    tokio::time::timeout(Duration::from_secs(1), task)
+        .await
+        .expect("the watcher ends on shutdown")
+        .expect("no panic");
+
+    let fixed = CredentialsHandle::from((*h.current()).clone());
+    tokio::time::timeout(
+        Duration::from_secs(1),
+        fixed.watch(DEFAULT_RELOAD_INTERVAL, CancellationToken::new()),
+    )
+    .await
+    .expect("nothing to watch: returns at once");
+}
+
+// ---------------------------------------------------------------------------------------------
+// End to end: the client against the simulator, which checks signatures and tokens.
+
+#[cfg(feature = "sim")]
+mod end_to_end {
+    use super::*;
+
+    use volc_rtc_exporter::budget::Limiter;
+    use volc_rtc_exporter::config::{ApiSettings, Endpoint};
+    use volc_rtc_exporter::credentials::{Credentials, Secret};
+    use volc_rtc_exporter::model::{Kind, Outcome, PerAction, TargetKey};
+    use volc_rtc_exporter::sim::{self, Clock, SimOptions, SimTask, Simulator};
+    use volc_rtc_exporter::telemetry::Telemetry;
+    use volc_rtc_exporter::volc::client::Client;
+
+    const APP: &str = "661e8f0d1ab2c3d4e5f60718";
+
+    fn accepted(ak: &str, sk: &str, token: &str) -> Credentials {
+        Credentials {
+            access_key_id: ak.into(),
+            secret_access_key: Secret::new(sk),
+            session_token: Some(Secret::new(token)),
+        }
+    }
+
+    /// Real time here (the client and simulator talk over real sockets): the watcher re-reads
+    /// every 100 ms and waits are polled against deadlines.
+    #[tokio::test]
+    async fn the_client_signs_with_the_new_token_after_the_swap_without_a_restart() {
+        let sim = Simulator::new(SimOptions::default(), Clock::system());
+        let started = volc_rtc_exporter::clock::now_ms() - 60_000;
+        sim.add_task(SimTask::record(APP, "room-1", "task-1", started));
+        sim.add_credentials(&accepted(AK, SK, TOKEN_1));
+        let sim = Arc::new(sim);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the simulator");
+        let port = listener.local_addr().expect("address").port();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sim::serve(listener, sim.clone(), shutdown.clone()));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
+        let h = handle_on(dir.path());
+        tokio::spawn(
+            h.clone()
+                .watch(Duration::from_millis(100), shutdown.clone()),
+        );
+        let api = ApiSettings {
+            endpoint: Endpoint {
+                scheme: "http".into(),
+                host: "127.0.0.1".into(),
+                port: Some(port),
+            },
+            ..ApiSettings::default()
+        };
+        let limiters = PerAction::new(|_| Arc::new(Limiter::new(1000.0)));
+        let client =
+            Client::new(&api, h.clone(), limiters, Arc::new(Telemetry::new())).expect("client");
+        let key = TargetKey {
+            kind: Kind::Record,
+            app_id: APP.into(),
+            room_id: "room-1".into(),
+            task_id: Some("task-1".into()),
+        };
+        let outcome = |r: Result<_, volc_rtc_exporter::volc::parse::ApiError>| match r {
+            Ok(_) => Outcome::Success,
+            Err(e) => e.outcome,
+        };
+
+        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+
+        // The token rotates: the API now takes only the new one, and the old one is refused.
+        sim.add_credentials(&accepted(AK, SK, TOKEN_2));
+        assert_eq!(outcome(client.attempt(&key).await), Outcome::AuthError);
+
+        // The kubelet swaps the Secret; the same client, unrestarted, follows.
+        volume.swap([AK, SK, TOKEN_2]);
+        until(Duration::from_secs(10), "the swapped token", || {
+            token(&h) == TOKEN_2
+        })
+        .await;
+        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+
+        // A full STS rotation: new pair and token; the old key is withdrawn.
+        let (ak3, sk3, token3) = ("AKLTrotating0000key0003", "c2VjcmV0LTM=", "STS.three");
+        sim.remove_credentials(AK);
+        sim.add_credentials(&accepted(ak3, sk3, token3));
+        assert_eq!(outcome(client.attempt(&key).await), Outcome::AuthError);
+        volume.swap([ak3, sk3, token3]);
+        until(Duration::from_secs(10), "the new pair", || {
+            h.current().access_key_id == ak3
+        })
+        .await;
+        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+        assert_eq!((h.reloads(), h.reload_failures()), (2, 0));
+        assert_eq!(
+            sim.request_count(
+                volc_rtc_exporter::model::Action::GetRecordTask,
+                Outcome::Success
+            ),
+            3
+        );
+        shutdown.cancel();
+    }
+}
