@@ -24,7 +24,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::time::{sleep, Instant};
 
-use tools::{repo_path, tool, SPEC_SERIES};
+use tools::{repo_path, tool, EXPORTED_SERIES};
 
 /// How long the demo may take to show its first StartTaskFailed task.
 const FIRST_FAILURE_WITHIN: Duration = Duration::from_secs(120);
@@ -37,7 +37,7 @@ const ALERT_WITHIN: Duration = Duration::from_secs(30);
 /// files, fail; requests are made), under exactly these names: every series of the
 /// specification (the histogram by its `_bucket` series alone) and the process start time.
 fn fed_by_demo() -> Vec<&'static str> {
-    SPEC_SERIES
+    EXPORTED_SERIES
         .iter()
         .copied()
         .filter(|m| !m.ends_with("_sum") && !m.ends_with("_count"))

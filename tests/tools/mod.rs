@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 
 /// Every series name of the exporter's own metric families (as documented in the README), the request-duration
 /// histogram as its `_bucket`, `_sum` and `_count` series.
-pub const SPEC_SERIES: &[&str] = &[
+pub const EXPORTED_SERIES: &[&str] = &[
     "volcengine_rtc_task_status",
     "volcengine_rtc_task_start_timestamp_seconds",
     "volcengine_rtc_task_end_timestamp_seconds",
