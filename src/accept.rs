@@ -61,6 +61,9 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    // Answers are written in large frames; the last short segment of one must
+                    // not wait for the client's delayed ACK (Nagle).
+                    let _ = stream.set_nodelay(true);
                     connections.spawn(connection.serve(stream, peer, closing.clone()));
                 }
                 Err(err) => {

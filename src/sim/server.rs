@@ -36,8 +36,6 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let connection = move |stream: TcpStream, _peer, closing| {
-        // Small answers: don't let Nagle hold them back.
-        let _ = stream.set_nodelay(true);
         serve_connection(stream, sim.clone(), closing)
     };
     crate::accept::serve(listener, connection, shutdown, GRACE, "simulator").await;
