@@ -107,6 +107,17 @@ fn size(node: &Node) -> usize {
     }
 }
 
+/// A tab in a line's leading white space, the usual cause of a syntax error, placed and named.
+fn indenting_tab(text: &str) -> Option<SyntaxError> {
+    let fix = "YAML syntax error: a tab in the indentation; YAML indents with spaces only: replace the tab with spaces";
+    text.lines().enumerate().find_map(|(i, line)| {
+        let col = line
+            .find(|c: char| c != ' ')
+            .filter(|&c| line[c..].starts_with('\t'))?;
+        Some(refuse(Pos::new(i + 1, col + 1), fix.into()))
+    })
+}
+
 fn refuse(pos: Pos, message: String) -> SyntaxError {
     SyntaxError { pos, message }
 }
@@ -122,8 +133,8 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
     let mut root: Option<Node> = None;
     loop {
         let (event, marker) = parser.next_token().map_err(|e| {
-            let message = format!("YAML syntax error: {}", e.info());
-            refuse(Pos::from_marker(e.marker()), message)
+            let info = format!("YAML syntax error: {}", e.info());
+            indenting_tab(text).unwrap_or_else(|| refuse(Pos::from_marker(e.marker()), info))
         })?;
         let pos = Pos::from_marker(&marker);
         let (node, anchor) = match event {
@@ -231,6 +242,18 @@ mod tests {
             Value::Scalar(s) => s,
             _ => "",
         }
+    }
+
+    #[test]
+    fn a_tab_in_the_indentation_is_placed_and_named() {
+        let err = load("api:\n  region: x\n\ttimeout: 5s\n").unwrap_err();
+        assert_eq!(err.pos, Pos::new(3, 1), "{err:?}");
+        assert!(
+            err.message.contains("replace the tab with spaces"),
+            "{err:?}"
+        );
+        // A tab inside a value is no indentation problem.
+        assert!(load("a: \"x\ty\"\n").is_ok());
     }
 
     #[test]

@@ -35,9 +35,8 @@ pub async fn serve(
     sim: Arc<Simulator>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let connection = move |stream: TcpStream, _peer, closing| {
-        serve_connection(stream, sim.clone(), closing)
-    };
+    let connection =
+        move |stream: TcpStream, _peer, closing| serve_connection(stream, sim.clone(), closing);
     crate::accept::serve(listener, connection, shutdown, GRACE, "simulator").await;
     Ok(())
 }
