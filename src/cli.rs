@@ -12,7 +12,7 @@ pub const DEFAULT_PORT: u16 = 19966;
 #[derive(Debug, Parser)]
 #[command(
     name = "volcengine-rtc-exporter",
-    version,
+    version = env!("VOLC_EXPORTER_LONG_VERSION"),
     about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording and web-capture tasks.",
     long_about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording (GetRecordTask) \
 and web-page capture (GetWebCastTask) tasks.\n\n\

@@ -56,7 +56,11 @@ async fn help_lists_every_flag_and_command() {
     assert!(out.status.success());
     assert_eq!(
         stdout.trim(),
-        format!("volcengine-rtc-exporter {}", env!("CARGO_PKG_VERSION"))
+        format!(
+            "volcengine-rtc-exporter {} (revision {})",
+            env!("CARGO_PKG_VERSION"),
+            volcengine_rtc_exporter::REVISION
+        )
     );
     let (out, _, stderr) = run(&["--no-such-flag"], &[]).await;
     assert_eq!(out.status.code(), Some(2), "bad usage exits 2");
