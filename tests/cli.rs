@@ -59,7 +59,7 @@ async fn help_lists_every_flag_and_command() {
         format!(
             "volcengine-rtc-exporter {} (revision {})",
             env!("CARGO_PKG_VERSION"),
-            volcengine_rtc_exporter::REVISION
+            volc_rtc_exporter::REVISION
         )
     );
     let (out, _, stderr) = run(&["--no-such-flag"], &[]).await;
