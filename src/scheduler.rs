@@ -115,7 +115,8 @@ use tokio::time::Instant;
 use crate::config::ScheduleSettings;
 use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
 
-/// A target's position in the slice given to [`Scheduler::new`].
+/// A target's id: its position in the slice given to [`Scheduler::new`], or the id given to
+/// [`Scheduler::insert`] / [`Scheduler::restore`] (the store's).
 pub type TargetId = usize;
 
 /// How far back the API can see: tasks that started earlier are never polled.
@@ -223,6 +224,8 @@ enum Slot {
     InFlight { due: Instant, popped_at: Instant },
     /// Never polled again (done or expired task targets).
     Parked,
+    /// Removed from the targets ([`Scheduler::remove`]); its id may be given to a new target.
+    Removed,
 }
 
 /// Per-target scheduling state; small, since there may be 10,000 targets.
@@ -274,7 +277,25 @@ pub struct Scheduler {
     active_interval: Duration,
     settle_interval: Duration,
     targets: Vec<TargetState>,
+    /// How many entries of `targets` are [`Slot::Removed`].
+    removed: usize,
     queues: PerAction<Queues>,
+}
+
+impl TargetState {
+    /// The placeholder of a removed target.
+    fn removed() -> TargetState {
+        TargetState {
+            action: Action::GetRecordTask,
+            room: false,
+            phase: Phase::New,
+            slot: Slot::Removed,
+            start_time_ms: 0,
+            expires_at: None,
+            failures: 0,
+            throttles: 0,
+        }
+    }
 }
 
 impl Scheduler {
@@ -317,17 +338,146 @@ impl Scheduler {
             active_interval: schedule.active_interval,
             settle_interval: schedule.settle_interval,
             targets: states,
+            removed: 0,
             queues,
         }
     }
 
     /// Number of targets.
     pub fn len(&self) -> usize {
-        self.targets.len()
+        self.targets.len() - self.removed
     }
 
     pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
+        self.len() == 0
+    }
+
+    /// Adds targets while running, each under the id its caller chose (the store's): an id
+    /// beyond the last, or one freed by [`Scheduler::remove`]. They start **new**, their first
+    /// polls spread evenly over `[now, now + active_interval)` per action, so a reload adding
+    /// thousands of targets sends no burst. A single target is due at once. An id already in
+    /// use is left alone.
+    pub fn insert(&mut self, targets: &[(TargetId, &Target)], now: Instant) {
+        let mut per_action = PerAction::<u128>::default();
+        for (_, t) in targets {
+            per_action[t.key.kind.action()] += 1;
+        }
+        let mut seen = PerAction::<u128>::default();
+        let interval_ns = self.active_interval.as_nanos();
+        for &(id, t) in targets {
+            let action = t.key.kind.action();
+            let k = seen[action];
+            seen[action] += 1;
+            let offset_ns =
+                u64::try_from(interval_ns * k / per_action[action].max(1)).unwrap_or(u64::MAX);
+            let due = later(now, Duration::from_nanos(offset_ns));
+            let state = TargetState {
+                action,
+                room: t.key.task_id.is_none(),
+                phase: Phase::New,
+                slot: Slot::Queued {
+                    lane: Lane::Active,
+                    due,
+                },
+                start_time_ms: 0,
+                expires_at: None,
+                failures: 0,
+                throttles: 0,
+            };
+            if self.place(id, state) {
+                self.queues[action].active.insert((due, id));
+            }
+        }
+    }
+
+    /// Puts a target back as a restart found it in the durable store: `phase` and the
+    /// StartTime of its last answer (0 if none). Done and expired task targets are parked
+    /// (never polled again); the others are queued on their own spread from `due` on, in the
+    /// lane of their phase; a room-following webcast target keeps being watched. `wall` is
+    /// the wall-clock time at `now` (to judge the task's age). Returns false when `id` is
+    /// already in use.
+    pub fn restore(
+        &mut self,
+        id: TargetId,
+        target: &Target,
+        phase: Phase,
+        start_time_ms: i64,
+        due: Instant,
+        wall: SystemTime,
+    ) -> bool {
+        let action = target.key.kind.action();
+        let room = target.key.task_id.is_none();
+        let expires_at = (start_time_ms > 0)
+            .then(|| expiry(start_time_ms, due, wall))
+            .flatten();
+        let slot = match (phase, room) {
+            (Phase::Done | Phase::Expired, false) => Slot::Parked,
+            (Phase::New | Phase::Active, _) => Slot::Queued {
+                lane: Lane::Active,
+                due,
+            },
+            _ => Slot::Queued {
+                lane: Lane::Settle,
+                due,
+            },
+        };
+        let state = TargetState {
+            action,
+            room,
+            phase,
+            slot,
+            start_time_ms,
+            expires_at,
+            failures: 0,
+            throttles: 0,
+        };
+        if !self.place(id, state) {
+            return false;
+        }
+        if let Slot::Queued { lane, due } = slot {
+            self.queues[action].lane_mut(lane).insert((due, id));
+        }
+        true
+    }
+
+    /// Stores `state` under `id` if the id is free; false if it is in use.
+    fn place(&mut self, id: TargetId, state: TargetState) -> bool {
+        match self.targets.get_mut(id) {
+            Some(t) if t.slot == Slot::Removed => {
+                *t = state;
+                self.removed -= 1;
+                true
+            }
+            Some(_) => false,
+            None => {
+                // Ids are dense (the store hands them out), but a gap must not panic.
+                while self.targets.len() < id {
+                    self.targets.push(TargetState::removed());
+                    self.removed += 1;
+                }
+                self.targets.push(state);
+                true
+            }
+        }
+    }
+
+    /// Removes a target: it leaves its queue at once, and an answer still in flight for it is
+    /// ignored. Its id may then be reused by [`Scheduler::insert`]. Unknown ids are ignored.
+    pub fn remove(&mut self, id: TargetId) {
+        let Some(t) = self.targets.get_mut(id) else {
+            return;
+        };
+        let q = &mut self.queues[t.action];
+        match t.slot {
+            Slot::Queued { lane, due } => {
+                q.lane_mut(lane).remove(&(due, id));
+            }
+            Slot::InFlight { .. } => q.in_flight = q.in_flight.saturating_sub(1),
+            Slot::Parked => {}
+            Slot::Removed => return,
+        }
+        *t = TargetState::removed();
+        self.removed += 1;
     }
 
     /// When the next queued target of `action` becomes due (possibly already past); `None`
@@ -483,7 +633,7 @@ impl Scheduler {
     /// `volcengine_rtc_targets{kind,phase}`.
     pub fn phase_counts(&self) -> PerAction<[usize; 5]> {
         let mut counts = PerAction::<[usize; 5]>::default();
-        for t in &self.targets {
+        for t in self.targets.iter().filter(|t| t.slot != Slot::Removed) {
             if let Some(c) = counts[t.action].get_mut(t.phase.index()) {
                 *c += 1;
             }
@@ -493,7 +643,10 @@ impl Scheduler {
 
     /// The phase of one target; `None` for an id outside the targets given to `new`.
     pub fn phase(&self, id: TargetId) -> Option<Phase> {
-        self.targets.get(id).map(|t| t.phase)
+        self.targets
+            .get(id)
+            .filter(|t| t.slot != Slot::Removed)
+            .map(|t| t.phase)
     }
 
     /// Number of popped targets of `action` not yet completed.
@@ -659,6 +812,7 @@ mod tests {
                         assert!(!other.iter().any(|&(_, i)| i == id), "{id} queued twice");
                     }
                     Slot::InFlight { .. } => in_flight[t.action] += 1,
+                    Slot::Removed => {}
                     Slot::Parked => {
                         assert!(!t.room, "{id}: rooms are never parked");
                         assert!(matches!(t.phase, Phase::Done | Phase::Expired), "{id}");
@@ -674,6 +828,82 @@ mod tests {
 
     fn total(counts: PerAction<[usize; 5]>) -> usize {
         counts.iter().flat_map(|(_, row)| row).sum()
+    }
+
+    #[test]
+    fn inserted_targets_start_new_and_spread_removed_ones_leave_their_queue() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let more = records(6);
+        let added: Vec<_> = (2..6).map(|id| (id, &more[id])).collect();
+        let at = t0 + secs(100);
+        s.insert(&added, at);
+        assert_eq!(s.len(), 6);
+        assert_eq!(s.phase(4), Some(Phase::New));
+        // An id in use is left alone.
+        s.insert(&[(0, &more[5])], at);
+        assert_eq!(s.len(), 6);
+        s.check_invariants();
+        // Removing one queued and one in flight.
+        let popped = s.pop_due(R, t0).unwrap();
+        s.remove(popped);
+        s.remove(3);
+        s.remove(3);
+        assert_eq!(s.len(), 4);
+        assert_eq!(s.phase(3), None);
+        s.check_invariants();
+        // An answer for a removed target is ignored.
+        s.complete(popped, running(started_ago(secs(60))), at, wall(t0, at));
+        s.check_invariants();
+        // The rest are due on a spread over one interval from `at`.
+        let mut times = Vec::new();
+        while let Some((id, due)) = pop_next(&mut s, R) {
+            assert!(id != 3 && id != popped);
+            times.push(due);
+        }
+        assert_eq!(times.len(), 4);
+        assert_eq!(
+            times.iter().filter(|&&t| t == at).count(),
+            1,
+            "one due at once"
+        );
+        assert!(times.iter().all(|&t| t < at + ACTIVE));
+        // A freed id is reused.
+        s.insert(&[(3, &more[3])], at);
+        assert_eq!(s.phase(3), Some(Phase::New));
+        s.check_invariants();
+    }
+
+    #[test]
+    fn restored_targets_resume_done_ones_are_never_polled() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[], &schedule(), t0);
+        let ts = records(3);
+        let room = target(Kind::Webcast, 9, false);
+        let start = started_ago(secs(3600));
+        assert!(s.restore(0, &ts[0], Phase::Done, start, t0, wall0()));
+        assert!(s.restore(1, &ts[1], Phase::Active, start, t0 + secs(5), wall0()));
+        assert!(s.restore(2, &ts[2], Phase::Settling, start, t0 + secs(7), wall0()));
+        assert!(s.restore(3, &room, Phase::Done, start, t0 + secs(9), wall0()));
+        assert!(
+            !s.restore(3, &room, Phase::Done, start, t0, wall0()),
+            "id in use"
+        );
+        s.check_invariants();
+        assert_eq!(s.phase(0), Some(Phase::Done));
+        assert_eq!(pop_next(&mut s, R), Some((1, t0 + secs(5))));
+        assert_eq!(pop_next(&mut s, R), Some((2, t0 + secs(7))));
+        assert_eq!(pop_next(&mut s, R), None, "a done task target is parked");
+        assert_eq!(
+            pop_next(&mut s, W),
+            Some((3, t0 + secs(9))),
+            "a room stays watched"
+        );
+        // A task older than 72 h restored active expires instead of being polled.
+        let old = started_ago(VISIBILITY_WINDOW + secs(60));
+        assert!(s.restore(4, &records(5)[4], Phase::Active, old, t0, wall0()));
+        assert_eq!(s.pop_due(R, t0 + secs(1)), None);
+        assert_eq!(s.phase(4), Some(Phase::Expired));
     }
 
     #[test]
