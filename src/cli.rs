@@ -38,6 +38,17 @@ pub struct Cli {
     )]
     pub listen_address: String,
 
+    /// Folder of the durable store: every target's last answer, phase and the stop counters,
+    /// kept across restarts. Empty (`--storage.path=`) keeps state in memory only. Only one
+    /// process may use a folder at a time.
+    #[arg(
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub storage_path: PathBuf,
+
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,

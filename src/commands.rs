@@ -15,6 +15,7 @@ use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
 use crate::exporter::{self, Exporter};
 use crate::model::Target;
+use crate::persist;
 use crate::telemetry::Telemetry;
 
 #[cfg(feature = "sim")]
@@ -59,11 +60,9 @@ pub async fn once(settings: Settings) -> anyhow::Result<bool> {
     let exporter = Exporter::new(settings, telemetry)?;
     let failed = exporter.poll_each_once().await?;
     for (id, err) in &failed {
-        eprintln!(
-            "poll failed: {}: {}: {err}",
-            describe(&exporter.settings.targets[*id]),
-            err.outcome
-        );
+        let target = exporter.store.target(*id);
+        let what = target.as_deref().map(describe).unwrap_or_default();
+        eprintln!("poll failed: {what}: {}: {err}", err.outcome);
     }
     let mut out = Vec::with_capacity(64 * 1024);
     exporter.render(&mut out);
@@ -75,14 +74,53 @@ pub async fn once(settings: Settings) -> anyhow::Result<bool> {
     Ok(failed.is_empty())
 }
 
-/// Runs the exporter on `listen` until `shutdown`.
+/// Opens the durable store in `path` (empty: in memory). A store locked by another process is
+/// an error; an unreadable file is moved aside (logged); any other failure is logged and the
+/// state kept in memory (the returned flag is then true, for `storage_errors_total`).
+pub fn open_store(path: &Path) -> anyhow::Result<(persist::Opened, bool)> {
+    let config = persist::WriterConfig::default();
+    if path.as_os_str().is_empty() {
+        tracing::info!("--storage.path is empty: state is kept in memory only");
+        return Ok((persist::open_in_memory(config)?, false));
+    }
+    match persist::open(path, config) {
+        Ok(opened) => {
+            if let Some(recovered) = &opened.recovered {
+                tracing::error!("{recovered}");
+            }
+            tracing::info!(path = %path.display(), targets = opened.state.targets.len(), "store opened");
+            Ok((opened, false))
+        }
+        Err(e) if e.is_locked() => Err(anyhow::anyhow!(
+            "the store in {} is locked: another exporter process is using it. Stop that \
+             process, or give this one its own folder with --storage.path",
+            path.display()
+        )),
+        Err(e) => {
+            tracing::error!(
+                path = %path.display(),
+                error = %format!("{:#}", anyhow::Error::new(e)),
+                "cannot open the store; state is kept in memory only and a restart will poll \
+                 every target again. Fix: make the folder writable (or free space), or choose \
+                 another with --storage.path"
+            );
+            Ok((persist::open_in_memory(config)?, true))
+        }
+    }
+}
+
+/// Runs the exporter on `listen` until `shutdown`, with its store in `storage` (empty: in
+/// memory).
 pub async fn serve(
     settings: Settings,
     listen: SocketAddr,
+    storage: &Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let (opened, open_failed) = open_store(storage)?;
     let telemetry = Arc::new(Telemetry::new());
-    let exporter = Exporter::new(settings, telemetry)?;
+    let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
+    telemetry.register_storage(exporter.storage_stats().clone(), open_failed);
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--web.listen-address)"))?;

@@ -22,11 +22,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::budget::Limiter;
 use crate::config::Settings;
+use crate::durable::Durable;
 use crate::model::{Action, Kind, Outcome, PerAction, TaskSnapshot};
+use crate::persist::{self, PersistError, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
 use crate::server::{self, App, LandingInfo};
 use crate::state_log::StateLog;
-use crate::store::{Store, TargetId};
+use crate::store::{PendingStop, Store, TargetId};
 use crate::telemetry::Telemetry;
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
@@ -51,7 +53,15 @@ pub enum ExporterError {
     /// A poll task of [`Exporter::poll_each_once`] panicked or was cancelled.
     #[error("a poll task failed")]
     PollTask(#[source] JoinError),
+    /// The durable store could not be opened (in memory: never expected).
+    #[error("cannot open the store")]
+    Store(#[from] PersistError),
 }
+
+/// How long shutdown waits for the store to write what is queued.
+const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
+/// How often rows past retention are pruned from the store.
+const PRUNE_EVERY: u32 = 60;
 
 /// The parts, wired: everything the loops share.
 pub struct Exporter {
@@ -66,13 +76,26 @@ pub struct Exporter {
     in_flight: Arc<Semaphore>,
     log: StateLog,
     auth: PerAction<AuthGate>,
+    durable: Durable,
 }
 
 impl Exporter {
-    /// Builds the pieces from checked settings.
+    /// Builds the pieces from checked settings, with state kept in memory only.
     pub fn new(
         settings: Settings,
         telemetry: Arc<Telemetry>,
+    ) -> Result<Arc<Exporter>, ExporterError> {
+        let opened = persist::open_in_memory(persist::WriterConfig::default())?;
+        Exporter::with_store(settings, telemetry, opened)
+    }
+
+    /// Builds the pieces from checked settings over an opened durable store: every stored
+    /// target is served at once as it was, and reconciled with the config (see
+    /// [`Durable::start`]).
+    pub fn with_store(
+        settings: Settings,
+        telemetry: Arc<Telemetry>,
+        opened: persist::Opened,
     ) -> Result<Arc<Exporter>, ExporterError> {
         let limiters = PerAction::new(|a| Arc::new(Limiter::new(settings.budget_for(a))));
         let client = Client::new(
@@ -81,10 +104,29 @@ impl Exporter {
             limiters.clone(),
             telemetry.clone(),
         )?;
-        let store = Arc::new(Store::new(settings.targets.clone()));
-        let scheduler = Scheduler::new(&settings.targets, &settings.schedule, Instant::now());
+        let store = Arc::new(Store::new(Vec::new()));
+        let now = Instant::now();
+        let mut scheduler = Scheduler::new(&[], &settings.schedule, now);
+        let (durable, restored) = Durable::start(
+            opened,
+            &settings.targets,
+            &store,
+            &mut scheduler,
+            &settings.schedule,
+            now,
+            crate::clock::wall_at(now),
+        );
+        if restored.restored > 0 || restored.removed > 0 {
+            tracing::info!(
+                restored = restored.restored,
+                not_polled_again = restored.parked,
+                added = restored.added,
+                removed = restored.removed,
+                "state restored from the store"
+            );
+        }
         let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
-        let log = StateLog::new(settings.targets.len());
+        let log = StateLog::new(store.len());
         Ok(Arc::new(Exporter {
             settings,
             store,
@@ -96,7 +138,13 @@ impl Exporter {
             in_flight,
             log,
             auth: PerAction::default(),
+            durable,
         }))
+    }
+
+    /// The durable store's statistics.
+    pub fn storage_stats(&self) -> &Arc<persist::Stats> {
+        self.durable.stats()
     }
 
     fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
@@ -141,12 +189,11 @@ impl Exporter {
         self: &Arc<Self>,
     ) -> Result<Vec<(TargetId, ApiError)>, ExporterError> {
         let mut tasks = tokio::task::JoinSet::new();
-        for id in 0..self.store.targets().len() {
+        for (id, target) in self.store.targets() {
             let me = self.clone();
             tasks.spawn(async move {
                 let _permit = me.in_flight.acquire().await;
-                let key = &me.store.targets()[id].key;
-                (id, me.client.fetch(key).await)
+                (id, me.client.fetch(&target.key).await)
             });
         }
         let mut failed = Vec::new();
@@ -213,10 +260,12 @@ impl Exporter {
                 continue;
             };
             let probe = gate.begin(Instant::now());
+            let Some(target) = self.store.target(id) else {
+                continue;
+            };
             let me = self.clone();
             tracker.spawn(async move {
-                let key = &me.store.targets()[id].key;
-                let result = me.client.fetch_acquired(key).await;
+                let result = me.client.fetch_acquired(&target.key).await;
                 let auth_failed = matches!(&result, Err(e) if e.outcome == Outcome::AuthError);
                 me.auth[action].finish(
                     probe,
@@ -224,24 +273,41 @@ impl Exporter {
                     Instant::now(),
                     me.settings.schedule.active_interval,
                 );
-                me.record(id, result);
+                let pending = me.record(id, result);
                 drop(permit);
                 me.wake[action].notify_one();
+                // The stop shows in /metrics only once it is on disk with its answer.
+                if let Some((submitted, stop)) = pending {
+                    if submitted.durable().await.is_ok() {
+                        me.store.count_stop(&stop);
+                    }
+                }
             });
         }
     }
 
-    /// Applies one poll's result to the store, the scheduler and the logs.
-    fn record(&self, id: TargetId, result: Result<TaskSnapshot, ApiError>) {
+    /// Applies one poll's result to the store, the scheduler and the logs, and writes it to
+    /// the durable store. Returns the stop it revealed, to count once that write is durable.
+    fn record(
+        &self,
+        id: TargetId,
+        result: Result<TaskSnapshot, ApiError>,
+    ) -> Option<(Submitted, PendingStop)> {
         let now = Instant::now();
         let wall = crate::clock::wall_at(now);
-        let target = &self.store.targets()[id];
+        // A target removed while its poll was in flight: the answer is dropped.
+        let target = self.store.target(id)?;
+        let target = &*target;
+        let mut stop = None;
         match result {
             Ok(snapshot) => {
-                let update = self.store.record_success(id, snapshot.clone(), wall);
+                let (update, pending) =
+                    self.store
+                        .record_success_deferred(id, snapshot.clone(), wall);
                 if update.newly_terminal {
                     self.log.task_ended(target, &snapshot);
                 }
+                stop = pending.filter(|_| self.durable.claim_stop(&target.key, &snapshot));
                 self.log.success(id, target, target.key.kind.action());
                 self.scheduler().complete(
                     id,
@@ -257,22 +323,39 @@ impl Exporter {
                     .complete(id, PollResult::Failed(err.outcome), now, wall);
             }
         }
+        let phase = self.scheduler().phase(id);
+        let submitted = self.durable.put(&self.store, id, phase, stop.as_ref())?;
+        stop.map(|stop| (submitted, stop))
     }
 
     async fn housekeeping(self: Arc<Self>, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(HOUSEKEEPING_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut ticks: u32 = 0;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let expired = self
-                .store
-                .expire(crate::clock::now(), self.settings.schedule.retention);
-            if expired > 0 {
-                tracing::debug!(expired, "series of finished tasks dropped after retention");
+            let now = crate::clock::now();
+            let retention = self.settings.schedule.retention;
+            let expired = self.store.expire_ids(now, retention);
+            if !expired.is_empty() {
+                tracing::debug!(
+                    expired = expired.len(),
+                    "series of finished tasks dropped after retention"
+                );
+                let sched = self.scheduler();
+                let phases: Vec<_> = expired.iter().map(|&id| sched.phase(id)).collect();
+                drop(sched);
+                for (&id, phase) in expired.iter().zip(phases) {
+                    self.durable.put(&self.store, id, phase, None);
+                }
             }
+            if ticks % PRUNE_EVERY == 0 {
+                self.durable.prune(now, retention);
+            }
+            ticks = ticks.wrapping_add(1);
             self.refresh_gauges();
         }
     }
@@ -367,6 +450,17 @@ pub async fn run(
     tracing::info!(targets = exporter.settings.targets.len(), "polling started");
     let served = http.await;
     let _ = polling.await;
+    // Polls are over: write what is queued, then stop the writer.
+    let closing = exporter.clone();
+    let closed = tokio::task::spawn_blocking(move || closing.durable.close(STORE_CLOSE_WAIT))
+        .await
+        .unwrap_or(false);
+    if !closed {
+        tracing::warn!(
+            "the store did not finish writing within {:?}; the last answers will be polled again",
+            STORE_CLOSE_WAIT
+        );
+    }
     match served {
         Ok(r) => r.map_err(ExporterError::Http),
         Err(e) => Err(ExporterError::HttpTask(e)),

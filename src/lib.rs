@@ -30,7 +30,8 @@
 //! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
 //!   ending, each logged once.
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
-//!   kept across restarts, written by a group-committing writer.
+//!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
+//!   step with the store and the scheduler: what a restart restores, what each answer writes.
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
 //!   shared [`accept`] loop with its graceful drain; [`pages`] — the HTML of `/` and `/targets`,
@@ -49,6 +50,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
+pub mod durable;
 pub mod exporter;
 pub mod exposition;
 pub mod logging;

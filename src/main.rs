@@ -50,7 +50,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         }
         None => {
             let settings = commands::load_settings(&needs_config()?)?;
-            commands::serve(settings, listen, shutdown_on_signal()).await?;
+            commands::serve(settings, listen, &cli.storage_path, shutdown_on_signal()).await?;
             Ok(true)
         }
     }

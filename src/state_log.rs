@@ -43,7 +43,18 @@ impl StateLog {
 
     fn set(&self, id: TargetId, up: bool) -> Option<bool> {
         let mut v = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() <= id {
+            v.resize(id + 1, None);
+        }
         v.get_mut(id).and_then(|slot| slot.replace(up))
+    }
+
+    /// Target `id` was removed: a target given its id later starts unseen.
+    pub fn forget(&self, id: TargetId) {
+        let mut v = self.up.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = v.get_mut(id) {
+            *slot = None;
+        }
     }
 
     /// A poll of target `id` succeeded.

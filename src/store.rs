@@ -52,14 +52,43 @@ use crate::exposition::{
     push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
     Page,
 };
-use crate::model::{Kind, RecordFile, Target, TaskSnapshot};
+use crate::model::{Kind, RecordFile, Target, TargetKey, TaskSnapshot};
 
 /// Targets per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
 pub const BLOCK: usize = 128;
 
-/// A target's index in the configured target list.
+/// A target's id: its index in the list given to [`Store::new`], or the id
+/// [`Store::insert`] chose. Ids of removed targets are reused.
 pub type TargetId = usize;
+
+/// A target's state as the durable store keeps it: what [`Store::state`] returns and
+/// [`Store::restore`] takes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EntryState {
+    pub snapshot: Option<TaskSnapshot>,
+    /// The last poll's outcome; `None` before the first.
+    pub up: Option<bool>,
+    /// When the last success happened, ms since the epoch.
+    pub last_success_ms: Option<i64>,
+    /// The current task was counted in `task_stops_total`.
+    pub stop_counted: bool,
+    /// When the current task was first seen terminal, ms since the epoch.
+    pub terminal_since_ms: Option<i64>,
+    /// Its series were removed after retention.
+    pub expired: bool,
+}
+
+/// A stop revealed by [`Store::record_success_deferred`], to be counted with
+/// [`Store::count_stop`] once it is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingStop {
+    pub kind: Kind,
+    pub app_id: String,
+    pub reason: String,
+    /// When it was seen, ms since the epoch.
+    pub at_ms: i64,
+}
 
 /// What one recorded success changed, for the scheduler.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -183,9 +212,6 @@ struct Stops {
 
 /// The target table. `Send + Sync`: pollers record while `/metrics` renders.
 pub struct Store {
-    targets: Vec<Target>,
-    /// Each target's escaped label set, built once.
-    prefixes: Vec<Box<str>>,
     /// Each family's `# HELP`/`# TYPE`, the same in both formats (all gauges).
     headers: [Arc<Chunk>; N_FAMILIES],
     inner: RwLock<Inner>,
@@ -194,7 +220,12 @@ pub struct Store {
 }
 
 struct Inner {
+    /// Indexed by [`TargetId`]; a free id has an entry without a target.
     entries: Vec<Entry>,
+    /// Ids freed by [`Store::remove`], reused by [`Store::insert`].
+    free: Vec<TargetId>,
+    /// The id of every target by key.
+    index: HashMap<TargetKey, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
     /// `generations[block][family]`: bumped whenever that family's lines in the block change.
     generations: Vec<[u64; N_FAMILIES]>,
@@ -209,6 +240,10 @@ struct Cached {
 /// One target's state and its ready text.
 #[derive(Default)]
 struct Entry {
+    /// The target; `None` for a free id.
+    target: Option<Arc<Target>>,
+    /// The target's escaped label set, built once.
+    prefix: Box<str>,
     snapshot: Option<TaskSnapshot>,
     /// When the last success was recorded, ms since the epoch.
     polled_at_ms: i64,
@@ -288,7 +323,25 @@ fn tail_labelled(t: &mut String, name: &str, value: &str) {
     push_label(t, name, value);
 }
 
+/// Starts the counters of the reasons the API documents for the target's (kind, app) at 0.
+fn seed_stops(stops: &mut BTreeMap<StopKey, Stops>, key: &TargetKey) {
+    for reason in known_reasons(key.kind) {
+        stops
+            .entry((key.kind, key.app_id.clone(), (*reason).to_string()))
+            .or_default();
+    }
+}
+
 impl Entry {
+    /// A target not polled yet.
+    fn of(target: Arc<Target>) -> Entry {
+        Entry {
+            prefix: label_prefix(&target),
+            target: Some(target),
+            ..Entry::default()
+        }
+    }
+
     /// This target's tails of family `f`.
     fn tails(&self, f: usize) -> &[u8] {
         let start = if f == 0 { 0 } else { self.ends[f - 1] };
@@ -422,17 +475,20 @@ impl Entry {
 impl Store {
     /// A table for these targets (indexed by [`TargetId`]), none polled yet.
     pub fn new(targets: Vec<Target>) -> Store {
-        let prefixes = targets.iter().map(label_prefix).collect();
         let mut stops = BTreeMap::new();
         for t in &targets {
-            for reason in known_reasons(t.key.kind) {
-                stops
-                    .entry((t.key.kind, t.key.app_id.clone(), (*reason).to_string()))
-                    .or_default();
-            }
+            seed_stops(&mut stops, &t.key);
         }
-        let entries = targets.iter().map(|_| Entry::default()).collect();
-        let blocks = targets.len().div_ceil(BLOCK);
+        let mut index = HashMap::with_capacity(targets.len());
+        let entries: Vec<Entry> = targets
+            .into_iter()
+            .enumerate()
+            .map(|(id, t)| {
+                index.entry(t.key.clone()).or_insert(id);
+                Entry::of(Arc::new(t))
+            })
+            .collect();
+        let blocks = entries.len().div_ceil(BLOCK);
         let headers = std::array::from_fn(|f| {
             let fam = &FAMILIES[f];
             let mut text = Vec::new();
@@ -447,11 +503,11 @@ impl Store {
             })
             .collect();
         Store {
-            targets,
-            prefixes,
             headers,
             inner: RwLock::new(Inner {
                 entries,
+                free: Vec::new(),
+                index,
                 stops,
                 generations: vec![[1; N_FAMILIES]; blocks],
             }),
@@ -459,9 +515,134 @@ impl Store {
         }
     }
 
-    /// The configured targets; a [`TargetId`] indexes this slice.
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
+    /// The target with id `id`, if there is one.
+    pub fn target(&self, id: TargetId) -> Option<Arc<Target>> {
+        self.read().entries.get(id)?.target.clone()
+    }
+
+    /// The id of the target with this key, if it is known.
+    pub fn id_of(&self, key: &TargetKey) -> Option<TargetId> {
+        self.read().index.get(key).copied()
+    }
+
+    /// Every target with its id, in id order.
+    pub fn targets(&self) -> Vec<(TargetId, Arc<Target>)> {
+        self.read()
+            .entries
+            .iter()
+            .enumerate()
+            .filter_map(|(id, e)| Some((id, e.target.clone()?)))
+            .collect()
+    }
+
+    /// Number of targets.
+    pub fn len(&self) -> usize {
+        self.read().index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds a target while running: no series until its first poll. Returns its id, and
+    /// whether it is new (`false`: a target with this key exists and keeps its id and state;
+    /// its labels are not changed).
+    pub fn insert(&self, target: Target) -> (TargetId, bool) {
+        self.insert_with(target, EntryState::default())
+    }
+
+    /// Puts back a target as the durable store kept it: its series (`target_up`, last
+    /// success, the task's values) are served at once, exactly as before the restart. Returns
+    /// its id and whether it is new (an existing target is left as it is).
+    pub fn restore(&self, target: Target, state: EntryState) -> (TargetId, bool) {
+        self.insert_with(target, state)
+    }
+
+    fn insert_with(&self, target: Target, state: EntryState) -> (TargetId, bool) {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        if let Some(&id) = inner.index.get(&target.key) {
+            return (id, false);
+        }
+        seed_stops(&mut inner.stops, &target.key);
+        let key = target.key.clone();
+        let mut entry = Entry::of(Arc::new(target));
+        entry.snapshot = state.snapshot;
+        entry.up = state.up;
+        entry.last_success_ms = state.last_success_ms;
+        entry.polled_at_ms = state.last_success_ms.unwrap_or(0);
+        entry.stop_counted = state.stop_counted;
+        entry.terminal_since_ms = state.terminal_since_ms;
+        entry.expired = state.expired;
+        let id = match inner.free.pop() {
+            Some(id) => id,
+            None => {
+                inner.entries.push(Entry::default());
+                inner.entries.len() - 1
+            }
+        };
+        let blocks = inner.entries.len().div_ceil(BLOCK);
+        if inner.generations.len() < blocks {
+            inner.generations.resize(blocks, [1; N_FAMILIES]);
+        }
+        let changed = entry.rebuild(key.kind, entry.prefix.len());
+        if let Some(slot) = inner.entries.get_mut(id) {
+            *slot = entry;
+        }
+        inner.index.insert(key, id);
+        inner.bump(id, changed);
+        (id, true)
+    }
+
+    /// Removes a target: its series leave `/metrics` at once. Its stop counters stay.
+    /// Returns the removed target; `None` for an unknown id.
+    pub fn remove(&self, id: TargetId) -> Option<Arc<Target>> {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let e = inner.entries.get_mut(id)?;
+        let target = e.target.take()?;
+        *e = Entry::default();
+        inner.index.remove(&target.key);
+        inner.free.push(id);
+        inner.bump(id, u32::MAX);
+        Some(target)
+    }
+
+    /// Target `id`'s state, for the durable store.
+    pub fn state(&self, id: TargetId) -> Option<EntryState> {
+        let inner = self.read();
+        let e = inner.entries.get(id)?;
+        e.target.as_ref()?;
+        Some(EntryState {
+            snapshot: e.snapshot.clone(),
+            up: e.up,
+            last_success_ms: e.last_success_ms,
+            stop_counted: e.stop_counted,
+            terminal_since_ms: e.terminal_since_ms,
+            expired: e.expired,
+        })
+    }
+
+    /// Counts a stop revealed by [`Store::record_success_deferred`] (once it is durable).
+    pub fn count_stop(&self, stop: &PendingStop) {
+        let mut inner = self.write();
+        inner
+            .stops
+            .entry((stop.kind, stop.app_id.clone(), stop.reason.clone()))
+            .or_insert(Stops {
+                count: 0,
+                created_ms: Some(stop.at_ms),
+            })
+            .count += 1;
+    }
+
+    /// Sets the stop counters kept by the durable store (a restart continues them).
+    pub fn restore_stops(&self, counts: impl IntoIterator<Item = (Kind, String, String, u64)>) {
+        let mut inner = self.write();
+        for (kind, app_id, reason, count) in counts {
+            let stops = inner.stops.entry((kind, app_id, reason)).or_default();
+            stops.count = stops.count.max(count);
+        }
     }
 
     fn read(&self) -> RwLockReadGuard<'_, Inner> {
@@ -476,17 +657,42 @@ impl Store {
     ///
     /// An unknown `id` is ignored (and reports no change).
     pub fn record_success(&self, id: TargetId, snap: TaskSnapshot, at: SystemTime) -> Update {
-        let (Some(target), Some(prefix)) = (self.targets.get(id), self.prefixes.get(id)) else {
-            return Update::default();
-        };
-        let key = &target.key;
-        let follows_room = key.kind == Kind::Webcast && key.task_id.is_none();
+        let (update, stop) = self.record(id, snap, at);
+        if let Some(stop) = stop {
+            self.count_stop(&stop);
+        }
+        update
+    }
+
+    /// Like [`Store::record_success`], but a stop it reveals is not counted: it is returned,
+    /// for [`Store::count_stop`] once the answer that reveals it is durable. The task is
+    /// marked counted at once, so it is never returned twice.
+    pub fn record_success_deferred(
+        &self,
+        id: TargetId,
+        snap: TaskSnapshot,
+        at: SystemTime,
+    ) -> (Update, Option<PendingStop>) {
+        self.record(id, snap, at)
+    }
+
+    fn record(
+        &self,
+        id: TargetId,
+        snap: TaskSnapshot,
+        at: SystemTime,
+    ) -> (Update, Option<PendingStop>) {
         let at_ms = millis_since_epoch(at);
         let mut guard = self.write();
         let inner = &mut *guard;
         let Some(e) = inner.entries.get_mut(id) else {
-            return Update::default();
+            return (Update::default(), None);
         };
+        let Some(target) = e.target.clone() else {
+            return (Update::default(), None);
+        };
+        let key = &target.key;
+        let follows_room = key.kind == Kind::Webcast && key.task_id.is_none();
         let changed = e.snapshot.as_ref() != Some(&snap);
         // A StartTime appearing on a task that had none and had not ended is the same task
         // starting, not a new one.
@@ -503,40 +709,39 @@ impl Store {
             e.expired = false;
         }
         let newly_terminal = snap.is_terminal() && !e.stop_counted;
+        let stop = newly_terminal.then(|| PendingStop {
+            kind: key.kind,
+            app_id: key.app_id.clone(),
+            reason: snap.stop_reason.clone(),
+            at_ms,
+        });
         if newly_terminal {
             e.stop_counted = true;
             e.terminal_since_ms = Some(at_ms);
-            inner
-                .stops
-                .entry((key.kind, key.app_id.clone(), snap.stop_reason.clone()))
-                .or_insert(Stops {
-                    count: 0,
-                    created_ms: Some(at_ms),
-                })
-                .count += 1;
         }
         e.snapshot = Some(snap);
         e.polled_at_ms = at_ms;
         e.up = Some(true);
         e.last_success_ms = Some(at_ms);
-        let changed_families = e.rebuild(key.kind, prefix.len());
+        let changed_families = e.rebuild(key.kind, e.prefix.len());
         inner.bump(id, changed_families);
-        Update {
+        let update = Update {
             changed,
             newly_terminal,
             new_task,
-        }
+        };
+        (update, stop)
     }
 
     /// Record a failed poll of target `id`: its last known values stay, `target_up` becomes 0.
     pub fn record_failure(&self, id: TargetId) {
-        let (Some(target), Some(prefix)) = (self.targets.get(id), self.prefixes.get(id)) else {
-            return;
-        };
         let mut inner = self.write();
         if let Some(e) = inner.entries.get_mut(id) {
+            let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+                return;
+            };
             e.up = Some(false);
-            let changed_families = e.rebuild(target.key.kind, prefix.len());
+            let changed_families = e.rebuild(kind, e.prefix.len());
             inner.bump(id, changed_families);
         }
     }
@@ -555,16 +760,21 @@ impl Store {
     /// first seen terminal) is at least `retention` before `now`. Returns how many targets
     /// were expired by this call.
     pub fn expire(&self, now: SystemTime, retention: Duration) -> usize {
+        self.expire_ids(now, retention).len()
+    }
+
+    /// Like [`Store::expire`]; returns the ids of the targets expired by this call.
+    pub fn expire_ids(&self, now: SystemTime, retention: Duration) -> Vec<TargetId> {
         let now_ms = millis_since_epoch(now);
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
         let mut guard = self.write();
         let inner = &mut *guard;
-        let mut n = 0;
+        let mut expired = Vec::new();
         for (id, e) in inner
             .entries
             .iter_mut()
             .enumerate()
-            .filter(|(_, e)| !e.expired)
+            .filter(|(_, e)| !e.expired && e.target.is_some())
         {
             let Some(s) = e.snapshot.as_ref().filter(|s| s.is_terminal()) else {
                 continue;
@@ -580,10 +790,10 @@ impl Store {
                 if let Some(g) = inner.generations.get_mut(id / BLOCK) {
                     g.iter_mut().for_each(|g| *g += 1);
                 }
-                n += 1;
+                expired.push(id);
             }
         }
-        n
+        expired
     }
 
     /// About how many bytes [`Store::render`] appends (at least that many, unless targets are
@@ -625,6 +835,14 @@ impl Store {
     pub fn page(&self, format: Format, started: Option<f64>, page: &mut Page) {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = self.read();
+        let wanted = inner.generations.len() * N_FAMILIES;
+        if chunks.len() < wanted {
+            let empty = Arc::new(Chunk::new(Vec::new()));
+            chunks.resize_with(wanted, || Cached {
+                generation: 0,
+                chunk: empty.clone(),
+            });
+        }
         for (b, generations) in inner.generations.iter().enumerate() {
             for (f, &generation) in generations.iter().enumerate() {
                 let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
@@ -659,7 +877,9 @@ impl Store {
         let fam = &FAMILIES[f];
         let rows = || {
             ids.clone()
-                .filter_map(|id| Some((inner.entries.get(id)?, self.prefixes.get(id)?)))
+                .filter_map(|id| inner.entries.get(id))
+                .filter(|e| e.target.is_some())
+                .map(|e| (e, &e.prefix))
         };
         let len: usize = rows()
             .map(|(e, prefix)| {

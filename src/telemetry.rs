@@ -2,6 +2,7 @@
 //! lag, targets by phase, build info, process metrics), kept in a `prometheus::Registry`, and
 //! encoded in either exposition format.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::proto::{Metric, MetricFamily, MetricType};
@@ -12,6 +13,83 @@ use prometheus::{
 
 use crate::exposition::{push_float, push_header, push_label, Format};
 use crate::model::{Action, Outcome};
+use crate::persist::{Op, Stats};
+
+/// The store's self-metrics, made from [`Stats`] when gathered.
+struct StorageCollector {
+    stats: Arc<Stats>,
+    open_failures: u64,
+    descs: Vec<prometheus::core::Desc>,
+}
+
+impl StorageCollector {
+    fn new(stats: Arc<Stats>, open_failures: u64) -> StorageCollector {
+        let mut me = StorageCollector {
+            stats,
+            open_failures,
+            descs: Vec::new(),
+        };
+        if let Some((errors, size, last)) = me.metrics() {
+            use prometheus::core::Collector;
+            me.descs = [errors.desc(), size.desc(), last.desc()]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+        }
+        me
+    }
+
+    fn metrics(&self) -> Option<(IntCounterVec, prometheus::IntGauge, prometheus::Gauge)> {
+        let ns = "volcengine_rtc";
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "storage_errors_total",
+                "Failed store operations by op (open, load, commit, prune); failed writes are retried.",
+            )
+            .namespace(ns),
+            &["op"],
+        )
+        .ok()?;
+        for op in Op::ALL {
+            let extra = if op == Op::Open { self.open_failures } else { 0 };
+            errors
+                .with_label_values(&[op.as_str()])
+                .inc_by(self.stats.errors(op) + extra);
+        }
+        let size = prometheus::IntGauge::with_opts(
+            Opts::new("storage_size_bytes", "Size of the store file in bytes.").namespace(ns),
+        )
+        .ok()?;
+        size.set(i64::try_from(self.stats.size_bytes()).unwrap_or(i64::MAX));
+        let last = prometheus::Gauge::with_opts(
+            Opts::new(
+                "storage_last_commit_timestamp_seconds",
+                "When the last store write transaction succeeded; 0 before the first.",
+            )
+            .namespace(ns),
+        )
+        .ok()?;
+        last.set(self.stats.last_commit_ms().unwrap_or(0) as f64 / 1000.0);
+        Some((errors, size, last))
+    }
+}
+
+impl prometheus::core::Collector for StorageCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.descs.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        let Some((errors, size, last)) = self.metrics() else {
+            return Vec::new();
+        };
+        let mut out = errors.collect();
+        out.extend(size.collect());
+        out.extend(last.collect());
+        out
+    }
+}
 
 /// The process collector's start-time gauge: the `_created` time of the counters that exist
 /// from the start.
@@ -124,6 +202,19 @@ impl Telemetry {
             targets,
             build_info,
         }
+    }
+
+    /// Adds the durable store's self-metrics, read from `stats` at scrape time:
+    /// `volcengine_rtc_storage_errors_total{op}`, `volcengine_rtc_storage_size_bytes`,
+    /// `volcengine_rtc_storage_last_commit_timestamp_seconds` and the commit duration
+    /// histogram. `open_failed` counts a store that could not be opened (the exporter then
+    /// keeps its state in memory) under `op="open"`.
+    pub fn register_storage(&self, stats: Arc<Stats>, open_failed: bool) {
+        let collector = StorageCollector::new(stats.clone(), u64::from(open_failed));
+        let _ = self.registry.register(Box::new(collector));
+        let _ = self
+            .registry
+            .register(Box::new(stats.commit_duration().clone()));
     }
 
     /// Count one request attempt and its latency.

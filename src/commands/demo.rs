@@ -72,9 +72,17 @@ pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Re
     );
     println!("demo: exporter listening on {local}; open http://{shown}/ or http://{shown}/metrics");
     println!("demo: press Ctrl-C to stop");
+    // A fresh temporary store each run: restarts are shown with the real binary, not here.
+    let storage = std::env::temp_dir().join(format!(
+        "volcengine-rtc-exporter-demo-{}",
+        std::process::id()
+    ));
+    let (opened, open_failed) = super::open_store(&storage)?;
     let telemetry = Arc::new(Telemetry::new());
-    let exporter = Exporter::new(settings, telemetry)?;
+    let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
+    telemetry.register_storage(exporter.storage_stats().clone(), open_failed);
     let served = exporter::run(exporter, listener, shutdown).await;
     let _ = sim_server.await;
+    let _ = std::fs::remove_dir_all(&storage);
     Ok(served?)
 }

@@ -1,0 +1,299 @@
+//! Keeps the durable store ([`persist`]) in step with the target table ([`Store`]) and the
+//! [`Scheduler`]: what a restart finds, and what each answer writes.
+//!
+//! - **At start** ([`Durable::start`]) every stored target is put back as it was: its series
+//!   are served at once, done and expired tasks stay parked, active ones resume on an even
+//!   spread. Targets the config no longer lists (and no other source holds) leave the store;
+//!   targets new in the config start as `new`. The stop counters continue.
+//! - **After each poll** ([`Durable::put`]) the target's record is written. A stop the answer
+//!   reveals rides in the same transaction; the caller counts it in `/metrics` only once that
+//!   commit is durable ([`Submitted::durable`]), so `kill -9` at any moment never counts a
+//!   stop twice nor loses one already shown.
+//! - **Housekeeping** prunes rows `retention` after their task's end.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::config::ScheduleSettings;
+use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
+use crate::persist::{
+    Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
+    StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
+};
+use crate::scheduler::{Phase, Scheduler};
+use crate::store::{EntryState, PendingStop, Store, TargetId};
+
+/// What the durable store knows of a target besides its state in the [`Store`].
+#[derive(Debug, Clone)]
+struct Meta {
+    sources: BTreeSet<Source>,
+    added_ms: i64,
+}
+
+/// The link between the running exporter and its durable store.
+pub struct Durable {
+    writer: Writer,
+    meta: Mutex<HashMap<TargetId, Meta>>,
+    /// The tasks whose stop is counted (durably, or on its way): a task is counted once.
+    counted: Mutex<HashSet<TaskRef>>,
+}
+
+/// What [`Durable::start`] did, for the start-up log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    /// Stored targets served again.
+    pub restored: usize,
+    /// Of those, done or expired task targets that will not be polled again.
+    pub parked: usize,
+    /// Targets new in the config.
+    pub added: usize,
+    /// Stored targets no source lists any more, removed.
+    pub removed: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a panic elsewhere; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Durable {
+    /// Loads the opened store into `store` and `scheduler` (both empty) and reconciles it with
+    /// the config's `targets`. `now` and `wall` are the current instant and wall time.
+    pub fn start(
+        opened: Opened,
+        targets: &[Target],
+        store: &Store,
+        scheduler: &mut Scheduler,
+        schedule: &ScheduleSettings,
+        now: Instant,
+        wall: SystemTime,
+    ) -> (Durable, Restored) {
+        let Opened { state, writer, .. } = opened;
+        let Loaded {
+            targets: stored,
+            counted,
+            stops,
+            ..
+        } = state;
+        let durable = Durable {
+            writer,
+            meta: Mutex::new(HashMap::new()),
+            counted: Mutex::new(counted),
+        };
+        let now_ms = crate::clock::system_time_to_ms(wall);
+        let configured: HashMap<&TargetKey, &Target> =
+            targets.iter().map(|t| (&t.key, t)).collect();
+        let mut summary = Restored::default();
+        // Queued restored targets, per (action, settle lane), to spread their next polls.
+        let mut queued: PerAction<[Vec<(TargetId, Target, Phase, i64)>; 2]> = PerAction::default();
+        let mut seen: HashSet<TargetKey> = HashSet::with_capacity(stored.len());
+        for (key, mut record) in stored {
+            let in_config = configured.get(&key).copied();
+            let had_config = record.sources.contains(&Source::Config);
+            match in_config {
+                Some(_) => {
+                    record.sources.insert(Source::Config);
+                }
+                None => {
+                    record.sources.remove(&Source::Config);
+                }
+            }
+            if record.sources.is_empty() {
+                durable.writer.submit(Change::Remove(key));
+                summary.removed += 1;
+                continue;
+            }
+            let target = match in_config {
+                Some(t) => (*t).clone(),
+                None => record.target(&key),
+            };
+            let changed = in_config.is_some() != had_config || target.labels != record.labels;
+            let (id, fresh) = store.restore(target.clone(), entry_state(&record));
+            if !fresh {
+                continue;
+            }
+            seen.insert(key);
+            let phase = phase_of(record.settle.phase);
+            let start_ms = record.snapshot.as_ref().map_or(0, |s| s.start_time_ms);
+            summary.restored += 1;
+            let room = target.key.task_id.is_none();
+            if matches!(phase, Phase::Done | Phase::Expired) && !room {
+                summary.parked += 1;
+                scheduler.restore(id, &target, phase, start_ms, now, wall);
+            } else {
+                let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
+                queued[target.key.kind.action()][lane].push((id, target.clone(), phase, start_ms));
+            }
+            lock(&durable.meta).insert(
+                id,
+                Meta {
+                    sources: record.sources.clone(),
+                    added_ms: record.added_ms,
+                },
+            );
+            if changed {
+                record.labels = target.labels.clone();
+                durable.writer.submit(Change::Put {
+                    key: target.key.clone(),
+                    record,
+                    stop: None,
+                });
+            }
+        }
+        for action in Action::ALL {
+            for (lane, interval) in [schedule.active_interval, schedule.settle_interval]
+                .into_iter()
+                .enumerate()
+            {
+                let list = &queued[action][lane];
+                let n = list.len().max(1) as u32;
+                for (k, (id, target, phase, start_ms)) in list.iter().enumerate() {
+                    let due = now + interval.mul_f64(k as f64 / f64::from(n));
+                    scheduler.restore(*id, target, *phase, *start_ms, due, wall);
+                }
+            }
+        }
+        // Targets new in the config.
+        let mut added = Vec::new();
+        for t in targets.iter().filter(|t| !seen.contains(&t.key)) {
+            let (id, fresh) = store.insert(t.clone());
+            if !fresh {
+                continue;
+            }
+            added.push((id, t));
+            let record = TargetRecord::new(t, Source::Config, now_ms);
+            lock(&durable.meta).insert(
+                id,
+                Meta {
+                    sources: record.sources.clone(),
+                    added_ms: now_ms,
+                },
+            );
+            durable.writer.submit(Change::Put {
+                key: t.key.clone(),
+                record,
+                stop: None,
+            });
+        }
+        summary.added = added.len();
+        scheduler.insert(&added, now);
+        store.restore_stops(
+            stops
+                .into_iter()
+                .map(|((kind, app, reason), n)| (kind, app, reason, n)),
+        );
+        (durable, summary)
+    }
+
+    /// Claims the stop of the task `snapshot` describes for `key`: true the first time, false
+    /// if that task was counted before (also before a restart).
+    pub fn claim_stop(&self, key: &TargetKey, snapshot: &TaskSnapshot) -> bool {
+        lock(&self.counted).insert(TaskRef::of(key, snapshot))
+    }
+
+    /// Writes target `id`'s record as it is now in `store`, in phase `phase`, with `stop`
+    /// counted in the same transaction. `None` for a target no longer in the store.
+    pub fn put(
+        &self,
+        store: &Store,
+        id: TargetId,
+        phase: Option<Phase>,
+        stop: Option<&PendingStop>,
+    ) -> Option<Submitted> {
+        let target = store.target(id)?;
+        let state = store.state(id)?;
+        let meta = lock(&self.meta).get(&id).cloned()?;
+        let snapshot = state.snapshot.as_ref();
+        let stop = match (stop, snapshot) {
+            (Some(stop), Some(snap)) => Some(StopCount {
+                task: TaskRef::of(&target.key, snap),
+                reason: stop.reason.clone(),
+                ended_ms: if snap.end_time_ms > 0 {
+                    snap.end_time_ms
+                } else {
+                    stop.at_ms
+                },
+            }),
+            _ => None,
+        };
+        let record = TargetRecord {
+            sources: meta.sources,
+            labels: target.labels.clone(),
+            added_ms: meta.added_ms,
+            snapshot: snapshot.map(StoredSnapshot::from),
+            up: state.up,
+            last_success_ms: state.last_success_ms,
+            settle: Settle {
+                phase: phase.map_or(StoredPhase::New, stored_phase),
+                identical: 0,
+                terminal_since_ms: state.terminal_since_ms,
+                stop_counted: state.stop_counted,
+                expired: state.expired,
+            },
+        };
+        Some(self.writer.submit(Change::Put {
+            key: target.key.clone(),
+            record,
+            stop,
+        }))
+    }
+
+    /// Deletes a removed target's row (its counted stops and counters stay).
+    pub fn remove(&self, id: TargetId, key: &TargetKey) -> Submitted {
+        lock(&self.meta).remove(&id);
+        self.writer.submit(Change::Remove(key.clone()))
+    }
+
+    /// Prunes rows (and counted tasks) whose time is up.
+    pub fn prune(&self, now: SystemTime, retention: Duration) {
+        let now_ms = crate::clock::system_time_to_ms(now);
+        self.writer
+            .prune(now_ms, retention, EventRetention::default());
+    }
+
+    /// The writer's statistics (errors, size, commits).
+    pub fn stats(&self) -> &std::sync::Arc<Stats> {
+        self.writer.stats()
+    }
+
+    /// Waits (blocking, at most `wait`) until everything submitted is written, then stops the
+    /// writer. Returns false if the wait ran out.
+    pub fn close(&self, wait: Duration) -> bool {
+        self.writer.close(wait)
+    }
+}
+
+/// The store's state of a stored record.
+fn entry_state(record: &TargetRecord) -> EntryState {
+    EntryState {
+        snapshot: record.task_snapshot(),
+        up: record.up,
+        last_success_ms: record.last_success_ms,
+        stop_counted: record.settle.stop_counted,
+        terminal_since_ms: record.settle.terminal_since_ms,
+        expired: record.settle.expired,
+    }
+}
+
+fn phase_of(p: StoredPhase) -> Phase {
+    match p {
+        StoredPhase::New => Phase::New,
+        StoredPhase::Active => Phase::Active,
+        StoredPhase::Settling => Phase::Settling,
+        StoredPhase::Done => Phase::Done,
+        StoredPhase::Expired => Phase::Expired,
+    }
+}
+
+fn stored_phase(p: Phase) -> StoredPhase {
+    match p {
+        Phase::New => StoredPhase::New,
+        Phase::Active => StoredPhase::Active,
+        Phase::Settling => StoredPhase::Settling,
+        Phase::Done => StoredPhase::Done,
+        Phase::Expired => StoredPhase::Expired,
+    }
+}
