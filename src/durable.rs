@@ -26,6 +26,9 @@ use crate::persist::{
 use crate::scheduler::{Phase, Scheduler};
 use crate::store::{EntryState, PendingStop, Store, TargetId};
 
+/// A restored target to queue: id, target, phase, StartTime (ms).
+type Queued = (TargetId, Target, Phase, i64);
+
 /// What the durable store knows of a target besides its state in the [`Store`].
 #[derive(Debug, Clone)]
 struct Meta {
@@ -88,7 +91,7 @@ impl Durable {
             targets.iter().map(|t| (&t.key, t)).collect();
         let mut summary = Restored::default();
         // Queued restored targets, per (action, settle lane), to spread their next polls.
-        let mut queued: PerAction<[Vec<(TargetId, Target, Phase, i64)>; 2]> = PerAction::default();
+        let mut queued: PerAction<[Vec<Queued>; 2]> = PerAction::default();
         let mut seen: HashSet<TargetKey> = HashSet::with_capacity(stored.len());
         for (key, mut record) in stored {
             let in_config = configured.get(&key).copied();

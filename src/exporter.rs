@@ -440,6 +440,14 @@ pub async fn run(
         landing: LandingInfo::new(exporter.landing_summary()),
     });
     let http = tokio::spawn(server::serve(listener, app, shutdown.clone()));
+    let announce = shutdown.clone();
+    tokio::spawn(async move {
+        announce.cancelled().await;
+        tracing::info!(
+            "shutting down: finishing the requests in flight (at most {:?}) and writing the store",
+            SHUTDOWN_GRACE
+        );
+    });
     exporter.refresh_gauges();
     let polling = {
         let exporter = exporter.clone();
@@ -461,6 +469,7 @@ pub async fn run(
             STORE_CLOSE_WAIT
         );
     }
+    tracing::info!("stopped");
     match served {
         Ok(r) => r.map_err(ExporterError::Http),
         Err(e) => Err(ExporterError::HttpTask(e)),

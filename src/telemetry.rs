@@ -52,7 +52,11 @@ impl StorageCollector {
         )
         .ok()?;
         for op in Op::ALL {
-            let extra = if op == Op::Open { self.open_failures } else { 0 };
+            let extra = if op == Op::Open {
+                self.open_failures
+            } else {
+                0
+            };
             errors
                 .with_label_values(&[op.as_str()])
                 .inc_by(self.stats.errors(op) + extra);

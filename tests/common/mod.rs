@@ -419,6 +419,13 @@ pub fn binary_command(
     home: &std::path::Path,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(BIN);
+    // Each run gets its own store, unless the test chose one (never ./data in the repo).
+    if !args.iter().any(|a| a.starts_with("--storage.path")) {
+        cmd.arg(format!(
+            "--storage.path={}",
+            scratch_dir("store").join("data").display()
+        ));
+    }
     cmd.args(args)
         .env_remove("VOLC_ACCESSKEY")
         .env_remove("VOLC_SECRETKEY")

@@ -1,0 +1,409 @@
+//! Durable state with the real binary against the simulator: `kill -9` at random moments
+//! while tasks end never counts a stop twice nor loses one already shown; a restart serves
+//! every stored target at once and does not poll finished tasks again; targets the API no
+//! longer shows keep their values; targets removed from the config leave; store faults
+//! (corrupt file, read-only folder, a second process) are handled as documented.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{get, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use volc_rtc_exporter::clock::system_time_to_ms;
+use volc_rtc_exporter::model::{Action, Kind, Target};
+use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
+use volc_rtc_exporter::sim::{stop_reason, Clock, SimFile, SimOptions, SimTask, Simulator};
+
+const APP: &str = "durable-app";
+const SEC: Duration = Duration::from_secs(1);
+
+fn now_ms() -> i64 {
+    system_time_to_ms(volc_rtc_exporter::clock::now())
+}
+
+fn config(sim: &SimServer, targets: &[Target]) -> String {
+    format!(
+        "api:\n  endpoint: http://127.0.0.1:{}\n  timeout: 2s\nbudget:\n  GetRecordTask: 20\n  \
+         GetWebCastTask: 20\nschedule:\n  active_interval: 1s\n  settle_interval: 1s\n{}",
+        sim.addr.port(),
+        common::targets_yaml(targets)
+    )
+}
+
+/// The binary on an ephemeral loopback port with its store in `store`; returns it and its
+/// base URL once it listens.
+async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    let mut child = ChildProcess::spawn(
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", store.display()),
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[
+            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
+            ("VOLC_SECRETKEY", secret.as_str()),
+        ],
+    );
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+    (child, format!("http://{addr}"))
+}
+
+async fn scrape(base: &str) -> Metrics {
+    let (status, text) = common::http_get(&format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    parse_exposition(&text).expect("valid exposition")
+}
+
+fn stops(m: &Metrics, reason: &str) -> f64 {
+    get(
+        m,
+        &common::key(
+            "volcengine_rtc_task_stops_total",
+            &[("kind", "record"), ("app_id", APP), ("reason", reason)],
+        ),
+    )
+    .unwrap_or(0.0)
+}
+
+fn all_stops(m: &Metrics) -> f64 {
+    [
+        "IdleTimeOut",
+        "StopByAPI",
+        "StartTaskFailed",
+        "UnknownStopReason",
+    ]
+    .iter()
+    .map(|r| stops(m, r))
+    .sum()
+}
+
+/// Record tasks that started an hour ago; task `i` ends `first_end_ms + i * step_ms` with its
+/// files uploaded at the end; every fifth stops by API, the rest idle out.
+fn ending_tasks(n: usize, first_end_ms: i64, step_ms: i64) -> (Vec<SimTask>, Vec<Target>) {
+    let start = now_ms() - 3_600_000;
+    let mut tasks = Vec::new();
+    let mut targets = Vec::new();
+    for i in 0..n {
+        let task = format!("task-{i:03}");
+        let room = format!("room-{i:03}");
+        let end = first_end_ms + i as i64 * step_ms;
+        let reason = if i % 5 == 0 {
+            stop_reason::STOP_BY_API
+        } else {
+            stop_reason::IDLE_TIME_OUT
+        };
+        let file = SimFile::object(&format!("{room}/{task}.mp4"), start, 60_000, "u")
+            .size(1_000 + i as i64);
+        tasks.push(
+            SimTask::record(APP, &room, &task, start)
+                .ends(end, reason)
+                .files_at(end, vec![file]),
+        );
+        targets.push(common::target(Kind::Record, APP, &room, &task));
+    }
+    (tasks, targets)
+}
+
+fn sim_with(tasks: Vec<SimTask>) -> Simulator {
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_tasks(tasks);
+    sim
+}
+
+/// A small deterministic sequence in `[lo, hi)` ms (xorshift), so runs are reproducible.
+fn pauses(n: usize, lo: u64, hi: u64) -> Vec<Duration> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            Duration::from_millis(lo + x % (hi - lo))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
+    const N: usize = 30;
+    // Tasks end one every 0.6 s from 1 s on, while the exporter is killed and restarted.
+    let (tasks, targets) = ending_tasks(N, now_ms() + 1_000, 600);
+    let sim = SimServer::start(sim_with(tasks)).await;
+    let dir = common::scratch_dir("durable-kill");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+    let store = dir.join("data");
+
+    let mut shown = 0.0;
+    for (round, pause) in pauses(20, 150, 1_400).into_iter().enumerate() {
+        let (mut child, base) = start(&cfg, &store).await;
+        let m = scrape(&base).await;
+        let now_shown = all_stops(&m);
+        assert!(
+            now_shown >= shown,
+            "round {round}: {now_shown} stops shown after the restart, {shown} before the kill"
+        );
+        tokio::time::sleep(pause).await;
+        let m = scrape(&base).await;
+        shown = all_stops(&m);
+        assert!(
+            shown <= N as f64,
+            "round {round}: {shown} stops for {N} tasks"
+        );
+        // SIGKILL: no shutdown, no flush.
+        child.child.kill().expect("kill -9");
+        let _ = child.child.wait();
+    }
+
+    // The last run: every value reaches the simulator's truth, each stop counted once.
+    let (mut child, base) = start(&cfg, &store).await;
+    let deadline = tokio::time::Instant::now() + 60 * SEC;
+    let m = loop {
+        let m = scrape(&base).await;
+        let done = targets.iter().all(|t| {
+            get(&m, &tkey("task_status", &t.key, &[])) == Some(3.0)
+                && get(&m, &tkey("record_files", &t.key, &[])) == Some(1.0)
+        });
+        if done && all_stops(&m) >= N as f64 {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every task reached its final values; stderr:\n{}",
+            child.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert!(all_stops(&m) >= shown);
+    // Let any duplicate show up before judging.
+    tokio::time::sleep(3 * SEC).await;
+    let m = scrape(&base).await;
+    let by_api = (0..N).filter(|i| i % 5 == 0).count() as f64;
+    assert_eq!(
+        stops(&m, "StopByAPI"),
+        by_api,
+        "StopByAPI counted once each"
+    );
+    assert_eq!(
+        stops(&m, "IdleTimeOut"),
+        N as f64 - by_api,
+        "IdleTimeOut counted once each"
+    );
+    for (i, t) in targets.iter().enumerate() {
+        assert_eq!(
+            get(&m, &tkey("record_size_bytes", &t.key, &[])),
+            Some(1_000.0 + i as f64),
+            "{:?}",
+            t.key
+        );
+    }
+    child.terminate(10 * SEC).await;
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() {
+    const N: usize = 12;
+    let (tasks, targets) = ending_tasks(N, now_ms() - 600_000, 1_000);
+    let removed = targets[N - 1].clone();
+    let sim = SimServer::start(sim_with(tasks)).await;
+    let dir = common::scratch_dir("durable-restart");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+    let store = dir.join("data");
+
+    let (mut child, base) = start(&cfg, &store).await;
+    let deadline = tokio::time::Instant::now() + 30 * SEC;
+    let before = loop {
+        let m = scrape(&base).await;
+        let done = get(
+            &m,
+            &common::key(
+                "volcengine_rtc_targets",
+                &[("kind", "record"), ("phase", "done")],
+            ),
+        );
+        if done == Some(N as f64) {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, _) = child.terminate(10 * SEC).await;
+    assert!(status.success());
+    let stderr = child.stderr();
+    assert!(stderr.contains("shutting down"), "{stderr}");
+
+    // The API no longer shows any of them (as after 72 h), and one target leaves the config.
+    let sim2 = SimServer::start(sim_with(Vec::new())).await;
+    std::fs::write(&cfg, config(&sim2, &targets[..N - 1])).expect("write the config");
+    let (mut child, base) = start(&cfg, &store).await;
+    // Served at once, from the first scrape.
+    let after = scrape(&base).await;
+    for t in &targets[..N - 1] {
+        for family in [
+            "task_status",
+            "task_end_timestamp_seconds",
+            "record_size_bytes",
+            "target_up",
+            "target_last_success_timestamp_seconds",
+        ] {
+            let k = tkey(family, &t.key, &[]);
+            assert_eq!(get(&after, &k), get(&before, &k), "{k}");
+            assert!(get(&after, &k).is_some(), "{k}");
+        }
+    }
+    assert_eq!(all_stops(&after), N as f64, "the counters continue");
+    assert_eq!(
+        get(&after, &tkey("task_status", &removed.key, &[])),
+        None,
+        "a target removed from the config leaves /metrics"
+    );
+    tokio::time::sleep(3 * SEC).await;
+    for action in Action::ALL {
+        assert_eq!(
+            sim2.sim.total_requests(action),
+            0,
+            "{action}: finished tasks are not polled after a restart"
+        );
+    }
+    let m = scrape(&base).await;
+    assert_eq!(all_stops(&m), N as f64, "nothing counted twice");
+    child.terminate(10 * SEC).await;
+
+    // The removed target left the store too: back in the config, it starts as new.
+    std::fs::write(&cfg, config(&sim2, &targets)).expect("write the config");
+    let (mut child, base) = start(&cfg, &store).await;
+    let m = scrape(&base).await;
+    assert_eq!(get(&m, &tkey("task_status", &removed.key, &[])), None);
+    child.terminate(10 * SEC).await;
+    sim.stop().await;
+    sim2.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
+    let (tasks, targets) = ending_tasks(2, now_ms() - 600_000, 1_000);
+    let sim = SimServer::start(sim_with(tasks)).await;
+    let dir = common::scratch_dir("durable-faults");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+
+    // A second process on the same folder is refused at once, and the first is unharmed.
+    let store = dir.join("data");
+    let (mut first, base) = start(&cfg, &store).await;
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    let out = common::binary_command(
+        &[
+            &format!("--config.file={}", cfg.display()),
+            &format!("--storage.path={}", store.display()),
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[
+            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
+            ("VOLC_SECRETKEY", secret.as_str()),
+        ],
+        &common::scratch_dir("home"),
+    )
+    .output()
+    .expect("run a second exporter");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("locked"), "{stderr}");
+    assert!(stderr.contains(&store.display().to_string()), "{stderr}");
+    let m = scrape(&base).await;
+    assert_eq!(
+        get(&m, "volcengine_rtc_storage_errors_total{op=\"commit\"}"),
+        Some(0.0),
+        "the first process is unharmed"
+    );
+    first.terminate(10 * SEC).await;
+
+    // A corrupt file is moved aside; the exporter starts empty and polls.
+    let file = store.join("state.redb");
+    std::fs::write(
+        &file,
+        b"this is not a redb file, just garbage bytes".repeat(100),
+    )
+    .expect("corrupt the store");
+    let (mut child, base) = start(&cfg, &store).await;
+    let aside: Vec<_> = std::fs::read_dir(&store)
+        .expect("read the store folder")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("corrupt"))
+        .collect();
+    assert_eq!(
+        aside.len(),
+        1,
+        "one *corrupt* file beside the store: {aside:?}"
+    );
+    let stderr = child.stderr();
+    assert!(
+        stderr.contains(&aside[0]),
+        "the log names the moved file:\n{stderr}"
+    );
+    common::wait_until(20 * SEC, "polled again after corruption", || {
+        let base = base.clone();
+        let key = tkey("task_status", &targets[0].key, &[]);
+        async move { get(&scrape(&base).await, &key) == Some(3.0) }
+    })
+    .await;
+    child.terminate(10 * SEC).await;
+
+    // A folder that cannot be written: polling and serving go on in memory, counted.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let ro = dir.join("read-only");
+        std::fs::create_dir_all(&ro).expect("mkdir");
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o555)).expect("chmod");
+        // Root ignores permissions; then the folder is writable and this part proves nothing.
+        let probe = ro.join("probe");
+        if std::fs::write(&probe, b"x").is_ok() {
+            let _ = std::fs::remove_file(&probe);
+            eprintln!("running as root: a read-only folder is writable; using a file as folder");
+            std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755)).ok();
+            let _ = std::fs::remove_dir(&ro);
+            std::fs::write(&ro, b"a file where the folder should be").expect("write");
+        }
+        let store = ro.join("data");
+        let (mut child, base) = start(&cfg, &store).await;
+        common::wait_until(20 * SEC, "polling goes on without a store", || {
+            let base = base.clone();
+            let key = tkey("task_status", &targets[0].key, &[]);
+            async move { get(&scrape(&base).await, &key) == Some(3.0) }
+        })
+        .await;
+        let m = scrape(&base).await;
+        assert_eq!(
+            get(&m, "volcengine_rtc_storage_errors_total{op=\"open\"}"),
+            Some(1.0)
+        );
+        let stderr = child.stderr();
+        assert!(
+            stderr.contains("--storage.path"),
+            "the fix is named:\n{stderr}"
+        );
+        child.terminate(10 * SEC).await;
+        if let Ok(meta) = std::fs::metadata(&ro) {
+            if meta.is_dir() {
+                let _ = std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o755));
+            }
+        }
+    }
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
