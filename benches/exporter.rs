@@ -2,7 +2,7 @@
 //! OpenAPI over loopback. They print figures and the bars next to them; they do not gate.
 //!
 //! Run with `cargo bench --bench exporter` (about seven minutes); name rows to run only those:
-//! `cargo bench --bench exporter -- budget metrics calls`. The rows:
+//! `cargo bench --bench exporter -- budget metrics calls restart`. The rows:
 //!
 //! 1. **Budget use** — 5,000 running record targets, budget 60/s, the simulator limiting
 //!    `GetRecordTask` to 60 per sliding second (so any overshoot shows up as 429s), for
@@ -18,6 +18,10 @@
 //!    seconds (default 240, one scaled hour): requests the simulator saw against polling every
 //!    target every `active_interval`. `cargo bench --bench calls` gives the same figure from
 //!    the scheduler alone in synthetic time.
+//!
+//! 5. **Restart** — 10,000 finished record targets polled until done, the binary stopped and
+//!    started again on the same store: time until all are served again (bar ≤ 2 s), API calls
+//!    in the first minute after (bar: none), memory, and the store's bytes per target.
 //!
 //! Without the `--bench` argument that `cargo bench` passes (so under `cargo test
 //! --all-targets`) every row runs at smoke size for a few seconds, to prove the bench still
@@ -143,7 +147,7 @@ fn main() -> ExitCode {
 
 /// Row names given on the command line (`cargo bench --bench exporter -- budget calls`); all
 /// rows when none is.
-const ROWS: [&str; 3] = ["budget", "metrics", "calls"];
+const ROWS: [&str; 4] = ["budget", "metrics", "calls", "restart"];
 
 fn selected_rows() -> anyhow::Result<Vec<String>> {
     let named: Vec<String> = std::env::args()
@@ -179,6 +183,10 @@ async fn run(plan: &Plan, cores: usize) -> anyhow::Result<()> {
         true => Some(calls_row(plan).await.context("API calls row")?),
         false => None,
     };
+    let restart = match wants("restart") {
+        true => Some(restart_row(plan).await.context("restart row")?),
+        false => None,
+    };
     summary(
         plan,
         cores,
@@ -186,7 +194,163 @@ async fn run(plan: &Plan, cores: usize) -> anyhow::Result<()> {
         metrics.as_ref(),
         calls.as_ref(),
     );
+    if let Some(r) = restart {
+        println!(
+            "| restart ({} finished targets) | all served {:.2} s after the start; {} API calls in the first {:.0} s; VmRSS {:.1} MiB, VmHWM {:.1} MiB; store {} bytes ({:.0} B/target) | <= 2 s, 0 calls | {} |",
+            r.targets,
+            r.served.as_secs_f64(),
+            r.calls,
+            r.watched.as_secs_f64(),
+            r.rss.map_or(0.0, |(rss, _)| mib(rss)),
+            r.rss.map_or(0.0, |(_, hwm)| mib(hwm)),
+            r.store_bytes,
+            r.store_bytes as f64 / r.targets.max(1) as f64,
+            match (plan.full, r.served <= 2 * SECOND && r.calls == 0) {
+                (false, _) => "n/a (smoke)",
+                (true, true) => "met",
+                (true, false) => "MISSED",
+            }
+        );
+    }
     Ok(())
+}
+
+/// The restart row's figures.
+struct RestartFigures {
+    targets: usize,
+    served: Duration,
+    calls: u64,
+    watched: Duration,
+    rss: Option<(u64, u64)>,
+    store_bytes: u64,
+}
+
+/// 5. **Restart** — the release binary polls 10,000 finished record targets until every one
+/// is done, stops (SIGTERM), and starts again on the same store with the simulator still
+/// there: how long until `/metrics` serves all 10,000 again, the API calls in the first
+/// minute after the restart (done tasks are never polled again), and the child's memory.
+async fn restart_row(plan: &Plan) -> anyhow::Result<RestartFigures> {
+    let n = plan.metrics_targets;
+    println!("\n[5] restart: {n} finished record targets, the release binary, its store on disk");
+    let stop_sim = CancellationToken::new();
+    let scenario = settled_scenario(n, volc_rtc_exporter::clock::now());
+    let (simulator, endpoint) = start_sim(&scenario, unlimited_sim_options(), &stop_sim).await?;
+    let dir = std::env::temp_dir().join(format!(
+        "volc-rtc-exporter-bench-restart-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = restart_measurements(plan, &simulator, &scenario, &endpoint, &dir).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    stop_sim.cancel();
+    result
+}
+
+async fn restart_measurements(
+    plan: &Plan,
+    simulator: &sim::Simulator,
+    scenario: &Scenario,
+    endpoint: &Endpoint,
+    dir: &Path,
+) -> anyhow::Result<RestartFigures> {
+    let n = plan.metrics_targets;
+    let config = dir.join("config.yaml");
+    let mut yaml = config_yaml(scenario, endpoint, plan);
+    yaml = yaml.replacen("schedule:\n", "schedule:\n  settle_interval: 1s\n", 1);
+    std::fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
+    let storage = dir.join("data");
+    let bin = exporter_binary()?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    let done_series = "volcengine_rtc_targets{kind=\"record\",phase=\"done\"}";
+
+    // First run: poll until every target is done, then stop cleanly.
+    let (mut child, addr) = ChildExporter::start_with_store(&bin, &config, &storage)?;
+    let url = format!("http://{addr}/metrics");
+    let began = Instant::now();
+    loop {
+        let (_, body, _) = scrape(&http, &url, false).await?;
+        let body = String::from_utf8_lossy(&body);
+        let done = body
+            .lines()
+            .find_map(|l| l.strip_prefix(done_series))
+            .and_then(|v| v.trim().parse::<f64>().ok());
+        if done == Some(n as f64) {
+            break;
+        }
+        if began.elapsed() > Duration::from_secs(600) || child.exited().is_some() {
+            bail!(
+                "the targets did not all settle; last lines:\n{}",
+                child.tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "  first run: all {n} done after {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.pid().to_string())
+        .status();
+    let stopped = Instant::now();
+    while child.exited().is_none() {
+        if stopped.elapsed() > Duration::from_secs(30) {
+            bail!("the first run did not stop within 30 s of SIGTERM");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store_bytes = std::fs::metadata(storage.join("state.redb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let calls_before = simulator.total_requests(Action::GetRecordTask);
+
+    // Second run: time until all n are served, then the calls in the first minute.
+    let spawned = Instant::now();
+    let (mut child, addr) = ChildExporter::start_with_store(&bin, &config, &storage)?;
+    let url = format!("http://{addr}/metrics");
+    let served = loop {
+        let (_, body, _) = scrape(&http, &url, false).await?;
+        let body = String::from_utf8_lossy(&body);
+        let statuses = body
+            .lines()
+            .filter(|l| l.starts_with("volcengine_rtc_task_status{"))
+            .count();
+        if statuses >= n {
+            break spawned.elapsed();
+        }
+        if spawned.elapsed() > Duration::from_secs(120) || child.exited().is_some() {
+            bail!(
+                "{statuses} of {n} served after the restart; last lines:\n{}",
+                child.tail()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let watched = if plan.full {
+        Duration::from_secs(60)
+    } else {
+        Duration::from_secs(2)
+    };
+    tokio::time::sleep_until(spawned + watched).await;
+    let calls = simulator.total_requests(Action::GetRecordTask) - calls_before;
+    let rss = rss_kib(child.pid());
+    println!(
+        "  restart: all {n} served {:.2} s after the start; {calls} API calls in the first {:.0} s; store {store_bytes} bytes",
+        served.as_secs_f64(),
+        watched.as_secs_f64()
+    );
+    Ok(RestartFigures {
+        targets: n,
+        served,
+        calls,
+        watched,
+        rss,
+        store_bytes,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -599,8 +763,20 @@ impl ChildExporter {
     /// Starts the binary on `config` listening on an ephemeral loopback port; returns once it
     /// logged the address it listens on.
     fn start(bin: &Path, config: &Path) -> anyhow::Result<(ChildExporter, SocketAddr)> {
+        // Its store beside the config (a fresh folder per row).
+        let storage = config.with_file_name("data");
+        ChildExporter::start_with_store(bin, config, &storage)
+    }
+
+    /// Like [`ChildExporter::start`], with the store in `storage`.
+    fn start_with_store(
+        bin: &Path,
+        config: &Path,
+        storage: &Path,
+    ) -> anyhow::Result<(ChildExporter, SocketAddr)> {
         let mut child = Command::new(bin)
             .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.path={}", storage.display()))
             .arg("--web.listen-address=127.0.0.1:0")
             .arg("--log.format=json")
             .stdin(Stdio::null())
