@@ -250,6 +250,49 @@ impl Durable {
         self.writer.submit(Change::Remove(key.clone()))
     }
 
+    /// A target just added to the store under `id`, from `source`, at `now_ms`.
+    pub fn added(&self, id: TargetId, source: Source, now_ms: i64) {
+        lock(&self.meta).insert(
+            id,
+            Meta {
+                sources: BTreeSet::from([source]),
+                added_ms: now_ms,
+            },
+        );
+    }
+
+    /// Adds `source` to target `id`'s sources; true if it was not there.
+    pub fn add_source(&self, id: TargetId, source: Source) -> bool {
+        lock(&self.meta)
+            .get_mut(&id)
+            .is_some_and(|m| m.sources.insert(source))
+    }
+
+    /// Drops `source` from target `id`'s sources; returns how many sources it has left
+    /// (`None` if it did not have that source).
+    pub fn drop_source(&self, id: TargetId, source: &Source) -> Option<usize> {
+        let mut meta = lock(&self.meta);
+        let m = meta.get_mut(&id)?;
+        m.sources.remove(source).then_some(m.sources.len())
+    }
+
+    /// The ids of the targets that `source` lists.
+    pub fn ids_of(&self, source: &Source) -> Vec<TargetId> {
+        lock(&self.meta)
+            .iter()
+            .filter(|(_, m)| m.sources.contains(source))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// Target `id`'s sources, as `config`, `file:<path>`, `api`, `callback`.
+    pub fn sources_of(&self, id: TargetId) -> Vec<String> {
+        lock(&self.meta)
+            .get(&id)
+            .map(|m| m.sources.iter().map(ToString::to_string).collect())
+            .unwrap_or_default()
+    }
+
     /// Prunes rows (and counted tasks) whose time is up.
     pub fn prune(&self, now: SystemTime, retention: Duration) {
         let now_ms = crate::clock::system_time_to_ms(now);

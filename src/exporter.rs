@@ -9,6 +9,7 @@
 //! store at scrape time and never waits on the API. `once` uses the same wiring
 //! ([`Exporter::poll_each_once`]).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -23,8 +24,8 @@ use tokio_util::task::TaskTracker;
 use crate::budget::Limiter;
 use crate::config::Settings;
 use crate::durable::Durable;
-use crate::model::{Action, Kind, Outcome, PerAction, TaskSnapshot};
-use crate::persist::{self, PersistError, Submitted};
+use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
+use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
 use crate::server::{self, App, LandingInfo};
 use crate::state_log::StateLog;
@@ -62,6 +63,16 @@ pub enum ExporterError {
 const STORE_CLOSE_WAIT: Duration = Duration::from_secs(5);
 /// How often rows past retention are pruned from the store.
 const PRUNE_EVERY: u32 = 60;
+
+/// What [`Exporter::set_targets`], [`Exporter::add_targets`] or
+/// [`Exporter::remove_targets`] changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TargetChange {
+    /// Targets new to the exporter.
+    pub added: usize,
+    /// Targets removed (no source left).
+    pub removed: usize,
+}
 
 /// The parts, wired: everything the loops share.
 pub struct Exporter {
@@ -140,6 +151,88 @@ impl Exporter {
             auth: PerAction::default(),
             durable,
         }))
+    }
+
+    /// Replaces every target of `source` by `targets` (a config reload, a target file read
+    /// again): targets already known keep their state and schedule (no new poll, no second
+    /// count), new ones start as `new` spread over one `active_interval`, and those `source`
+    /// no longer lists lose it; a target left without sources is removed at once (its series
+    /// and its row). The same target from two sources is one target.
+    pub fn set_targets(&self, source: Source, targets: &[Target]) -> TargetChange {
+        let keep: HashSet<&TargetKey> = targets.iter().map(|t| &t.key).collect();
+        let gone: Vec<TargetKey> = self
+            .durable
+            .ids_of(&source)
+            .into_iter()
+            .filter_map(|id| self.store.target(id))
+            .filter(|t| !keep.contains(&t.key))
+            .map(|t| t.key.clone())
+            .collect();
+        let mut change = self.remove_targets(&source, &gone);
+        let added = self.add_targets(source, targets);
+        change.added = added.added;
+        change
+    }
+
+    /// Adds `targets` from `source` (the registration API, a callback): new ones start as
+    /// `new`, spread over one `active_interval` (a single one is due at once); known ones
+    /// gain the source and keep their state.
+    pub fn add_targets(&self, source: Source, targets: &[Target]) -> TargetChange {
+        let now = Instant::now();
+        let now_ms = crate::clock::system_time_to_ms(crate::clock::wall_at(now));
+        let mut fresh = Vec::new();
+        for t in targets {
+            let (id, new) = self.store.insert(t.clone());
+            if new {
+                self.durable.added(id, source.clone(), now_ms);
+                fresh.push((id, t));
+            } else if !self.durable.add_source(id, source.clone()) {
+                continue;
+            }
+            let phase = self.scheduler().phase(id);
+            self.durable.put(&self.store, id, phase, None);
+        }
+        if !fresh.is_empty() {
+            self.scheduler().insert(&fresh, now);
+            for action in Action::ALL {
+                self.wake[action].notify_one();
+            }
+        }
+        TargetChange {
+            added: fresh.len(),
+            removed: 0,
+        }
+    }
+
+    /// Drops `source` from the targets with these keys; a target left without sources is
+    /// removed at once: its series leave `/metrics` and its row the store.
+    pub fn remove_targets(&self, source: &Source, keys: &[TargetKey]) -> TargetChange {
+        let mut removed = 0;
+        for key in keys {
+            let Some(id) = self.store.id_of(key) else {
+                continue;
+            };
+            match self.durable.drop_source(id, source) {
+                None => {}
+                Some(0) => {
+                    self.scheduler().remove(id);
+                    self.store.remove(id);
+                    self.log.forget(id);
+                    self.durable.remove(id, key);
+                    removed += 1;
+                }
+                Some(_) => {
+                    let phase = self.scheduler().phase(id);
+                    self.durable.put(&self.store, id, phase, None);
+                }
+            }
+        }
+        TargetChange { added: 0, removed }
+    }
+
+    /// Target `id`'s sources (`config`, `file:<path>`, `api`, `callback`).
+    pub fn sources_of(&self, id: TargetId) -> Vec<String> {
+        self.durable.sources_of(id)
     }
 
     /// The durable store's statistics.

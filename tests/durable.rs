@@ -407,3 +407,87 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
     sim.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_change_while_running_without_losing_state() {
+    // Four finished tasks; the config lists 0 and 1, the API registers 1 and 2.
+    let (tasks, targets) = ending_tasks(4, now_ms() - 600_000, 1_000);
+    let sim = SimServer::start(sim_with(tasks)).await;
+    let settings = common::settings(
+        &sim,
+        sim_credentials(),
+        targets[..2].to_vec(),
+        SEC,
+        SEC,
+        20.0,
+    );
+    let exporter = common::ExporterServer::start(settings).await;
+    let e = exporter.exporter.clone();
+    let status = |i: usize| tkey("task_status", &targets[i].key, &[]);
+    let done = common::key(
+        "volcengine_rtc_targets",
+        &[("kind", "record"), ("phase", "done")],
+    );
+    let added = e.add_targets(
+        volc_rtc_exporter::persist::Source::Api,
+        &targets[1..3].to_vec(),
+    );
+    assert_eq!(
+        added.added, 1,
+        "target 1 is known already: one target, two sources"
+    );
+    let m = common::scrape_until(&exporter, 30 * SEC, "three targets done", |m| {
+        get(m, &done) == Some(3.0)
+    })
+    .await;
+    assert_eq!(get(&m, &status(2)), Some(3.0));
+    assert_eq!(all_stops(&m), 3.0);
+    let id1 = e.store.id_of(&targets[1].key).expect("target 1");
+    assert_eq!(e.sources_of(id1), ["config", "api"]);
+
+    // A reload that drops 0 and 1 from the config and adds 3.
+    let calls = sim.sim.total_requests(Action::GetRecordTask);
+    let change = e.set_targets(
+        volc_rtc_exporter::persist::Source::Config,
+        &[targets[3].clone()],
+    );
+    assert_eq!(
+        (change.added, change.removed),
+        (1, 1),
+        "0 removed, 1 kept by the API"
+    );
+    let m = exporter.scrape().await;
+    assert_eq!(
+        get(&m, &status(0)),
+        None,
+        "a removed target's series go at once"
+    );
+    assert_eq!(get(&m, &status(1)), Some(3.0), "kept, with its values");
+    assert_eq!(e.sources_of(id1), ["api"]);
+    let m = common::scrape_until(&exporter, 30 * SEC, "the new target polled", |m| {
+        get(m, &status(3)) == Some(3.0)
+    })
+    .await;
+    tokio::time::sleep(3 * SEC).await;
+    let m2 = exporter.scrape().await;
+    assert_eq!(all_stops(&m2), 4.0, "each task counted once: {m:?}");
+    // Only the new target was polled (settling needs two answers, plus slack).
+    let extra = sim.sim.total_requests(Action::GetRecordTask) - calls;
+    assert!(
+        extra <= 4,
+        "{extra} requests after the reload; the kept targets were polled again"
+    );
+
+    // Deregistering 1 and 2 from the API removes them: no source left.
+    let change = e.remove_targets(
+        &volc_rtc_exporter::persist::Source::Api,
+        &[targets[1].key.clone(), targets[2].key.clone()],
+    );
+    assert_eq!(change.removed, 2);
+    let m = exporter.scrape().await;
+    assert_eq!(get(&m, &status(1)), None);
+    assert_eq!(get(&m, &status(2)), None);
+    assert_eq!(all_stops(&m), 4.0, "counters stay when targets leave");
+    exporter.stop().await;
+    sim.stop().await;
+}
