@@ -428,10 +428,7 @@ async fn targets_change_while_running_without_losing_state() {
         "volcengine_rtc_targets",
         &[("kind", "record"), ("phase", "done")],
     );
-    let added = e.add_targets(
-        volc_rtc_exporter::persist::Source::Api,
-        &targets[1..3].to_vec(),
-    );
+    let added = e.add_targets(volc_rtc_exporter::persist::Source::Api, &targets[1..3]);
     assert_eq!(
         added.added, 1,
         "target 1 is known already: one target, two sources"
