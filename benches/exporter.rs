@@ -225,7 +225,7 @@ struct RestartFigures {
     store_bytes: u64,
 }
 
-/// 5. **Restart** — the release binary polls 10,000 finished record targets until every one
+/// Row 5, **restart**: the release binary polls 10,000 finished record targets until every one
 /// is done, stops (SIGTERM), and starts again on the same store with the simulator still
 /// there: how long until `/metrics` serves all 10,000 again, the API calls in the first
 /// minute after the restart (done tasks are never polled again), and the child's memory.
