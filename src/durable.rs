@@ -285,6 +285,14 @@ impl Durable {
             .collect()
     }
 
+    /// Every source some target has.
+    pub fn sources_in_use(&self) -> BTreeSet<Source> {
+        lock(&self.meta)
+            .values()
+            .flat_map(|m| m.sources.iter().cloned())
+            .collect()
+    }
+
     /// Target `id`'s sources, as `config`, `file:<path>`, `api`, `callback`.
     pub fn sources_of(&self, id: TargetId) -> Vec<String> {
         lock(&self.meta)

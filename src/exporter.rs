@@ -509,6 +509,88 @@ impl Exporter {
     }
 }
 
+/// Follows `target_files` (if any): loads them before polling starts, then applies every
+/// change: each file is a source of its own, a broken file keeps its previous targets (and
+/// reports 0 in `volcengine_rtc_target_file_last_load_successful{file}`), a file gone drops its
+/// targets. Returns the task applying the changes.
+async fn follow_target_files(
+    exporter: &Arc<Exporter>,
+    shutdown: CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let patterns = exporter.settings.target_files.clone();
+    let known: Vec<Source> = exporter
+        .durable
+        .sources_in_use()
+        .into_iter()
+        .filter(|s| matches!(s, Source::File(_)))
+        .collect();
+    if patterns.is_empty() {
+        // No target files any more: what they listed leaves.
+        for source in known {
+            exporter.set_targets(source, &[]);
+        }
+        return None;
+    }
+    let mut config = crate::sources::files::TargetFilesConfig::new(patterns);
+    config.refresh_interval = exporter.settings.target_files_refresh_interval;
+    let watcher = match crate::sources::files::watch(config, shutdown).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot follow the target files; fix `target_files`");
+            return None;
+        }
+    };
+    let mut rx = watcher.targets;
+    let me = exporter.clone();
+    let mut previous: Vec<Source> = known;
+    let first = rx.borrow_and_update().clone();
+    previous = me.apply_target_files(&first, previous);
+    Some(tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let snapshot = rx.borrow_and_update().clone();
+            previous = me.apply_target_files(&snapshot, previous);
+        }
+        let _ = watcher.task.await;
+    }))
+}
+
+impl Exporter {
+    /// Applies one snapshot of the target files; returns the file sources it holds.
+    fn apply_target_files(
+        &self,
+        files: &crate::sources::files::FileTargets,
+        previous: Vec<Source>,
+    ) -> Vec<Source> {
+        let mut now = Vec::new();
+        for (path, entry) in files.files() {
+            let source = Source::File(path.display().to_string());
+            let name = path.display().to_string();
+            self.telemetry
+                .target_file_ok
+                .with_label_values(&[name.as_str()])
+                .set(i64::from(entry.last_load_successful));
+            let change = self.set_targets(source.clone(), &entry.targets);
+            if change.added > 0 || change.removed > 0 {
+                tracing::info!(
+                    file = %name,
+                    added = change.added,
+                    removed = change.removed,
+                    "target file applied"
+                );
+            }
+            now.push(source);
+        }
+        for gone in previous.into_iter().filter(|s| !now.contains(s)) {
+            if let Source::File(name) = &gone {
+                let _ = self.telemetry.target_file_ok.remove_label_values(&[name]);
+                tracing::info!(file = %name, "target file gone; its targets leave");
+            }
+            self.set_targets(gone, &[]);
+        }
+        now
+    }
+}
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -542,15 +624,19 @@ pub async fn run(
         );
     });
     exporter.refresh_gauges();
+    let files = follow_target_files(&exporter, shutdown.clone()).await;
     let polling = {
         let exporter = exporter.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move { exporter.poll(stop).await })
     };
     ready.store(true, Ordering::SeqCst);
-    tracing::info!(targets = exporter.settings.targets.len(), "polling started");
+    tracing::info!(targets = exporter.store.len(), "polling started");
     let served = http.await;
     let _ = polling.await;
+    if let Some(files) = files {
+        let _ = files.await;
+    }
     // Polls are over: write what is queued, then stop the writer.
     let closing = exporter.clone();
     let closed = tokio::task::spawn_blocking(move || closing.durable.close(STORE_CLOSE_WAIT))

@@ -109,6 +109,7 @@ pub struct Telemetry {
     pub scheduler_lag: GaugeVec,
     pub targets: IntGaugeVec,
     pub build_info: IntGaugeVec,
+    pub target_file_ok: IntGaugeVec,
 }
 
 impl Telemetry {
@@ -171,8 +172,18 @@ impl Telemetry {
             &["version", "revision"],
         )
         .expect("static metric definition");
+        let target_file_ok = IntGaugeVec::new(
+            Opts::new(
+                "target_file_last_load_successful",
+                "1 if the target file's last load succeeded; 0 if it failed (its previous targets are kept).",
+            )
+            .namespace(ns),
+            &["file"],
+        )
+        .expect("static metric definition");
         for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(target_file_ok.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(requests.clone()),
             Box::new(request_duration.clone()),
             Box::new(budget.clone()),
             Box::new(rate_limit.clone()),
@@ -205,6 +216,7 @@ impl Telemetry {
             scheduler_lag,
             targets,
             build_info,
+            target_file_ok,
         }
     }
 

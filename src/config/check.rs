@@ -20,7 +20,15 @@ use super::{
 use crate::credentials::{self, CredentialConfig, Credentials, Environment, Secret};
 use crate::model::{Action, Kind, Target, TargetKey};
 
-const ROOT_KEYS: &[&str] = &["api", "credentials", "budget", "schedule", "targets"];
+const ROOT_KEYS: &[&str] = &[
+    "api",
+    "credentials",
+    "budget",
+    "schedule",
+    "targets",
+    "target_files",
+    "target_files_refresh_interval",
+];
 const API_KEYS: &[&str] = &[
     "endpoint",
     "region",
@@ -102,6 +110,12 @@ pub(super) fn settings(
     let budget = [Action::GetRecordTask, Action::GetWebCastTask]
         .map(|action| c.budget(action, budget.take(&action.to_string())));
     let schedule = c.schedule(&mut schedule);
+    let target_files = c.target_files(top.take("target_files"), base_dir);
+    let target_files_refresh_interval = c.duration(
+        &mut top,
+        "target_files_refresh_interval",
+        Duration::from_secs(60),
+    );
     let targets = match top.take("targets") {
         Some(field) => match field.node.value {
             Value::Null => c.target_list(Box::default(), Some(field.at)),
@@ -111,7 +125,7 @@ pub(super) fn settings(
                 Vec::new()
             }
         },
-        None if !root_ok => Vec::new(),
+        None if !root_ok || !target_files.is_empty() => Vec::new(),
         None => {
             c.problem(None, NO_TARGETS.into());
             Vec::new()
@@ -130,6 +144,8 @@ pub(super) fn settings(
         budget,
         schedule,
         targets,
+        target_files,
+        target_files_refresh_interval,
         warnings,
     })
 }
@@ -379,6 +395,50 @@ impl Checker {
     fn text(&mut self, f: &mut Fields, path: &str) -> Option<(Rc<str>, Pos)> {
         let field = f.take(path.rsplit('.').next().unwrap_or(path));
         self.one(field, path).text()
+    }
+
+    /// `target_files`: a list of glob patterns, relative ones against the config's folder.
+    fn target_files(&mut self, field: Option<Field>, base_dir: Option<&Path>) -> Vec<PathBuf> {
+        let Some(field) = field else {
+            return Vec::new();
+        };
+        let items = match field.node.value {
+            Value::Null => return Vec::new(),
+            Value::Seq(items) => items,
+            other => {
+                self.shape(field.at, "`target_files`", LIST, &other);
+                return Vec::new();
+            }
+        };
+        let mut patterns = Vec::new();
+        for (i, item) in items.into_vec().into_iter().enumerate() {
+            let path = format!("target_files[{i}]");
+            let one = self.one(
+                Some(Field {
+                    key: item.pos,
+                    at: item.pos,
+                    node: item,
+                }),
+                &path,
+            );
+            let Some((text, at)) = one.text() else {
+                continue;
+            };
+            match glob::Pattern::new(&text) {
+                Ok(_) => patterns.push(match base_dir {
+                    Some(dir) if Path::new(&*text).is_relative() => dir.join(&*text),
+                    _ => PathBuf::from(&*text),
+                }),
+                Err(e) => self.problem(
+                    Some(at),
+                    format!(
+                        "`{path}` is not a valid glob ({e}); write a path such as \
+                         /etc/volcengine-rtc-exporter/targets/*.yaml"
+                    ),
+                ),
+            }
+        }
+        patterns
     }
 
     fn api(&mut self, f: &mut Fields) -> ApiSettings {

@@ -32,7 +32,7 @@ pub mod yaml;
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::credentials::{CredentialConfig, Credentials};
@@ -134,6 +134,11 @@ pub struct Settings {
     pub budget: [f64; 2],
     pub schedule: ScheduleSettings,
     pub targets: Vec<Target>,
+    /// `target_files`: glob patterns of files that each hold a list of targets.
+    pub target_files: Vec<PathBuf>,
+    /// `target_files_refresh_interval`: how often target files are read again besides
+    /// watching them (default 1m).
+    pub target_files_refresh_interval: Duration,
     /// Non-fatal findings (e.g. a budget above 60/s).
     pub warnings: Vec<String>,
 }
@@ -187,6 +192,8 @@ impl Settings {
             budget: [default_budget(); 2],
             schedule: ScheduleSettings::default(),
             targets,
+            target_files: Vec::new(),
+            target_files_refresh_interval: Duration::from_secs(60),
             warnings: Vec::new(),
         }
     }

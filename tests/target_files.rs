@@ -1,0 +1,173 @@
+//! `target_files` with the real binary: files matched by a glob are followed while the exporter
+//! runs (written in place or replaced by a rename), a broken file keeps its previous targets and
+//! reports 0, a target in the config and a file is one target, and a restart serves the files'
+//! targets from the store at once.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::{get, key, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use volc_rtc_exporter::clock::system_time_to_ms;
+use volc_rtc_exporter::model::{Kind, Target};
+use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
+use volc_rtc_exporter::sim::{stop_reason, Clock, SimOptions, SimTask, Simulator};
+
+const APP: &str = "files-app";
+const SEC: Duration = Duration::from_secs(1);
+
+async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    let mut child = ChildProcess::spawn(
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", store.display()),
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[
+            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
+            ("VOLC_SECRETKEY", secret.as_str()),
+        ],
+    );
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+    (child, format!("http://{addr}"))
+}
+
+async fn scrape(base: &str) -> Metrics {
+    let (status, text) = common::http_get(&format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    parse_exposition(&text).expect("valid exposition")
+}
+
+async fn until(base: &str, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+    let deadline = tokio::time::Instant::now() + 20 * SEC;
+    loop {
+        let m = scrape(base).await;
+        if cond(&m) {
+            return m;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A target file's text: a YAML list of targets, written as under `targets:`.
+fn file_text(targets: &[&Target]) -> String {
+    let mut s = String::new();
+    for t in targets {
+        s.push_str(&format!(
+            "- kind: record\n  app_id: \"{}\"\n  room_id: \"{}\"\n  task_id: \"{}\"\n",
+            t.key.app_id,
+            t.key.room_id,
+            t.key.task_id.as_deref().unwrap_or("")
+        ));
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_files_are_followed_while_running_and_across_a_restart() {
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
+    let start_ms = now - 3_600_000;
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    let mut targets = Vec::new();
+    for i in 0..4 {
+        let (room, task) = (format!("room-{i}"), format!("task-{i}"));
+        sim.add_task(
+            SimTask::record(APP, &room, &task, start_ms)
+                .ends(start_ms + 60_000, stop_reason::IDLE_TIME_OUT),
+        );
+        targets.push(common::target(Kind::Record, APP, &room, &task));
+    }
+    let sim = SimServer::start(sim).await;
+    let dir = common::scratch_dir("target-files");
+    let files = dir.join("targets");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    let cfg = dir.join("config.yaml");
+    // The config lists target 0 too: one target from two sources.
+    std::fs::write(
+        &cfg,
+        format!(
+            "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
+             settle_interval: 1s\ntarget_files:\n  - targets/*.yaml\n\
+             target_files_refresh_interval: 1s\n{}",
+            sim.addr.port(),
+            common::targets_yaml(&targets[..1])
+        ),
+    )
+    .expect("write the config");
+    let a = files.join("a.yaml");
+    std::fs::write(&a, file_text(&[&targets[0], &targets[1]])).expect("write a.yaml");
+    let store = dir.join("data");
+    let (mut child, base) = start(&cfg, &store).await;
+    let status = |i: usize| tkey("task_status", &targets[i].key, &[]);
+    let ok = |f: &Path| {
+        key(
+            "volcengine_rtc_target_file_last_load_successful",
+            &[("file", &f.display().to_string())],
+        )
+    };
+    let m = until(&base, "targets of a.yaml polled", |m| {
+        get(m, &status(1)) == Some(3.0) && get(m, &status(0)) == Some(3.0)
+    })
+    .await;
+    assert_eq!(get(&m, &ok(&a)), Some(1.0));
+
+    // A second file, replaced by a rename as editors and Kubernetes do.
+    let b = files.join("b.yaml");
+    let tmp = dir.join("b.tmp");
+    std::fs::write(&tmp, file_text(&[&targets[2]])).expect("write");
+    std::fs::rename(&tmp, &b).expect("rename");
+    until(&base, "b.yaml's target polled", |m| {
+        get(m, &status(2)) == Some(3.0)
+    })
+    .await;
+    std::fs::write(&tmp, file_text(&[&targets[3]])).expect("write");
+    std::fs::rename(&tmp, &b).expect("rename");
+    until(&base, "b.yaml replaced", |m| {
+        get(m, &status(3)) == Some(3.0) && get(m, &status(2)).is_none()
+    })
+    .await;
+
+    // A broken file keeps its previous targets and reports 0.
+    std::fs::write(&a, "- kind: record\n  app_id: [oops\n").expect("break a.yaml");
+    let m = until(&base, "a.yaml reported broken", |m| {
+        get(m, &ok(&a)) == Some(0.0)
+    })
+    .await;
+    assert_eq!(get(&m, &status(1)), Some(3.0), "previous targets kept");
+    let stderr = child.stderr();
+    assert!(
+        stderr.contains(&format!("{}:3:1: YAML syntax error", a.display())),
+        "the log places the problem:\n{stderr}"
+    );
+
+    // a.yaml removed: target 1 leaves, target 0 stays (the config lists it).
+    std::fs::remove_file(&a).expect("remove a.yaml");
+    let m = until(&base, "a.yaml's targets gone", |m| {
+        get(m, &status(1)).is_none()
+    })
+    .await;
+    assert_eq!(get(&m, &status(0)), Some(3.0));
+    assert_eq!(get(&m, &ok(&a)), None, "a gone file has no series");
+    child.terminate(10 * SEC).await;
+
+    // A restart serves the file's targets from the store at once.
+    let (mut child, base) = start(&cfg, &store).await;
+    let m = scrape(&base).await;
+    assert_eq!(
+        get(&m, &status(3)),
+        Some(3.0),
+        "served from the store at once"
+    );
+    assert_eq!(get(&m, &status(1)), None);
+    child.terminate(10 * SEC).await;
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
