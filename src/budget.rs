@@ -29,6 +29,7 @@
 //! All time comes from `tokio::time`, so tests run in paused time.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -59,8 +60,9 @@ const MAX_BUDGET: f64 = 1_000_000.0;
 /// One action's limiter. Share it behind an `Arc`; all methods take `&self`.
 #[derive(Debug)]
 pub struct Limiter {
-    budget: f64,
-    floor: f64,
+    /// The budget and the floor, as `f64` bits: [`Limiter::set_budget`] changes them live.
+    budget: AtomicU64,
+    floor: AtomicU64,
     /// The schedule; held (across the sleep) by the waiter at the head of the queue. tokio's
     /// mutex is fair, so waiters start in the order they called `acquire`.
     schedule: tokio::sync::Mutex<Schedule>,
@@ -89,6 +91,20 @@ impl Limiter {
     /// A limiter for `budget` requests per second. A non-finite or non-positive budget is
     /// clamped to a tiny positive one (the config layer rejects those before this point).
     pub fn new(budget: f64) -> Limiter {
+        let limiter = Limiter {
+            budget: AtomicU64::new(0),
+            floor: AtomicU64::new(0),
+            schedule: tokio::sync::Mutex::new(Schedule::default()),
+            throttle: Mutex::new(Throttle::default()),
+        };
+        limiter.set_budget(budget);
+        limiter
+    }
+
+    /// Changes the budget while running (a config reload). It applies to the next start,
+    /// also of waiters already queued: a lower budget is never exceeded from then on, since
+    /// every start is checked against the starts of the last second at the rate in force.
+    pub fn set_budget(&self, budget: f64) {
         let budget = if budget.is_nan() {
             MIN_BUDGET
         } else {
@@ -99,22 +115,18 @@ impl Limiter {
         } else {
             (budget * FLOOR_FRACTION).max(1.0)
         };
-        Limiter {
-            budget,
-            floor,
-            schedule: tokio::sync::Mutex::new(Schedule::default()),
-            throttle: Mutex::new(Throttle::default()),
-        }
+        self.floor.store(floor.to_bits(), Ordering::Relaxed);
+        self.budget.store(budget.to_bits(), Ordering::Relaxed);
     }
 
     /// The configured budget (requests per second).
     pub fn budget(&self) -> f64 {
-        self.budget
+        f64::from_bits(self.budget.load(Ordering::Relaxed))
     }
 
     /// The lowest rate throttling can cut to.
     pub fn floor(&self) -> f64 {
-        self.floor
+        f64::from_bits(self.floor.load(Ordering::Relaxed))
     }
 
     /// The rate in force now (requests per second): the budget, or less after throttling.
@@ -143,7 +155,7 @@ impl Limiter {
                         }
                         None => now,
                     };
-                    schedule.record(now, slot, cap(self.budget));
+                    schedule.record(now, slot, cap(self.budget()));
                     return;
                 }
             }
@@ -156,13 +168,13 @@ impl Limiter {
     pub fn on_throttled(&self) {
         let now = Instant::now();
         let mut throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut rate = rate_at(&throttle, self.budget, now);
+        let mut rate = rate_at(&throttle, self.budget(), now);
         let may_cut = match throttle.last_cut {
             None => true,
             Some(at) => now.saturating_duration_since(at) >= CUT_SPACING,
         };
         if may_cut {
-            rate = (rate / 2.0).max(self.floor);
+            rate = (rate / 2.0).max(self.floor());
             throttle.last_cut = Some(now);
         }
         throttle.anchor = Some((now, rate));
@@ -170,7 +182,7 @@ impl Limiter {
 
     fn rate_at(&self, now: Instant) -> f64 {
         let throttle = self.throttle.lock().unwrap_or_else(PoisonError::into_inner);
-        rate_at(&throttle, self.budget, now)
+        rate_at(&throttle, self.budget(), now)
     }
 }
 
@@ -326,6 +338,36 @@ mod tests {
         );
         assert!(worst as f64 <= budget, "worst window {worst} > {budget}");
         assert!(rate >= 0.95 * budget, "achieved {rate} < 95% of {budget}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lower_budget_applies_at_once_a_higher_one_too() {
+        let limiter = Limiter::new(20.0);
+        let mut starts = Vec::new();
+        for _ in 0..40 {
+            limiter.acquire().await;
+            starts.push(Instant::now());
+        }
+        limiter.set_budget(5.0);
+        assert_eq!(limiter.budget(), 5.0);
+        assert_eq!(limiter.rate(), 5.0);
+        let lowered = starts.len();
+        for _ in 0..20 {
+            limiter.acquire().await;
+            starts.push(Instant::now());
+        }
+        // No window touching the new budget's starts holds more than 5 of them.
+        let after = &starts[lowered..];
+        assert!(max_starts_in_window(after, Duration::from_secs(1)) <= 5);
+        // ... nor more than 5 together with the last starts at the old budget.
+        let tail = &starts[lowered - 5..];
+        assert!(max_starts_in_window(tail, Duration::from_secs(1)) <= 6);
+        limiter.set_budget(50.0);
+        let t0 = Instant::now();
+        for _ in 0..50 {
+            limiter.acquire().await;
+        }
+        assert!(Instant::now() - t0 <= Duration::from_millis(1_100));
     }
 
     #[tokio::test(start_paused = true)]
