@@ -282,8 +282,7 @@ impl SimTask {
                     plan.after_end
                         .iter()
                         .map(|s| (end.at_ms.saturating_add(s.at_ms), s.files.as_slice()))
-                        .filter(|&(at, _)| at <= now_ms)
-                        .next_back()
+                        .rfind(|&(at, _)| at <= now_ms)
                 });
                 match (fixed, late) {
                     (Some(f), Some(l)) => if l.0 >= f.0 { l } else { f }.1,
