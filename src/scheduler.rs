@@ -21,7 +21,9 @@
 //!     that still has no file at the timeout is done with `record_files 0` (the
 //!     `VolcRtcRecordingWithoutFiles` alert);
 //!   - a failed task (Status 4, or StopReason `StartTaskFailed`: it produces no files) and a
-//!     webcast task once two answers in a row are identical.
+//!     webcast task once two answers in a row are identical, or (should its answer keep
+//!     changing) once `settle_timeout` has passed in the same way. A room-following webcast
+//!     target only settles on two identical answers (it stays watched either way).
 //! - **done** — settled; a task target is never polled again.
 //! - **expired** — the task started over 72 hours ago, so the API can no longer see it; a task
 //!   target is never polled again. Detected from a successful answer's StartTime, when a
@@ -456,19 +458,18 @@ impl Scheduler {
                 // Two identical terminal answers in a row.
                 let identical =
                     !changed && !new_task && matches!(t.phase, Phase::Settling | Phase::Done);
-                let settled = if t.action == Action::GetRecordTask && !failed {
-                    // A finished recording's files are uploaded after its end: wait for a
-                    // file list that stays put, or give up after `settle_timeout`.
-                    (identical && files > 0)
-                        || settle_timed_out(
+                // A finished recording's files are uploaded after its end: it needs a file
+                // list that stays put. Any task target gives up after `settle_timeout` (a
+                // room keeps being watched anyway).
+                let needs_files = t.action == Action::GetRecordTask && !failed;
+                let settled = (identical && (files > 0 || !needs_files))
+                    || (!t.room
+                        && settle_timed_out(
                             end_time_ms,
                             t.terminal_since_ms,
                             settle_timeout,
                             wall_ms,
-                        )
-                } else {
-                    identical
-                };
+                        ));
                 t.phase = if expired {
                     Phase::Expired
                 } else if !terminal {
@@ -1332,6 +1333,34 @@ mod tests {
             [(secs(0), Phase::Settling), (SETTLE, Phase::Done)],
             "no file ever, yet done after two identical answers"
         );
+    }
+
+    #[test]
+    fn webcast_and_failed_tasks_whose_answer_keeps_changing_settle_at_the_timeout() {
+        let t0 = Instant::now();
+        let start = started_ago(secs(1800));
+        let end_ms = started_ago(secs(60));
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, true)], &schedule(), t0);
+        let mut done_at = None;
+        while let Some((id, at)) = pop_next(&mut s, W) {
+            s.complete(id, finished(start, end_ms, 0, true), at, wall(t0, at));
+            done_at = Some(at - t0);
+        }
+        assert_eq!(s.phase(0), Some(Phase::Done));
+        assert_eq!(done_at, Some(secs(59 * 60)));
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let phases = follow(&mut s, t0, t0 + secs(4 * 3600), |_, _| {
+            failed_to_start(start, end_ms, true)
+        });
+        assert_eq!(phases.last(), Some(&(secs(59 * 60), Phase::Done)));
+        // A followed room is not parked by the timeout: it stays settling until two answers
+        // agree.
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        for _ in 0..90 {
+            let (id, at) = pop_next(&mut s, W).unwrap();
+            s.complete(id, finished(start, end_ms, 0, true), at, wall(t0, at));
+            assert_eq!(s.phase(id), Some(Phase::Settling));
+        }
     }
 
     #[test]
