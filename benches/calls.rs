@@ -29,8 +29,13 @@ const LATENCY: Duration = Duration::from_millis(80);
 enum Task {
     /// Not terminal for the whole hour; its answer changes (duration grows).
     Running { start_ms: i64 },
-    /// Terminal from the start; the answer changes on the first `uploads` settle polls.
-    Finished { start_ms: i64, uploads: usize },
+    /// Terminal from the start (ended at `end_ms`, with two files); the answer changes on the
+    /// first `uploads` settle polls.
+    Finished {
+        start_ms: i64,
+        end_ms: i64,
+        uploads: usize,
+    },
 }
 
 impl Task {
@@ -39,11 +44,21 @@ impl Task {
             Task::Running { start_ms } => PollResult::Success {
                 terminal: false,
                 start_time_ms: start_ms,
+                end_time_ms: 0,
+                failed: false,
+                files: 0,
                 changed: true,
             },
-            Task::Finished { start_ms, uploads } => PollResult::Success {
+            Task::Finished {
+                start_ms,
+                end_ms,
+                uploads,
+            } => PollResult::Success {
                 terminal: true,
                 start_time_ms: start_ms,
+                end_time_ms: end_ms,
+                failed: false,
+                files: 2,
                 changed: n <= uploads,
             },
         }
@@ -81,6 +96,7 @@ fn main() -> ExitCode {
             } else {
                 Task::Finished {
                     start_ms: ms_ago(Duration::from_secs(3600 + 60 * i as u64)),
+                    end_ms: ms_ago(Duration::from_secs(600)),
                     uploads: 1 + i % 2,
                 }
             }

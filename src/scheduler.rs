@@ -12,7 +12,18 @@
 //!   all due at once.
 //! - **active** — the task is not terminal; polled every `active_interval`.
 //! - **settling** — the task is terminal, but files may still be uploading: re-polled every
-//!   `settle_interval` until two answers in a row are identical.
+//!   `settle_interval` until it is settled:
+//!   - a finished **record** task (one that did not fail) once two answers in a row are
+//!     identical *and* list at least one file, or once `settle_timeout` has passed since its
+//!     EndTime (since it was first answered as terminal, if that is earlier or EndTime is
+//!     absent), whichever comes first. RTC uploads the files after the task ends, large ones
+//!     for minutes, so an empty or still changing file list keeps it settling; a recording
+//!     that still has no file at the timeout is done with `record_files 0` (the
+//!     `VolcRtcRecordingWithoutFiles` alert);
+//!   - a failed task (Status 4, or StopReason `StartTaskFailed`: it produces no files) and a
+//!     webcast task once two answers in a row are identical, or (should its answer keep
+//!     changing) once `settle_timeout` has passed in the same way. A room-following webcast
+//!     target only settles on two identical answers (it stays watched either way).
 //! - **done** — settled; a task target is never polled again.
 //! - **expired** — the task started over 72 hours ago, so the API can no longer see it; a task
 //!   target is never polled again. Detected from a successful answer's StartTime, when a
@@ -94,6 +105,12 @@
 //! | server error, timeout, network error | after `active_interval` (the client already retried) |
 //! | throttled | soon: 1 s, doubling per consecutive throttle, at most `active_interval` |
 //! | not found, auth error, client error, decode error | per-target backoff: for the n-th failure in a row, between half and all of the queue's interval × 2^(n−1) capped at 10 minutes (or the interval, if longer), never below the interval |
+//! | not found, for a target never answered for, in its first hour since it was added | the same backoff, capped at 1 minute (or the interval, if longer) |
+//!
+//! A target is often announced (registered right after `StartRecord`) a moment before the API
+//! can see its task, so a target that has never had a successful answer keeps looking for it
+//! at least once a minute during its first hour ([`NEVER_SEEN_GRACE`]); a `StartTaskFailed`
+//! then shows within a minute, not ten. After that hour the normal doubling applies.
 //!
 //! Any success resets the backoff. The jitter is a fixed function of (target, n), so runs are
 //! reproducible, yet targets that failed together drift apart instead of returning in one
@@ -113,7 +130,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
-use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
+use crate::model::{status, stop_reason, Action, Outcome, PerAction, Target, TaskSnapshot};
 
 /// A target's id: its position in the slice given to [`Scheduler::new`], or the id given to
 /// [`Scheduler::insert`] / [`Scheduler::restore`] (the store's).
@@ -124,6 +141,13 @@ pub use crate::model::VISIBILITY_WINDOW;
 
 /// The cap of the per-target failure backoff (unless the queue's own interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// The cap of the not-found backoff of a target that has never been answered for, during the
+/// first [`NEVER_SEEN_GRACE`] after it was added (unless the queue's own interval is longer).
+pub const NEVER_SEEN_MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// How long after it was added a never-answered target keeps the short not-found backoff.
+pub const NEVER_SEEN_GRACE: Duration = Duration::from_secs(3600);
 
 /// The first retry delay after a throttled answer.
 const THROTTLE_RETRY: Duration = Duration::from_secs(1);
@@ -188,6 +212,13 @@ pub enum PollResult {
         terminal: bool,
         /// The answer's StartTime in ms since the epoch; 0 if absent.
         start_time_ms: i64,
+        /// The answer's EndTime in ms since the epoch; 0 if absent.
+        end_time_ms: i64,
+        /// The task failed (Status 4, or StopReason `StartTaskFailed`): it will never have
+        /// files, so a record task settles like any other.
+        failed: bool,
+        /// Number of entries in the answer's `RecordFileList` (0 for webcast answers).
+        files: usize,
         /// Whether the answer differs from the previous successful answer for this target
         /// (always true for the first answer).
         changed: bool,
@@ -202,6 +233,10 @@ impl PollResult {
         PollResult::Success {
             terminal: snapshot.is_terminal(),
             start_time_ms: snapshot.start_time_ms,
+            end_time_ms: snapshot.end_time_ms,
+            failed: snapshot.status == status::FAILED
+                || snapshot.stop_reason == stop_reason::START_TASK_FAILED,
+            files: snapshot.files.len(),
             changed,
         }
     }
@@ -240,6 +275,11 @@ struct TargetState {
     start_time_ms: i64,
     /// When that task becomes older than [`VISIBILITY_WINDOW`]; `None` while unknown.
     expires_at: Option<Instant>,
+    /// When the current task was first answered as terminal, wall-clock ms since the epoch;
+    /// `None` while it has not been.
+    terminal_since_ms: Option<i64>,
+    /// When the target was added (for the never-seen not-found backoff).
+    added_at: Instant,
     /// Consecutive backoff-class failures (not found, auth, client, decode).
     failures: u32,
     /// Consecutive throttled answers.
@@ -276,6 +316,7 @@ impl Queues {
 pub struct Scheduler {
     active_interval: Duration,
     settle_interval: Duration,
+    settle_timeout: Duration,
     targets: Vec<TargetState>,
     /// How many entries of `targets` are [`Slot::Removed`].
     removed: usize,
@@ -330,6 +371,8 @@ impl Scheduler {
                 },
                 start_time_ms: 0,
                 expires_at: None,
+                terminal_since_ms: None,
+                added_at: now,
                 failures: 0,
                 throttles: 0,
             });
@@ -337,6 +380,7 @@ impl Scheduler {
         Scheduler {
             active_interval: schedule.active_interval,
             settle_interval: schedule.settle_interval,
+            settle_timeout: schedule.settle_timeout,
             targets: states,
             removed: 0,
             queues,
@@ -523,6 +567,7 @@ impl Scheduler {
     pub fn complete(&mut self, id: TargetId, result: PollResult, now: Instant, wall: SystemTime) {
         let active_interval = self.active_interval;
         let settle_interval = self.settle_interval;
+        let settle_timeout = self.settle_timeout;
         let Some(t) = self.targets.get_mut(id) else {
             return;
         };
@@ -536,6 +581,9 @@ impl Scheduler {
             PollResult::Success {
                 terminal,
                 start_time_ms,
+                end_time_ms,
+                failed,
+                files,
                 changed,
             } => {
                 t.failures = 0;
@@ -549,13 +597,34 @@ impl Scheduler {
                     t.start_time_ms = start_time_ms;
                     t.expires_at = expiry(start_time_ms, now, wall);
                 }
+                if !terminal || new_task {
+                    t.terminal_since_ms = None;
+                }
+                let wall_ms = millis_since_epoch(wall);
+                if terminal && t.terminal_since_ms.is_none() {
+                    t.terminal_since_ms = Some(wall_ms);
+                }
                 let expired = t.expires_at.is_some_and(|e| e <= now);
+                // Two identical terminal answers in a row.
+                let identical =
+                    !changed && !new_task && matches!(t.phase, Phase::Settling | Phase::Done);
+                // A finished recording's files are uploaded after its end: it needs a file
+                // list that stays put. Any task target gives up after `settle_timeout` (a
+                // room keeps being watched anyway).
+                let needs_files = t.action == Action::GetRecordTask && !failed;
+                let settled = (identical && (files > 0 || !needs_files))
+                    || (!t.room
+                        && settle_timed_out(
+                            end_time_ms,
+                            t.terminal_since_ms,
+                            settle_timeout,
+                            wall_ms,
+                        ));
                 t.phase = if expired {
                     Phase::Expired
                 } else if !terminal {
                     Phase::Active
-                } else if !changed && !new_task && matches!(t.phase, Phase::Settling | Phase::Done)
-                {
+                } else if settled {
                     Phase::Done
                 } else {
                     Phase::Settling
@@ -604,7 +673,17 @@ impl Scheduler {
                     | Outcome::ClientError
                     | Outcome::DecodeError => {
                         t.failures = t.failures.saturating_add(1);
-                        let delay = backoff(lane_interval, t.failures, id);
+                        // A target never answered for is often announced a moment before the
+                        // API knows its task: keep looking for it often in its first hour.
+                        let never_seen = outcome == Outcome::NotFound
+                            && t.phase == Phase::New
+                            && now < later(t.added_at, NEVER_SEEN_GRACE);
+                        let cap = if never_seen {
+                            NEVER_SEEN_MAX_BACKOFF
+                        } else {
+                            MAX_BACKOFF
+                        };
+                        let delay = backoff(lane_interval, t.failures, id, cap);
                         Some((lane, later(now, delay)))
                     }
                     Outcome::ServerError
@@ -649,6 +728,15 @@ impl Scheduler {
             .map(|t| t.phase)
     }
 
+    /// Sets when target `id` was added, which the never-seen not-found backoff counts its
+    /// first hour from ([`NEVER_SEEN_GRACE`]). [`Scheduler::new`] sets it to its `now`; a
+    /// target restored or inserted later can be given its real time. Ignored for an unknown id.
+    pub fn set_added_at(&mut self, id: TargetId, at: Instant) {
+        if let Some(t) = self.targets.get_mut(id) {
+            t.added_at = at;
+        }
+    }
+
     /// Number of popped targets of `action` not yet completed.
     pub fn in_flight(&self, action: Action) -> usize {
         self.queues[action].in_flight
@@ -669,14 +757,12 @@ fn later(t: Instant, d: Duration) -> Instant {
 }
 
 /// The wait after the `n`-th backoff-class failure in a row of target `id`: between half and
-/// all of `min(interval × 2^(n−1), cap)`, never below `interval`, where the cap is
-/// [`MAX_BACKOFF`] (or `interval` if longer). The jitter is a fixed function of `(id, n)`, so
-/// behaviour is reproducible, yet targets that failed together (wrong credentials) drift
-/// apart instead of coming back in one wave every 10 minutes.
-fn backoff(interval: Duration, n: u32, id: TargetId) -> Duration {
-    let full = interval
-        .saturating_mul(pow2(n))
-        .min(MAX_BACKOFF.max(interval));
+/// all of `min(interval × 2^(n−1), cap)`, never below `interval`, where the cap is `cap`
+/// ([`MAX_BACKOFF`], or [`NEVER_SEEN_MAX_BACKOFF`]; `interval` if longer). The jitter is a
+/// fixed function of `(id, n)`, so behaviour is reproducible, yet targets that failed together
+/// (wrong credentials) drift apart instead of coming back in one wave every 10 minutes.
+fn backoff(interval: Duration, n: u32, id: TargetId, cap: Duration) -> Duration {
+    let full = interval.saturating_mul(pow2(n)).min(cap.max(interval));
     let fraction = (mix(id as u64, u64::from(n)) >> 11) as f64 / (1u64 << 53) as f64;
     full.mul_f64(1.0 - fraction / 2.0).max(interval)
 }
@@ -695,6 +781,30 @@ fn mix(a: u64, b: u64) -> u64 {
 /// 2^(n−1) for n ≥ 1 (1 for n = 0), saturating.
 fn pow2(n: u32) -> u32 {
     1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX)
+}
+
+/// `wall` in ms since the epoch (0 before it; saturating far in the future).
+fn millis_since_epoch(wall: SystemTime) -> i64 {
+    wall.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Whether a finished task has been given `timeout` to settle: `timeout` has passed at
+/// `wall_ms` since its EndTime (`end_time_ms`, 0 if absent) or since it was first answered as
+/// terminal (`terminal_since_ms`), whichever is earlier, so an EndTime in the future (a skewed
+/// clock) cannot keep it settling for ever.
+fn settle_timed_out(
+    end_time_ms: i64,
+    terminal_since_ms: Option<i64>,
+    timeout: Duration,
+    wall_ms: i64,
+) -> bool {
+    let end = (end_time_ms > 0).then_some(end_time_ms);
+    let Some(from) = [end, terminal_since_ms].into_iter().flatten().min() else {
+        return false;
+    };
+    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+    wall_ms >= from.saturating_add(timeout_ms)
 }
 
 /// The instant at which a task that started at `start_time_ms` leaves the API's 72-hour
@@ -771,14 +881,38 @@ mod tests {
         PollResult::Success {
             terminal: false,
             start_time_ms: start_ms,
+            end_time_ms: 0,
+            failed: false,
+            files: 0,
             changed: true,
         }
     }
 
+    /// A terminal answer with one file and no EndTime.
     fn ended(start_ms: i64, changed: bool) -> PollResult {
+        finished(start_ms, 0, 1, changed)
+    }
+
+    /// A terminal answer (not failed) with EndTime `end_ms` and `files` files.
+    fn finished(start_ms: i64, end_ms: i64, files: usize, changed: bool) -> PollResult {
         PollResult::Success {
             terminal: true,
             start_time_ms: start_ms,
+            end_time_ms: end_ms,
+            failed: false,
+            files,
+            changed,
+        }
+    }
+
+    /// A failed task's answer (Status 4, `StartTaskFailed`): no files.
+    fn failed_to_start(start_ms: i64, end_ms: i64, changed: bool) -> PollResult {
+        PollResult::Success {
+            terminal: true,
+            start_time_ms: start_ms,
+            end_time_ms: end_ms,
+            failed: true,
+            files: 0,
             changed,
         }
     }
@@ -1121,7 +1255,8 @@ mod tests {
         let t0 = Instant::now();
         let n = 50;
         let mut s = Scheduler::new(&records(n), &schedule(), t0);
-        // Each target: nine NotFound, one success, one NotFound, then successes.
+        // Each target: one success (so it has been seen: the never-seen rule does not apply),
+        // nine NotFound, one success, one NotFound, then successes.
         let mut times: Vec<Vec<Instant>> = vec![Vec::new(); n];
         while let Some((id, at)) = pop_next(&mut s, R) {
             if at > t0 + secs(2 * 3600) {
@@ -1129,14 +1264,14 @@ mod tests {
             }
             times[id].push(at);
             let result = match times[id].len() {
-                1..=9 | 11 => PollResult::Failed(Outcome::NotFound),
+                2..=10 | 12 => PollResult::Failed(Outcome::NotFound),
                 _ => running(started_ago(secs(60))),
             };
             s.complete(id, result, at, wall(t0, at));
         }
         let mut capped = Vec::new();
         for t in &times {
-            let gaps: Vec<Duration> = t.windows(2).map(|w| w[1] - w[0]).collect();
+            let gaps: Vec<Duration> = t.windows(2).skip(1).map(|w| w[1] - w[0]).collect();
             assert!(gaps.len() > 11, "{gaps:?}");
             for (k, gap) in gaps.iter().take(9).enumerate() {
                 let full = (ACTIVE * (1 << k)).min(MAX_BACKOFF);
@@ -1155,6 +1290,322 @@ mod tests {
             *hi - *lo >= secs(120),
             "jitter spreads the capped retries: {lo:?}..{hi:?}"
         );
+    }
+
+    /// Answers every poll of `s`'s record targets with NotFound until `until`; returns the
+    /// gaps between polls (of its one target), with the time each gap started.
+    fn not_found_gaps(s: &mut Scheduler, t0: Instant, until: Instant) -> Vec<(Instant, Duration)> {
+        let mut last = None;
+        let mut gaps = Vec::new();
+        while let Some((id, at)) = pop_next(s, R) {
+            if at > until {
+                break;
+            }
+            if let Some(prev) = last {
+                gaps.push((prev, at - prev));
+            }
+            last = Some(at);
+            s.complete(id, PollResult::Failed(Outcome::NotFound), at, wall(t0, at));
+        }
+        gaps
+    }
+
+    #[test]
+    fn never_seen_target_keeps_looking_at_least_once_a_minute_in_its_first_hour() {
+        let t0 = Instant::now();
+        let n = 40;
+        let mut s = Scheduler::new(&records(n), &schedule(), t0);
+        let mut times: Vec<Vec<Instant>> = vec![Vec::new(); n];
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at > t0 + secs(3 * 3600) {
+                break;
+            }
+            times[id].push(at);
+            s.complete(id, PollResult::Failed(Outcome::NotFound), at, wall(t0, at));
+        }
+        let mut in_first_hour = Vec::new();
+        for t in &times {
+            let gaps: Vec<(Instant, Duration)> =
+                t.windows(2).map(|w| (w[0], w[1] - w[0])).collect();
+            for (k, &(from, gap)) in gaps.iter().enumerate() {
+                // The n-th failure waits half to all of min(15 s × 2^(n−1), cap).
+                let cap = if from < t0 + NEVER_SEEN_GRACE {
+                    NEVER_SEEN_MAX_BACKOFF
+                } else {
+                    MAX_BACKOFF
+                };
+                let full = (ACTIVE * (1 << k.min(20))).min(cap);
+                assert!(
+                    gap >= ACTIVE.max(full / 2) && gap <= full,
+                    "failure {} at {:?}: waited {gap:?}, full backoff {full:?}",
+                    k + 1,
+                    from - t0
+                );
+                if from < t0 + NEVER_SEEN_GRACE {
+                    in_first_hour.push(gap);
+                }
+            }
+            // Once the hour is over, the backoff grows to 5–10 minutes again.
+            let (_, last) = gaps[gaps.len() - 1];
+            assert!(last >= MAX_BACKOFF / 2, "{gaps:?}");
+        }
+        // About one poll a minute each over the first hour (the naive 15 s would be 240), and
+        // the jitter keeps them apart.
+        for t in &times {
+            let first_hour = t.iter().filter(|&&at| at < t0 + NEVER_SEEN_GRACE).count();
+            assert!((60..=130).contains(&first_hour), "{first_hour}");
+        }
+        let late: Vec<_> = in_first_hour
+            .iter()
+            .filter(|g| **g > NEVER_SEEN_MAX_BACKOFF / 2)
+            .collect();
+        let (lo, hi) = (
+            late.iter().min().copied().unwrap(),
+            late.iter().max().copied().unwrap(),
+        );
+        assert!(*hi - *lo >= secs(20), "jitter: {lo:?}..{hi:?}");
+    }
+
+    #[test]
+    fn the_short_not_found_backoff_is_only_for_targets_never_answered_in_their_first_hour() {
+        // (Shifted ahead: the monotonic clock may have started less than two hours ago.)
+        let t0 = Instant::now() + secs(7200);
+        // Added two hours ago (restored from a store, say): the normal backoff at once.
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        s.set_added_at(0, t0 - secs(7200));
+        s.set_added_at(5, t0); // unknown id: ignored
+        let gaps = not_found_gaps(&mut s, t0, t0 + secs(3600));
+        assert!(
+            gaps.iter().any(|&(_, g)| g > secs(300)),
+            "doubled to 5–10 minutes: {gaps:?}"
+        );
+        // Answered once: a later NotFound is not "never seen".
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(started_ago(secs(10))), at, wall(t0, at));
+        let gaps = not_found_gaps(&mut s, t0, t0 + secs(1800));
+        assert!(
+            gaps.iter().any(|&(_, g)| g > secs(300)),
+            "doubled to 5–10 minutes: {gaps:?}"
+        );
+        // Other failures of a never-seen target double as before.
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let mut last = None;
+        let mut longest = Duration::ZERO;
+        while let Some((id, at)) = pop_next(&mut s, R) {
+            if at > t0 + secs(1800) {
+                break;
+            }
+            if let Some(prev) = last {
+                longest = longest.max(at - prev);
+            }
+            last = Some(at);
+            s.complete(id, PollResult::Failed(Outcome::AuthError), at, wall(t0, at));
+        }
+        assert!(longest > secs(300), "{longest:?}");
+        // An active interval above a minute is kept (never polled faster than configured).
+        let slow = ScheduleSettings {
+            active_interval: secs(120),
+            ..schedule()
+        };
+        let mut s = Scheduler::new(&records(1), &slow, t0);
+        let gaps = not_found_gaps(&mut s, t0, t0 + secs(1800));
+        assert!(gaps.iter().all(|&(_, g)| g == secs(120)), "{gaps:?}");
+    }
+
+    /// Polls `s`'s one record target every time it is due; `answer(at, first)` says what the
+    /// API answers at `at`. Returns the phase after each poll with the poll's time since `t0`,
+    /// until it is parked or `until` passes.
+    fn follow(
+        s: &mut Scheduler,
+        t0: Instant,
+        until: Instant,
+        mut answer: impl FnMut(Instant, bool) -> PollResult,
+    ) -> Vec<(Duration, Phase)> {
+        let mut seen = Vec::new();
+        let mut first = true;
+        while let Some((id, at)) = pop_next(s, R) {
+            if at > until {
+                break;
+            }
+            s.complete(id, answer(at, first), at, wall(t0, at));
+            first = false;
+            seen.push((at - t0, s.phase(id).unwrap()));
+        }
+        seen
+    }
+
+    #[test]
+    fn record_task_files_appearing_a_minute_after_the_end_are_picked_up() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(600));
+        // The task ends at t0 + 20 s; its file is listed 100 s later.
+        let end = t0 + secs(20);
+        let end_ms = started_ago(Duration::ZERO) + 20_000;
+        let files_at = end + secs(100);
+        let mut previous = None;
+        let phases = follow(&mut s, t0, t0 + secs(7200), |at, _| {
+            let now = if at < end {
+                (false, 0)
+            } else if at < files_at {
+                (true, 0)
+            } else {
+                (true, 1)
+            };
+            let changed = previous != Some(now);
+            previous = Some(now);
+            match now {
+                (false, _) => running(start),
+                (true, files) => finished(start, end_ms, files, changed),
+            }
+        });
+        let at = |secs_since: u64| {
+            phases
+                .iter()
+                .find(|(t, _)| *t >= secs(secs_since))
+                .map(|&(t, p)| (t.as_secs(), p))
+        };
+        // Polled every 15 s while running, then every minute: at 30 s the task has ended
+        // (no file yet), at 90 s it still has none: it keeps settling (two identical
+        // answers are not enough without a file).
+        assert_eq!(at(30), Some((30, Phase::Settling)));
+        assert_eq!(at(90), Some((90, Phase::Settling)));
+        // 150 s: the file is listed (changed); 210 s: the same again: done, for good.
+        assert_eq!(at(150), Some((150, Phase::Settling)));
+        assert_eq!(at(210), Some((210, Phase::Done)));
+        assert_eq!(phases.last().map(|&(t, p)| (t.as_secs(), p)), at(210));
+        assert_eq!(s.next_due(R), None);
+    }
+
+    #[test]
+    fn record_task_without_files_settles_at_the_settle_timeout_after_its_end_time() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        // Ended 10 minutes before t0, never any file.
+        let start = started_ago(secs(1800));
+        let end_ms = started_ago(secs(600));
+        let phases = follow(&mut s, t0, t0 + secs(4 * 3600), |_, first| {
+            finished(start, end_ms, 0, first)
+        });
+        let (done_at, phase) = *phases.last().unwrap();
+        assert_eq!(phase, Phase::Done);
+        // EndTime + 1 h is t0 + 50 min: the first poll at or after it (the grid is t0 + k min).
+        assert_eq!(done_at, secs(50 * 60));
+        assert!(phases[..phases.len() - 1]
+            .iter()
+            .all(|&(_, p)| p == Phase::Settling));
+        assert_eq!(phases.len(), 51, "polled once a minute until then");
+        assert_eq!(s.next_due(R), None);
+    }
+
+    #[test]
+    fn settle_timeout_counts_from_first_seen_terminal_without_or_with_a_future_end_time() {
+        let t0 = Instant::now();
+        let start = started_ago(secs(1800));
+        let in_a_day = started_ago(Duration::ZERO) + 86_400_000;
+        for end_ms in [0, in_a_day] {
+            let mut s = Scheduler::new(&records(1), &schedule(), t0);
+            // Running until t0 + 5 min, then terminal with no file.
+            let phases = follow(&mut s, t0, t0 + secs(4 * 3600), |at, _| {
+                if at < t0 + secs(300) {
+                    running(start)
+                } else {
+                    finished(start, end_ms, 0, at == t0 + secs(300))
+                }
+            });
+            let (done_at, phase) = *phases.last().unwrap();
+            assert_eq!(phase, Phase::Done, "EndTime {end_ms}");
+            assert_eq!(done_at, secs(300 + 3600), "EndTime {end_ms}");
+        }
+    }
+
+    #[test]
+    fn a_file_list_that_keeps_changing_settles_at_the_settle_timeout() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(1800));
+        let end_ms = started_ago(secs(60));
+        let phases = follow(&mut s, t0, t0 + secs(4 * 3600), |_, _| {
+            finished(start, end_ms, 2, true)
+        });
+        let (done_at, phase) = *phases.last().unwrap();
+        assert_eq!((done_at, phase), (secs(59 * 60), Phase::Done));
+    }
+
+    #[test]
+    fn a_settle_timeout_long_past_settles_on_the_first_answer() {
+        // A recording that ended two days ago (a target added late, or after a restart) is
+        // final: one answer is enough, files or not.
+        let t0 = Instant::now();
+        let start = started_ago(secs(50 * 3600));
+        let end_ms = started_ago(secs(48 * 3600));
+        for files in [0, 3] {
+            let mut s = Scheduler::new(&records(1), &schedule(), t0);
+            let (id, at) = pop_next(&mut s, R).unwrap();
+            s.complete(id, finished(start, end_ms, files, true), at, wall(t0, at));
+            assert_eq!(s.phase(id), Some(Phase::Done), "{files} files");
+            assert_eq!(s.next_due(R), None);
+        }
+    }
+
+    #[test]
+    fn a_failed_record_task_settles_after_two_identical_answers() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(5));
+        let end_ms = started_ago(Duration::ZERO);
+        let phases = follow(&mut s, t0, t0 + secs(3600), |_, first| {
+            failed_to_start(start, end_ms, first)
+        });
+        assert_eq!(
+            phases,
+            [(secs(0), Phase::Settling), (SETTLE, Phase::Done)],
+            "no file ever, yet done after two identical answers"
+        );
+    }
+
+    #[test]
+    fn webcast_and_failed_tasks_whose_answer_keeps_changing_settle_at_the_timeout() {
+        let t0 = Instant::now();
+        let start = started_ago(secs(1800));
+        let end_ms = started_ago(secs(60));
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, true)], &schedule(), t0);
+        let mut done_at = None;
+        while let Some((id, at)) = pop_next(&mut s, W) {
+            s.complete(id, finished(start, end_ms, 0, true), at, wall(t0, at));
+            done_at = Some(at - t0);
+        }
+        assert_eq!(s.phase(0), Some(Phase::Done));
+        assert_eq!(done_at, Some(secs(59 * 60)));
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let phases = follow(&mut s, t0, t0 + secs(4 * 3600), |_, _| {
+            failed_to_start(start, end_ms, true)
+        });
+        assert_eq!(phases.last(), Some(&(secs(59 * 60), Phase::Done)));
+        // A followed room is not parked by the timeout: it stays settling until two answers
+        // agree.
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, false)], &schedule(), t0);
+        for _ in 0..90 {
+            let (id, at) = pop_next(&mut s, W).unwrap();
+            s.complete(id, finished(start, end_ms, 0, true), at, wall(t0, at));
+            assert_eq!(s.phase(id), Some(Phase::Settling));
+        }
+    }
+
+    #[test]
+    fn webcast_tasks_settle_after_two_identical_answers_without_files() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&[target(Kind::Webcast, 0, true)], &schedule(), t0);
+        let start = started_ago(secs(600));
+        let end_ms = started_ago(secs(60));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, finished(start, end_ms, 0, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, W).unwrap();
+        s.complete(id, finished(start, end_ms, 0, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(W), None);
     }
 
     #[test]
@@ -1428,8 +1879,47 @@ mod tests {
             PollResult::Success {
                 terminal: true,
                 start_time_ms: 42,
+                end_time_ms: 0,
+                failed: false,
+                files: 0,
                 changed: true
             }
         );
+        let with_files = TaskSnapshot {
+            end_time_ms: 99,
+            files: vec![Default::default(); 3],
+            ..snap.clone()
+        };
+        assert_eq!(
+            PollResult::success(&with_files, false),
+            PollResult::Success {
+                terminal: true,
+                start_time_ms: 42,
+                end_time_ms: 99,
+                failed: false,
+                files: 3,
+                changed: false
+            }
+        );
+        for failed in [
+            TaskSnapshot {
+                status: crate::model::status::FAILED,
+                ..Default::default()
+            },
+            TaskSnapshot {
+                status: crate::model::status::ENDED,
+                stop_reason: "StartTaskFailed".into(),
+                ..Default::default()
+            },
+        ] {
+            assert!(matches!(
+                PollResult::success(&failed, true),
+                PollResult::Success {
+                    terminal: true,
+                    failed: true,
+                    ..
+                }
+            ));
+        }
     }
 }

@@ -823,3 +823,110 @@ async fn wrong_access_key_no_storm_and_no_leak() {
     let secret = sim_credentials().secret_access_key.expose().to_string();
     wrong_credentials("AKLTd3JvbmdBY2Nlc3NLZXlJZA", &secret).await;
 }
+
+/// Late uploads, in paused time (the whole hour passes in a moment): a recording whose files
+/// are uploaded 60 s after its end is exposed with its files and their final sizes (the old
+/// rule, two identical answers, froze it at 0 files); a recording that never gets a file keeps
+/// settling until `settle_timeout` (1 h) after its EndTime, then is done and stays exposed with
+/// `record_files 0`; a task that failed to start settles after two identical answers; done
+/// tasks are never polled again.
+#[tokio::test(start_paused = true)]
+async fn late_record_files_are_picked_up_and_fileless_recordings_settle_at_the_timeout() {
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
+    let end = now + 30_000;
+    let file_a = SimFile::object("rec/late/a.mp4", now - 600_000, 400_000, "host");
+    let file_b = SimFile::vod("v0dlateb", now - 200_000, 230_000, "guest");
+    let late = SimTask::record(APP, "room-late", "rec-late", now - 600_000)
+        .ends(end, stop_reason::STOP_BY_API)
+        .uploads_after_end(60_000, vec![file_a.clone().size(1_000), file_b.clone()])
+        .uploads_after_end(80_000, vec![file_a.clone(), file_b.clone()]);
+    let empty = SimTask::record(APP, "room-late", "rec-empty", now - 600_000)
+        .ends(end, stop_reason::IDLE_TIME_OUT);
+    let failed = SimTask::record(APP, "room-late", "rec-fail", now - 1_000)
+        .ends(end, stop_reason::START_TASK_FAILED);
+    let tasks = [late.clone(), empty.clone(), failed.clone()];
+    let targets = targets_of(&tasks);
+    let sim = sim_with(tasks.iter().cloned()).await;
+    // Settling polls every 20 s: the ended recording answers twice with no file before its
+    // files come, which the old rule took as settled. settle_timeout is the default 1 h.
+    let mut s = settings(
+        &sim,
+        sim_credentials(),
+        targets.clone(),
+        10 * SEC,
+        20 * SEC,
+        10.0,
+    );
+    assert_eq!(s.schedule.settle_timeout, 3600 * SEC);
+    s.schedule.retention = Duration::from_secs(7 * 86_400);
+    let exporter = ExporterServer::start(s).await;
+    let (l, e, f) = (&targets[0].key, &targets[1].key, &targets[2].key);
+    let files = |m: &Metrics, t: &TargetKey| get(m, &tkey("record_files", t, &[]));
+
+    // Five minutes: the late files were uploaded 60–80 s after the end and are exposed
+    // with their final sizes; the failed task is done; the fileless one is still settling.
+    tokio::time::sleep(300 * SEC).await;
+    let m = exporter.scrape().await;
+    assert_eq!(scraped_series(&m, l), expected_series(&sim.sim, &late, l));
+    assert_eq!(files(&m, l), Some(2.0));
+    assert_eq!(
+        get(&m, &tkey("record_size_bytes", l, &[])),
+        Some((file_a.size_bytes + file_b.size_bytes) as f64)
+    );
+    assert_eq!(
+        get(
+            &m,
+            &tkey("record_file_size_bytes", l, &[("file", "rec/late/a.mp4")])
+        ),
+        Some(file_a.size_bytes as f64)
+    );
+    assert_eq!(files(&m, e), Some(0.0));
+    assert_eq!(get(&m, &tkey("task_status", f, &[])), Some(4.0));
+    assert_eq!(phase(&m, "record", "done"), 2.0, "late and failed");
+    assert_eq!(phase(&m, "record", "settling"), 1.0, "the fileless one");
+
+    // Just before EndTime + 1 h: still settling.
+    let wait_until_ms = |at: i64| {
+        let left = at - system_time_to_ms(volc_rtc_exporter::clock::now());
+        Duration::from_millis(u64::try_from(left).unwrap_or(0))
+    };
+    tokio::time::sleep(wait_until_ms(end + 3_540_000)).await;
+    let m = exporter.scrape().await;
+    assert_eq!(phase(&m, "record", "settling"), 1.0);
+    let before = sim.sim.total_requests(Action::GetRecordTask);
+    // Past EndTime + 1 h and the next settle poll: done, exposed with no file.
+    tokio::time::sleep(wait_until_ms(end + 3_600_000 + 90_000)).await;
+    let m = exporter.scrape().await;
+    assert_eq!(phase(&m, "record", "done"), 3.0);
+    assert_eq!(phase(&m, "record", "settling"), 0.0);
+    assert_eq!(scraped_series(&m, e), expected_series(&sim.sim, &empty, e));
+    assert_eq!(files(&m, e), Some(0.0));
+    assert_eq!(get(&m, &tkey("record_size_bytes", e, &[])), Some(0.0));
+    assert_eq!(get(&m, &tkey("task_status", e, &[])), Some(3.0));
+    let polled = sim.sim.total_requests(Action::GetRecordTask) - before;
+    assert!(
+        (2..=4).contains(&polled),
+        "{polled} polls in the last 2.5 minutes"
+    );
+    // Nothing is polled any more; the values stay.
+    let done_at = sim.sim.total_requests(Action::GetRecordTask);
+    tokio::time::sleep(3600 * SEC).await;
+    assert_eq!(sim.sim.total_requests(Action::GetRecordTask), done_at);
+    let later = exporter.scrape().await;
+    for t in [l, e, f] {
+        assert_eq!(
+            scraped_series(&later, t),
+            scraped_series(&m, t),
+            "{}",
+            t.task_id.as_deref().unwrap_or_default()
+        );
+    }
+    // Each task about 4 times while running; then the failed one twice, the late one about
+    // 6 times, the fileless one every 20 s for the hour.
+    assert!(
+        done_at <= 3 * 4 + 2 + 6 + 182,
+        "{done_at} GetRecordTask requests"
+    );
+    exporter.stop().await;
+    sim.stop().await;
+}

@@ -20,6 +20,7 @@ const LABELS: &[&str] = &[
 const ALERTS: &[&str] = &[
     "VolcRtcTaskStartFailed",
     "VolcRtcTaskFailed",
+    "VolcRtcRecordingWithoutFiles",
     "VolcRtcWebcastNearMaxRunningTime",
     "VolcRtcApiThrottled",
     "VolcRtcApiAuthErrors",

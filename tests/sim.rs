@@ -311,6 +311,53 @@ async fn webcast_answer_has_the_exact_fields_and_follows_the_room() {
     s.stop().await;
 }
 
+/// Late uploads: a recording's files listed a chosen delay after its end (partial sizes
+/// first), another recording that never lists a file, over HTTP as the exporter sees them.
+#[tokio::test]
+async fn record_files_uploaded_after_the_end_appear_after_their_delay() {
+    let t0 = now_ms();
+    let sim = Simulator::new(
+        SimOptions::default(),
+        Clock::starting_at(ms_to_system_time(t0)),
+    );
+    sim.add_credentials(&sim_credentials());
+    let file = SimFile::object("late/1.mp4", t0 - 600_000, 590_000, "host");
+    sim.add_tasks([
+        SimTask::record(APP, "late", "rec-late", t0 - 600_000)
+            .ends(t0 - 10_000, stop_reason::IDLE_TIME_OUT)
+            .uploads_after_end(60_000, vec![file.clone().size(1_000)])
+            .uploads_after_end(90_000, vec![file.clone()]),
+        SimTask::record(APP, "late", "rec-empty", t0 - 600_000)
+            .ends(t0 - 10_000, stop_reason::STOP_BY_API),
+    ]);
+    let s = start(sim).await;
+    let files = |v: &Value| v["Result"]["RecordTask"]["RecordFileList"].clone();
+    let v = s.record("late", "rec-late").await.json();
+    assert_eq!(v["Result"]["RecordTask"]["Status"], json!(3));
+    assert_eq!(v["Result"]["RecordTask"]["EndTime"], json!(t0 - 10_000));
+    assert_eq!(files(&v), json!([]), "ended 10 s ago, nothing uploaded yet");
+    // 55 s after the end: still nothing (the clock also runs in real time: margins of 5 s).
+    s.sim.clock().advance(Duration::from_secs(45));
+    assert_eq!(files(&s.record("late", "rec-late").await.json()), json!([]));
+    // 65 s after the end: listed, partly uploaded.
+    s.sim.clock().advance(Duration::from_secs(10));
+    let v = s.record("late", "rec-late").await.json();
+    assert_eq!(files(&v)[0]["ObjectKey"], json!("late/1.mp4"));
+    assert_eq!(files(&v)[0]["Size"], json!(1_000));
+    // 95 s after: the final size.
+    s.sim.clock().advance(Duration::from_secs(30));
+    let v = s.record("late", "rec-late").await.json();
+    assert_eq!(files(&v)[0]["Size"], json!(590_000i64 * 187));
+    assert_eq!(files(&v).as_array().map(Vec::len), Some(1));
+    // A day later: the same; the recording without uploads still lists none.
+    s.sim.clock().advance(Duration::from_secs(86_400));
+    assert_eq!(files(&s.record("late", "rec-late").await.json()), files(&v));
+    let empty = s.record("late", "rec-empty").await.json();
+    assert_eq!(empty["Result"]["RecordTask"]["Status"], json!(3));
+    assert_eq!(files(&empty), json!([]));
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn unknown_future_and_expired_tasks_are_not_found() {
     let t0 = now_ms();

@@ -4,7 +4,10 @@
 //! "not started" (Status 1) for `pending_ms`, runs (Status 2) until its [`TaskEnd`] if it has
 //! one, and then answers Status 3 or 4 with a StopReason. A record task's `RecordFileList`
 //! follows its [`FileStage`]s: the newest stage whose time has come is the list answered, so
-//! files can appear, and their sizes settle, after the end. The vendor only answers for tasks
+//! files can appear, and their sizes settle, after the end. A stage is set at a fixed time
+//! ([`SimTask::files_at`]) or a delay after the end ([`SimTask::uploads_after_end`]: RTC
+//! uploads a recording's files after the task ends, large ones for minutes); a task given no
+//! stage never lists a file. The vendor only answers for tasks
 //! started in the last [`HORIZON_MS`]; older ones are "not found".
 
 use serde_json::{json, Map, Value};
@@ -54,6 +57,9 @@ pub enum TaskDetail {
 pub struct RecordPlan {
     /// Sorted by `at_ms`; the newest stage with `at_ms <= now` is the answered list.
     pub file_stages: Vec<FileStage>,
+    /// Stages whose `at_ms` counts from the task's end (EndTime) instead of the epoch; none
+    /// of them is listed while the task has not ended. Sorted by `at_ms`.
+    pub after_end: Vec<FileStage>,
 }
 
 /// The whole `RecordFileList` from `at_ms` on.
@@ -217,6 +223,21 @@ impl SimTask {
         self
     }
 
+    /// Adds a file stage listed `delay_ms` after the task's end, whenever that is set (record
+    /// tasks; ignored for webcast): late uploads. Before the end, and for a task that never
+    /// ends, it is not listed. Stages at fixed times ([`SimTask::files_at`]) still apply; the
+    /// newest stage whose time has come wins.
+    pub fn uploads_after_end(mut self, delay_ms: i64, files: Vec<SimFile>) -> Self {
+        if let TaskDetail::Record(plan) = &mut self.detail {
+            plan.after_end.push(FileStage {
+                at_ms: delay_ms,
+                files,
+            });
+            plan.after_end.sort_by_key(|s| s.at_ms);
+        }
+        self
+    }
+
     /// Webcast: sets `MaxRunningTime` and ends the task with `ExceedMaxRunningTime` when it is
     /// reached (ignored for record tasks).
     pub fn exceeds_max_running_time(mut self, max_running_time_s: i64) -> Self {
@@ -250,12 +271,24 @@ impl SimTask {
     /// The task's state at `now_ms`, even past the 72-hour horizon (for reports and tests).
     pub fn state_ignoring_horizon(&self, now_ms: i64) -> TaskState<'_> {
         let files: &[SimFile] = match &self.detail {
-            TaskDetail::Record(plan) => plan
-                .file_stages
-                .iter()
-                .rev()
-                .find(|s| s.at_ms <= now_ms)
-                .map_or(&[], |s| s.files.as_slice()),
+            TaskDetail::Record(plan) => {
+                let fixed = plan
+                    .file_stages
+                    .iter()
+                    .rev()
+                    .find(|s| s.at_ms <= now_ms)
+                    .map(|s| (s.at_ms, s.files.as_slice()));
+                let late = self.end.as_ref().and_then(|end| {
+                    plan.after_end
+                        .iter()
+                        .map(|s| (end.at_ms.saturating_add(s.at_ms), s.files.as_slice()))
+                        .rfind(|&(at, _)| at <= now_ms)
+                });
+                match (fixed, late) {
+                    (Some(f), Some(l)) => if l.0 >= f.0 { l } else { f }.1,
+                    (f, l) => f.or(l).map_or(&[], |(_, files)| files),
+                }
+            }
             TaskDetail::Webcast(_) => &[],
         };
         match &self.end {
@@ -427,6 +460,42 @@ mod tests {
         );
         assert!(t.state_at(1_000 + HORIZON_MS).is_some());
         assert!(t.state_at(1_001 + HORIZON_MS).is_none());
+    }
+
+    #[test]
+    fn uploads_after_the_end_appear_with_their_delay() {
+        let f = SimFile::object("late.mp4", 1_000, 9_000, "u1");
+        // Set before the end is known: the delay counts from whatever the end turns out to be.
+        let t = SimTask::record("app", "room", "task", 1_000)
+            .uploads_after_end(60_000, vec![f.clone().size(5)])
+            .uploads_after_end(90_000, vec![f.clone()])
+            .ends(10_000, stop_reason::STOP_BY_API);
+        let files = |now: i64| t.state_at(now).map(|s| s.files.to_vec());
+        assert_eq!(files(9_999), Some(vec![]));
+        assert_eq!(files(10_000), Some(vec![]), "ended, nothing uploaded yet");
+        assert_eq!(files(69_999), Some(vec![]));
+        assert_eq!(files(70_000), Some(vec![f.clone().size(5)]));
+        assert_eq!(files(100_000), Some(vec![f.clone()]));
+        // A task that never ends never lists them; webcast tasks ignore them.
+        let running = SimTask::record("app", "room", "t2", 0).uploads_after_end(0, vec![f.clone()]);
+        assert_eq!(running.state_at(HORIZON_MS).map(|s| s.files.len()), Some(0));
+        let web = SimTask::webcast("app", "room", "w", 0)
+            .uploads_after_end(0, vec![f.clone()])
+            .ends(5, stop_reason::STOP_BY_API);
+        assert_eq!(web.state_at(10).map(|s| s.files.len()), Some(0));
+        // Mixed with a fixed-time stage: the newest whose time has come wins.
+        let mixed = SimTask::record("app", "room", "t3", 0)
+            .ends(1_000, stop_reason::IDLE_TIME_OUT)
+            .files_at(2_000, vec![f.clone().size(1)])
+            .uploads_after_end(5_000, vec![f.clone().size(2)])
+            .files_at(9_000, vec![f.clone().size(3)]);
+        let size = |now: i64| mixed.state_at(now).map(|s| s.files[0].size_bytes);
+        assert_eq!(size(2_000), Some(1));
+        assert_eq!(size(6_000), Some(2));
+        assert_eq!(size(9_000), Some(3));
+        // The answer shows them too.
+        let json = t.result_json(70_000).unwrap();
+        assert_eq!(json["RecordTask"]["RecordFileList"][0]["Size"], json!(5));
     }
 
     #[test]
