@@ -23,11 +23,11 @@ use crate::persist::{
     Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
     StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
 };
-use crate::scheduler::{Phase, Scheduler};
+use crate::scheduler::{Phase, Restored, Scheduler};
 use crate::store::{EntryState, PendingStop, Store, TargetId};
 
-/// A restored target to queue: id, target, phase, StartTime (ms).
-type Queued = (TargetId, Target, Phase, i64);
+/// A restored target to queue.
+type Queued = (TargetId, Target, Restored);
 
 /// What the durable store knows of a target besides its state in the [`Store`].
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub struct Durable {
 
 /// What [`Durable::start`] did, for the start-up log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Restored {
+pub struct StartSummary {
     /// Stored targets served again.
     pub restored: usize,
     /// Of those, done or expired task targets that will not be polled again.
@@ -73,7 +73,7 @@ impl Durable {
         schedule: &ScheduleSettings,
         now: Instant,
         wall: SystemTime,
-    ) -> (Durable, Restored) {
+    ) -> (Durable, StartSummary) {
         let Opened { state, writer, .. } = opened;
         let Loaded {
             targets: stored,
@@ -89,7 +89,7 @@ impl Durable {
         let now_ms = crate::clock::system_time_to_ms(wall);
         let configured: HashMap<&TargetKey, &Target> =
             targets.iter().map(|t| (&t.key, t)).collect();
-        let mut summary = Restored::default();
+        let mut summary = StartSummary::default();
         // Queued restored targets, per (action, settle lane), to spread their next polls.
         let mut queued: PerAction<[Vec<Queued>; 2]> = PerAction::default();
         let mut seen: HashSet<TargetKey> = HashSet::with_capacity(stored.len());
@@ -120,15 +120,20 @@ impl Durable {
             }
             seen.insert(key);
             let phase = phase_of(record.settle.phase);
-            let start_ms = record.snapshot.as_ref().map_or(0, |s| s.start_time_ms);
+            let restored = Restored {
+                phase,
+                start_time_ms: record.snapshot.as_ref().map_or(0, |s| s.start_time_ms),
+                terminal_since_ms: record.settle.terminal_since_ms,
+                added_ms: record.added_ms,
+            };
             summary.restored += 1;
             let room = target.key.task_id.is_none();
             if matches!(phase, Phase::Done | Phase::Expired) && !room {
                 summary.parked += 1;
-                scheduler.restore(id, &target, phase, start_ms, now, wall);
+                scheduler.restore(id, &target, restored, now, wall);
             } else {
                 let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
-                queued[target.key.kind.action()][lane].push((id, target.clone(), phase, start_ms));
+                queued[target.key.kind.action()][lane].push((id, target.clone(), restored));
             }
             lock(&durable.meta).insert(
                 id,
@@ -153,9 +158,9 @@ impl Durable {
             {
                 let list = &queued[action][lane];
                 let n = list.len().max(1) as u32;
-                for (k, (id, target, phase, start_ms)) in list.iter().enumerate() {
-                    let due = now + interval.mul_f64(k as f64 / f64::from(n));
-                    scheduler.restore(*id, target, *phase, *start_ms, due, wall);
+                for (k, (id, target, restored)) in list.iter().enumerate() {
+                    let offset = interval.mul_f64(k as f64 / f64::from(n));
+                    scheduler.restore(*id, target, *restored, now + offset, wall + offset);
                 }
             }
         }

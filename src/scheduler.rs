@@ -203,6 +203,19 @@ impl std::fmt::Display for Phase {
     }
 }
 
+/// What a restart found of a target in the durable store, for [`Scheduler::restore`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Restored {
+    pub phase: Phase,
+    /// StartTime of its last answer, ms since the epoch; 0 if none.
+    pub start_time_ms: i64,
+    /// When its task was first seen terminal, ms since the epoch.
+    pub terminal_since_ms: Option<i64>,
+    /// When the target was added, ms since the epoch (a target never seen keeps its short
+    /// not-found backoff only during its first hour).
+    pub added_ms: i64,
+}
+
 /// How one poll of a target ended, as far as scheduling cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PollResult {
@@ -325,7 +338,7 @@ pub struct Scheduler {
 
 impl TargetState {
     /// The placeholder of a removed target.
-    fn removed() -> TargetState {
+    fn removed(at: Instant) -> TargetState {
         TargetState {
             action: Action::GetRecordTask,
             room: false,
@@ -333,6 +346,8 @@ impl TargetState {
             slot: Slot::Removed,
             start_time_ms: 0,
             expires_at: None,
+            terminal_since_ms: None,
+            added_at: at,
             failures: 0,
             throttles: 0,
         }
@@ -425,6 +440,8 @@ impl Scheduler {
                 },
                 start_time_ms: 0,
                 expires_at: None,
+                terminal_since_ms: None,
+                added_at: now,
                 failures: 0,
                 throttles: 0,
             };
@@ -434,21 +451,28 @@ impl Scheduler {
         }
     }
 
-    /// Puts a target back as a restart found it in the durable store: `phase` and the
-    /// StartTime of its last answer (0 if none). Done and expired task targets are parked
-    /// (never polled again); the others are queued on their own spread from `due` on, in the
-    /// lane of their phase; a room-following webcast target keeps being watched. `wall` is
-    /// the wall-clock time at `now` (to judge the task's age). Returns false when `id` is
-    /// already in use.
+    /// Puts a target back as a restart found it in the durable store (see [`Restored`]).
+    /// Done and expired task targets are parked (never polled again); the others are queued
+    /// at `due`, in the lane of their phase; a room-following webcast target keeps being
+    /// watched. `wall` is the wall-clock time at `due` (to judge the task's age). Returns
+    /// false when `id` is already in use.
     pub fn restore(
         &mut self,
         id: TargetId,
         target: &Target,
-        phase: Phase,
-        start_time_ms: i64,
+        restored: Restored,
         due: Instant,
         wall: SystemTime,
     ) -> bool {
+        let Restored {
+            phase,
+            start_time_ms,
+            terminal_since_ms,
+            added_ms,
+        } = restored;
+        let age = u64::try_from(crate::clock::system_time_to_ms(wall).saturating_sub(added_ms))
+            .unwrap_or(0);
+        let added_at = due.checked_sub(Duration::from_millis(age)).unwrap_or(due);
         let action = target.key.kind.action();
         let room = target.key.task_id.is_none();
         let expires_at = (start_time_ms > 0)
@@ -472,6 +496,8 @@ impl Scheduler {
             slot,
             start_time_ms,
             expires_at,
+            terminal_since_ms,
+            added_at,
             failures: 0,
             throttles: 0,
         };
@@ -495,8 +521,9 @@ impl Scheduler {
             Some(_) => false,
             None => {
                 // Ids are dense (the store hands them out), but a gap must not panic.
+                let at = state.added_at;
                 while self.targets.len() < id {
-                    self.targets.push(TargetState::removed());
+                    self.targets.push(TargetState::removed(at));
                     self.removed += 1;
                 }
                 self.targets.push(state);
@@ -520,7 +547,7 @@ impl Scheduler {
             Slot::Parked => {}
             Slot::Removed => return,
         }
-        *t = TargetState::removed();
+        *t = TargetState::removed(t.added_at);
         self.removed += 1;
     }
 
@@ -1008,6 +1035,15 @@ mod tests {
         s.check_invariants();
     }
 
+    fn rs(phase: Phase, start_time_ms: i64) -> Restored {
+        Restored {
+            phase,
+            start_time_ms,
+            terminal_since_ms: None,
+            added_ms: started_ago(secs(7200)),
+        }
+    }
+
     #[test]
     fn restored_targets_resume_done_ones_are_never_polled() {
         let t0 = Instant::now();
@@ -1015,12 +1051,12 @@ mod tests {
         let ts = records(3);
         let room = target(Kind::Webcast, 9, false);
         let start = started_ago(secs(3600));
-        assert!(s.restore(0, &ts[0], Phase::Done, start, t0, wall0()));
-        assert!(s.restore(1, &ts[1], Phase::Active, start, t0 + secs(5), wall0()));
-        assert!(s.restore(2, &ts[2], Phase::Settling, start, t0 + secs(7), wall0()));
-        assert!(s.restore(3, &room, Phase::Done, start, t0 + secs(9), wall0()));
+        assert!(s.restore(0, &ts[0], rs(Phase::Done, start), t0, wall0()));
+        assert!(s.restore(1, &ts[1], rs(Phase::Active, start), t0 + secs(5), wall0()));
+        assert!(s.restore(2, &ts[2], rs(Phase::Settling, start), t0 + secs(7), wall0()));
+        assert!(s.restore(3, &room, rs(Phase::Done, start), t0 + secs(9), wall0()));
         assert!(
-            !s.restore(3, &room, Phase::Done, start, t0, wall0()),
+            !s.restore(3, &room, rs(Phase::Done, start), t0, wall0()),
             "id in use"
         );
         s.check_invariants();
@@ -1035,7 +1071,7 @@ mod tests {
         );
         // A task older than 72 h restored active expires instead of being polled.
         let old = started_ago(VISIBILITY_WINDOW + secs(60));
-        assert!(s.restore(4, &records(5)[4], Phase::Active, old, t0, wall0()));
+        assert!(s.restore(4, &records(5)[4], rs(Phase::Active, old), t0, wall0()));
         assert_eq!(s.pop_due(R, t0 + secs(1)), None);
         assert_eq!(s.phase(4), Some(Phase::Expired));
     }
