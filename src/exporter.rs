@@ -9,7 +9,6 @@
 //! store at scrape time and never waits on the API. `once` uses the same wiring
 //! ([`Exporter::poll_each_once`]).
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -24,7 +23,6 @@ use crate::budget::Limiter;
 use crate::config::Settings;
 use crate::model::{Action, Kind, Outcome, PerAction, TaskSnapshot};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
-use crate::server::{self, App, LandingInfo};
 use crate::state_log::StateLog;
 use crate::store::{Store, TargetId};
 use crate::telemetry::Telemetry;
@@ -333,6 +331,11 @@ impl Exporter {
     }
 }
 
+// ----- the HTTP side (reload hook, page rows, `--web.*` options): see exporter/web.rs -----
+
+mod web;
+pub use web::{run_with, WebSetup};
+
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(t) => tokio::time::sleep_until(t).await,
@@ -340,35 +343,12 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Runs the exporter until `shutdown`: polling in the background, HTTP on `listener`.
+/// Runs the exporter until `shutdown`: polling in the background, HTTP on `listener` with the
+/// default web setup (plain HTTP, no auth, no lifecycle or targets API); see [`run_with`].
 pub async fn run(
     exporter: Arc<Exporter>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ExporterError> {
-    exporter.set_budget_gauges();
-    let ready = Arc::new(AtomicBool::new(false));
-    let render_from = exporter.clone();
-    let app = Arc::new(App {
-        render: Box::new(move |format| {
-            crate::render::page(&render_from.store, &render_from.telemetry, format)
-        }),
-        ready: ready.clone(),
-        landing: LandingInfo::new(exporter.landing_summary()),
-    });
-    let http = tokio::spawn(server::serve(listener, app, shutdown.clone()));
-    exporter.refresh_gauges();
-    let polling = {
-        let exporter = exporter.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move { exporter.poll(stop).await })
-    };
-    ready.store(true, Ordering::SeqCst);
-    tracing::info!(targets = exporter.settings.targets.len(), "polling started");
-    let served = http.await;
-    let _ = polling.await;
-    match served {
-        Ok(r) => r.map_err(ExporterError::Http),
-        Err(e) => Err(ExporterError::HttpTask(e)),
-    }
+    run_with(exporter, listener, WebSetup::default(), shutdown).await
 }

@@ -32,9 +32,12 @@
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
 //!   kept across restarts, written by a group-committing writer.
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
-//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
-//!   shared [`accept`] loop with its graceful drain; [`pages`] — the HTML of `/` and `/targets`,
-//!   rendered purely from a snapshot of the targets.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`,
+//!   `/-/reload`, `/api/v1/targets`, behind the web config (TLS, basic auth) and the
+//!   `--web.max-requests` cap, on the shared [`accept`] loop with its graceful drain; [`pages`]
+//!   — the HTML of `/` and `/targets`, rendered purely from a snapshot of the targets.
+//! - [`reload`] — SIGHUP and `POST /-/reload`: the config and web config files read and checked
+//!   again, then handed to an [`reload::Apply`] hook; a broken file keeps the running config.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
 //! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
@@ -55,6 +58,7 @@ pub mod logging;
 pub mod model;
 pub mod pages;
 pub mod persist;
+pub mod reload;
 pub mod render;
 pub mod scheduler;
 pub mod server;

@@ -556,6 +556,19 @@ fn expiry(start_time_ms: i64, now: Instant, wall: SystemTime) -> Option<Instant>
     }
 }
 
+// ----- read by the pages and the registration API (HTTP side) -----
+
+impl Scheduler {
+    /// When target `id` is next due (already past while it is in flight); `None` when it is
+    /// not polled again, or for an unknown id.
+    pub fn due(&self, id: TargetId) -> Option<Instant> {
+        match self.targets.get(id)?.slot {
+            Slot::Queued { due, .. } | Slot::InFlight { due, .. } => Some(due),
+            Slot::Parked => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

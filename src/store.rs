@@ -729,6 +729,18 @@ fn stops_text(inner: &Inner, format: Format, started: Option<f64>) -> Vec<u8> {
     out
 }
 
+// ----- read by the pages and the registration API (HTTP side) -----
+
+impl Store {
+    /// Whether target `id`'s last poll got an answer (`None` before the first poll), and when
+    /// the last successful one was recorded (ms since the epoch).
+    pub fn poll_status(&self, id: TargetId) -> Option<(Option<bool>, Option<i64>)> {
+        let inner = self.read();
+        let e = inner.entries.get(id)?;
+        Some((e.up, e.last_success_ms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
