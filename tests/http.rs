@@ -12,7 +12,6 @@
 //! - `check --web.config.file`.
 
 mod common;
-#[allow(dead_code)]
 mod pages_common;
 
 use std::net::SocketAddr;
