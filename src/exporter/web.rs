@@ -60,16 +60,15 @@ impl Apply for Exporter {
                 diff.labels_changed.len(),
                 diff.unchanged
             ));
-            for target in &diff.added {
-                tracing::info!(target = %crate::commands::describe(target), "reload: target to add");
-            }
-            for key in &diff.removed {
+            let added = diff.added.iter().map(|t| (&t.key, "reload: target to add"));
+            let removed = diff.removed.iter().map(|k| (k, "reload: target to remove"));
+            for (key, what) in added.chain(removed) {
                 tracing::info!(
                     kind = key.kind.as_str(),
                     app_id = %key.app_id,
                     room_id = %key.room_id,
                     task_id = key.task_id.as_deref().unwrap_or(""),
-                    "reload: target to remove"
+                    "{what}"
                 );
             }
         }
