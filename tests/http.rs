@@ -1023,3 +1023,116 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
     let (status, _) = child.terminate(Duration::from_secs(10)).await;
     assert!(status.success(), "exit status {status}");
 }
+
+// ----- the exporter's hooks (interim: before targets can change while running) -----
+
+fn parsed(yaml: &str, access_key: &str) -> Settings {
+    volc_rtc_exporter::config::parse(
+        yaml,
+        "config.yaml",
+        &MapEnv::new()
+            .with_var("VOLC_ACCESSKEY", access_key)
+            .with_var("VOLC_SECRETKEY", SECRET),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_rows() {
+    use volc_rtc_exporter::exporter::Exporter;
+    use volc_rtc_exporter::model::{status, TaskSnapshot};
+    use volc_rtc_exporter::scheduler::Phase;
+
+    let settings = parsed(
+        &config_yaml(&["room-1", "room-2"]),
+        "AKLTexampleAccessKey0001",
+    );
+    let exporter = Exporter::new(settings, Arc::new(Telemetry::new())).unwrap();
+
+    let same = exporter
+        .apply(parsed(
+            &config_yaml(&["room-1", "room-2"]),
+            "AKLTexampleAccessKey0001",
+        ))
+        .unwrap();
+    assert_eq!(same.lines, ["no changes"]);
+    let mut budget = config_yaml(&["room-2", "room-3"]);
+    budget.push_str("budget:\n  GetRecordTask: 10\n");
+    let changed = exporter
+        .apply(parsed(&budget, "AKLTanotherAccessKey0002"))
+        .unwrap()
+        .to_string();
+    assert!(
+        changed.contains("credentials: now access key AKLT****0002"),
+        "{changed}"
+    );
+    assert!(!changed.contains(SECRET), "no secret in the summary");
+    assert!(
+        changed.contains("targets: 1 to add, 1 to remove, 0 relabelled, 1 unchanged"),
+        "{changed}"
+    );
+    assert!(changed.contains("budget"), "{changed}");
+
+    // Rows: one target answered, one never polled.
+    let at = volc_rtc_exporter::clock::now();
+    exporter.store.record_success(
+        0,
+        TaskSnapshot {
+            status: status::RUNNING,
+            start_time_ms: volc_rtc_exporter::clock::system_time_to_ms(at) - 60_000,
+            ..TaskSnapshot::default()
+        },
+        at,
+    );
+    let rows = exporter.target_rows();
+    assert_eq!(rows.len(), 2);
+    let (polled, fresh) = (&rows[0], &rows[1]);
+    assert_eq!(polled.room_id, "room-1");
+    assert_eq!(polled.app_id, APP);
+    assert_eq!(polled.sources, ["config"]);
+    assert!(polled.up);
+    assert_eq!(polled.status, Some(status::RUNNING));
+    assert_eq!(
+        polled.last_poll_ms,
+        Some(volc_rtc_exporter::clock::system_time_to_ms(at))
+    );
+    assert_eq!(polled.last_outcome.as_deref(), Some("success"));
+    assert_eq!(fresh.room_id, "room-2");
+    assert_eq!(fresh.phase, Phase::New);
+    assert_eq!(fresh.last_poll_ms, None);
+    assert!(fresh.next_due_ms.is_some(), "new targets are queued");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_targets_api_without_auth_is_warned_about() {
+    let dir = common::scratch_dir("http-warn");
+    let config = dir.join("config.yaml");
+    std::fs::write(&config, config_yaml(&["room-1"])).unwrap();
+    let config_arg = format!("--config.file={}", config.display());
+    let mut child = ChildProcess::spawn(
+        &[
+            &config_arg,
+            "--web.listen-address=127.0.0.1:0",
+            "--web.enable-targets-api",
+        ],
+        &[
+            ("VOLC_ACCESSKEY", "AKLTexampleAccessKey0001"),
+            ("VOLC_SECRETKEY", SECRET),
+        ],
+    );
+    let addr = child
+        .wait_for_word_after("address=", Duration::from_secs(20))
+        .await;
+    let stderr = child.stderr();
+    assert!(stderr.contains("without basic auth"), "{stderr}");
+    assert!(stderr.contains("level=warn"), "{stderr}");
+    // The API answers: the configured target is listed.
+    let (status, body) = common::http_get(&format!("http://{addr}/api/v1/targets"))
+        .await
+        .expect("the API answers");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"room_id\":\"room-1\""), "{body}");
+    let (status, _) = child.terminate(Duration::from_secs(10)).await;
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
