@@ -142,13 +142,16 @@ pub async fn serve(
     let shared = SharedWebConfig::new(web_config);
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::new(settings, telemetry.clone())?;
-    let reloader = Arc::new(Reloader::new(
-        config_file.to_path_buf(),
-        web.config_file.clone(),
-        shared.clone(),
-        exporter.clone(),
-        telemetry,
-    ));
+    let reloader = Arc::new(
+        Reloader::new(
+            config_file.to_path_buf(),
+            web.config_file.clone(),
+            shared.clone(),
+            exporter.clone(),
+            telemetry,
+        )
+        .with_targets_api(web.options.enable_targets_api),
+    );
     #[cfg(unix)]
     reloader
         .reload_on_sighup(shutdown.clone())

@@ -80,6 +80,8 @@ pub struct Reloader {
     apply: Arc<dyn Apply>,
     telemetry: Arc<Telemetry>,
     env: Box<dyn Environment + Send + Sync>,
+    /// `--web.enable-targets-api` is on: warn when a reloaded web config has no users.
+    targets_api: bool,
     /// One reload at a time.
     turn: Mutex<()>,
 }
@@ -111,6 +113,7 @@ impl Reloader {
             apply,
             telemetry,
             env: Box::new(ProcessEnv),
+            targets_api: false,
             turn: Mutex::new(()),
         }
     }
@@ -118,6 +121,12 @@ impl Reloader {
     /// The same, reading credentials' environment variables from `env` (tests).
     pub fn with_environment(mut self, env: impl Environment + Send + Sync + 'static) -> Reloader {
         self.env = Box::new(env);
+        self
+    }
+
+    /// Warn, as at start-up, when a reload leaves the registration API without basic auth.
+    pub fn with_targets_api(mut self, enabled: bool) -> Reloader {
+        self.targets_api = enabled;
         self
     }
 
@@ -200,6 +209,13 @@ impl Reloader {
                 path.display(),
                 describe_web_config(&web)
             ));
+        }
+        if self.targets_api && !web.auth_required() {
+            tracing::warn!(
+                "the targets API (--web.enable-targets-api) is on without basic auth: anyone who \
+                 can reach the exporter can add and remove targets; set basic_auth_users in \
+                 --web.config.file"
+            );
         }
         self.web.set(web);
         Ok(summary)

@@ -1132,6 +1132,13 @@ async fn the_targets_api_without_auth_is_warned_about() {
         .expect("the API answers");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"room_id\":\"room-1\""), "{body}");
+    // A reload that leaves the API without users says so again.
+    sighup(&child);
+    child
+        .wait_for_word_after("configuration reloaded", Duration::from_secs(15))
+        .await;
+    let stderr = child.stderr();
+    assert_eq!(stderr.matches("without basic auth").count(), 2, "{stderr}");
     let (status, _) = child.terminate(Duration::from_secs(10)).await;
     assert!(status.success());
     let _ = std::fs::remove_dir_all(dir);
