@@ -29,7 +29,7 @@ use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::Format;
 use volc_rtc_exporter::model::{status, RecordFile, Target, TaskSnapshot};
 use volc_rtc_exporter::render::{page, render};
-use volc_rtc_exporter::server::{serve, App, LandingInfo};
+use volc_rtc_exporter::server::{serve, App, LandingInfo, Options};
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
@@ -339,14 +339,21 @@ fn scrapes(
     let pages = Arc::new(AtomicUsize::new(0));
     let app = {
         let (store, telemetry, pages) = (store.clone(), telemetry.clone(), pages.clone());
-        Arc::new(App {
-            render: Box::new(move |format: Format| {
-                pages.fetch_add(1, Ordering::SeqCst);
-                page(&store, &telemetry, format)
+        // No cap on requests in flight: the bench measures many scrapers at once.
+        Arc::new(
+            App::new(
+                Box::new(move |format: Format| {
+                    pages.fetch_add(1, Ordering::SeqCst);
+                    page(&store, &telemetry, format)
+                }),
+                Arc::new(AtomicBool::new(true)),
+                LandingInfo::new("bench"),
+            )
+            .with_options(Options {
+                max_requests: 0,
+                ..Options::default()
             }),
-            ready: Arc::new(AtomicBool::new(true)),
-            landing: LandingInfo::new("bench"),
-        })
+        )
     };
     let shutdown = CancellationToken::new();
     let listener = runtime

@@ -17,8 +17,10 @@ pub const DEFAULT_PORT: u16 = 19966;
     long_about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording (GetRecordTask) \
 and web-page capture (GetWebCastTask) tasks.\n\n\
 Without a command it runs the exporter: polls the configured targets inside the per-action \
-request budget and serves /metrics. `check` validates a config, `once` polls every target once \
-and prints the metrics, `demo` runs against a built-in simulated API (no account needed)."
+request budget and serves /metrics, a landing page and /targets. SIGHUP reloads the \
+configuration (a broken one is refused and the running one kept). `check` validates a config \
+(and --web.config.file), `once` polls every target once and prints the metrics, `demo` runs \
+against a built-in simulated API (no account needed)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,7 +30,8 @@ pub struct Cli {
     #[arg(long = "config.file", value_name = "FILE", global = true)]
     pub config_file: Option<PathBuf>,
 
-    /// Address to serve /metrics, /, /-/healthy and /-/ready on, as HOST:PORT or :PORT.
+    /// Address to serve /metrics, /, /targets, /-/healthy, /-/ready (and /-/reload,
+    /// /api/v1/targets when enabled) on, as HOST:PORT or :PORT.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
@@ -48,6 +51,29 @@ pub struct Cli {
         global = true
     )]
     pub storage_path: PathBuf,
+    /// Web configuration file (exporter-toolkit format) for TLS, mutual TLS and basic
+    /// authentication of every endpoint but /-/healthy and /-/ready; `check` validates it too,
+    /// and a reload re-reads it.
+    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
+    pub web_config_file: Option<PathBuf>,
+
+    /// Most HTTP requests served at once; more get 503. 0 means no limit.
+    #[arg(
+        long = "web.max-requests",
+        value_name = "N",
+        default_value_t = crate::server::DEFAULT_MAX_REQUESTS,
+        global = true
+    )]
+    pub max_requests: usize,
+
+    /// Reload the configuration on POST or PUT /-/reload (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle", global = true)]
+    pub enable_lifecycle: bool,
+
+    /// Serve the registration API: GET, POST and DELETE /api/v1/targets. Protect it with
+    /// basic_auth_users in --web.config.file.
+    #[arg(long = "web.enable-targets-api", global = true)]
+    pub enable_targets_api: bool,
 
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
@@ -75,6 +101,17 @@ pub enum LogLevel {
     Info,
     Warn,
     Error,
+}
+
+impl Cli {
+    /// The `--web.*` switches for the server.
+    pub fn web_options(&self) -> crate::server::Options {
+        crate::server::Options {
+            max_requests: self.max_requests,
+            enable_lifecycle: self.enable_lifecycle,
+            enable_targets_api: self.enable_targets_api,
+        }
+    }
 }
 
 impl LogLevel {
@@ -161,5 +198,19 @@ mod tests {
         assert_eq!(cli.log_format, LogFormat::Json);
         assert_eq!(cli.listen_address, ":19966");
         assert!(Cli::try_parse_from(["x", "--web.listen-address=nope"]).is_err());
+        assert_eq!(cli.web_options(), crate::server::Options::default());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.config.file=web.yml",
+            "--web.max-requests=3",
+            "--web.enable-lifecycle",
+            "--web.enable-targets-api",
+        ])
+        .unwrap();
+        assert_eq!(cli.web_config_file, Some(PathBuf::from("web.yml")));
+        let options = cli.web_options();
+        assert_eq!(options.max_requests, 3);
+        assert!(options.enable_lifecycle && options.enable_targets_api);
+        assert!(Cli::try_parse_from(["x", "--web.max-requests=-1"]).is_err());
     }
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -13,10 +13,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
-use crate::exporter::{self, Exporter};
+use crate::exporter::{self, Exporter, WebSetup};
 use crate::model::Target;
 use crate::persist;
+use crate::reload::{self, Reloader};
+use crate::server::Options;
 use crate::telemetry::Telemetry;
+use crate::web_config::{SharedWebConfig, WebConfig};
 
 #[cfg(feature = "sim")]
 mod demo;
@@ -32,12 +35,61 @@ pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {
     Ok(settings)
 }
 
-/// `check`: validate, print the summary.
-pub fn check(path: &Path) -> anyhow::Result<()> {
-    let settings = config::load(path, &ProcessEnv)?;
-    println!("{}: OK", path.display());
-    print!("{}", settings.summary());
+/// `check`: validate the config and the web config file (when given), print the summary; the
+/// error lists every problem of both.
+pub fn check(path: &Path, web_config: Option<&Path>) -> anyhow::Result<()> {
+    let settings = config::load(path, &ProcessEnv);
+    let web = web_config.map(|p| (p, WebConfig::load(p)));
+    let mut problems = Vec::new();
+    if let Err(err) = &settings {
+        problems.extend(err.problems().iter().map(ToString::to_string));
+    }
+    if let Some((_, Err(err))) = &web {
+        problems.extend(reload::web_config_problems(err));
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    if let Ok(settings) = settings {
+        println!("{}: OK", path.display());
+        print!("{}", settings.summary());
+    }
+    if let Some((path, Ok(web))) = web {
+        println!(
+            "{}: OK ({})",
+            path.display(),
+            reload::describe_web_config(&web)
+        );
+    }
     Ok(())
+}
+
+/// The HTTP flags: `--web.config.file` and the `--web.*` switches.
+#[derive(Debug, Clone, Default)]
+pub struct WebFlags {
+    pub config_file: Option<PathBuf>,
+    pub options: Options,
+}
+
+impl WebFlags {
+    /// Loads the web config file (the error lists every problem), warns when the targets API
+    /// is on without basic auth.
+    pub fn load(&self) -> anyhow::Result<WebConfig> {
+        let web = match &self.config_file {
+            None => WebConfig::default(),
+            Some(path) => WebConfig::load(path).map_err(|err| {
+                anyhow::anyhow!("{}", reload::web_config_problems(&err).join("\n"))
+            })?,
+        };
+        if self.options.enable_targets_api && !web.auth_required() {
+            tracing::warn!(
+                "the targets API (--web.enable-targets-api) is on without basic auth: anyone who \
+                 can reach the exporter can add and remove targets; set basic_auth_users in \
+                 --web.config.file"
+            );
+        }
+        Ok(web)
+    }
 }
 
 /// Describes a target for messages: `record app_id=… room_id=… task_id=…`.
@@ -109,22 +161,48 @@ pub fn open_store(path: &Path) -> anyhow::Result<(persist::Opened, bool)> {
     }
 }
 
-/// Runs the exporter on `listen` until `shutdown`, with its store in `storage` (empty: in
-/// memory).
+/// Runs the exporter on `listen` until `shutdown`, with the settings loaded from
+/// `config_file`, which SIGHUP (and `POST /-/reload` with `--web.enable-lifecycle`) reloads,
+/// and its store in `storage` (empty: in memory).
 pub async fn serve(
     settings: Settings,
+    config_file: &Path,
+    web: WebFlags,
     listen: SocketAddr,
     storage: &Path,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let web_config = web.load()?;
+    let tls = web_config.tls_enabled();
+    let auth = web_config.auth_required();
+    let shared = SharedWebConfig::new(web_config);
     let (opened, open_failed) = open_store(storage)?;
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
     telemetry.register_storage(exporter.storage_stats().clone(), open_failed);
+    let reloader = Arc::new(
+        Reloader::new(
+            config_file.to_path_buf(),
+            web.config_file.clone(),
+            shared.clone(),
+            exporter.clone(),
+            telemetry,
+        )
+        .with_targets_api(web.options.enable_targets_api),
+    );
+    #[cfg(unix)]
+    reloader
+        .reload_on_sighup(shutdown.clone())
+        .context("installing the SIGHUP handler")?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (--web.listen-address)"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    tracing::info!(address = %local, "listening");
-    Ok(exporter::run(exporter, listener, shutdown).await?)
+    tracing::info!(address = %local, tls, basic_auth = auth, "listening");
+    let setup = WebSetup {
+        options: web.options,
+        web: shared,
+        reloader: Some(reloader),
+    };
+    Ok(exporter::run_with(exporter, listener, setup, shutdown).await?)
 }

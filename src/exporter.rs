@@ -10,8 +10,7 @@
 //! ([`Exporter::poll_each_once`]).
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -27,7 +26,6 @@ use crate::durable::Durable;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
-use crate::server::{self, App, LandingInfo};
 use crate::state_log::StateLog;
 use crate::store::{PendingStop, Store, TargetId};
 use crate::telemetry::Telemetry;
@@ -76,11 +74,13 @@ pub struct TargetChange {
 
 /// The parts, wired: everything the loops share.
 pub struct Exporter {
-    pub settings: Settings,
+    /// The settings in force; a reload replaces them.
+    settings: RwLock<Settings>,
     pub store: Arc<Store>,
     pub telemetry: Arc<Telemetry>,
     pub limiters: PerAction<Arc<Limiter>>,
-    client: Client,
+    /// Rebuilt by a reload that changes the `api:` section.
+    client: RwLock<Arc<Client>>,
     scheduler: Mutex<Scheduler>,
     /// Woken when a poll of the action finishes (a slot is free, or the auth hold changed).
     wake: PerAction<Notify>,
@@ -139,11 +139,11 @@ impl Exporter {
         let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
         let log = StateLog::new(store.len());
         Ok(Arc::new(Exporter {
-            settings,
+            settings: RwLock::new(settings),
             store,
             telemetry,
             limiters,
-            client,
+            client: RwLock::new(Arc::new(client)),
             scheduler: Mutex::new(scheduler),
             wake: PerAction::default(),
             in_flight,
@@ -235,9 +235,28 @@ impl Exporter {
         self.durable.sources_of(id)
     }
 
+    /// Writes what is queued for the store and stops its writer (blocking, bounded).
+    fn close_store(&self) -> bool {
+        self.durable.close(STORE_CLOSE_WAIT)
+    }
+
     /// The durable store's statistics.
     pub fn storage_stats(&self) -> &Arc<persist::Stats> {
         self.durable.stats()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> RwLockReadGuard<'_, Settings> {
+        // A poisoned lock only means a panic elsewhere; the data is still usable.
+        self.settings.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The API client in force.
+    fn client(&self) -> Arc<Client> {
+        self.client
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn scheduler(&self) -> MutexGuard<'_, Scheduler> {
@@ -286,7 +305,7 @@ impl Exporter {
             let me = self.clone();
             tasks.spawn(async move {
                 let _permit = me.in_flight.acquire().await;
-                (id, me.client.fetch(&target.key).await)
+                (id, me.client().fetch(&target.key).await)
             });
         }
         let mut failed = Vec::new();
@@ -358,13 +377,14 @@ impl Exporter {
             };
             let me = self.clone();
             tracker.spawn(async move {
-                let result = me.client.fetch_acquired(&target.key).await;
+                let client = me.client();
+                let result = client.fetch_acquired(&target.key).await;
                 let auth_failed = matches!(&result, Err(e) if e.outcome == Outcome::AuthError);
                 me.auth[action].finish(
                     probe,
                     auth_failed,
                     Instant::now(),
-                    me.settings.schedule.active_interval,
+                    me.settings().schedule.active_interval,
                 );
                 let pending = me.record(id, result);
                 drop(permit);
@@ -431,7 +451,7 @@ impl Exporter {
                 _ = tick.tick() => {}
             }
             let now = crate::clock::now();
-            let retention = self.settings.schedule.retention;
+            let retention = self.settings().schedule.retention;
             let expired = self.store.expire_ids(now, retention);
             if !expired.is_empty() {
                 tracing::debug!(
@@ -456,7 +476,7 @@ impl Exporter {
     /// The configured budget per action (set once, before serving).
     fn set_budget_gauges(&self) {
         for a in Action::ALL {
-            let budget = self.settings.budget_for(a);
+            let budget = self.settings().budget_for(a);
             self.telemetry
                 .budget
                 .with_label_values(&[a.as_str()])
@@ -496,15 +516,16 @@ impl Exporter {
 
     fn landing_summary(&self) -> String {
         let mut per_kind = PerAction::<usize>::default();
-        for t in &self.settings.targets {
+        let settings = self.settings();
+        for t in &settings.targets {
             per_kind[t.key.kind.action()] += 1;
         }
         format!(
             "{} record and {} webcast targets; endpoint {} ({})",
             per_kind[Action::GetRecordTask],
             per_kind[Action::GetWebCastTask],
-            self.settings.api.endpoint.base_url(),
-            self.settings.api.region
+            settings.api.endpoint.base_url(),
+            settings.api.region
         )
     }
 }
@@ -517,7 +538,7 @@ async fn follow_target_files(
     exporter: &Arc<Exporter>,
     shutdown: CancellationToken,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let patterns = exporter.settings.target_files.clone();
+    let patterns = exporter.settings().target_files.clone();
     let known: Vec<Source> = exporter
         .durable
         .sources_in_use()
@@ -532,7 +553,7 @@ async fn follow_target_files(
         return None;
     }
     let mut config = crate::sources::files::TargetFilesConfig::new(patterns);
-    config.refresh_interval = exporter.settings.target_files_refresh_interval;
+    config.refresh_interval = exporter.settings().target_files_refresh_interval;
     let watcher = match crate::sources::files::watch(config, shutdown).await {
         Ok(w) => w,
         Err(e) => {
@@ -590,6 +611,10 @@ impl Exporter {
         now
     }
 }
+// ----- the HTTP side (reload hook, page rows, `--web.*` options): see exporter/web.rs -----
+
+mod web;
+pub use web::{run_with, WebSetup};
 
 async fn sleep_until_opt(at: Option<Instant>) {
     match at {
@@ -598,59 +623,12 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-/// Runs the exporter until `shutdown`: polling in the background, HTTP on `listener`.
+/// Runs the exporter until `shutdown`: polling in the background, HTTP on `listener` with the
+/// default web setup (plain HTTP, no auth, no lifecycle or targets API); see [`run_with`].
 pub async fn run(
     exporter: Arc<Exporter>,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), ExporterError> {
-    exporter.set_budget_gauges();
-    let ready = Arc::new(AtomicBool::new(false));
-    let render_from = exporter.clone();
-    let app = Arc::new(App {
-        render: Box::new(move |format| {
-            crate::render::page(&render_from.store, &render_from.telemetry, format)
-        }),
-        ready: ready.clone(),
-        landing: LandingInfo::new(exporter.landing_summary()),
-    });
-    let http = tokio::spawn(server::serve(listener, app, shutdown.clone()));
-    let announce = shutdown.clone();
-    tokio::spawn(async move {
-        announce.cancelled().await;
-        tracing::info!(
-            "shutting down: finishing the requests in flight (at most {:?}) and writing the store",
-            SHUTDOWN_GRACE
-        );
-    });
-    exporter.refresh_gauges();
-    let files = follow_target_files(&exporter, shutdown.clone()).await;
-    let polling = {
-        let exporter = exporter.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move { exporter.poll(stop).await })
-    };
-    ready.store(true, Ordering::SeqCst);
-    tracing::info!(targets = exporter.store.len(), "polling started");
-    let served = http.await;
-    let _ = polling.await;
-    if let Some(files) = files {
-        let _ = files.await;
-    }
-    // Polls are over: write what is queued, then stop the writer.
-    let closing = exporter.clone();
-    let closed = tokio::task::spawn_blocking(move || closing.durable.close(STORE_CLOSE_WAIT))
-        .await
-        .unwrap_or(false);
-    if !closed {
-        tracing::warn!(
-            "the store did not finish writing within {:?}; the last answers will be polled again",
-            STORE_CLOSE_WAIT
-        );
-    }
-    tracing::info!("stopped");
-    match served {
-        Ok(r) => r.map_err(ExporterError::Http),
-        Err(e) => Err(ExporterError::HttpTask(e)),
-    }
+    run_with(exporter, listener, WebSetup::default(), shutdown).await
 }

@@ -33,9 +33,12 @@
 //!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
 //!   step with the store and the scheduler: what a restart restores, what each answer writes.
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
-//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/-/healthy`, `/-/ready`, on the
-//!   shared [`accept`] loop with its graceful drain; [`pages`] — the HTML of `/` and `/targets`,
-//!   rendered purely from a snapshot of the targets.
+//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`,
+//!   `/-/reload`, `/api/v1/targets`, behind the web config (TLS, basic auth) and the
+//!   `--web.max-requests` cap, on the shared [`accept`] loop with its graceful drain; [`pages`]
+//!   — the HTML of `/` and `/targets`, rendered purely from a snapshot of the targets.
+//! - [`reload`] — SIGHUP and `POST /-/reload`: the config and web config files read and checked
+//!   again, then handed to an [`reload::Apply`] hook; a broken file keeps the running config.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
 //! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
@@ -57,6 +60,7 @@ pub mod logging;
 pub mod model;
 pub mod pages;
 pub mod persist;
+pub mod reload;
 pub mod render;
 pub mod scheduler;
 pub mod server;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command};
+use volc_rtc_exporter::commands::WebFlags;
 use volc_rtc_exporter::{commands, logging};
 
 fn main() -> ExitCode {
@@ -40,17 +41,32 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             )
         })
     };
+    let web = WebFlags {
+        config_file: cli.web_config_file.clone(),
+        options: cli.web_options(),
+    };
     match cli.command {
-        Some(Command::Check) => commands::check(&needs_config()?).map(|()| true),
+        Some(Command::Check) => {
+            commands::check(&needs_config()?, cli.web_config_file.as_deref()).map(|()| true)
+        }
         Some(Command::Once) => commands::once(commands::load_settings(&needs_config()?)?).await,
         #[cfg(feature = "sim")]
         Some(Command::Demo) => {
-            commands::demo(listen, shutdown_on_signal()).await?;
+            commands::demo(listen, web, shutdown_on_signal()).await?;
             Ok(true)
         }
         None => {
-            let settings = commands::load_settings(&needs_config()?)?;
-            commands::serve(settings, listen, &cli.storage_path, shutdown_on_signal()).await?;
+            let config_file = needs_config()?;
+            let settings = commands::load_settings(&config_file)?;
+            commands::serve(
+                settings,
+                &config_file,
+                web,
+                listen,
+                &cli.storage_path,
+                shutdown_on_signal(),
+            )
+            .await?;
             Ok(true)
         }
     }

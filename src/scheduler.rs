@@ -846,6 +846,27 @@ fn expiry(start_time_ms: i64, now: Instant, wall: SystemTime) -> Option<Instant>
     }
 }
 
+// ----- read by the pages and the registration API (HTTP side) -----
+
+impl Scheduler {
+    /// When target `id` is next due (already past while it is in flight); `None` when it is
+    /// not polled again, or for an unknown id.
+    pub fn due(&self, id: TargetId) -> Option<Instant> {
+        match self.targets.get(id)?.slot {
+            Slot::Queued { due, .. } | Slot::InFlight { due, .. } => Some(due),
+            Slot::Parked | Slot::Removed => None,
+        }
+    }
+
+    /// Puts new intervals and the settle timeout in force (a reload); each target's next
+    /// poll is planned with them from its next answer on.
+    pub fn set_schedule(&mut self, schedule: &ScheduleSettings) {
+        self.active_interval = schedule.active_interval;
+        self.settle_interval = schedule.settle_interval;
+        self.settle_timeout = schedule.settle_timeout;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

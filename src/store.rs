@@ -594,6 +594,25 @@ impl Store {
         (id, true)
     }
 
+    /// Gives target `id` new labels (a reload changed them): its series carry them from now
+    /// on; its state stays. False for an unknown id or another key.
+    pub fn relabel(&self, id: TargetId, target: Target) -> bool {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(e) = inner.entries.get_mut(id) else {
+            return false;
+        };
+        if e.target.as_ref().is_none_or(|t| t.key != target.key) {
+            return false;
+        }
+        e.prefix = label_prefix(&target);
+        e.target = Some(Arc::new(target));
+        let kind = e.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
+        e.rebuild(kind, e.prefix.len());
+        inner.bump(id, u32::MAX);
+        true
+    }
+
     /// Removes a target: its series leave `/metrics` at once. Its stop counters stay.
     /// Returns the removed target; `None` for an unknown id.
     pub fn remove(&self, id: TargetId) -> Option<Arc<Target>> {
@@ -947,6 +966,18 @@ fn stops_text(inner: &Inner, format: Format, started: Option<f64>) -> Vec<u8> {
         out.extend_from_slice(line.as_bytes());
     }
     out
+}
+
+// ----- read by the pages and the registration API (HTTP side) -----
+
+impl Store {
+    /// Whether target `id`'s last poll got an answer (`None` before the first poll), and when
+    /// the last successful one was recorded (ms since the epoch).
+    pub fn poll_status(&self, id: TargetId) -> Option<(Option<bool>, Option<i64>)> {
+        let inner = self.read();
+        let e = inner.entries.get(id)?;
+        Some((e.up, e.last_success_ms))
+    }
 }
 
 #[cfg(test)]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use prometheus::proto::{Metric, MetricFamily, MetricType};
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::exposition::{push_float, push_header, push_label, Format};
@@ -110,6 +110,11 @@ pub struct Telemetry {
     pub targets: IntGaugeVec,
     pub build_info: IntGaugeVec,
     pub target_file_ok: IntGaugeVec,
+    /// `config_last_reload_successful`: 1 when the last (re)load of the config took, 0 when it
+    /// was refused and the running config kept.
+    pub reload_successful: IntGauge,
+    /// `config_last_reload_success_timestamp_seconds`: when the config last (re)loaded well.
+    pub reload_success_timestamp: Gauge,
 }
 
 impl Telemetry {
@@ -181,9 +186,27 @@ impl Telemetry {
             &["file"],
         )
         .expect("static metric definition");
+        let reload_successful = IntGauge::with_opts(
+            Opts::new(
+                "config_last_reload_successful",
+                "Whether the last configuration reload attempt was successful.",
+            )
+            .namespace(ns),
+        )
+        .expect("static metric definition");
+        let reload_success_timestamp = Gauge::with_opts(
+            Opts::new(
+                "config_last_reload_success_timestamp_seconds",
+                "Timestamp of the last successful configuration reload.",
+            )
+            .namespace(ns),
+        )
+        .expect("static metric definition");
         for c in [
             Box::new(target_file_ok.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(requests.clone()),
+            Box::new(reload_successful.clone()),
+            Box::new(reload_success_timestamp.clone()),
             Box::new(request_duration.clone()),
             Box::new(budget.clone()),
             Box::new(rate_limit.clone()),
@@ -217,6 +240,17 @@ impl Telemetry {
             targets,
             build_info,
             target_file_ok,
+            reload_successful,
+            reload_success_timestamp,
+        }
+    }
+
+    /// Records a configuration (re)load: `ok` with the wall time `at_seconds` of a success, or
+    /// a failure (the timestamp of the last success stays).
+    pub fn record_reload(&self, ok: bool, at_seconds: f64) {
+        self.reload_successful.set(i64::from(ok));
+        if ok {
+            self.reload_success_timestamp.set(at_seconds);
         }
     }
 

@@ -39,6 +39,11 @@ async fn help_lists_every_flag_and_command() {
     for word in [
         "--config.file",
         "--web.listen-address",
+        "--web.config.file",
+        "--web.max-requests",
+        "[default: 40]",
+        "--web.enable-lifecycle",
+        "--web.enable-targets-api",
         "--log.level",
         "--log.format",
         "--help",

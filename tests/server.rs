@@ -86,11 +86,11 @@ async fn start_pages(page: impl Fn(Format) -> Page + Send + Sync + 'static) -> R
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let ready = Arc::new(AtomicBool::new(false));
-    let app = Arc::new(App {
-        render: Box::new(page),
-        ready: ready.clone(),
-        landing: LandingInfo::new("3 targets, budget 50/s per action"),
-    });
+    let app = Arc::new(App::new(
+        Box::new(page),
+        ready.clone(),
+        LandingInfo::new("3 targets, budget 50/s per action"),
+    ));
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(serve(listener, app, shutdown.clone()));
     Running {

@@ -28,7 +28,12 @@ pub fn demo_schedule() -> ScheduleSettings {
 
 /// `demo`: the simulated RTC OpenAPI on an ephemeral loopback port, with the demo scenario's
 /// tasks, and the exporter polling it and serving on `listen`.
-pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn demo(
+    listen: SocketAddr,
+    web: super::WebFlags,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let web_config = crate::web_config::SharedWebConfig::new(web.load()?);
     let scenario = sim::demo_scenario(crate::clock::now());
     let simulator = Arc::new(sim::Simulator::from_scenario(
         &scenario,
@@ -81,7 +86,12 @@ pub async fn demo(listen: SocketAddr, shutdown: CancellationToken) -> anyhow::Re
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
     telemetry.register_storage(exporter.storage_stats().clone(), open_failed);
-    let served = exporter::run(exporter, listener, shutdown).await;
+    let setup = exporter::WebSetup {
+        options: web.options,
+        web: web_config,
+        reloader: None,
+    };
+    let served = exporter::run_with(exporter, listener, setup, shutdown).await;
     let _ = sim_server.await;
     let _ = std::fs::remove_dir_all(&storage);
     Ok(served?)

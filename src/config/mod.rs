@@ -88,7 +88,7 @@ impl Endpoint {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ApiSettings {
     pub endpoint: Endpoint,
     pub region: String,
@@ -109,7 +109,7 @@ impl ApiSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScheduleSettings {
     /// How often a task that is not yet terminal is polled.
     pub active_interval: Duration,

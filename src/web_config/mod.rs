@@ -290,6 +290,38 @@ impl WebConfig {
     }
 }
 
+/// The web config in force, shared by the server (read for every connection and request) and
+/// the reload (which swaps in a newly loaded one). Cloning gives another handle to the same cell.
+#[derive(Debug, Clone, Default)]
+pub struct SharedWebConfig {
+    current: Arc<std::sync::RwLock<WebConfig>>,
+}
+
+impl SharedWebConfig {
+    /// A cell holding `config`.
+    pub fn new(config: WebConfig) -> SharedWebConfig {
+        SharedWebConfig {
+            current: Arc::new(std::sync::RwLock::new(config)),
+        }
+    }
+
+    /// The config in force now (a cheap clone: TLS state and users are shared).
+    pub fn get(&self) -> WebConfig {
+        self.current
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts `config` in force for the next connection and the next request.
+    pub fn set(&self, config: WebConfig) {
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = config;
+    }
+}
+
 // ----- step one: the file as written -----
 
 #[derive(Debug, Default, Deserialize)]

@@ -36,6 +36,8 @@ pub const EXPORTED_SERIES: &[&str] = &[
     "volcengine_rtc_api_rate_limit_requests_per_second",
     "volcengine_rtc_scheduler_lag_seconds",
     "volcengine_rtc_exporter_build_info",
+    "volcengine_rtc_config_last_reload_successful",
+    "volcengine_rtc_config_last_reload_success_timestamp_seconds",
 ];
 
 /// A file or folder of the repository, by its path from the root.
