@@ -976,8 +976,8 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
     let stderr = child.stderr();
     assert!(stderr.contains("configuration reloaded"), "{stderr}");
     assert!(
-        stderr.contains("1 to add"),
-        "the target diff is logged: {stderr}"
+        stderr.contains("targets: 1 added, 0 removed"),
+        "the target diff is applied and logged: {stderr}"
     );
 
     // A broken config: 0, the timestamp stays, every problem logged, the process lives on.
@@ -1068,15 +1068,22 @@ async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_
     );
     assert!(!changed.contains(SECRET), "no secret in the summary");
     assert!(
-        changed.contains("targets: 1 to add, 1 to remove, 0 relabelled, 1 unchanged"),
+        changed.contains("targets: 1 added, 1 removed, 0 relabelled"),
         "{changed}"
     );
     assert!(changed.contains("budget"), "{changed}");
 
     // Rows: one target answered, one never polled.
     let at = volc_rtc_exporter::clock::now();
+    let room2 = exporter
+        .store
+        .targets()
+        .into_iter()
+        .find(|(_, t)| t.key.room_id == "room-2")
+        .map(|(id, _)| id)
+        .expect("room-2 kept by the reload");
     exporter.store.record_success(
-        0,
+        room2,
         TaskSnapshot {
             status: status::RUNNING,
             start_time_ms: volc_rtc_exporter::clock::system_time_to_ms(at) - 60_000,
@@ -1086,8 +1093,8 @@ async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_
     );
     let rows = exporter.target_rows();
     assert_eq!(rows.len(), 2);
-    let (polled, fresh) = (&rows[0], &rows[1]);
-    assert_eq!(polled.room_id, "room-1");
+    let find = |room: &str| rows.iter().find(|r| r.room_id == room).expect(room);
+    let (polled, fresh) = (find("room-2"), find("room-3"));
     assert_eq!(polled.app_id, APP);
     assert_eq!(polled.sources, ["config"]);
     assert!(polled.up);
@@ -1097,7 +1104,6 @@ async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_
         Some(volc_rtc_exporter::clock::system_time_to_ms(at))
     );
     assert_eq!(polled.last_outcome.as_deref(), Some("success"));
-    assert_eq!(fresh.room_id, "room-2");
     assert_eq!(fresh.phase, Phase::New);
     assert_eq!(fresh.last_poll_ms, None);
     assert!(fresh.next_due_ms.is_some(), "new targets are queued");

@@ -171,3 +171,107 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     sim.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
+    let start_ms = now - 3_600_000;
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    sim.add_task(
+        SimTask::record(APP, "api-room", "api-task", start_ms)
+            .ends(start_ms + 60_000, stop_reason::START_TASK_FAILED),
+    );
+    let sim = SimServer::start(sim).await;
+    let target = common::target(Kind::Record, APP, "api-room", "api-task");
+    let dir = common::scratch_dir("targets-api");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
+             settle_interval: 1s\ntargets: []\n",
+            sim.addr.port()
+        ),
+    )
+    .expect("write the config");
+    let store = dir.join("data");
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    let spawn = || {
+        ChildProcess::spawn(
+            &[
+                &format!("--config.file={}", cfg.display()),
+                &format!("--storage.path={}", store.display()),
+                "--web.listen-address=127.0.0.1:0",
+                "--web.enable-targets-api",
+            ],
+            &[
+                ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
+                ("VOLC_SECRETKEY", secret.as_str()),
+            ],
+        )
+    };
+    let mut child = spawn();
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+    let base = format!("http://{addr}");
+    let http = reqwest::Client::new();
+    let body = format!(
+        "[{{\"kind\":\"record\",\"app_id\":\"{APP}\",\"room_id\":\"api-room\",\"task_id\":\"api-task\"}}]"
+    );
+    let resp = http
+        .post(format!("{base}/api/v1/targets"))
+        .body(body.clone())
+        .send()
+        .await
+        .expect("POST");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let status = tkey("task_status", &target.key, &[]);
+    let failed = key(
+        "volcengine_rtc_task_stops_total",
+        &[
+            ("kind", "record"),
+            ("app_id", APP),
+            ("reason", "StartTaskFailed"),
+        ],
+    );
+    let m = until(&base, "the registered target polled", |m| {
+        get(m, &failed) == Some(1.0)
+    })
+    .await;
+    let first = get(&m, &status);
+    assert!(first.is_some());
+    child.terminate(10 * SEC).await;
+
+    // After a restart it is still there, with its source, and counted once.
+    let mut child = spawn();
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+    let base = format!("http://{addr}");
+    let m = scrape(&base).await;
+    assert_eq!(get(&m, &status), first);
+    assert_eq!(get(&m, &failed), Some(1.0));
+    let (code, listed) = common::http_get(&format!("{base}/api/v1/targets"))
+        .await
+        .expect("GET");
+    assert_eq!(code, 200);
+    assert!(
+        listed.contains("api-task") && listed.contains("\"api\""),
+        "{listed}"
+    );
+    // Deregistered, it leaves.
+    let resp = http
+        .delete(format!("{base}/api/v1/targets"))
+        .body(body)
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let m = scrape(&base).await;
+    assert_eq!(get(&m, &status), None);
+    child.terminate(10 * SEC).await;
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -17,11 +17,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Exporter, ExporterError};
 use crate::config::Settings;
+use crate::model::{Action, Target, TargetKey};
 use crate::pages::TargetRow;
+use crate::persist::Source as PersistSource;
 use crate::reload::{Apply, ApplySummary, Reloader};
 use crate::server::{self, App, LandingInfo, Options, Targets};
-use crate::model::{Action, Target, TargetKey};
-use crate::persist::Source as PersistSource;
 use crate::server::{ApiRefusal, Registered, Unregistered};
 use crate::sources::Source;
 use crate::volc::client::Client;
@@ -80,7 +80,10 @@ impl Apply for Exporter {
         let mut relabelled = 0;
         for t in &new.targets {
             if let Some(id) = self.store.id_of(&t.key) {
-                let same = self.store.target(id).is_some_and(|old| old.labels == t.labels);
+                let same = self
+                    .store
+                    .target(id)
+                    .is_some_and(|old| old.labels == t.labels);
                 if !same && self.store.relabel(id, t.clone()) {
                     relabelled += 1;
                 }
