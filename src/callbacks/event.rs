@@ -443,7 +443,7 @@ mod tests {
         let ev = envelope(
             "RecordStopped",
             json!({"AppId":"app1","RoomId":"r1","TaskId":"t1","Code":0,"RecordFileList":[
-                {"Vid":"v1","ObjectKey":"","Duration":"60000","Size":7500000,"StartTime":1704067200000,
+                {"Vid":"v1","ObjectKey":"","Duration":"60000","Size":7500000,"StartTime":1_704_067_200_000_i64,
                  "AudioCodec":"aac","EncryptionType":0},
                 "junk",
                 {"ObjectKey":"k/2.mp4","Duration":1.5e3,"Size":"big","StartTime":null}
