@@ -45,16 +45,94 @@ const MAX_INPUT: usize = 64 * 1024 + 64;
 const KEY: &str = "fuzz-callback-key";
 
 const DICT: &[&str] = &[
-    "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u0000", "\\ud800", "null", "true", "false", "-",
-    "0", "1", "-1", "1e999", "-0.0", "9223372036854775807", "18446744073709551616", "\n", "  ",
-    "\t", "- ", ": ", "#", "&a", "*a", "!!str", "|", ">", "---", "...", "'", "?", "%YAML 1.2",
-    "EventType", "EventData", "EventId", "AppId", "Nonce", "Noce", "Signature", "RecordStarted",
-    "RecordStopped", "RoomId", "TaskId", "Code", "RecordFileList", "Vid", "ObjectKey", "Size",
-    "Duration", "StartTime", "Status", "Reason", "Result", "RecordTask", "WebCastTask",
-    "ResponseMetadata", "Error", "StopReason", "EndTime", "kind", "record", "webcast", "app_id",
-    "room_id", "task_id", "labels", "targets", "credentials", "budget", "schedule", "api",
-    "tls_server_config", "http_server_config", "basic_auth_users", "headers", "cert_file",
-    "$2y$04$", "15s", "1m", "\u{feff}", "\u{fffd}", "é", "😀",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "\"",
+    "\\",
+    "\\u0000",
+    "\\ud800",
+    "null",
+    "true",
+    "false",
+    "-",
+    "0",
+    "1",
+    "-1",
+    "1e999",
+    "-0.0",
+    "9223372036854775807",
+    "18446744073709551616",
+    "\n",
+    "  ",
+    "\t",
+    "- ",
+    ": ",
+    "#",
+    "&a",
+    "*a",
+    "!!str",
+    "|",
+    ">",
+    "---",
+    "...",
+    "'",
+    "?",
+    "%YAML 1.2",
+    "EventType",
+    "EventData",
+    "EventId",
+    "AppId",
+    "Nonce",
+    "Noce",
+    "Signature",
+    "RecordStarted",
+    "RecordStopped",
+    "RoomId",
+    "TaskId",
+    "Code",
+    "RecordFileList",
+    "Vid",
+    "ObjectKey",
+    "Size",
+    "Duration",
+    "StartTime",
+    "Status",
+    "Reason",
+    "Result",
+    "RecordTask",
+    "WebCastTask",
+    "ResponseMetadata",
+    "Error",
+    "StopReason",
+    "EndTime",
+    "kind",
+    "record",
+    "webcast",
+    "app_id",
+    "room_id",
+    "task_id",
+    "labels",
+    "targets",
+    "credentials",
+    "budget",
+    "schedule",
+    "api",
+    "tls_server_config",
+    "http_server_config",
+    "basic_auth_users",
+    "headers",
+    "cert_file",
+    "$2y$04$",
+    "15s",
+    "1m",
+    "\u{feff}",
+    "\u{fffd}",
+    "é",
+    "😀",
 ];
 
 type Parser = Box<dyn Fn(&[u8])>;
@@ -127,7 +205,15 @@ const EVENT_DATA: &[&str] = &[
 fn wrap_signed(input: &[u8]) -> Vec<u8> {
     let text = String::from_utf8_lossy(input);
     let (event_type, data) = text.split_once('\n').unwrap_or(("RecordStopped", &text));
-    signed(event_type, data, if input.len() % 2 == 0 { "Nonce" } else { "Noce" })
+    signed(
+        event_type,
+        data,
+        if input.len() % 2 == 0 {
+            "Nonce"
+        } else {
+            "Noce"
+        },
+    )
 }
 
 fn targets() -> Vec<Target> {
@@ -135,13 +221,25 @@ fn targets() -> Vec<Target> {
     let example_config = std::fs::read(repo().join("examples/config.yaml")).unwrap_or_default();
     let mut callback_seeds: Vec<Vec<u8>> = EVENT_DATA
         .iter()
-        .zip(["RecordStarted", "RecordStarted", "RecordStopped", "WebcastStatusChanged", "RecordStarted"])
+        .zip([
+            "RecordStarted",
+            "RecordStarted",
+            "RecordStopped",
+            "WebcastStatusChanged",
+            "RecordStarted",
+        ])
         .map(|(d, t)| signed(t, d, "Nonce"))
         .collect();
     callback_seeds.push(br#"{"EventType":"RecordStarted","Noce":"1","Signature":"00"}"#.to_vec());
     let signed_seeds: Vec<Vec<u8>> = EVENT_DATA
         .iter()
-        .zip(["RecordStarted", "RecordStarted", "RecordStopped", "WebcastStatusChanged", "RecordUploadDone"])
+        .zip([
+            "RecordStarted",
+            "RecordStarted",
+            "RecordStopped",
+            "WebcastStatusChanged",
+            "RecordUploadDone",
+        ])
         .map(|(d, t)| format!("{t}\n{d}").into_bytes())
         .collect();
     let targets_seeds = vec![
@@ -153,7 +251,11 @@ fn targets() -> Vec<Target> {
     // hashes are cut so the checks around them are fuzzed, not bcrypt itself.
     let web_seeds: Vec<Vec<u8>> = files_in(&fixtures.join("web"))
         .into_iter()
-        .map(|b| String::from_utf8_lossy(&b).replace("$2y$10$", "$2y$1x$").into_bytes())
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .replace("$2y$10$", "$2y$1x$")
+                .into_bytes()
+        })
         .collect();
     let api_seeds = files_in(&fixtures.join("api"));
     vec![

@@ -22,8 +22,8 @@ use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::model::{Kind, TargetKey};
 use volc_rtc_exporter::persist::EventRetention;
 use volc_rtc_exporter::sim::{
-    run_callbacks, stop_reason, CallbackSender, Clock, NonceSpelling, SimFile, SimOptions,
-    SimTask, Simulator,
+    run_callbacks, stop_reason, CallbackSender, Clock, NonceSpelling, SimFile, SimOptions, SimTask,
+    Simulator,
 };
 use volc_rtc_exporter::sources::api::read_body;
 
@@ -150,9 +150,11 @@ async fn every_lifecycle_event_arrives_signed_and_becomes_its_action() {
     let sink = sink(0);
     let addr = serve(sink.clone(), shutdown.clone()).await;
     let sim = world();
-    let mut sender =
-        CallbackSender::new(&format!("http://{addr}/callbacks/volcengine-rtc"), Secret::new(KEY))
-            .expect("loopback url");
+    let mut sender = CallbackSender::new(
+        &format!("http://{addr}/callbacks/volcengine-rtc"),
+        Secret::new(KEY),
+    )
+    .expect("loopback url");
     sender.spelling = NonceSpelling::Noce;
     let driver = tokio::spawn(run_callbacks(
         sim.clone(),
@@ -215,7 +217,10 @@ async fn every_lifecycle_event_arrives_signed_and_becomes_its_action() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(files.len(), list.len());
-    assert_eq!(files[0].object_key.as_deref(), list[0]["ObjectKey"].as_str());
+    assert_eq!(
+        files[0].object_key.as_deref(),
+        list[0]["ObjectKey"].as_str()
+    );
     assert_eq!(files[0].size_bytes, list[0]["Size"].as_i64());
     assert_eq!(files[0].duration_ms, list[0]["Duration"].as_i64());
     assert_eq!(files[0].start_time_ms, list[0]["StartTime"].as_i64());

@@ -57,7 +57,10 @@ impl Dedup {
         if event_id.len() <= MAX_ID_BYTES {
             event_id.to_owned()
         } else {
-            format!("sha256:{}", hex::encode(Sha256::digest(event_id.as_bytes())))
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(event_id.as_bytes()))
+            )
         }
     }
 

@@ -22,7 +22,8 @@ pub const RECORD_STARTED: &str = "RecordStarted";
 pub const RECORD_STOPPED: &str = "RecordStopped";
 
 /// Web-capture failure reasons the vendor's SDK names.
-pub const WEBCAST_REASONS: [&str; 4] = ["StartEventTimeout", "PageBlank", "PageFreeze", "PageCrash"];
+pub const WEBCAST_REASONS: [&str; 4] =
+    ["StartEventTimeout", "PageBlank", "PageFreeze", "PageCrash"];
 
 /// A delivery's envelope: every field as the string that was signed (absent fields empty).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

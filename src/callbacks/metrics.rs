@@ -99,12 +99,16 @@ impl CallbackMetrics {
 
     /// Counts one delivery under an already bounded label.
     pub fn count(&self, label: &str, outcome: Outcome) {
-        self.total.with_label_values(&[label, outcome.as_str()]).inc();
+        self.total
+            .with_label_values(&[label, outcome.as_str()])
+            .inc();
     }
 
     /// The count for one label pair (tests and `check`).
     pub fn get(&self, label: &str, outcome: Outcome) -> u64 {
-        self.total.with_label_values(&[label, outcome.as_str()]).get()
+        self.total
+            .with_label_values(&[label, outcome.as_str()])
+            .get()
     }
 }
 
@@ -133,9 +137,18 @@ mod tests {
     #[test]
     fn unknown_types_are_capped_and_reported_once() {
         let m = CallbackMetrics::new();
-        assert_eq!(m.event_type_label("UserJoinRoom"), ("UserJoinRoom".into(), true));
-        assert_eq!(m.event_type_label("UserJoinRoom"), ("UserJoinRoom".into(), false));
-        assert_eq!(m.event_type_label("RecordStopped"), ("RecordStopped".into(), false));
+        assert_eq!(
+            m.event_type_label("UserJoinRoom"),
+            ("UserJoinRoom".into(), true)
+        );
+        assert_eq!(
+            m.event_type_label("UserJoinRoom"),
+            ("UserJoinRoom".into(), false)
+        );
+        assert_eq!(
+            m.event_type_label("RecordStopped"),
+            ("RecordStopped".into(), false)
+        );
         assert_eq!(m.event_type_label("bad name{}"), (OTHER.into(), false));
         assert_eq!(m.event_type_label(&"x".repeat(65)), (OTHER.into(), false));
         for i in 1..MAX_EVENT_TYPES {

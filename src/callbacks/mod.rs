@@ -343,7 +343,12 @@ mod tests {
     }
 
     /// A body signed as the vendor signs, with the nonce under `nonce_name`.
-    fn body(event_type: &str, event_id: &str, data: serde_json::Value, nonce_name: &str) -> Vec<u8> {
+    fn body(
+        event_type: &str,
+        event_id: &str,
+        data: serde_json::Value,
+        nonce_name: &str,
+    ) -> Vec<u8> {
         body_with_key(event_type, event_id, data, nonce_name, KEY)
     }
 
@@ -398,8 +403,18 @@ mod tests {
     fn record_started_registers_and_polls_under_both_nonce_spellings() {
         let mut d = dedup();
         for (id, spelling) in [("e1", "Nonce"), ("e2", "Noce")] {
-            let decision = handle(&policy(), &mut d, &body("RecordStarted", id, started(0), spelling), 5);
-            assert_eq!(decision.outcome, Outcome::Accepted, "{spelling}: {}", decision.reason);
+            let decision = handle(
+                &policy(),
+                &mut d,
+                &body("RecordStarted", id, started(0), spelling),
+                5,
+            );
+            assert_eq!(
+                decision.outcome,
+                Outcome::Accepted,
+                "{spelling}: {}",
+                decision.reason
+            );
             assert_eq!(decision.status(), 200);
             assert_eq!(decision.remember.as_deref(), Some(id));
             assert_eq!(decision.event_type.as_deref(), Some("RecordStarted"));
@@ -414,10 +429,18 @@ mod tests {
                 }
             );
         }
-        let failed = handle(&policy(), &mut d, &body("RecordStarted", "e3", started(1), "Nonce"), 5);
+        let failed = handle(
+            &policy(),
+            &mut d,
+            &body("RecordStarted", "e3", started(1), "Nonce"),
+            5,
+        );
         assert!(matches!(
             failed.action,
-            Action::RegisterAndPoll { start_failed: true, .. }
+            Action::RegisterAndPoll {
+                start_failed: true,
+                ..
+            }
         ));
     }
 
@@ -425,7 +448,12 @@ mod tests {
     fn record_stopped_applies_files() {
         let data = json!({"AppId":"app1","RoomId":"r1","TaskId":"t1","Code":0,
             "RecordFileList":[{"Vid":"v1","Duration":1000,"Size":2000,"StartTime":3000}]});
-        let decision = handle(&policy(), &mut dedup(), &body("RecordStopped", "e1", data, "Nonce"), 0);
+        let decision = handle(
+            &policy(),
+            &mut dedup(),
+            &body("RecordStopped", "e1", data, "Nonce"),
+            0,
+        );
         let Action::ApplyFilesAndPoll { target, files } = decision.action else {
             panic!("{:?}", decision.action);
         };
@@ -441,14 +469,35 @@ mod tests {
         let web = handle(
             &policy(),
             &mut d,
-            &body("WebcastStarted", "w1", json!({"RoomId":"r1","TaskId":"t1","Status":1}), "Nonce"),
+            &body(
+                "WebcastStarted",
+                "w1",
+                json!({"RoomId":"r1","TaskId":"t1","Status":1}),
+                "Nonce",
+            ),
             0,
         );
-        assert_eq!(web.action.target().map(|t| t.key.clone()), Some(key(Kind::Webcast)));
-        let upload = handle(&policy(), &mut d, &body("RecordUploadDone", "u1", started(0), "Nonce"), 0);
+        assert_eq!(
+            web.action.target().map(|t| t.key.clone()),
+            Some(key(Kind::Webcast))
+        );
+        let upload = handle(
+            &policy(),
+            &mut d,
+            &body("RecordUploadDone", "u1", started(0), "Nonce"),
+            0,
+        );
         assert!(matches!(upload.action, Action::Poll { .. }));
-        let unknown = handle(&policy(), &mut d, &body("UserJoinRoom", "x1", json!({"UserId":"u"}), "Nonce"), 0);
-        assert_eq!((unknown.outcome, unknown.status()), (Outcome::Accepted, 200));
+        let unknown = handle(
+            &policy(),
+            &mut d,
+            &body("UserJoinRoom", "x1", json!({"UserId":"u"}), "Nonce"),
+            0,
+        );
+        assert_eq!(
+            (unknown.outcome, unknown.status()),
+            (Outcome::Accepted, 200)
+        );
         assert_eq!(unknown.action, Action::Nothing);
         assert_eq!(unknown.event_type.as_deref(), Some("UserJoinRoom"));
     }
@@ -464,7 +513,10 @@ mod tests {
         // After a restart, seeded from what was persisted.
         let persisted = [("e1".to_string(), 0)].into_iter().collect();
         let mut restarted = Dedup::seeded(EventRetention::default(), &persisted, 2_000);
-        assert_eq!(handle(&policy(), &mut restarted, &b, 2_000).outcome, Outcome::Duplicate);
+        assert_eq!(
+            handle(&policy(), &mut restarted, &b, 2_000).outcome,
+            Outcome::Duplicate
+        );
     }
 
     #[test]
@@ -472,30 +524,59 @@ mod tests {
         let mut d = dedup();
         let good = body("RecordStarted", "e1", started(0), "Nonce");
         let cases: Vec<(Vec<u8>, Outcome, u16)> = vec![
-            (body_with_key("RecordStarted", "e1", started(0), "Nonce", "wrong"), Outcome::BadSignature, 401),
             (
-                String::from_utf8_lossy(&good).replace("\"t1", "\"t2").into_bytes(),
+                body_with_key("RecordStarted", "e1", started(0), "Nonce", "wrong"),
                 Outcome::BadSignature,
                 401,
             ),
-            (br#"{"EventType":"RecordStarted"}"#.to_vec(), Outcome::BadSignature, 401),
+            (
+                String::from_utf8_lossy(&good)
+                    .replace("\"t1", "\"t2")
+                    .into_bytes(),
+                Outcome::BadSignature,
+                401,
+            ),
+            (
+                br#"{"EventType":"RecordStarted"}"#.to_vec(),
+                Outcome::BadSignature,
+                401,
+            ),
             (b"not json".to_vec(), Outcome::Malformed, 400),
             (vec![b' '; MAX_BODY_BYTES + 1], Outcome::TooLarge, 413),
-            (body("RecordStarted", "", started(0), "Nonce"), Outcome::Malformed, 400),
-            (body("RecordStarted", "e9", json!({"RoomId":"r1"}), "Nonce"), Outcome::Malformed, 400),
+            (
+                body("RecordStarted", "", started(0), "Nonce"),
+                Outcome::Malformed,
+                400,
+            ),
+            (
+                body("RecordStarted", "e9", json!({"RoomId":"r1"}), "Nonce"),
+                Outcome::Malformed,
+                400,
+            ),
         ];
         for (b, outcome, status) in cases {
             let decision = handle(&policy(), &mut d, &b, 0);
-            assert_eq!((decision.outcome, decision.status()), (outcome, status), "{}", decision.reason);
+            assert_eq!(
+                (decision.outcome, decision.status()),
+                (outcome, status),
+                "{}",
+                decision.reason
+            );
             assert_eq!(decision.action, Action::Nothing);
             assert!(!decision.reason.contains(KEY));
         }
         // Nothing refused was remembered: the good delivery is still new.
-        assert_eq!(handle(&policy(), &mut d, &good, 0).outcome, Outcome::Accepted);
+        assert_eq!(
+            handle(&policy(), &mut d, &good, 0).outcome,
+            Outcome::Accepted
+        );
         // Exactly 64 KiB is still read.
         let mut padded = good.clone();
         padded.resize(MAX_BODY_BYTES, b' ');
-        assert_eq!(handle(&policy(), &mut dedup(), &padded, 0).outcome, Outcome::Accepted);
+        assert_eq!(
+            handle(&policy(), &mut dedup(), &padded, 0).outcome,
+            Outcome::Accepted
+        );
     }
 
     #[test]
@@ -504,7 +585,10 @@ mod tests {
         p.app_ids = Some(["other".to_string()].into());
         let b = body("RecordStarted", "e1", started(0), "Nonce");
         let decision = handle(&p, &mut dedup(), &b, 0);
-        assert_eq!((decision.outcome, decision.status()), (Outcome::UnknownApp, 403));
+        assert_eq!(
+            (decision.outcome, decision.status()),
+            (Outcome::UnknownApp, 403)
+        );
         p.app_ids = Some(["app1".to_string()].into());
         assert_eq!(handle(&p, &mut dedup(), &b, 0).outcome, Outcome::Accepted);
     }
@@ -516,7 +600,10 @@ mod tests {
         assert_eq!(r.receive(&b, 0).status(), 200);
         assert_eq!(r.receive(&b, 0).status(), 200);
         assert_eq!(r.receive(b"{}", 0).status(), 401);
-        assert_eq!(r.receive(&body("Odd", "o1", json!({}), "Noce"), 0).status(), 200);
+        assert_eq!(
+            r.receive(&body("Odd", "o1", json!({}), "Noce"), 0).status(),
+            200
+        );
         let m = r.metrics();
         assert_eq!(m.get("RecordStarted", Outcome::Accepted), 1);
         assert_eq!(m.get("RecordStarted", Outcome::Duplicate), 1);

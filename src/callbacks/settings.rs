@@ -24,7 +24,14 @@ pub const DEFAULT_PATH: &str = "/callbacks/volcengine-rtc";
 /// The environment variable holding the callback key when the config names none.
 pub const ENV_CALLBACK_KEY: &str = "VOLC_RTC_CALLBACK_SECRETKEY";
 /// Paths the exporter serves itself, which the callback path may not take.
-const TAKEN_PATHS: [&str; 6] = ["/", "/metrics", "/-/healthy", "/-/ready", "/targets", "/api"];
+const TAKEN_PATHS: [&str; 6] = [
+    "/",
+    "/metrics",
+    "/-/healthy",
+    "/-/ready",
+    "/targets",
+    "/api",
+];
 /// Label names the exporter sets itself.
 const RESERVED_LABELS: [&str; 7] = [
     "kind", "app_id", "room_id", "task_id", "source", "phase", "file",
@@ -162,7 +169,10 @@ impl CallbacksConfig {
                 key,
                 key_source,
                 path: self.path.clone(),
-                app_ids: self.app_ids.as_ref().map(|ids| ids.iter().cloned().collect()),
+                app_ids: self
+                    .app_ids
+                    .as_ref()
+                    .map(|ids| ids.iter().cloned().collect()),
                 labels: self
                     .labels
                     .iter()
@@ -195,7 +205,12 @@ impl CallbacksConfig {
                 )
             })?;
             let what = format!("the file {}", path.display());
-            (text, what, KeySource::File(path), "callbacks.secret_key_file")
+            (
+                text,
+                what,
+                KeySource::File(path),
+                "callbacks.secret_key_file",
+            )
         } else if let Some(inline) = &self.secret_key {
             (
                 inline.clone(),
@@ -218,7 +233,10 @@ impl CallbacksConfig {
         };
         let trimmed = value.trim();
         if trimmed.is_empty() {
-            return Err(fail(key, format!("{what} is empty; put the callback key there")));
+            return Err(fail(
+                key,
+                format!("{what} is empty; put the callback key there"),
+            ));
         }
         if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(fail(
@@ -283,8 +301,13 @@ mod tests {
                 "callbacks.labels.kind"
             ]
         );
-        assert!(problems.iter().all(|p| !p.to_string().contains("two words")));
-        let none = parse("{}").check(None, &MapEnv::new()).err().unwrap_or_default();
+        assert!(problems
+            .iter()
+            .all(|p| !p.to_string().contains("two words")));
+        let none = parse("{}")
+            .check(None, &MapEnv::new())
+            .err()
+            .unwrap_or_default();
         assert!(none[0].message.contains(ENV_CALLBACK_KEY));
         let taken = parse("secret_key: k\npath: /metrics\n").check(None, &MapEnv::new());
         assert!(taken.is_err());

@@ -371,8 +371,16 @@ mod tests {
         assert_eq!(times, [(1_500, "RecordStarted"), (15_000, "RecordStopped")]);
         let mut dedup = Dedup::new(EventRetention::default());
         let mut actions = Vec::new();
-        for (e, spelling) in events.iter().zip([NonceSpelling::Noce, NonceSpelling::Nonce]) {
-            let d = handle(&policy(), &mut dedup, &e.body(&Secret::new("sim-key"), spelling), 0);
+        for (e, spelling) in events
+            .iter()
+            .zip([NonceSpelling::Noce, NonceSpelling::Nonce])
+        {
+            let d = handle(
+                &policy(),
+                &mut dedup,
+                &e.body(&Secret::new("sim-key"), spelling),
+                0,
+            );
             assert_eq!(d.outcome, Outcome::Accepted, "{}", d.reason);
             actions.push(d.action);
         }
@@ -389,7 +397,8 @@ mod tests {
 
     #[test]
     fn failed_starts_and_webcast() {
-        let failed = SimTask::record("app", "room", "t", 0).ends(100, stop_reason::START_TASK_FAILED);
+        let failed =
+            SimTask::record("app", "room", "t", 0).ends(100, stop_reason::START_TASK_FAILED);
         let events = failed.callbacks();
         assert_eq!(events.len(), 1);
         let d = handle(
@@ -398,7 +407,13 @@ mod tests {
             &events[0].body(&Secret::new("sim-key"), NonceSpelling::Nonce),
             0,
         );
-        assert!(matches!(d.action, Action::RegisterAndPoll { start_failed: true, .. }));
+        assert!(matches!(
+            d.action,
+            Action::RegisterAndPoll {
+                start_failed: true,
+                ..
+            }
+        ));
         let web = SimTask::webcast("app", "room", "w", 50).callbacks();
         assert_eq!((web.len(), web[0].at_ms), (1, 50));
         let d = handle(
@@ -420,7 +435,12 @@ mod tests {
         assert!(CallbackSender::new("http://127.8.9.1:9/cb", key()).is_ok());
         assert!(CallbackSender::new("http://[::1]:9/cb", key()).is_ok());
         assert!(CallbackSender::new("http://localhost:9/cb", key()).is_ok());
-        for bad in ["http://10.0.0.1/cb", "http://example.com/cb", "https://127.0.0.1/cb", "nope"] {
+        for bad in [
+            "http://10.0.0.1/cb",
+            "http://example.com/cb",
+            "https://127.0.0.1/cb",
+            "nope",
+        ] {
             assert!(CallbackSender::new(bad, key()).is_err(), "{bad}");
         }
     }
