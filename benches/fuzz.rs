@@ -136,13 +136,15 @@ const DICT: &[&str] = &[
 ];
 
 type Parser = Box<dyn Fn(&[u8])>;
+/// Turns a generated input into the bytes parsed.
+type Wrap = fn(&[u8]) -> Vec<u8>;
 
 struct Target {
     name: &'static str,
     seeds: Vec<Vec<u8>>,
     run: Parser,
     /// When set, the input is wrapped by this before parsing (the signed-callback target).
-    wrap: Option<fn(&[u8]) -> Vec<u8>>,
+    wrap: Option<Wrap>,
 }
 
 fn repo() -> PathBuf {
