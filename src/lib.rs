@@ -45,9 +45,13 @@
 //!   certificates re-read when they change, basic auth against bcrypt hashes.
 //! - [`sources`] — targets from watched target files and the registration API, merged with the
 //!   config's into one set; the diff a reload applies.
+//! - [`callbacks`] — RTC's signed event callbacks: each delivery verified, de-duplicated and
+//!   judged by a pure function into an answer and an action (register a discovered task, apply
+//!   its files, poll it); `volcengine_rtc_callbacks_total`; the `callbacks:` settings.
 
 pub mod accept;
 pub mod budget;
+pub mod callbacks;
 pub mod cli;
 pub mod clock;
 pub mod commands;

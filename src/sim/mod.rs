@@ -12,6 +12,8 @@
 //! - [`verify`] — the server side of V4 signing: the check the vendor makes on each request.
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
+//! - [`callback`] — the vendor's callbacks: each task's lifecycle events, signed and POSTed to
+//!   a loopback URL ([`CallbackSender`], [`run_callbacks`]).
 //!
 //! Choices where the vendor's documents are silent: a task that is unknown, not started yet,
 //! or started over 72 h ago answers HTTP 400 `InvalidParameter.ErrorActiveTaskNotFound` (the
@@ -32,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod callback;
 pub mod clock;
 pub mod fault;
 pub mod handler;
@@ -50,6 +53,7 @@ use tokio::time::Instant;
 use crate::credentials::Credentials;
 use crate::model::{Action, Kind, Outcome, PerAction};
 
+pub use callback::{run_callbacks, CallbackSender, Delivery, NonceSpelling, SimCallback};
 pub use clock::Clock;
 pub use fault::{Fault, FaultId, FaultSpec, TaskMatch};
 pub use handler::{Reply, SimRequest};

@@ -204,6 +204,16 @@ impl WebConfig {
         Ok(config)
     }
 
+    /// Checks web config `text` as [`WebConfig::load_with`] checks a file's, with files it
+    /// names resolved against `base`; every problem, or the config. Logs nothing.
+    pub fn check_text(
+        text: &str,
+        base: &Path,
+        options: &LoadOptions,
+    ) -> Result<WebConfig, Vec<Problem>> {
+        Checker::new(text).check(base, options)
+    }
+
     /// Whether connections are TLS.
     pub fn tls_enabled(&self) -> bool {
         self.tls.is_some()

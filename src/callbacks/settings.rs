@@ -1,0 +1,318 @@
+//! The `callbacks:` section of the config as written ([`CallbacksConfig`], plain serde), and its
+//! one-step conversion into checked [`CallbackSettings`]: the key found (file, inline, or the
+//! [`ENV_CALLBACK_KEY`] variable, the first configured winning, as for credentials), the path,
+//! the allowed apps and the labels for discovered targets.
+//!
+//! ```yaml
+//! callbacks:
+//!   secret_key_file: /run/secrets/rtc-callback-key
+//!   path: /callbacks/volcengine-rtc     # the default
+//!   app_ids: [5f3c2a1b9e8d7c6b5a4f3e2d] # optional: only these apps
+//!   labels: {source_env: prod}          # added to discovered targets
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::credentials::{Environment, Secret};
+use crate::model::is_valid_id;
+
+/// The default `callbacks.path`.
+pub const DEFAULT_PATH: &str = "/callbacks/volcengine-rtc";
+/// The environment variable holding the callback key when the config names none.
+pub const ENV_CALLBACK_KEY: &str = "VOLC_RTC_CALLBACK_SECRETKEY";
+/// Paths the exporter serves itself, which the callback path may not take.
+const TAKEN_PATHS: [&str; 6] = [
+    "/",
+    "/metrics",
+    "/-/healthy",
+    "/-/ready",
+    "/targets",
+    "/api",
+];
+/// Label names the exporter sets itself.
+const RESERVED_LABELS: [&str; 7] = [
+    "kind", "app_id", "room_id", "task_id", "source", "phase", "file",
+];
+
+/// `callbacks:` as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallbacksConfig {
+    /// A file holding the callback key (from the RTC console).
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    /// The key inline (prefer the file).
+    #[serde(default)]
+    pub secret_key: Option<String>,
+    /// Where deliveries are POSTed.
+    #[serde(default = "default_path")]
+    pub path: String,
+    /// When set, only deliveries for these apps are accepted.
+    #[serde(default)]
+    pub app_ids: Option<Vec<String>>,
+    /// Labels added to discovered targets.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+fn default_path() -> String {
+    DEFAULT_PATH.to_owned()
+}
+
+/// Where the key came from (never the key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    File(PathBuf),
+    Inline,
+    Environment,
+}
+
+/// Checked callback settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackSettings {
+    /// The callback key; its `Debug` is redacted.
+    pub key: Secret,
+    pub key_source: KeySource,
+    pub path: String,
+    /// `None`: every app.
+    pub app_ids: Option<BTreeSet<String>>,
+    /// Sorted by name, as [`crate::model::Target::labels`].
+    pub labels: Vec<(String, String)>,
+}
+
+/// One problem with `callbacks:`: the key (`callbacks.path`, `callbacks.app_ids[1]`, ...) and
+/// what to do. Never contains the key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{key}`: {message}")]
+pub struct SettingsProblem {
+    pub key: String,
+    pub message: String,
+}
+
+impl CallbacksConfig {
+    /// Checks everything at once; relative `secret_key_file` paths are resolved against `base`.
+    pub fn check(
+        &self,
+        base: Option<&Path>,
+        env: &dyn Environment,
+    ) -> Result<CallbackSettings, Vec<SettingsProblem>> {
+        let mut problems = Vec::new();
+        let mut problem = |key: String, message: String| {
+            problems.push(SettingsProblem { key, message });
+        };
+        let key = match self.key(base, env) {
+            Ok(k) => Some(k),
+            Err(p) => {
+                problem(p.key, p.message);
+                None
+            }
+        };
+        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
+            problem(
+                "callbacks.path".into(),
+                "must be an absolute URL path such as /callbacks/volcengine-rtc".into(),
+            );
+        } else if TAKEN_PATHS.contains(&self.path.trim_end_matches('/'))
+            || self.path.starts_with("/api/")
+            || self.path.starts_with("/-/")
+            || self.path == "/"
+        {
+            problem(
+                "callbacks.path".into(),
+                format!(
+                    "{} is served by the exporter itself; use e.g. {DEFAULT_PATH}",
+                    self.path
+                ),
+            );
+        }
+        if let Some(ids) = &self.app_ids {
+            if ids.is_empty() {
+                problem(
+                    "callbacks.app_ids".into(),
+                    "is empty, which would refuse every delivery; list the apps, or remove the key to accept any app".into(),
+                );
+            }
+            for (i, id) in ids.iter().enumerate() {
+                if !is_valid_id(id) {
+                    problem(
+                        format!("callbacks.app_ids[{i}]"),
+                        "must be 1 to 128 of a-z A-Z 0-9 _ @ . - (the AppId from the RTC console)"
+                            .into(),
+                    );
+                }
+            }
+        }
+        for name in self.labels.keys() {
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with("__");
+            if !valid {
+                problem(
+                    format!("callbacks.labels.{name}"),
+                    "is not a Prometheus label name; use letters, digits and _ (not first a digit, not __ first)".into(),
+                );
+            } else if RESERVED_LABELS.contains(&name.as_str()) {
+                problem(
+                    format!("callbacks.labels.{name}"),
+                    "is set by the exporter itself; choose another name".into(),
+                );
+            }
+        }
+        match key {
+            Some((key, key_source)) if problems.is_empty() => Ok(CallbackSettings {
+                key,
+                key_source,
+                path: self.path.clone(),
+                app_ids: self
+                    .app_ids
+                    .as_ref()
+                    .map(|ids| ids.iter().cloned().collect()),
+                labels: self
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            }),
+            _ => Err(problems),
+        }
+    }
+
+    /// The key: the file, else the inline value, else the environment.
+    fn key(
+        &self,
+        base: Option<&Path>,
+        env: &dyn Environment,
+    ) -> Result<(Secret, KeySource), SettingsProblem> {
+        let fail = |key: &str, message: String| SettingsProblem {
+            key: key.into(),
+            message,
+        };
+        let (value, what, source, key) = if let Some(path) = &self.secret_key_file {
+            let path = match base {
+                Some(base) if path.is_relative() => base.join(path),
+                _ => path.clone(),
+            };
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                fail(
+                    "callbacks.secret_key_file",
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let what = format!("the file {}", path.display());
+            (
+                text,
+                what,
+                KeySource::File(path),
+                "callbacks.secret_key_file",
+            )
+        } else if let Some(inline) = &self.secret_key {
+            (
+                inline.clone(),
+                "the value".into(),
+                KeySource::Inline,
+                "callbacks.secret_key",
+            )
+        } else if let Some(v) = env.var(ENV_CALLBACK_KEY).filter(|v| !v.trim().is_empty()) {
+            (
+                v,
+                format!("environment variable {ENV_CALLBACK_KEY}"),
+                KeySource::Environment,
+                "callbacks.secret_key_file",
+            )
+        } else {
+            return Err(fail(
+                "callbacks.secret_key_file",
+                format!("no callback key: set `callbacks.secret_key_file` to a file holding the key from the RTC console, or export {ENV_CALLBACK_KEY}"),
+            ));
+        };
+        let trimmed = value.trim();
+        if trimmed.is_empty() {
+            return Err(fail(
+                key,
+                format!("{what} is empty; put the callback key there"),
+            ));
+        }
+        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(fail(
+                key,
+                format!("{what} contains spaces or control characters; it must hold the key alone"),
+            ));
+        }
+        Ok((Secret::new(trimmed), source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::MapEnv;
+
+    fn parse(yaml: &str) -> CallbacksConfig {
+        serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn defaults_and_the_file_form() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("key"), "k3y-value\n").unwrap_or_else(|e| panic!("{e}"));
+        let c = parse("secret_key_file: key\n");
+        assert_eq!(c.path, DEFAULT_PATH);
+        let s = c.check(Some(dir.path()), &MapEnv::new());
+        let s = s.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.key.expose(), "k3y-value");
+        assert_eq!(s.key_source, KeySource::File(dir.path().join("key")));
+        assert_eq!(s.app_ids, None);
+        assert!(!format!("{s:?}").contains("k3y-value"));
+    }
+
+    #[test]
+    fn inline_then_environment() {
+        let env = MapEnv::new().with_var(ENV_CALLBACK_KEY, "from-env");
+        let s = parse("secret_key: inline-key\n").check(None, &env);
+        assert_eq!(s.map(|s| s.key_source), Ok(KeySource::Inline));
+        let s = parse("app_ids: [a1]\nlabels: {team: rtc}\n").check(None, &env);
+        let s = s.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(s.key.expose(), "from-env");
+        assert_eq!(s.key_source, KeySource::Environment);
+        assert_eq!(s.app_ids, Some(["a1".to_string()].into()));
+        assert_eq!(s.labels, vec![("team".to_string(), "rtc".to_string())]);
+    }
+
+    #[test]
+    fn every_problem_at_once_without_the_key() {
+        let c = parse(
+            "secret_key: 'two words'\npath: metrics\napp_ids: ['ok', 'bad id']\nlabels: {kind: x, 9a: y}\n",
+        );
+        let problems = c.check(None, &MapEnv::new()).err().unwrap_or_default();
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "callbacks.secret_key",
+                "callbacks.path",
+                "callbacks.app_ids[1]",
+                "callbacks.labels.9a",
+                "callbacks.labels.kind"
+            ]
+        );
+        assert!(problems
+            .iter()
+            .all(|p| !p.to_string().contains("two words")));
+        let none = parse("{}")
+            .check(None, &MapEnv::new())
+            .err()
+            .unwrap_or_default();
+        assert!(none[0].message.contains(ENV_CALLBACK_KEY));
+        let taken = parse("secret_key: k\npath: /metrics\n").check(None, &MapEnv::new());
+        assert!(taken.is_err());
+        let empty = parse("secret_key: k\napp_ids: []\n").check(None, &MapEnv::new());
+        assert!(empty.is_err());
+        assert!(serde_yaml::from_str::<CallbacksConfig>("secret: k\n").is_err());
+    }
+}
