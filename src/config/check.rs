@@ -17,6 +17,7 @@ use super::{
     default_budget, duration, ApiSettings, ConfigError, CredentialSource, Endpoint, Problem,
     ScheduleSettings, Settings, RECORD_VERSIONS, RESERVED_LABELS, VENDOR_QUOTA, WEBCAST_VERSIONS,
 };
+use crate::callbacks::settings::{CallbackSettings, CallbacksConfig};
 use crate::credentials::{self, CredentialConfig, Credentials, Environment, Secret};
 use crate::model::{Action, Kind, Target, TargetKey};
 
@@ -28,6 +29,7 @@ const ROOT_KEYS: &[&str] = &[
     "targets",
     "target_files",
     "target_files_refresh_interval",
+    "callbacks",
 ];
 const API_KEYS: &[&str] = &[
     "endpoint",
@@ -131,6 +133,7 @@ pub(super) fn settings(
             Vec::new()
         }
     };
+    let callbacks = top.take("callbacks").and_then(|f| c.callbacks(f, base_dir, env));
     let creds = c.credentials(&mut creds, base_dir, env);
     let warnings = c.finish(origin)?;
     let (credentials, credential_source, credential_config) = creds.ok_or_else(|| {
@@ -146,8 +149,32 @@ pub(super) fn settings(
         targets,
         target_files,
         target_files_refresh_interval,
+        callbacks,
         warnings,
     })
+}
+
+/// A node as JSON for serde: scalars as strings (every `callbacks:` value is text).
+fn to_json(node: &Node) -> serde_json::Value {
+    use serde_json::Value as J;
+    match &node.value {
+        Value::Null => J::Null,
+        Value::Scalar(text) => J::String(text.to_string()),
+        Value::Seq(items) => J::Array(items.iter().map(to_json).collect()),
+        Value::Map(entries) => J::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (key_text(k), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn key_text(node: &Node) -> String {
+    match &node.value {
+        Value::Scalar(text) => text.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// Checks a list of targets on its own (a targets file): each item as under `targets:`.
@@ -395,6 +422,33 @@ impl Checker {
     fn text(&mut self, f: &mut Fields, path: &str) -> Option<(Rc<str>, Pos)> {
         let field = f.take(path.rsplit('.').next().unwrap_or(path));
         self.one(field, path).text()
+    }
+
+    /// `callbacks:`: read with the callbacks module's own serde types and checks.
+    fn callbacks(
+        &mut self,
+        field: Field,
+        base_dir: Option<&Path>,
+        env: &dyn Environment,
+    ) -> Option<CallbackSettings> {
+        let at = field.at;
+        let parsed: CallbacksConfig = match serde_json::from_value(to_json(&field.node)) {
+            Ok(c) => c,
+            Err(e) => {
+                let fix = "keys: secret_key_file, secret_key, path, app_ids, labels";
+                self.problem(Some(at), format!("`callbacks`: {e}; {fix}"));
+                return None;
+            }
+        };
+        match parsed.check(base_dir, env) {
+            Ok(settings) => Some(settings),
+            Err(problems) => {
+                for p in problems {
+                    self.problem(Some(at), format!("`{}`: {}", p.key, p.message));
+                }
+                None
+            }
+        }
     }
 
     /// `target_files`: a list of glob patterns, relative ones against the config's folder.

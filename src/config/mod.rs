@@ -139,6 +139,8 @@ pub struct Settings {
     /// `target_files_refresh_interval`: how often target files are read again besides
     /// watching them (default 1m).
     pub target_files_refresh_interval: Duration,
+    /// `callbacks:`: RTC's event notifications, when configured.
+    pub callbacks: Option<crate::callbacks::settings::CallbackSettings>,
     /// Non-fatal findings (e.g. a budget above 60/s).
     pub warnings: Vec<String>,
 }
@@ -194,6 +196,7 @@ impl Settings {
             targets,
             target_files: Vec::new(),
             target_files_refresh_interval: Duration::from_secs(60),
+            callbacks: None,
             warnings: Vec::new(),
         }
     }
