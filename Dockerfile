@@ -14,6 +14,7 @@
 ARG RUST_VERSION=1
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 ARG TARGET=x86_64-unknown-linux-musl
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's current musl-tools; the image is rebuilt for updates, not pinned to one version.
 # hadolint ignore=DL3008
 RUN apt-get update \
