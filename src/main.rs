@@ -46,45 +46,54 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         #[cfg(feature = "sim")]
         Some(Command::Demo) => {
             commands::demo(listen, shutdown_on_signal()).await?;
+            tracing::info!("stopped");
             Ok(true)
         }
         None => {
             let settings = commands::load_settings(&needs_config()?)?;
             commands::serve(settings, listen, shutdown_on_signal()).await?;
+            tracing::info!("stopped");
             Ok(true)
         }
     }
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// A token cancelled on SIGINT or SIGTERM; the signal is logged, and `stopped` once the
+/// command has drained.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let name = wait_for_signal().await;
+        tracing::info!(
+            signal = name,
+            "shutting down: polling stops, the HTTP server drains open requests"
+        );
         t.cancel();
     });
     token
 }
 
+/// Waits for SIGINT or SIGTERM and names it.
 #[cfg(unix)]
-async fn wait_for_signal() {
+async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
             }
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+async fn wait_for_signal() -> &'static str {
     let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }
