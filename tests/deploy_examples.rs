@@ -1,8 +1,12 @@
 //! The deployment examples hold together: `examples/prometheus.yml` passes `promtool check
 //! config`, the compose Alertmanager config passes `amtool check-config`, the Kubernetes
 //! sidecar's config passes the exporter's own `check`, probes/ports/security settings and the
-//! secret mount agree with it, the compose file mounts files that exist, and the Dockerfile
-//! builds a static binary onto a non-root image exposing the default port.
+//! secret mount agree with it, `kubectl apply -k` never applies a Secret with data nor needs the
+//! Prometheus Operator (the PodMonitor is an overlay), the key files have one path everywhere,
+//! the store has a volume in every example, the compose file mounts files that exist, and the
+//! Dockerfile builds a static binary onto a non-root image exposing the default port.
+//! (`tests/validate_examples.rs` runs the ecosystems' own validators; `scripts/test-image`
+//! builds and runs the image.)
 
 mod tools;
 
