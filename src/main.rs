@@ -8,6 +8,10 @@ use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command};
 use volc_rtc_exporter::{commands, logging};
 
+/// The log target of the binary's own events: under the library's crate name, which is what
+/// the log filter enables (the binary's crate name is another).
+const LOG_TARGET: &str = "volc_rtc_exporter::main";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
@@ -46,13 +50,13 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         #[cfg(feature = "sim")]
         Some(Command::Demo) => {
             commands::demo(listen, shutdown_on_signal()).await?;
-            tracing::info!("stopped");
+            tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
         None => {
             let settings = commands::load_settings(&needs_config()?)?;
             commands::serve(settings, listen, shutdown_on_signal()).await?;
-            tracing::info!("stopped");
+            tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
     }
@@ -66,6 +70,7 @@ fn shutdown_on_signal() -> CancellationToken {
     tokio::spawn(async move {
         let name = wait_for_signal().await;
         tracing::info!(
+            target: LOG_TARGET,
             signal = name,
             "shutting down: polling stops, the HTTP server drains open requests"
         );
