@@ -9,6 +9,10 @@ use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command};
 use volc_rtc_exporter::commands::WebFlags;
 use volc_rtc_exporter::{commands, logging};
 
+/// The log target of the binary's own events: under the library's crate name, which is what
+/// the log filter enables (the binary's crate name is another).
+const LOG_TARGET: &str = "volc_rtc_exporter::main";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_level, cli.log_format);
@@ -53,6 +57,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
         #[cfg(feature = "sim")]
         Some(Command::Demo) => {
             commands::demo(listen, web, shutdown_on_signal()).await?;
+            tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
         None => {
@@ -67,40 +72,49 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
                 shutdown_on_signal(),
             )
             .await?;
+            tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
     }
 }
 
-/// A token cancelled on SIGINT or SIGTERM.
+/// A token cancelled on SIGINT or SIGTERM; the signal is logged, and `stopped` once the
+/// command has drained.
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("shutting down");
+        let name = wait_for_signal().await;
+        tracing::info!(
+            target: LOG_TARGET,
+            signal = name,
+            "shutting down: polling stops, the HTTP server drains open requests"
+        );
         t.cancel();
     });
     token
 }
 
+/// Waits for SIGINT or SIGTERM and names it.
 #[cfg(unix)]
-async fn wait_for_signal() {
+async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
             }
         }
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+async fn wait_for_signal() -> &'static str {
     let _ = tokio::signal::ctrl_c().await;
+    "Ctrl-C"
 }

@@ -84,7 +84,8 @@ impl StateLog {
             self.set(id, false);
             return;
         }
-        if self.set(id, false) == Some(false) {
+        let before = self.set(id, false);
+        if before == Some(false) {
             return;
         }
         if err.outcome == Outcome::NotFound {
@@ -93,13 +94,23 @@ impl StateLog {
                 target,
                 "task not found (not started yet, or started over 72 h ago); backing off"
             );
-        } else {
+        } else if before == Some(true) {
+            // A poll succeeded before: its values stay on /metrics.
             target_event!(
                 WARN,
                 target,
                 outcome = %err.outcome,
                 error = %err,
                 "poll failed; keeping the last known values"
+            );
+        } else {
+            // No success seen yet: there may be no values to keep, so none are promised.
+            target_event!(
+                WARN,
+                target,
+                outcome = %err.outcome,
+                error = %err,
+                "poll failed"
             );
         }
     }
@@ -113,5 +124,85 @@ impl StateLog {
             stop_reason = %snapshot.stop_reason,
             "task ended"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::model::{Kind, TargetKey};
+
+    /// Everything logged while `f` runs, as text.
+    fn logged(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let out = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = buf.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    fn target() -> Target {
+        Target {
+            key: TargetKey {
+                kind: Kind::Record,
+                app_id: "app".into(),
+                room_id: "room".into(),
+                task_id: Some("task".into()),
+            },
+            labels: Vec::new(),
+        }
+    }
+
+    fn network_error() -> ApiError {
+        ApiError::new(Outcome::NetworkError, None, "connection refused")
+    }
+
+    #[test]
+    fn a_failure_before_any_success_promises_no_kept_values() {
+        let log = StateLog::new(1);
+        let t = target();
+        let text = logged(|| log.failure(0, &t, &network_error()));
+        assert!(text.contains("poll failed"), "{text}");
+        assert!(!text.contains("last known values"), "{text}");
+    }
+
+    #[test]
+    fn a_failure_after_a_success_keeps_the_values_and_is_logged_once() {
+        let log = StateLog::new(1);
+        let t = target();
+        let text = logged(|| {
+            log.success(0, &t, Action::GetRecordTask);
+            log.failure(0, &t, &network_error());
+            log.failure(0, &t, &network_error());
+        });
+        assert_eq!(
+            text.matches("poll failed; keeping the last known values")
+                .count(),
+            1,
+            "{text}"
+        );
+        let text = logged(|| log.success(0, &t, Action::GetRecordTask));
+        assert!(text.contains("target recovered"), "{text}");
     }
 }

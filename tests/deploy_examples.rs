@@ -1,17 +1,26 @@
 //! The deployment examples hold together: `examples/prometheus.yml` passes `promtool check
 //! config`, the compose Alertmanager config passes `amtool check-config`, the Kubernetes
 //! sidecar's config passes the exporter's own `check`, probes/ports/security settings and the
-//! secret mount agree with it, the compose file mounts files that exist, and the Dockerfile
-//! builds a static binary onto a non-root image exposing the default port.
+//! secret mount agree with it, `kubectl apply -k` never applies a Secret with data nor needs the
+//! Prometheus Operator (the PodMonitor is an overlay), the key files have one path everywhere,
+//! the store has a volume in every example, the compose file mounts files that exist, and the
+//! Dockerfile builds a static binary onto a non-root image exposing the default port.
+//! (`tests/validate_examples.rs` runs the ecosystems' own validators; `scripts/test-image`
+//! builds and runs the image.)
 
 mod tools;
 
+use serde::Deserialize;
 use serde_yaml::Value;
 
 use tools::{output_text, promtool, read_repo_file, repo_path, repo_yaml, run_in_repo, tool};
 
 const PORT: u64 = 19966;
 const EXPORTER: &str = "volcengine-rtc-exporter";
+/// Where the key files are mounted, in every example and the README.
+const SECRET_DIR: &str = "/run/secrets/volcengine";
+/// The store's folder (`--storage.path`) in the image and every example.
+const STORAGE: &str = "/var/lib/volcengine-rtc-exporter";
 
 fn str_of(v: &Value) -> &str {
     v.as_str().unwrap_or_default()
@@ -35,12 +44,14 @@ fn prometheus_config_is_valid_and_scrapes_the_exporter() {
         .as_sequence()
         .into_iter()
         .flatten()
-        .find(|j| str_of(&j["job_name"]).contains("volc"))
+        .find(|j| str_of(&j["job_name"]) == EXPORTER)
         .expect("a scrape job for the exporter");
-    let name = str_of(&job["job_name"]);
-    // VolcRtcExporterDown selects up{job=~".*volc.*rtc.*"}.
-    let volc = name.find("volc").expect("volc in the job name");
-    assert!(name[volc..].contains("rtc"), "{name}");
+    // No rule keys on the job name: VolcRtcExporterDown finds the exporter by its own series.
+    let rules = read_repo_file("examples/alerts.yml");
+    assert!(
+        !rules.contains("job=~"),
+        "a rule selects a job-name pattern"
+    );
     let target = str_of(&job["static_configs"][0]["targets"][0]);
     assert!(target.ends_with(&format!(":{PORT}")), "{target}");
     assert!(cfg["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0].is_string());
@@ -104,8 +115,8 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
     assert_eq!(str_of(&annotations["prometheus.io/port"]), PORT.to_string());
     assert_eq!(str_of(&annotations["prometheus.io/path"]), "/metrics");
 
-    // The PodMonitor selects this pod and scrapes the named port.
-    let monitor = repo_yaml("examples/kubernetes/podmonitor.yaml");
+    // The PodMonitor (an optional overlay) selects this pod and scrapes the named port.
+    let monitor = repo_yaml("examples/kubernetes/podmonitor/podmonitor.yaml");
     assert_eq!(monitor["kind"], "PodMonitor");
     assert_eq!(str_of(&monitor["apiVersion"]), "monitoring.coreos.com/v1");
     let selector = monitor["spec"]["selector"]["matchLabels"]
@@ -121,23 +132,109 @@ fn kubernetes_sidecar_is_probed_locked_down_and_scraped() {
         str_of(&monitor["spec"]["podMetricsEndpoints"][0]["port"]),
         port_name
     );
+}
 
-    // Every manifest is in the kustomization.
-    let kustomization = repo_yaml("examples/kubernetes/kustomization.yaml");
-    let listed: Vec<&str> = strings(&kustomization["resources"]);
+/// The kinds of the documents of one manifest file.
+fn kinds(path: &str) -> Vec<(String, Value)> {
+    let text = read_repo_file(path);
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let doc = Value::deserialize(d).unwrap_or_else(|e| panic!("{path}: {e}"));
+            (str_of(&doc["kind"]).to_string(), doc)
+        })
+        .collect()
+}
+
+#[test]
+fn kustomization_applies_without_secret_data_or_the_operator() {
+    let base = repo_yaml("examples/kubernetes/kustomization.yaml");
+    let listed: Vec<&str> = strings(&base["resources"]);
+    assert!(!listed.is_empty());
+    let mut all_kinds = Vec::new();
+    for name in &listed {
+        let path = format!("examples/kubernetes/{name}");
+        for (kind, doc) in kinds(&path) {
+            // A Secret here would overwrite the one the README creates with real keys.
+            assert!(
+                kind != "Secret" || (doc["data"].is_null() && doc["stringData"].is_null()),
+                "{path} holds a Secret with data"
+            );
+            // Without the Prometheus Operator its kinds do not exist.
+            assert_ne!(
+                kind, "PodMonitor",
+                "{path}: the PodMonitor must stay optional"
+            );
+            all_kinds.push(kind);
+        }
+    }
+    assert!(
+        all_kinds.contains(&"Deployment".to_string()),
+        "{all_kinds:?}"
+    );
+    assert!(
+        all_kinds.contains(&"ConfigMap".to_string()),
+        "{all_kinds:?}"
+    );
+    // Every manifest file of the folder is used by the base or the overlay.
     for entry in std::fs::read_dir(repo_path("examples/kubernetes")).expect("dir") {
-        let name = entry
-            .expect("entry")
-            .file_name()
-            .to_string_lossy()
-            .to_string();
-        if name != "kustomization.yaml" {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().to_string();
+        if entry.path().is_file() && name != "kustomization.yaml" {
             assert!(
                 listed.contains(&name.as_str()),
                 "{name} not in kustomization.yaml"
             );
         }
     }
+    // The image is set in one place, the kustomization, for the name the Deployment uses.
+    let deployment = repo_yaml("examples/kubernetes/deployment.yaml");
+    let image = str_of(&exporter_container(&deployment)["image"]).to_string();
+    assert!(
+        base["images"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .any(|i| str_of(&i["name"]) == image && i["newName"].is_string()),
+        "kustomization.yaml sets no image for {image}"
+    );
+
+    // The overlay: the base plus the PodMonitor, with the scrape annotation turned off.
+    let overlay = repo_yaml("examples/kubernetes/podmonitor/kustomization.yaml");
+    let resources: Vec<&str> = strings(&overlay["resources"]);
+    assert!(resources.contains(&"../"), "{resources:?}");
+    assert!(resources.contains(&"podmonitor.yaml"), "{resources:?}");
+    let patch = str_of(&overlay["patches"][0]["patch"]);
+    assert!(
+        patch.contains("prometheus.io~1scrape") && patch.contains("\"false\""),
+        "{patch}"
+    );
+}
+
+/// The README's `kubectl create secret generic NAME --from-file=KEY=…` command: the name and
+/// the keys.
+fn readme_secret() -> (String, Vec<String>) {
+    let readme = read_repo_file("README.md");
+    let command = readme
+        .split("kubectl create secret generic ")
+        .nth(1)
+        .expect("the README creates the Secret with kubectl create secret generic");
+    let command = command
+        .split("\n```")
+        .next()
+        .unwrap_or_default()
+        .replace("\\\n", " ");
+    let first_line = command.lines().next().unwrap_or_default().to_string();
+    let name = first_line
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let keys = first_line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--from-file="))
+        .map(|w| w.split('=').next().unwrap_or_default().to_string())
+        .collect();
+    (name, keys)
 }
 
 #[test]
@@ -158,9 +255,10 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
         assert_eq!(mount["readOnly"].as_bool(), Some(true));
         str_of(&mount["mountPath"]).to_string()
     };
-    let secret = repo_yaml("examples/kubernetes/secret.yaml");
+    let (secret_name, secret_keys) = readme_secret();
     let configmap = repo_yaml("examples/kubernetes/configmap.yaml");
-    let secret_dir = mount_of(&|v| v["secret"]["secretName"] == secret["metadata"]["name"]);
+    let secret_dir = mount_of(&|v| str_of(&v["secret"]["secretName"]) == secret_name);
+    assert_eq!(secret_dir, SECRET_DIR);
     let config_dir = mount_of(&|v| v["configMap"]["name"] == configmap["metadata"]["name"]);
     let args: Vec<&str> = strings(&c["args"]);
     assert!(
@@ -179,7 +277,10 @@ fn kubernetes_config_passes_check_with_the_mounted_secret() {
             str_of(&parsed["credentials"][key]),
             format!("{secret_dir}/{file}")
         );
-        assert!(secret["stringData"][file].is_string(), "secret key {file}");
+        assert!(
+            secret_keys.contains(&file.to_string()),
+            "the README's Secret lacks {file}"
+        );
     }
 
     // The exporter's own validation accepts it, with the secret files present.
@@ -311,7 +412,17 @@ fn dockerfile_builds_static_and_runs_as_non_root() {
     assert!(get("ENTRYPOINT").is_some_and(|e| e.contains(EXPORTER)));
     assert_eq!(
         get("CMD"),
-        Some(r#"["--config.file=/etc/volcengine-rtc-exporter/config.yaml"]"#)
+        Some(
+            r#"["--config.file=/etc/volcengine-rtc-exporter/config.yaml", "--storage.path=/var/lib/volcengine-rtc-exporter"]"#
+        )
+    );
+    assert_eq!(get("VOLUME"), Some(STORAGE));
+    // `# syntax=` makes BuildKit fetch a frontend image from a registry.
+    assert!(
+        !dockerfile
+            .lines()
+            .any(|l| l.trim_start().starts_with("# syntax=")),
+        "the Dockerfile needs a registry for its # syntax= line"
     );
 
     let ignore = read_repo_file(".dockerignore");
@@ -381,4 +492,95 @@ fn manifest_files() -> Vec<String> {
     }
     flush(&section, &mut name, &mut path);
     out
+}
+
+/// The key files live under one folder with the same names in the README, `examples/config.yaml`,
+/// the compose file, the Dockerfile's usage and the Kubernetes example.
+#[test]
+fn secret_paths_are_identical_everywhere() {
+    let key_paths = [
+        format!("{SECRET_DIR}/access_key_id"),
+        format!("{SECRET_DIR}/secret_access_key"),
+    ];
+    for file in [
+        "README.md",
+        "examples/config.yaml",
+        "examples/kubernetes/configmap.yaml",
+    ] {
+        let text = read_repo_file(file);
+        for path in &key_paths {
+            assert!(text.contains(path.as_str()), "{file} does not name {path}");
+        }
+    }
+    for file in [
+        "README.md",
+        "Dockerfile",
+        "examples/docker-compose.yml",
+        "examples/kubernetes/deployment.yaml",
+        "examples/kubernetes/configmap.yaml",
+        "examples/config.yaml",
+    ] {
+        let text = read_repo_file(file);
+        assert!(
+            text.contains(SECRET_DIR),
+            "{file} does not use {SECRET_DIR}"
+        );
+        for (i, _) in text.match_indices("/run/secrets/") {
+            let rest = &text[i..];
+            assert!(
+                rest.starts_with(&format!("{SECRET_DIR}/"))
+                    || rest.starts_with(&format!("{SECRET_DIR}:"))
+                    || rest.starts_with(&format!("{SECRET_DIR}\n"))
+                    || rest.starts_with(&format!("{SECRET_DIR}`")),
+                "{file}: another secret path: {}",
+                rest.lines().next().unwrap_or_default()
+            );
+        }
+    }
+}
+
+/// The store gets a volume in the compose file (a named volume) and in Kubernetes (an
+/// emptyDir), at the image's folder, and the Kubernetes exporter is told to use it.
+#[test]
+fn the_store_has_a_volume_in_every_example() {
+    let compose = repo_yaml("examples/docker-compose.yml");
+    let mounts: Vec<&str> = strings(&compose["services"][EXPORTER]["volumes"]);
+    let named = mounts
+        .iter()
+        .find(|m| m.ends_with(&format!(":{STORAGE}")))
+        .unwrap_or_else(|| panic!("no volume at {STORAGE}: {mounts:?}"));
+    let volume = named.split(':').next().unwrap_or_default();
+    assert!(
+        compose["volumes"]
+            .as_mapping()
+            .is_some_and(|v| v.contains_key(volume)),
+        "{volume} is not a named volume"
+    );
+
+    let deployment = repo_yaml("examples/kubernetes/deployment.yaml");
+    let c = exporter_container(&deployment);
+    assert!(
+        strings(&c["args"]).contains(&format!("--storage.path={STORAGE}").as_str()),
+        "the exporter is not given --storage.path={STORAGE}"
+    );
+    let mount = c["volumeMounts"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|m| str_of(&m["mountPath"]) == STORAGE)
+        .unwrap_or_else(|| panic!("nothing mounted at {STORAGE}"));
+    assert_ne!(mount["readOnly"].as_bool(), Some(true));
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the store's volume");
+    assert!(volume["emptyDir"].is_mapping(), "{volume:?}");
+    // The read-only, non-root pod can write it: fsGroup matches the user.
+    let pod = &deployment["spec"]["template"]["spec"]["securityContext"];
+    assert_eq!(
+        pod["fsGroup"].as_u64(),
+        c["securityContext"]["runAsUser"].as_u64()
+    );
 }

@@ -8,12 +8,26 @@ mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use tools::{output_text, promtool, repo_path, repo_yaml, EXPORTED_SERIES};
+use tools::{output_text, promtool, repo_path, repo_yaml, EXPORTED_SERIES, FEATURE_SERIES};
 
 /// Label names the exporter's series carry (see the README's metrics tables) plus the ones Prometheus adds.
 const LABELS: &[&str] = &[
-    "kind", "app_id", "room_id", "task_id", "reason", "file", "phase", "action", "outcome",
-    "version", "revision", "le", "job", "instance",
+    "kind",
+    "app_id",
+    "room_id",
+    "task_id",
+    "reason",
+    "file",
+    "phase",
+    "action",
+    "outcome",
+    "version",
+    "revision",
+    "le",
+    "job",
+    "instance",
+    "op",
+    "event_type",
 ];
 
 /// The alerts the shipped rules promise (docs/OPERATIONS.md lists them).
@@ -27,6 +41,11 @@ const ALERTS: &[&str] = &[
     "VolcRtcSchedulerLagging",
     "VolcRtcTargetNotUpdated",
     "VolcRtcExporterDown",
+    "VolcRtcApiUnreachable",
+    "VolcRtcStorageErrors",
+    "VolcRtcCallbackBadSignatures",
+    "VolcRtcConfigReloadFailed",
+    "VolcRtcTargetFileLoadFailed",
 ];
 
 /// `(group, rule)` pairs of a rules file, in file order.
@@ -362,7 +381,11 @@ fn check_names(place: &str, expr: &str) -> Vec<String> {
         problems.push(format!("{place}: no metric in `{expr}`"));
     }
     for m in &found.metrics {
-        if !EXPORTED_SERIES.contains(&m.as_str()) && m != "up" && !m.starts_with("process_") {
+        if !EXPORTED_SERIES.contains(&m.as_str())
+            && !FEATURE_SERIES.contains(&m.as_str())
+            && m != "up"
+            && !m.starts_with("process_")
+        {
             problems.push(format!("{place}: unknown metric {m} in `{expr}`"));
         }
     }

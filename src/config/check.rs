@@ -133,7 +133,9 @@ pub(super) fn settings(
             Vec::new()
         }
     };
-    let callbacks = top.take("callbacks").and_then(|f| c.callbacks(f, base_dir, env));
+    let callbacks = top
+        .take("callbacks")
+        .and_then(|f| c.callbacks(f, base_dir, env));
     let creds = c.credentials(&mut creds, base_dir, env);
     let warnings = c.finish(origin)?;
     let (credentials, credential_source, credential_config) = creds.ok_or_else(|| {

@@ -230,14 +230,6 @@ pub async fn run_with(
         app = app.with_reloader(reloader);
     }
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
-    let announce = shutdown.clone();
-    tokio::spawn(async move {
-        announce.cancelled().await;
-        tracing::info!(
-            "shutting down: finishing the requests in flight (at most {:?}) and writing the store",
-            super::SHUTDOWN_GRACE
-        );
-    });
     exporter.refresh_gauges();
     let files = super::follow_target_files(&exporter, shutdown.clone()).await;
     let polling = {
@@ -263,7 +255,6 @@ pub async fn run_with(
             super::STORE_CLOSE_WAIT
         );
     }
-    tracing::info!("stopped");
     match served {
         Ok(r) => r.map_err(ExporterError::Http),
         Err(e) => Err(ExporterError::HttpTask(e)),

@@ -40,6 +40,15 @@ pub const EXPORTED_SERIES: &[&str] = &[
     "volcengine_rtc_config_last_reload_success_timestamp_seconds",
 ];
 
+/// Series of the exporter's own metrics that appear only when the feature behind them is in
+/// use (the store, callbacks, config reloads, target files), so `demo` need not export them.
+pub const FEATURE_SERIES: &[&str] = &[
+    "volcengine_rtc_storage_errors_total",
+    "volcengine_rtc_callbacks_total",
+    "volcengine_rtc_config_last_reload_successful",
+    "volcengine_rtc_target_file_last_load_successful",
+];
+
 /// A file or folder of the repository, by its path from the root.
 pub fn repo_path(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
