@@ -114,7 +114,8 @@ pub async fn once(settings: Settings) -> anyhow::Result<bool> {
     for (id, err) in &failed {
         let target = exporter.store.target(*id);
         let what = target.as_deref().map(describe).unwrap_or_default();
-        eprintln!("poll failed: {what}: {}: {err}", err.outcome);
+        // The error's text starts with its outcome (`network_error: …`).
+        eprintln!("poll failed: {what}: {err}");
     }
     let mut out = Vec::with_capacity(64 * 1024);
     exporter.render(&mut out);
