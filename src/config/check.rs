@@ -290,6 +290,17 @@ fn unknown_key(name: &str, path: &str, valid: &[&str]) -> String {
         (None, Some((section, _))) if path.is_empty() => {
             format!("{what}; it belongs under `{section}:` (indent it there)")
         }
+        // At the top level the sections and `targets` are named; the optional keys
+        // (`target_files`, `callbacks`, ...) are found by the suggestion above.
+        _ if path.is_empty() => {
+            let main = valid
+                .iter()
+                .filter(|k| **k == "targets" || SECTIONS.iter().any(|(section, _)| section == *k));
+            format!(
+                "{what}; valid keys are: {}",
+                main.copied().collect::<Vec<_>>().join(", ")
+            )
+        }
         _ => format!("{what}; valid keys are: {}", valid.join(", ")),
     }
 }
