@@ -42,6 +42,8 @@ pub struct Durable {
     meta: Mutex<HashMap<TargetId, Meta>>,
     /// The tasks whose stop is counted (durably, or on its way): a task is counted once.
     counted: Mutex<HashSet<TaskRef>>,
+    /// Callback event ids the store kept, until the callback receiver takes them.
+    events: Mutex<HashMap<String, i64>>,
 }
 
 /// What [`Durable::start`] did, for the start-up log line.
@@ -79,12 +81,13 @@ impl Durable {
             targets: stored,
             counted,
             stops,
-            ..
+            events,
         } = state;
         let durable = Durable {
             writer,
             meta: Mutex::new(HashMap::new()),
             counted: Mutex::new(counted),
+            events: Mutex::new(events),
         };
         let now_ms = crate::clock::system_time_to_ms(wall);
         let configured: HashMap<&TargetKey, &Target> =
@@ -288,6 +291,19 @@ impl Durable {
             .filter(|(_, m)| m.sources.contains(source))
             .map(|(&id, _)| id)
             .collect()
+    }
+
+    /// The callback event ids the store kept (once; later calls get none).
+    pub fn take_events(&self) -> HashMap<String, i64> {
+        std::mem::take(&mut *lock(&self.events))
+    }
+
+    /// Persists an accepted callback's event id, received at `received_ms`.
+    pub fn remember_event(&self, id: &str, received_ms: i64) {
+        self.writer.submit(Change::Event {
+            id: id.to_string(),
+            received_ms,
+        });
     }
 
     /// Every source some target has.

@@ -613,7 +613,9 @@ impl Exporter {
 }
 // ----- the HTTP side (reload hook, page rows, `--web.*` options): see exporter/web.rs -----
 
+mod callbacks;
 mod web;
+pub use callbacks::CallbackEndpoint;
 pub use web::{run_with, WebSetup};
 
 async fn sleep_until_opt(at: Option<Instant>) {

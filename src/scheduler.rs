@@ -858,6 +858,31 @@ impl Scheduler {
         }
     }
 
+    /// Makes target `id` due now (a callback announced a change): a queued one is due at once
+    /// in its lane, a parked (done) one is settling again; one in flight is left alone.
+    pub fn poll_now(&mut self, id: TargetId, now: Instant) {
+        let Some(t) = self.targets.get_mut(id) else {
+            return;
+        };
+        let q = &mut self.queues[t.action];
+        match t.slot {
+            Slot::Queued { lane, due } => {
+                q.lane_mut(lane).remove(&(due, id));
+            }
+            Slot::Parked => {
+                // Done for the poller, but the callback says there is news: settle again.
+                t.phase = Phase::Settling;
+            }
+            Slot::InFlight { .. } | Slot::Removed => return,
+        }
+        let lane = match t.phase {
+            Phase::New | Phase::Active => Lane::Active,
+            _ => Lane::Settle,
+        };
+        q.lane_mut(lane).insert((now, id));
+        t.slot = Slot::Queued { lane, due: now };
+    }
+
     /// Puts new intervals and the settle timeout in force (a reload); each target's next
     /// poll is planned with them from its next answer on.
     pub fn set_schedule(&mut self, schedule: &ScheduleSettings) {

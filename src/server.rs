@@ -86,6 +86,21 @@ pub struct App {
     pub options: Options,
     /// What `POST /-/reload` runs; `None`: nothing to reload.
     pub reload: Option<Arc<Reloader>>,
+    /// RTC callbacks: the path they are POSTed to and what receives them; `None`: off.
+    pub callbacks: Option<(String, Arc<dyn Callbacks>)>,
+}
+
+/// Receives RTC callback deliveries (outside basic auth: the vendor signs them instead).
+pub trait Callbacks: Send + Sync {
+    /// Judges and acts on one delivery's body; returns the HTTP status and a short text
+    /// (never the key or the body).
+    fn deliver(&self, body: &[u8]) -> (u16, String);
+
+    /// The largest body accepted; a larger one is answered 413 unread.
+    fn max_body(&self) -> usize;
+
+    /// Counts a delivery refused unread for its size; returns the status and text.
+    fn too_large(&self) -> (u16, String);
 }
 
 impl App {
@@ -99,6 +114,7 @@ impl App {
             web: SharedWebConfig::default(),
             options: Options::default(),
             reload: None,
+            callbacks: None,
         }
     }
 
@@ -119,6 +135,12 @@ impl App {
 
     pub fn with_reloader(mut self, reload: Arc<Reloader>) -> App {
         self.reload = Some(reload);
+        self
+    }
+
+    /// Serves RTC callbacks on `path` (POST only, outside basic auth).
+    pub fn with_callbacks(mut self, path: String, callbacks: Arc<dyn Callbacks>) -> App {
+        self.callbacks = Some((path, callbacks));
         self
     }
 }
@@ -448,6 +470,11 @@ async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answe
 }
 
 async fn respond(shared: &Arc<Shared>, web: &WebConfig, request: Request<Incoming>) -> Answer {
+    if let Some((path, callbacks)) = &shared.app.callbacks {
+        if request.uri().path() == path {
+            return callback(callbacks.clone(), request).await;
+        }
+    }
     let route = Route::of(request.uri().path());
     let probe = route.is_some_and(Route::is_probe);
     if !probe {
@@ -494,6 +521,24 @@ async fn respond(shared: &Arc<Shared>, web: &WebConfig, request: Request<Incomin
     };
     answer.body_mut().hold(permit);
     answer
+}
+
+/// One RTC callback delivery: POST only, the body capped, judged and acted on at once (the
+/// vendor waits 5 s and retries).
+async fn callback(callbacks: Arc<dyn Callbacks>, request: Request<Incoming>) -> Answer {
+    if request.method() != Method::POST {
+        return not_allowed("POST", "Only POST requests allowed\n");
+    }
+    // One byte over the limit is read, so the receiver judges (and counts) it as too large.
+    let limit = callbacks.max_body().saturating_add(1);
+    let read = crate::sources::api::read_body(request.into_body(), limit).await;
+    let (status, reason) = match read {
+        Ok(body) => callbacks.deliver(&body),
+        Err(crate::sources::api::BodyError::TooLarge { .. }) => callbacks.too_large(),
+        Err(e) => (400, e.to_string()),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    text(status, format!("{reason}\n"))
 }
 
 /// The GET/HEAD routes.

@@ -613,6 +613,28 @@ impl Store {
         true
     }
 
+    /// Puts a `RecordStopped` callback's file list into target `id`'s last answer (its
+    /// Status and StopReason come with the next poll). False when there is no answer yet or
+    /// the list is the same.
+    pub fn apply_files(&self, id: TargetId, files: Vec<RecordFile>) -> bool {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(e) = inner.entries.get_mut(id) else {
+            return false;
+        };
+        let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+            return false;
+        };
+        match e.snapshot.as_mut() {
+            Some(snap) if snap.files != files => snap.files = files,
+            _ => return false,
+        }
+        e.expired = false;
+        let changed = e.rebuild(kind, e.prefix.len());
+        inner.bump(id, changed);
+        true
+    }
+
     /// Removes a target: its series leave `/metrics` at once. Its stop counters stay.
     /// Returns the removed target; `None` for an unknown id.
     pub fn remove(&self, id: TargetId) -> Option<Arc<Target>> {

@@ -267,6 +267,11 @@ impl Telemetry {
             .register(Box::new(stats.commit_duration().clone()));
     }
 
+    /// Adds `volcengine_rtc_callbacks_total{event_type,outcome}`.
+    pub fn register_callbacks(&self, metrics: &crate::callbacks::CallbackMetrics) {
+        let _ = metrics.register(&self.registry);
+    }
+
     /// Count one request attempt and its latency.
     pub fn observe_request(&self, action: Action, outcome: Outcome, latency: Duration) {
         self.requests

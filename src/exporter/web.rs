@@ -229,6 +229,12 @@ pub async fn run_with(
     if let Some(reloader) = setup.reloader {
         app = app.with_reloader(reloader);
     }
+    let callbacks = exporter.settings().callbacks.clone();
+    if let Some(settings) = callbacks {
+        tracing::info!(path = %settings.path, "receiving RTC callbacks");
+        let endpoint = super::CallbackEndpoint::new(exporter.clone(), &settings);
+        app = app.with_callbacks(settings.path.clone(), Arc::new(endpoint));
+    }
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
     let files = super::follow_target_files(&exporter, shutdown.clone()).await;

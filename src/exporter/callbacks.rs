@@ -1,0 +1,109 @@
+//! The exporter's side of RTC callbacks: each delivery is judged by
+//! [`crate::callbacks::Receiver`] (signature, app, size, duplicates) and then acted on at once —
+//! the vendor waits 5 s and retries — by registering the task as a target with the `callback`
+//! source and polling it now; a `RecordStopped` file list goes into the target's values before
+//! that poll. Accepted event ids are persisted, so a delivery repeated after a restart is still
+//! a duplicate.
+
+use std::sync::Arc;
+
+use super::Exporter;
+use crate::callbacks::{self, Action, CallbackSettings, Dedup, Policy, Receiver};
+use crate::persist::{EventRetention, Source};
+use crate::server::Callbacks;
+
+/// What the server calls for `POST <callbacks.path>`.
+pub struct CallbackEndpoint {
+    receiver: Receiver,
+    exporter: Arc<Exporter>,
+}
+
+impl CallbackEndpoint {
+    /// A receiver for `settings`, its duplicate filter seeded with the event ids the store
+    /// kept, its counter registered with the exporter's metrics.
+    pub fn new(exporter: Arc<Exporter>, settings: &CallbackSettings) -> CallbackEndpoint {
+        let now_ms = crate::clock::now_ms();
+        let seen = exporter.durable.take_events();
+        let dedup = Dedup::seeded(EventRetention::default(), &seen, now_ms);
+        let receiver = Receiver::new(Policy::from(settings), dedup);
+        exporter.telemetry.register_callbacks(receiver.metrics());
+        CallbackEndpoint { receiver, exporter }
+    }
+}
+
+impl Callbacks for CallbackEndpoint {
+    fn deliver(&self, body: &[u8]) -> (u16, String) {
+        let now_ms = crate::clock::now_ms();
+        let decision = self.receiver.receive(body, now_ms);
+        if decision.status() >= 400 {
+            tracing::debug!(
+                status = decision.status(),
+                reason = %decision.reason,
+                "callback refused"
+            );
+        }
+        if let Some(id) = &decision.remember {
+            self.exporter.durable.remember_event(id, now_ms);
+        }
+        let status = decision.status();
+        let text = if decision.reason.is_empty() {
+            "OK".to_string()
+        } else {
+            decision.reason.clone()
+        };
+        let e = &self.exporter;
+        match decision.action {
+            Action::Nothing => {}
+            Action::RegisterAndPoll { target, .. } | Action::Poll { target } => {
+                e.follow_now(target, None);
+            }
+            Action::ApplyFilesAndPoll { target, files } => {
+                e.follow_now(target, Some(files));
+            }
+        }
+        (status, text)
+    }
+
+    fn max_body(&self) -> usize {
+        callbacks::MAX_BODY_BYTES
+    }
+
+    fn too_large(&self) -> (u16, String) {
+        let outcome = callbacks::Outcome::TooLarge;
+        self.receiver
+            .metrics()
+            .count(callbacks::metrics::UNVERIFIED, outcome);
+        (
+            outcome.status(),
+            format!(
+                "the body is larger than {} bytes",
+                callbacks::MAX_BODY_BYTES
+            ),
+        )
+    }
+}
+
+impl Exporter {
+    /// A task a callback named: followed as a target (source `callback`, if not known yet),
+    /// `files` put into its values at once, and polled now.
+    fn follow_now(
+        &self,
+        target: crate::model::Target,
+        files: Option<Vec<crate::model::RecordFile>>,
+    ) {
+        let key = target.key.clone();
+        self.add_targets(Source::Callback, std::slice::from_ref(&target));
+        let Some(id) = self.store.id_of(&key) else {
+            return;
+        };
+        if let Some(files) = files {
+            if self.store.apply_files(id, files) {
+                let phase = self.scheduler().phase(id);
+                self.durable.put(&self.store, id, phase, None);
+            }
+        }
+        let now = tokio::time::Instant::now();
+        self.scheduler().poll_now(id, now);
+        self.wake[key.kind.action()].notify_one();
+    }
+}

@@ -1,0 +1,181 @@
+//! RTC callbacks with the real binary: an empty `targets:` list, the simulator sending signed
+//! lifecycle callbacks; the exporter discovers every task, reaches the simulator's truth,
+//! refuses forged deliveries, and keeps discovered targets (and seen event ids) across a
+//! restart on the same store.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{get, key, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::clock::system_time_to_ms;
+use volc_rtc_exporter::credentials::Secret;
+use volc_rtc_exporter::model::Kind;
+use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
+use volc_rtc_exporter::sim::{
+    run_callbacks, stop_reason, CallbackSender, Clock, SimFile, SimOptions, SimTask, Simulator,
+};
+
+const APP: &str = "cb-app";
+const SEC: Duration = Duration::from_secs(1);
+const KEY: &str = "callback-key-for-tests-0123456789";
+
+async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
+    let secret = sim_credentials().secret_access_key.expose().to_string();
+    let mut child = ChildProcess::spawn(
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--storage.path={}", store.display()),
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[
+            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
+            ("VOLC_SECRETKEY", secret.as_str()),
+        ],
+    );
+    let addr = child
+        .wait_for_word_after("message=listening address=", 20 * SEC)
+        .await;
+    (child, format!("http://{addr}"))
+}
+
+async fn scrape(base: &str) -> Metrics {
+    let (status, text) = common::http_get(&format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    parse_exposition(&text).expect("valid exposition")
+}
+
+fn accepted(m: &Metrics) -> f64 {
+    m.iter()
+        .filter(|(k, _)| {
+            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("outcome=\"accepted\"")
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_discover_every_task_without_a_target_list() {
+    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
+    let sim = Simulator::new(SimOptions::default(), Clock::system());
+    sim.add_credentials(&sim_credentials());
+    // Tasks start and end during the test: one records with files, one fails to start.
+    let ok = SimTask::record(APP, "room-a", "rec-a", now + 500)
+        .ends(now + 1_500, stop_reason::IDLE_TIME_OUT)
+        .files_at(
+            now + 1_500,
+            vec![SimFile::object("room-a/rec-a.mp4", now + 500, 1_000, "u").size(4_242)],
+        );
+    let failed = SimTask::record(APP, "room-b", "rec-b", now + 700)
+        .ends(now + 800, stop_reason::START_TASK_FAILED);
+    sim.add_tasks([ok, failed]);
+    let sim = SimServer::start(sim).await;
+    let dir = common::scratch_dir("callbacks-e2e");
+    let cfg = dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
+             settle_interval: 1s\ncallbacks:\n  secret_key: \"{KEY}\"\ntargets: []\n",
+            sim.addr.port()
+        ),
+    )
+    .expect("write the config");
+    let store = dir.join("data");
+    let (mut child, base) = start(&cfg, &store).await;
+    let url = format!("{base}/callbacks/volcengine-rtc");
+    let sender = CallbackSender::new(&url, Secret::new(KEY.to_string())).expect("loopback url");
+    let stop = CancellationToken::new();
+    let driver = tokio::spawn(run_callbacks(
+        sim.sim.clone(),
+        sender,
+        now - 1,
+        Duration::from_millis(50),
+        stop.clone(),
+    ));
+    let a = common::target(Kind::Record, APP, "room-a", "rec-a");
+    let b = common::target(Kind::Record, APP, "room-b", "rec-b");
+    let failed_stops = key(
+        "volcengine_rtc_task_stops_total",
+        &[
+            ("kind", "record"),
+            ("app_id", APP),
+            ("reason", "StartTaskFailed"),
+        ],
+    );
+    let deadline = tokio::time::Instant::now() + 30 * SEC;
+    let m = loop {
+        let m = scrape(&base).await;
+        let done = get(&m, &tkey("task_status", &a.key, &[])) == Some(3.0)
+            && get(&m, &tkey("record_size_bytes", &a.key, &[])) == Some(4_242.0)
+            && get(&m, &failed_stops) == Some(1.0);
+        if done {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tasks not discovered; stderr:\n{}",
+            child.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.cancel();
+    let _ = driver.await;
+    assert!(get(&m, &tkey("task_status", &b.key, &[])).is_some());
+    assert!(accepted(&m) >= 3.0, "{m:?}");
+
+    // A forged delivery: 401, counted, nothing learned.
+    let client = reqwest::Client::new();
+    let forged = r#"{"EventType":"RecordStarted","EventData":"{\"AppId\":\"cb-app\",\"RoomId\":\"x\",\"TaskId\":\"y\"}","EventTime":"1","EventId":"forged-1","AppId":"cb-app","Version":"2020-12-01","Nonce":"abcd","Signature":"00"}"#;
+    let resp = client.post(&url).body(forged).send().await.expect("POST");
+    assert_eq!(resp.status().as_u16(), 401);
+    let resp = client.get(&url).send().await.expect("GET");
+    assert_eq!(resp.status().as_u16(), 405, "POST only");
+    let m = scrape(&base).await;
+    let bad: f64 = m
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("bad_signature")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(bad, 1.0);
+    let stderr = child.stderr();
+    assert!(!stderr.contains(KEY), "the key never shows");
+    child.terminate(10 * SEC).await;
+
+    // A restart on the same store: the discovered targets are still there, and a delivery
+    // already seen is a duplicate.
+    let (mut child, base) = start(&cfg, &store).await;
+    let m = scrape(&base).await;
+    assert_eq!(get(&m, &tkey("task_status", &a.key, &[])), Some(3.0));
+    assert_eq!(get(&m, &failed_stops), Some(1.0));
+    let url = format!("{base}/callbacks/volcengine-rtc");
+    let sender = CallbackSender::new(&url, Secret::new(KEY.to_string())).expect("loopback url");
+    let again = sim.sim.callbacks_between(now - 1, now + 5_000);
+    assert!(!again.is_empty());
+    let delivery = sender.send(&again[0]).await;
+    assert_eq!(delivery.status, Some(200));
+    let m = scrape(&base).await;
+    let duplicates: f64 = m
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("duplicate")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(duplicates, 1.0, "seen before the restart: a duplicate");
+    let (_, listed) = common::http_get(&format!("{base}/targets"))
+        .await
+        .expect("GET");
+    assert!(listed.contains("callback"), "the source is shown");
+    child.terminate(10 * SEC).await;
+    let _ = Arc::strong_count(&sim.sim);
+    sim.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
