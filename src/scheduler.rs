@@ -358,48 +358,17 @@ impl Scheduler {
     /// Every target starts **new**; the first polls of each action's targets are spread evenly
     /// over `[now, now + active_interval)`.
     pub fn new(targets: &[Target], schedule: &ScheduleSettings, now: Instant) -> Scheduler {
-        let mut per_action = PerAction::<u128>::default();
-        for t in targets {
-            per_action[t.key.kind.action()] += 1;
-        }
-        let mut seen = PerAction::<u128>::default();
-        let mut queues = PerAction::<Queues>::default();
-        let interval_ns = schedule.active_interval.as_nanos();
-        let mut states = Vec::with_capacity(targets.len());
-        for (id, t) in targets.iter().enumerate() {
-            let action = t.key.kind.action();
-            let k = seen[action];
-            seen[action] += 1;
-            let n = per_action[action].max(1);
-            // k < n, so the offset is below the interval and fits in u64 nanoseconds whenever
-            // the interval does.
-            let offset_ns = u64::try_from(interval_ns * k / n).unwrap_or(u64::MAX);
-            let due = later(now, Duration::from_nanos(offset_ns));
-            queues[action].active.insert((due, id));
-            states.push(TargetState {
-                action,
-                room: t.key.task_id.is_none(),
-                phase: Phase::New,
-                slot: Slot::Queued {
-                    lane: Lane::Active,
-                    due,
-                },
-                start_time_ms: 0,
-                expires_at: None,
-                terminal_since_ms: None,
-                added_at: now,
-                failures: 0,
-                throttles: 0,
-            });
-        }
-        Scheduler {
+        let mut scheduler = Scheduler {
             active_interval: schedule.active_interval,
             settle_interval: schedule.settle_interval,
             settle_timeout: schedule.settle_timeout,
-            targets: states,
+            targets: Vec::with_capacity(targets.len()),
             removed: 0,
-            queues,
-        }
+            queues: PerAction::default(),
+        };
+        let ids: Vec<(TargetId, &Target)> = targets.iter().enumerate().collect();
+        scheduler.insert(&ids, now);
+        scheduler
     }
 
     /// Number of targets.

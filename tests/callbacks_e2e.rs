@@ -5,16 +5,15 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{get, key, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use common::{get, key, tkey, Metrics, SimServer};
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::model::Kind;
-use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
+use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     run_callbacks, stop_reason, CallbackSender, Clock, SimFile, SimOptions, SimTask, Simulator,
 };
@@ -22,33 +21,6 @@ use volc_rtc_exporter::sim::{
 const APP: &str = "cb-app";
 const SEC: Duration = Duration::from_secs(1);
 const KEY: &str = "callback-key-for-tests-0123456789";
-
-async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
-    let secret = sim_credentials().secret_access_key.expose().to_string();
-    let mut child = ChildProcess::spawn(
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.path={}", store.display()),
-            "--web.listen-address=127.0.0.1:0",
-        ],
-        &[
-            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
-            ("VOLC_SECRETKEY", secret.as_str()),
-        ],
-    );
-    let addr = child
-        .wait_for_word_after("message=listening address=", 20 * SEC)
-        .await;
-    (child, format!("http://{addr}"))
-}
-
-async fn scrape(base: &str) -> Metrics {
-    let (status, text) = common::http_get(&format!("{base}/metrics"))
-        .await
-        .expect("/metrics answers");
-    assert_eq!(status, 200);
-    parse_exposition(&text).expect("valid exposition")
-}
 
 fn accepted(m: &Metrics) -> f64 {
     m.iter()
@@ -87,7 +59,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     )
     .expect("write the config");
     let store = dir.join("data");
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let url = format!("{base}/callbacks/volcengine-rtc");
     let sender = CallbackSender::new(&url, Secret::new(KEY.to_string())).expect("loopback url");
     let stop = CancellationToken::new();
@@ -110,7 +82,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     );
     let deadline = tokio::time::Instant::now() + 30 * SEC;
     let m = loop {
-        let m = scrape(&base).await;
+        let m = common::scrape_at(&base).await;
         let done = get(&m, &tkey("task_status", &a.key, &[])) == Some(3.0)
             && get(&m, &tkey("record_size_bytes", &a.key, &[])) == Some(4_242.0)
             && get(&m, &failed_stops) == Some(1.0);
@@ -136,7 +108,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     assert_eq!(resp.status().as_u16(), 401);
     let resp = client.get(&url).send().await.expect("GET");
     assert_eq!(resp.status().as_u16(), 405, "POST only");
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     let bad: f64 = m
         .iter()
         .filter(|(k, _)| {
@@ -151,8 +123,8 @@ async fn callbacks_discover_every_task_without_a_target_list() {
 
     // A restart on the same store: the discovered targets are still there, and a delivery
     // already seen is a duplicate.
-    let (mut child, base) = start(&cfg, &store).await;
-    let m = scrape(&base).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(get(&m, &tkey("task_status", &a.key, &[])), Some(3.0));
     assert_eq!(get(&m, &failed_stops), Some(1.0));
     let url = format!("{base}/callbacks/volcengine-rtc");
@@ -161,7 +133,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     assert!(!again.is_empty());
     let delivery = sender.send(&again[0]).await;
     assert_eq!(delivery.status, Some(200));
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     let duplicates: f64 = m
         .iter()
         .filter(|(k, _)| {

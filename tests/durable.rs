@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
-use common::{get, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use common::{get, tkey, Metrics, SimServer};
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Action, Kind, Target};
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
@@ -29,35 +28,6 @@ fn config(sim: &SimServer, targets: &[Target]) -> String {
         sim.addr.port(),
         common::targets_yaml(targets)
     )
-}
-
-/// The binary on an ephemeral loopback port with its store in `store`; returns it and its
-/// base URL once it listens.
-async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
-    let secret = sim_credentials().secret_access_key.expose().to_string();
-    let mut child = ChildProcess::spawn(
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.path={}", store.display()),
-            "--web.listen-address=127.0.0.1:0",
-        ],
-        &[
-            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
-            ("VOLC_SECRETKEY", secret.as_str()),
-        ],
-    );
-    let addr = child
-        .wait_for_word_after("message=listening address=", 20 * SEC)
-        .await;
-    (child, format!("http://{addr}"))
-}
-
-async fn scrape(base: &str) -> Metrics {
-    let (status, text) = common::http_get(&format!("{base}/metrics"))
-        .await
-        .expect("/metrics answers");
-    assert_eq!(status, 200);
-    parse_exposition(&text).expect("valid exposition")
 }
 
 fn stops(m: &Metrics, reason: &str) -> f64 {
@@ -143,15 +113,15 @@ async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
 
     let mut shown = 0.0;
     for (round, pause) in pauses(20, 150, 1_400).into_iter().enumerate() {
-        let (mut child, base) = start(&cfg, &store).await;
-        let m = scrape(&base).await;
+        let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
+        let m = common::scrape_at(&base).await;
         let now_shown = all_stops(&m);
         assert!(
             now_shown >= shown,
             "round {round}: {now_shown} stops shown after the restart, {shown} before the kill"
         );
         tokio::time::sleep(pause).await;
-        let m = scrape(&base).await;
+        let m = common::scrape_at(&base).await;
         shown = all_stops(&m);
         assert!(
             shown <= N as f64,
@@ -163,10 +133,10 @@ async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
     }
 
     // The last run: every value reaches the simulator's truth, each stop counted once.
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let deadline = tokio::time::Instant::now() + 60 * SEC;
     let m = loop {
-        let m = scrape(&base).await;
+        let m = common::scrape_at(&base).await;
         let done = targets.iter().all(|t| {
             get(&m, &tkey("task_status", &t.key, &[])) == Some(3.0)
                 && get(&m, &tkey("record_files", &t.key, &[])) == Some(1.0)
@@ -184,7 +154,7 @@ async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
     assert!(all_stops(&m) >= shown);
     // Let any duplicate show up before judging.
     tokio::time::sleep(3 * SEC).await;
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     let by_api = (0..N).filter(|i| i % 5 == 0).count() as f64;
     assert_eq!(
         stops(&m, "StopByAPI"),
@@ -220,10 +190,10 @@ async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() 
     std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
     let store = dir.join("data");
 
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let deadline = tokio::time::Instant::now() + 30 * SEC;
     let before = loop {
-        let m = scrape(&base).await;
+        let m = common::scrape_at(&base).await;
         let done = get(
             &m,
             &common::key(
@@ -248,9 +218,9 @@ async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() 
     // The API no longer shows any of them (as after 72 h), and one target leaves the config.
     let sim2 = SimServer::start(sim_with(Vec::new())).await;
     std::fs::write(&cfg, config(&sim2, &targets[..N - 1])).expect("write the config");
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     // Served at once, from the first scrape.
-    let after = scrape(&base).await;
+    let after = common::scrape_at(&base).await;
     for t in &targets[..N - 1] {
         for family in [
             "task_status",
@@ -278,14 +248,14 @@ async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() 
             "{action}: finished tasks are not polled after a restart"
         );
     }
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(all_stops(&m), N as f64, "nothing counted twice");
     child.terminate(10 * SEC).await;
 
     // The removed target left the store too: back in the config, it starts as new.
     std::fs::write(&cfg, config(&sim2, &targets)).expect("write the config");
-    let (mut child, base) = start(&cfg, &store).await;
-    let m = scrape(&base).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(get(&m, &tkey("task_status", &removed.key, &[])), None);
     child.terminate(10 * SEC).await;
     sim.stop().await;
@@ -303,7 +273,7 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
 
     // A second process on the same folder is refused at once, and the first is unharmed.
     let store = dir.join("data");
-    let (mut first, base) = start(&cfg, &store).await;
+    let (mut first, base) = common::start_binary(&cfg, &store, &[]).await;
     let secret = sim_credentials().secret_access_key.expose().to_string();
     let out = common::binary_command(
         &[
@@ -323,7 +293,7 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("locked"), "{stderr}");
     assert!(stderr.contains(&store.display().to_string()), "{stderr}");
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(
         get(&m, "volcengine_rtc_storage_errors_total{op=\"commit\"}"),
         Some(0.0),
@@ -338,7 +308,7 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
         b"this is not a redb file, just garbage bytes".repeat(100),
     )
     .expect("corrupt the store");
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let aside: Vec<_> = std::fs::read_dir(&store)
         .expect("read the store folder")
         .filter_map(|e| e.ok())
@@ -358,7 +328,7 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
     common::wait_until(20 * SEC, "polled again after corruption", || {
         let base = base.clone();
         let key = tkey("task_status", &targets[0].key, &[]);
-        async move { get(&scrape(&base).await, &key) == Some(3.0) }
+        async move { get(&common::scrape_at(&base).await, &key) == Some(3.0) }
     })
     .await;
     child.terminate(10 * SEC).await;
@@ -380,14 +350,14 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
             std::fs::write(&ro, b"a file where the folder should be").expect("write");
         }
         let store = ro.join("data");
-        let (mut child, base) = start(&cfg, &store).await;
+        let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
         common::wait_until(20 * SEC, "polling goes on without a store", || {
             let base = base.clone();
             let key = tkey("task_status", &targets[0].key, &[]);
-            async move { get(&scrape(&base).await, &key) == Some(3.0) }
+            async move { get(&common::scrape_at(&base).await, &key) == Some(3.0) }
         })
         .await;
-        let m = scrape(&base).await;
+        let m = common::scrape_at(&base).await;
         assert_eq!(
             get(&m, "volcengine_rtc_storage_errors_total{op=\"open\"}"),
             Some(1.0)

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{get, key, parse_exposition, tkey, ChildProcess, Metrics, SimServer};
+use common::{get, key, tkey, ChildProcess, Metrics, SimServer};
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Kind, Target};
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
@@ -17,37 +17,10 @@ use volc_rtc_exporter::sim::{stop_reason, Clock, SimOptions, SimTask, Simulator}
 const APP: &str = "files-app";
 const SEC: Duration = Duration::from_secs(1);
 
-async fn start(config: &Path, store: &Path) -> (ChildProcess, String) {
-    let secret = sim_credentials().secret_access_key.expose().to_string();
-    let mut child = ChildProcess::spawn(
-        &[
-            &format!("--config.file={}", config.display()),
-            &format!("--storage.path={}", store.display()),
-            "--web.listen-address=127.0.0.1:0",
-        ],
-        &[
-            ("VOLC_ACCESSKEY", SIM_ACCESS_KEY_ID),
-            ("VOLC_SECRETKEY", secret.as_str()),
-        ],
-    );
-    let addr = child
-        .wait_for_word_after("message=listening address=", 20 * SEC)
-        .await;
-    (child, format!("http://{addr}"))
-}
-
-async fn scrape(base: &str) -> Metrics {
-    let (status, text) = common::http_get(&format!("{base}/metrics"))
-        .await
-        .expect("/metrics answers");
-    assert_eq!(status, 200);
-    parse_exposition(&text).expect("valid exposition")
-}
-
 async fn until(base: &str, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
     let deadline = tokio::time::Instant::now() + 20 * SEC;
     loop {
-        let m = scrape(base).await;
+        let m = common::scrape_at(base).await;
         if cond(&m) {
             return m;
         }
@@ -105,7 +78,7 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     let a = files.join("a.yaml");
     std::fs::write(&a, file_text(&[&targets[0], &targets[1]])).expect("write a.yaml");
     let store = dir.join("data");
-    let (mut child, base) = start(&cfg, &store).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let status = |i: usize| tkey("task_status", &targets[i].key, &[]);
     let ok = |f: &Path| {
         key(
@@ -159,8 +132,8 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     child.terminate(10 * SEC).await;
 
     // A restart serves the file's targets from the store at once.
-    let (mut child, base) = start(&cfg, &store).await;
-    let m = scrape(&base).await;
+    let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(
         get(&m, &status(3)),
         Some(3.0),
@@ -250,7 +223,7 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
         .wait_for_word_after("message=listening address=", 20 * SEC)
         .await;
     let base = format!("http://{addr}");
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(get(&m, &status), first);
     assert_eq!(get(&m, &failed), Some(1.0));
     let (code, listed) = common::http_get(&format!("{base}/api/v1/targets"))
@@ -269,7 +242,7 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
         .await
         .expect("DELETE");
     assert!(resp.status().is_success(), "{}", resp.status());
-    let m = scrape(&base).await;
+    let m = common::scrape_at(&base).await;
     assert_eq!(get(&m, &status), None);
     child.terminate(10 * SEC).await;
     sim.stop().await;

@@ -588,3 +588,47 @@ pub async fn http_get(url: &str) -> Option<(u16, String)> {
     let status = resp.status().as_u16();
     Some((status, resp.text().await.ok()?))
 }
+
+/// The real binary on an ephemeral loopback port with `config`, its store in `store`, the
+/// simulator's credentials in its environment and `extra` flags; returns it and its base URL
+/// once it listens.
+pub async fn start_binary(
+    config: &std::path::Path,
+    store: &std::path::Path,
+    extra: &[&str],
+) -> (ChildProcess, String) {
+    let secret = volc_rtc_exporter::sim::scenario::sim_credentials()
+        .secret_access_key
+        .expose()
+        .to_string();
+    let mut args = vec![
+        format!("--config.file={}", config.display()),
+        format!("--storage.path={}", store.display()),
+        "--web.listen-address=127.0.0.1:0".to_string(),
+    ];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut child = ChildProcess::spawn(
+        &args,
+        &[
+            (
+                "VOLC_ACCESSKEY",
+                volc_rtc_exporter::sim::scenario::SIM_ACCESS_KEY_ID,
+            ),
+            ("VOLC_SECRETKEY", secret.as_str()),
+        ],
+    );
+    let addr = child
+        .wait_for_word_after("message=listening address=", Duration::from_secs(20))
+        .await;
+    (child, format!("http://{addr}"))
+}
+
+/// `/metrics` of the exporter at `base`, parsed; panics unless it answers 200 with valid text.
+pub async fn scrape_at(base: &str) -> Metrics {
+    let (status, text) = http_get(&format!("{base}/metrics"))
+        .await
+        .expect("/metrics answers");
+    assert_eq!(status, 200);
+    parse_exposition(&text).expect("valid exposition")
+}
