@@ -88,6 +88,19 @@ pub struct Exporter {
     log: StateLog,
     auth: PerAction<AuthGate>,
     durable: Durable,
+    /// Each target's last poll, for `/targets` and the API.
+    last_polls: Mutex<std::collections::HashMap<TargetId, LastPoll>>,
+}
+
+/// How a target's last poll went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastPoll {
+    /// When the answer (or failure) came, ms since the epoch.
+    pub at_ms: i64,
+    /// `success` or the failure's outcome (`not_found`, `timeout`, ...).
+    pub outcome: &'static str,
+    /// The failure's text (never a secret).
+    pub error: Option<String>,
 }
 
 impl Exporter {
@@ -150,7 +163,17 @@ impl Exporter {
             log,
             auth: PerAction::default(),
             durable,
+            last_polls: Mutex::new(std::collections::HashMap::new()),
         }))
+    }
+
+    /// Target `id`'s last poll, if it was polled since the start.
+    pub fn last_poll(&self, id: TargetId) -> Option<LastPoll> {
+        self.last_polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
     }
 
     /// Replaces every target of `source` by `targets` (a config reload, a target file read
@@ -215,6 +238,10 @@ impl Exporter {
             match self.durable.drop_source(id, source) {
                 None => {}
                 Some(0) => {
+                    self.last_polls
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&id);
                     self.scheduler().remove(id);
                     self.store.remove(id);
                     self.log.forget(id);
@@ -412,6 +439,18 @@ impl Exporter {
         let target = self.store.target(id)?;
         let target = &*target;
         let mut stop = None;
+        let note = LastPoll {
+            at_ms: crate::clock::system_time_to_ms(wall),
+            outcome: match &result {
+                Ok(_) => "success",
+                Err(e) => e.outcome.as_str(),
+            },
+            error: result.as_ref().err().map(ToString::to_string),
+        };
+        self.last_polls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, note);
         match result {
             Ok(snapshot) => {
                 let (update, pending) =

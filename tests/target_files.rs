@@ -234,6 +234,42 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
         listed.contains("api-task") && listed.contains("\"api\""),
         "{listed}"
     );
+    // A target the API does not know: its outcome and error are listed.
+    let ghost = format!(
+        "[{{\"kind\":\"record\",\"app_id\":\"{APP}\",\"room_id\":\"nowhere\",\"task_id\":\"ghost\"}}]"
+    );
+    let resp = http
+        .post(format!("{base}/api/v1/targets"))
+        .body(ghost)
+        .send()
+        .await
+        .expect("POST");
+    assert!(resp.status().is_success());
+    let deadline = tokio::time::Instant::now() + 20 * SEC;
+    loop {
+        let (_, listed) = common::http_get(&format!("{base}/api/v1/targets"))
+            .await
+            .expect("GET");
+        let row: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&listed)
+            .ok()
+            .and_then(|v| {
+                v["data"]
+                    .as_array()?
+                    .iter()
+                    .find(|r| r["task_id"] == "ghost")
+                    .cloned()
+            });
+        if let Some(row) = row.filter(|r| r["last_outcome"] == "not_found") {
+            assert!(
+                row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+                "{row}"
+            );
+            assert!(row["last_poll"].is_string(), "{row}");
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{listed}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     // Deregistered, it leaves.
     let resp = http
         .delete(format!("{base}/api/v1/targets"))

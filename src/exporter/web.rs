@@ -163,6 +163,7 @@ impl Targets for Exporter {
                 let id = *id;
                 let snapshot = self.store.snapshot(id);
                 let (up, last_success_ms) = self.store.poll_status(id).unwrap_or((None, None));
+                let last = self.last_poll(id);
                 let key = &target.key;
                 TargetRow {
                     kind: key.kind,
@@ -178,15 +179,12 @@ impl Targets for Exporter {
                         .map(|s| s.stop_reason.clone())
                         .filter(|r| !r.is_empty()),
                     up: up == Some(true),
-                    // The store keeps the time of the last success only; a failed poll is
-                    // shown as "now" until the store records failure times.
-                    last_poll_ms: match up {
-                        Some(true) => last_success_ms,
-                        Some(false) => last_success_ms.or(Some(now_ms)),
-                        None => None,
-                    },
-                    last_outcome: up.map(|ok| if ok { "success" } else { "failure" }.to_string()),
-                    last_error: None,
+                    // Polled since the start: how that went; else what the store kept.
+                    last_poll_ms: last.as_ref().map(|l| l.at_ms).or(last_success_ms),
+                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()).or_else(|| {
+                        up.map(|ok| if ok { "success" } else { "failure" }.to_string())
+                    }),
+                    last_error: last.and_then(|l| l.error),
                     next_due_ms: due.map(|due| {
                         let ahead = due.saturating_duration_since(now).as_millis();
                         now_ms.saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
