@@ -1,4 +1,4 @@
-//! Keeps the durable store ([`persist`]) in step with the target table ([`Store`]) and the
+//! Keeps the durable store ([`crate::persist`]) in step with the target table ([`Store`]) and the
 //! [`Scheduler`]: what a restart finds, and what each answer writes.
 //!
 //! - **At start** ([`Durable::start`]) every stored target is put back as it was: its series
