@@ -448,8 +448,8 @@ impl Checker {
         let parsed: CallbacksConfig = match serde_json::from_value(to_json(&field.node)) {
             Ok(c) => c,
             Err(e) => {
-                let fix = "keys: secret_key_file, secret_key, path, app_ids, labels";
-                self.problem(Some(at), format!("`callbacks`: {e}; {fix}"));
+                // serde names the key and the valid ones.
+                self.problem(Some(at), format!("`callbacks`: {e}"));
                 return None;
             }
         };
