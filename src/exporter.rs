@@ -149,6 +149,7 @@ impl Exporter {
                 "state restored from the store"
             );
         }
+        telemetry.register_credentials(client.credentials().clone());
         let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
         let log = StateLog::new(store.len());
         Ok(Arc::new(Exporter {

@@ -15,6 +15,42 @@ use crate::exposition::{push_float, push_header, push_label, Format};
 use crate::model::{Action, Outcome};
 use crate::persist::{Op, Stats};
 
+/// `volcengine_rtc_credentials_reloads_total{outcome}`, read from the credentials handle when
+/// gathered.
+struct CredentialsCollector {
+    handle: crate::credentials::CredentialsHandle,
+    desc: Vec<prometheus::core::Desc>,
+}
+
+impl CredentialsCollector {
+    fn counter(&self) -> Option<IntCounterVec> {
+        let c = IntCounterVec::new(
+            Opts::new(
+                "credentials_reloads_total",
+                "Re-reads of the *_file credentials after a change: success (new ones in use) or failure (unreadable or empty; the old ones kept).",
+            )
+            .namespace("volcengine_rtc"),
+            &["outcome"],
+        )
+        .ok()?;
+        c.with_label_values(&["success"])
+            .inc_by(self.handle.reloads());
+        c.with_label_values(&["failure"])
+            .inc_by(self.handle.reload_failures());
+        Some(c)
+    }
+}
+
+impl prometheus::core::Collector for CredentialsCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.desc.iter().collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.counter().map(|c| c.collect()).unwrap_or_default()
+    }
+}
+
 /// The store's self-metrics, made from [`Stats`] when gathered.
 struct StorageCollector {
     stats: Arc<Stats>,
@@ -265,6 +301,19 @@ impl Telemetry {
         let _ = self
             .registry
             .register(Box::new(stats.commit_duration().clone()));
+    }
+
+    /// Adds `volcengine_rtc_credentials_reloads_total{outcome}` for `handle`.
+    pub fn register_credentials(&self, handle: crate::credentials::CredentialsHandle) {
+        let mut collector = CredentialsCollector {
+            handle,
+            desc: Vec::new(),
+        };
+        if let Some(c) = collector.counter() {
+            use prometheus::core::Collector;
+            collector.desc = c.desc().into_iter().cloned().collect();
+        }
+        let _ = self.registry.register(Box::new(collector));
     }
 
     /// Adds `volcengine_rtc_callbacks_total{event_type,outcome}`.

@@ -313,6 +313,18 @@ async fn broken_files_keep_the_old_credentials_are_logged_and_counted_once_each(
     );
     assert_no_secret(&text);
     assert_no_secret(&format!("{h:?}"));
+    // The same counts on /metrics.
+    let telemetry = volc_rtc_exporter::telemetry::Telemetry::new();
+    telemetry.register_credentials(h.clone());
+    let mut out = Vec::new();
+    telemetry.encode(&mut out);
+    let metrics = String::from_utf8(out).expect("utf-8");
+    for (outcome, n) in [("failure", h.reload_failures()), ("success", h.reloads())] {
+        let line = format!("volcengine_rtc_credentials_reloads_total{{outcome=\"{outcome}\"}} {n}");
+        assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+    }
+    assert!(h.reload_failures() >= 4);
+    assert_no_secret(&metrics);
     stop.cancel();
 }
 
