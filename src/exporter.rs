@@ -88,6 +88,10 @@ pub struct Exporter {
     log: StateLog,
     auth: PerAction<AuthGate>,
     durable: Durable,
+    /// This exporter (for the tasks a reload starts).
+    me: std::sync::Weak<Exporter>,
+    /// The run's shutdown and the token of the current target-file follower.
+    files: Mutex<Option<(CancellationToken, CancellationToken)>>,
     /// Each target's last poll, for `/targets` and the API.
     last_polls: Mutex<std::collections::HashMap<TargetId, LastPoll>>,
 }
@@ -152,7 +156,9 @@ impl Exporter {
         telemetry.register_credentials(client.credentials().clone());
         let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
         let log = StateLog::new(store.len());
-        Ok(Arc::new(Exporter {
+        Ok(Arc::new_cyclic(|me| Exporter {
+            me: me.clone(),
+            files: Mutex::new(None),
             settings: RwLock::new(settings),
             store,
             telemetry,
@@ -166,6 +172,37 @@ impl Exporter {
             durable,
             last_polls: Mutex::new(std::collections::HashMap::new()),
         }))
+    }
+
+    /// Follows the target files of the settings in force until `shutdown` (or until a
+    /// reload changes the patterns, which stops this and starts anew). Returns the task
+    /// applying the changes.
+    pub async fn follow_files(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let current = shutdown.child_token();
+        *self.files.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((shutdown.clone(), current.clone()));
+        follow_target_files(self, current).await
+    }
+
+    /// After a reload changed `target_files`: stops following the old patterns and follows
+    /// the new ones (in the background).
+    fn refollow_files(&self) {
+        let Some(me) = self.me.upgrade() else {
+            return;
+        };
+        let Some((parent, old)) = self.files.lock().unwrap_or_else(|e| e.into_inner()).take()
+        else {
+            return;
+        };
+        old.cancel();
+        tokio::spawn(async move {
+            if let Some(task) = me.follow_files(&parent).await {
+                let _ = task.await;
+            }
+        });
     }
 
     /// Target `id`'s last poll, if it was polled since the start.

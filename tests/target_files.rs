@@ -140,6 +140,28 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
         "served from the store at once"
     );
     assert_eq!(get(&m, &status(1)), None);
+
+    // A reload with other patterns: the new files are followed, the old ones' targets leave.
+    let other = dir.join("other");
+    std::fs::create_dir_all(&other).expect("mkdir");
+    std::fs::write(other.join("c.yaml"), file_text(&[&targets[2]])).expect("write c.yaml");
+    let text = std::fs::read_to_string(&cfg).expect("read the config");
+    std::fs::write(&cfg, text.replace("targets/*.yaml", "other/*.yaml")).expect("rewrite");
+    let hup = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(child.child.id().to_string())
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let m = until(&base, "the new pattern followed", |m| {
+        get(m, &status(2)) == Some(3.0) && get(m, &status(3)).is_none()
+    })
+    .await;
+    assert_eq!(
+        get(&m, &status(0)),
+        Some(3.0),
+        "the config's own target stays"
+    );
     child.terminate(10 * SEC).await;
     sim.stop().await;
     let _ = std::fs::remove_dir_all(dir);

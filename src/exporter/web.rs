@@ -3,7 +3,8 @@
 //! - [`Apply`] for the reload: a diff, applied live — credentials, the `api:` section (a new
 //!   client), budgets, intervals, labels, and the config's targets (unchanged ones keep their
 //!   state and schedule, new ones start as `new`, removed ones leave at once); the web config
-//!   is swapped by [`crate::reload`] itself. New `target_files` patterns wait for a restart.
+//!   is swapped by [`crate::reload`] itself, and new `target_files` patterns are followed
+//!   from then on.
 //! - [`Targets`] for the pages and `/api/v1/targets`: a snapshot of every target from the
 //!   store and the scheduler, and registration (`POST`/`DELETE`) as the `api` source.
 //! - [`run_with`]: [`super::run`] with the `--web.*` options, the web config and the reloader.
@@ -98,10 +99,12 @@ impl Apply for Exporter {
         }
         let files_changed = old.target_files != new.target_files
             || old.target_files_refresh_interval != new.target_files_refresh_interval;
-        if files_changed {
-            lines.push("target_files: the new patterns take effect at the next restart".into());
-        }
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+        if files_changed {
+            // Files no longer matched drop their targets once the new follower has loaded.
+            self.refollow_files();
+            lines.push("target_files: now following the new patterns".into());
+        }
         self.set_budget_gauges();
         if lines.is_empty() {
             lines.push("no changes".to_string());
@@ -235,7 +238,7 @@ pub async fn run_with(
     }
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
-    let files = super::follow_target_files(&exporter, shutdown.clone()).await;
+    let files = exporter.follow_files(&shutdown).await;
     let polling = {
         let exporter = exporter.clone();
         let stop = shutdown.clone();
