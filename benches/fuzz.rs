@@ -171,7 +171,7 @@ fn policy() -> Policy {
     Policy {
         key: Secret::new(KEY),
         app_ids: None,
-        labels: Vec::new(),
+        labels: Default::default(),
     }
 }
 

@@ -116,7 +116,7 @@ impl Durable {
                 Some(t) => (*t).clone(),
                 None => record.target(&key),
             };
-            let changed = in_config.is_some() != had_config || target.labels != record.labels;
+            let changed = in_config.is_some() != had_config || *target.labels != *record.labels;
             let (id, fresh) = store.restore(target.clone(), entry_state(&record));
             if !fresh {
                 continue;
@@ -146,7 +146,7 @@ impl Durable {
                 },
             );
             if changed {
-                record.labels = target.labels.clone();
+                record.labels = target.labels.to_vec();
                 durable.writer.submit(Change::Put {
                     key: target.key.clone(),
                     record,
@@ -232,7 +232,7 @@ impl Durable {
         };
         let record = TargetRecord {
             sources: meta.sources,
-            labels: target.labels.clone(),
+            labels: target.labels.to_vec(),
             added_ms: meta.added_ms,
             snapshot: snapshot.map(StoredSnapshot::from),
             up: state.up,

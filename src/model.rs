@@ -151,11 +151,15 @@ pub struct TargetKey {
     pub task_id: Option<String>,
 }
 
+/// A target's extra labels, sorted by name. Shared: the targets of one file that carry the same
+/// labels hold one copy (a file of 100,000 targets typically has a few dozen label sets).
+pub type Labels = std::sync::Arc<[(String, String)]>;
+
 /// One configured target: its key plus the user's extra labels (sorted by name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     pub key: TargetKey,
-    pub labels: Vec<(String, String)>,
+    pub labels: Labels,
 }
 
 /// How far back the API can see: a task that started longer ago than this is no longer

@@ -333,7 +333,7 @@ impl TargetRecord {
     pub fn new(target: &Target, source: Source, now_ms: i64) -> TargetRecord {
         TargetRecord {
             sources: BTreeSet::from([source]),
-            labels: target.labels.clone(),
+            labels: target.labels.to_vec(),
             added_ms: now_ms,
             ..TargetRecord::default()
         }
@@ -343,7 +343,7 @@ impl TargetRecord {
     pub fn target(&self, key: &TargetKey) -> Target {
         Target {
             key: key.clone(),
-            labels: self.labels.clone(),
+            labels: self.labels.clone().into(),
         }
     }
 

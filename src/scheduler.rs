@@ -892,7 +892,7 @@ mod tests {
                 room_id: format!("room{i}"),
                 task_id: task.then(|| format!("task{i}")),
             },
-            labels: Vec::new(),
+            labels: Default::default(),
         }
     }
 

@@ -170,7 +170,7 @@ mod tests {
                 room_id: "room".into(),
                 task_id: Some("task".into()),
             },
-            labels: Vec::new(),
+            labels: Default::default(),
         }
     }
 

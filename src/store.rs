@@ -274,7 +274,7 @@ fn label_prefix(target: &Target) -> Box<str> {
     push_label(&mut s, "room_id", &key.room_id);
     s.push(',');
     push_label(&mut s, "task_id", key.task_id.as_deref().unwrap_or(""));
-    for (name, value) in &target.labels {
+    for (name, value) in target.labels.iter() {
         s.push(',');
         push_label(&mut s, name, value);
     }

@@ -191,7 +191,7 @@ async fn every_lifecycle_event_arrives_signed_and_becomes_its_action() {
         &decisions[0].action,
         Action::RegisterAndPoll { target, start_failed: false }
             if target.key == key(Kind::Record, "room-1", "rec-ok")
-                && target.labels == [("discovered".to_string(), "yes".to_string())]
+                && *target.labels == [("discovered".to_string(), "yes".to_string())]
     ));
     assert!(matches!(
         &decisions[1].action,

@@ -547,7 +547,7 @@ fn anchors_and_aliases_work() {
     let text = "targets:\n  - {kind: webcast, app_id: a, room_id: r1, labels: &l {team: live}}\n  - {kind: webcast, app_id: a, room_id: r2, labels: *l}\n";
     let s = parse(text).unwrap();
     assert_eq!(
-        s.targets[1].labels,
+        *s.targets[1].labels,
         [("team".to_owned(), "live".to_owned())]
     );
 }
@@ -671,7 +671,7 @@ targets:
         ("app1", "room@1", Some("task.1"))
     );
     assert_eq!(
-        t.labels,
+        *t.labels,
         [
             ("team".to_owned(), "live".to_owned()),
             ("zone".to_owned(), "b".to_owned())

@@ -50,7 +50,7 @@ fn good_yaml_file() {
         ("app1", "r1", Some("t1"))
     );
     assert_eq!(
-        t.labels,
+        *t.labels,
         [("team".into(), "live".into()), ("zone".into(), "b".into())]
     );
     assert_eq!(targets[1].key.kind, Kind::Webcast);
@@ -69,7 +69,7 @@ fn json_file() {
     assert_eq!(targets.len(), 2);
     assert_eq!(targets[0].key.app_id, "0123");
     assert_eq!(targets[0].key.task_id.as_deref(), Some("7"));
-    assert_eq!(targets[1].labels, [("team".into(), "live".into())]);
+    assert_eq!(*targets[1].labels, [("team".into(), "live".into())]);
 
     // A JSON file with a problem: placed in the JSON text.
     let text = "[\n  {\"kind\": \"record\", \"app_id\": \"my app\", \"room_id\": \"r1\", \"task_id\": \"t1\"}\n]\n";

@@ -167,7 +167,7 @@ fn policy() -> Policy {
     Policy {
         key: Secret::new(KEY),
         app_ids: None,
-        labels: Vec::new(),
+        labels: Default::default(),
     }
 }
 

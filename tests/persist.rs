@@ -52,7 +52,7 @@ fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
     let snap = ended(i, end_ms, reason);
     let target = Target {
         key: key(i),
-        labels: vec![("team".into(), "a".into())],
+        labels: vec![("team".into(), "a".into())].into(),
     };
     let mut record = TargetRecord::new(&target, Source::Config, T0);
     record.snapshot = Some(StoredSnapshot::from(&snap));
@@ -76,7 +76,7 @@ fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
 fn running(i: usize, source: Source) -> Change {
     let target = Target {
         key: key(i),
-        labels: vec![],
+        labels: Default::default(),
     };
     let mut record = TargetRecord::new(&target, source, T0);
     record.snapshot = Some(StoredSnapshot {

@@ -328,7 +328,7 @@ fn store_of(n: usize) -> Store {
                 room_id: format!("Room{i}"),
                 task_id: Some(format!("Task{i}")),
             },
-            labels: vec![("team".into(), "live".into())],
+            labels: vec![("team".into(), "live".into())].into(),
         })
         .collect();
     let store = Store::new(targets);

@@ -357,7 +357,7 @@ fn merge_and_diff() {
     assert_eq!(old.len(), 3);
     let both = old.get(&key("both")).unwrap();
     assert_eq!(both.sources, [Source::Config, file.clone()]);
-    assert_eq!(both.target.labels, [("team".into(), "config".into())]);
+    assert_eq!(*both.target.labels, [("team".into(), "config".into())]);
 
     // Next: `c` leaves the config (the API still has it, with other labels), `both` leaves the
     // config (the file's labels now win), `f` stays as it was, `new` arrives by the API.
@@ -422,7 +422,7 @@ fn api_body_good() {
     assert_eq!(targets[0].key.app_id, "app1");
     assert_eq!(targets[0].key.room_id, "r-1");
     assert_eq!(targets[0].key.task_id.as_deref(), Some("42"));
-    assert_eq!(targets[0].labels, [("team".into(), "live \"a\" /".into())]);
+    assert_eq!(*targets[0].labels, [("team".into(), "live \"a\" /".into())]);
     assert_eq!(targets[1].key, key("lobby"));
     assert_eq!(api::parse_register(b" [] ").unwrap(), []);
 }

@@ -18,7 +18,7 @@ pub fn record_target(
             room_id: room,
             task_id: Some(task),
         },
-        labels,
+        labels: labels.into(),
     }
 }
 

@@ -247,7 +247,7 @@ fn target(kind: Kind, task: TaskIds, labels: &[(String, String)]) -> Target {
             room_id: task.room_id,
             task_id: Some(task.task_id),
         },
-        labels: labels.to_vec(),
+        labels: labels.to_vec().into(),
     }
 }
 
@@ -423,7 +423,7 @@ mod tests {
                 Action::RegisterAndPoll {
                     target: Target {
                         key: key(Kind::Record),
-                        labels: vec![("env".into(), "prod".into())]
+                        labels: vec![("env".into(), "prod".into())].into()
                     },
                     start_failed: false
                 }

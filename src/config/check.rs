@@ -19,7 +19,7 @@ use super::{
 };
 use crate::callbacks::settings::{CallbackSettings, CallbacksConfig};
 use crate::credentials::{self, CredentialConfig, Credentials, Environment, Secret};
-use crate::model::{Action, Kind, Target, TargetKey};
+use crate::model::{Action, Kind, Labels, Target, TargetKey};
 
 const ROOT_KEYS: &[&str] = &[
     "api",
@@ -73,6 +73,9 @@ const SECTIONS: [(&str, &[&str]); 4] = [
 /// instants or nanoseconds can overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The most concurrent requests accepted.
+/// Past this many label sets, new ones are no longer remembered for sharing: a file whose every
+/// target has labels of its own would only grow the index.
+const MAX_LABEL_SETS: usize = 4096;
 const MAX_IN_FLIGHT: usize = 10_000;
 /// The highest budget accepted, requests per second per action.
 const MAX_BUDGET: f64 = 10_000.0;
@@ -180,12 +183,17 @@ fn key_text(node: &Node) -> String {
 }
 
 /// Checks a list of targets on its own (a targets file): each item as under `targets:`.
+///
+/// The file is read one entry at a time ([`yaml::load_list`]): a file of 100,000 targets is
+/// never held as a whole positioned tree, only as the targets it yields.
 pub(super) fn targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigError> {
-    let root = yaml::load(text).map_err(|e| ConfigError::single(origin, Some(e.pos), e.message))?;
     let mut c = Checker::default();
+    let mut list = TargetList::default();
+    let root = yaml::load_list(text, &mut |item| c.target_item(&mut list, item))
+        .map_err(|e| ConfigError::single(origin, Some(e.pos), e.message))?;
     let targets = match root.map(|r| (r.pos, r.value)) {
         None | Some((_, Value::Null)) => Vec::new(),
-        Some((_, Value::Seq(items))) => c.target_list(items, None),
+        Some((_, Value::Seq(_))) => c.unique_targets(list),
         Some((pos, other)) => {
             c.shape(pos, "a targets file", LIST, &other);
             Vec::new()
@@ -193,6 +201,14 @@ pub(super) fn targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigErr
     };
     c.finish(origin)?;
     Ok(targets)
+}
+
+/// Targets checked so far, each with its index in the list and its place.
+#[derive(Default)]
+struct TargetList {
+    targets: Vec<Target>,
+    places: Vec<(usize, Pos)>,
+    seen: usize,
 }
 
 /// A value found under a key: where the key is, where the value is shown, and the value.
@@ -310,6 +326,9 @@ fn unknown_key(name: &str, path: &str, valid: &[&str]) -> String {
 struct Checker {
     problems: Vec<(Option<Pos>, String)>,
     warnings: Vec<(Option<Pos>, String)>,
+    /// The label sets seen so far, each held once ([`Checker::shared_labels`]).
+    label_sets: HashSet<Labels>,
+    no_labels: Labels,
 }
 
 /// Findings as [`Problem`]s of `origin`, in file order (those without a place last).
@@ -705,24 +724,44 @@ impl Checker {
                 "`targets` is empty, so nothing will be polled; add targets to follow tasks";
             self.warn(at, message.into());
         }
-        let mut out = Vec::with_capacity(items.len());
-        let mut places = Vec::with_capacity(items.len());
-        for (i, item) in items.into_vec().into_iter().enumerate() {
-            let (path, pos) = (format!("targets[{i}]"), item.pos);
-            let entries = match item.value {
-                Value::Map(entries) => entries,
-                other => {
-                    let expected = format!("a mapping with keys ({})", TARGET_KEYS.join(", "));
-                    self.shape(pos, &format!("`{path}`"), &expected, &other);
-                    continue;
-                }
-            };
-            let fields = self.entries(entries, &path, Some(TARGET_KEYS));
-            if let Some(target) = self.target(&path, pos, fields) {
-                out.push(target);
-                places.push((i, pos));
-            }
+        let mut list = TargetList {
+            targets: Vec::with_capacity(items.len()),
+            places: Vec::with_capacity(items.len()),
+            seen: 0,
+        };
+        for item in items.into_vec() {
+            self.target_item(&mut list, item);
         }
+        self.unique_targets(list)
+    }
+
+    /// Checks the next item of a target list; a good target joins `list`.
+    fn target_item(&mut self, list: &mut TargetList, item: Node) {
+        let i = list.seen;
+        list.seen += 1;
+        let (path, pos) = (format!("targets[{i}]"), item.pos);
+        let entries = match item.value {
+            Value::Map(entries) => entries,
+            other => {
+                let expected = format!("a mapping with keys ({})", TARGET_KEYS.join(", "));
+                self.shape(pos, &format!("`{path}`"), &expected, &other);
+                return;
+            }
+        };
+        let fields = self.entries(entries, &path, Some(TARGET_KEYS));
+        if let Some(target) = self.target(&path, pos, fields) {
+            list.targets.push(target);
+            list.places.push((i, pos));
+        }
+    }
+
+    /// The checked targets with duplicates reported (and dropped).
+    fn unique_targets(&mut self, list: TargetList) -> Vec<Target> {
+        let TargetList {
+            targets: mut out,
+            places,
+            ..
+        } = list;
         let mut first_seen: HashMap<&TargetKey, (usize, Pos)> = HashMap::with_capacity(out.len());
         let mut duplicates = HashSet::new();
         for (target, &(i, pos)) in out.iter().zip(&places) {
@@ -830,8 +869,23 @@ impl Checker {
         }
         Some(Target {
             key,
-            labels: labels?,
+            labels: self.shared_labels(labels?),
         })
+    }
+
+    /// The one shared copy of `labels`: targets with equal label sets hold the same [`Labels`].
+    fn shared_labels(&mut self, labels: Vec<(String, String)>) -> Labels {
+        if labels.is_empty() {
+            return self.no_labels.clone();
+        }
+        if let Some(shared) = self.label_sets.get(labels.as_slice()) {
+            return shared.clone();
+        }
+        let shared: Labels = labels.into();
+        if self.label_sets.len() < MAX_LABEL_SETS {
+            self.label_sets.insert(shared.clone());
+        }
+        shared
     }
 
     /// A target's `labels:`, sorted by name; `None` when any is wrong.
@@ -958,6 +1012,20 @@ mod tests {
         assert!(!is_valid_id("room 1"));
         assert!(!is_valid_id("room/1"));
         assert!(!is_valid_id("räum"));
+    }
+
+    #[test]
+    fn equal_label_sets_are_held_once() {
+        let text = "- {kind: record, app_id: a, room_id: r, task_id: t1, labels: {team: x}}\n\
+                    - {kind: record, app_id: a, room_id: r, task_id: t2, labels: {team: x}}\n\
+                    - {kind: record, app_id: a, room_id: r, task_id: t3, labels: {team: y}}\n\
+                    - {kind: record, app_id: a, room_id: r, task_id: t4}\n";
+        let t = targets(text, "t.yaml").unwrap();
+        assert_eq!(t.len(), 4);
+        assert!(std::sync::Arc::ptr_eq(&t[0].labels, &t[1].labels));
+        assert!(!std::sync::Arc::ptr_eq(&t[0].labels, &t[2].labels));
+        assert_eq!(*t[2].labels, [("team".to_string(), "y".to_string())]);
+        assert!(t[3].labels.is_empty());
     }
 
     #[test]

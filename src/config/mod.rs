@@ -421,7 +421,7 @@ mod tests {
                 room_id: "r".into(),
                 task_id: None,
             },
-            labels: Vec::new(),
+            labels: Default::default(),
         };
         let s = Settings::new(creds, CredentialSource::Inline, vec![target]);
         assert_eq!(s.budget_for(Action::GetWebCastTask), default_budget());

@@ -125,6 +125,25 @@ fn refuse(pos: Pos, message: String) -> SyntaxError {
 /// Loads the single document in `text`; `Ok(None)` when there is none (empty file, only
 /// comments).
 pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
+    parse(text, None)
+}
+
+/// Like [`load`], but when the document is a list, each of its items is handed to `item` as
+/// soon as it is complete instead of being kept: the root is then returned as an empty list.
+/// A targets file of 100,000 entries is thus checked one entry at a time, never held as a
+/// whole tree. Anchors stay usable across items.
+pub fn load_list(text: &str, item: &mut dyn FnMut(Node)) -> Result<Option<Node>, SyntaxError> {
+    parse(text, Some(item))
+}
+
+/// Shared texts are forgotten past this many while streaming, so a long list's unique IDs are
+/// not all kept alive by the sharing set.
+const MAX_SHARED_STREAMING: usize = 1024;
+
+fn parse(
+    text: &str,
+    mut stream: Option<&mut dyn FnMut(Node)>,
+) -> Result<Option<Node>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Frame> = Vec::new();
     let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
@@ -225,9 +244,15 @@ pub fn load(text: &str) -> Result<Option<Node>, SyntaxError> {
             let n = size(&node);
             anchors.insert(anchor, (node.clone(), n));
         }
-        match stack.last_mut() {
-            None => root = Some(node),
-            Some(frame) => frame.nodes.push(node),
+        match (stack.as_mut_slice(), stream.as_mut()) {
+            ([], _) => root = Some(node),
+            ([list], Some(item)) if !list.map => {
+                item(node);
+                if texts.len() > MAX_SHARED_STREAMING {
+                    texts.clear();
+                }
+            }
+            ([.., frame], _) => frame.nodes.push(node),
         }
     }
     Ok(root)
@@ -242,6 +267,29 @@ mod tests {
             Value::Scalar(s) => s,
             _ => "",
         }
+    }
+
+    #[test]
+    fn a_streamed_list_hands_over_each_item_in_order_with_anchors_kept() {
+        let text = "- &a {k: 1}\n- [2, 3]\n- *a\n";
+        let mut items = Vec::new();
+        let root = load_list(text, &mut |n| items.push(n)).unwrap().unwrap();
+        assert!(matches!(root.value, Value::Seq(ref s) if s.is_empty()));
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[1].pos, Pos::new(2, 3));
+        assert!(matches!(items[1].value, Value::Seq(ref s) if s.len() == 2));
+        // The alias resolves to the first item.
+        assert_eq!(items[2].value, items[0].value);
+        // A mapping is not streamed: the callback sees nothing, the tree is whole.
+        let mut seen = 0;
+        let root = load_list("a: [1, 2]\n", &mut |_| seen += 1)
+            .unwrap()
+            .unwrap();
+        assert_eq!(seen, 0);
+        assert!(matches!(root.value, Value::Map(ref m) if m.len() == 1));
+        // A syntax error after some items is still an error, at its place.
+        let err = load_list("- 1\n- [2\n", &mut |_| ()).unwrap_err();
+        assert!(err.pos.line >= 2, "{err:?}");
     }
 
     #[test]

@@ -173,7 +173,7 @@ impl Targets for Exporter {
                     app_id: key.app_id.clone(),
                     room_id: key.room_id.clone(),
                     task_id: key.task_id.clone(),
-                    labels: target.labels.clone(),
+                    labels: target.labels.to_vec(),
                     sources: self.sources_of(id),
                     phase: phase.unwrap_or(crate::scheduler::Phase::New),
                     status: snapshot.as_ref().map(|s| s.status),

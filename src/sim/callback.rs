@@ -351,7 +351,7 @@ mod tests {
         Policy {
             key: Secret::new("sim-key"),
             app_ids: None,
-            labels: Vec::new(),
+            labels: Default::default(),
         }
     }
 

@@ -65,7 +65,8 @@ fn target(kind: Kind, app: &str, room: &str, task: Option<&str>) -> Target {
         labels: vec![
             ("env".into(), "demo".into()),
             ("team".into(), team(app).into()),
-        ],
+        ]
+        .into(),
     }
 }
 

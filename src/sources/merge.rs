@@ -166,12 +166,12 @@ mod tests {
         ]);
         assert_eq!(m.len(), 2);
         let r1 = m.get(&api[0].key).unwrap();
-        assert_eq!(r1.target.labels, [("team".into(), "config".into())]);
+        assert_eq!(*r1.target.labels, [("team".into(), "config".into())]);
         assert_eq!(r1.sources, [Source::Config, f.clone(), Source::Api]);
         // Without the config, the file ranks first.
         let m = MergedTargets::merge([(Source::Api, &api[..]), (f, &file[..])]);
         assert_eq!(
-            m.get(&api[0].key).unwrap().target.labels,
+            *m.get(&api[0].key).unwrap().target.labels,
             [("zone".into(), "b".into())]
         );
     }

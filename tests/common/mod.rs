@@ -179,7 +179,7 @@ pub fn target(kind: Kind, app: &str, room: &str, task: &str) -> Target {
             room_id: room.into(),
             task_id: Some(task.into()),
         },
-        labels: Vec::new(),
+        labels: Default::default(),
     }
 }
 

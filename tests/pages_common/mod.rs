@@ -23,7 +23,7 @@ pub fn row(app: &str, room: &str, task: &str, phase: Phase) -> TargetRow {
         app_id: app.to_string(),
         room_id: room.to_string(),
         task_id: Some(task.to_string()),
-        labels: Vec::new(),
+        labels: Default::default(),
         sources: vec!["config".to_string()],
         phase,
         status: Some(status::RUNNING),
