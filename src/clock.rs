@@ -82,6 +82,17 @@ pub fn ms_to_system_time(ms: i64) -> SystemTime {
     }
 }
 
+/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds); empty when out of range.
+pub fn rfc3339_ms(ms: i64) -> String {
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

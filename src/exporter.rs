@@ -494,6 +494,9 @@ impl Exporter {
                 let (update, pending) =
                     self.store
                         .record_success_deferred(id, snapshot.clone(), wall);
+                if update.followed_task {
+                    self.log.followed_task(target, &snapshot);
+                }
                 if update.newly_terminal {
                     self.log.task_ended(target, &snapshot);
                 }

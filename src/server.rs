@@ -51,6 +51,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::rfc3339_ms;
 use crate::exposition::{Format, Page};
 use crate::model::{Target, TargetKey};
 use crate::pages::{self, PageInfo, TargetRow, TargetsQuery};
@@ -749,11 +750,11 @@ pub fn targets_json(rows: &[TargetRow]) -> String {
                 "health": health_str(row),
                 "status": row.status,
                 "stop_reason": row.stop_reason,
-                "last_poll": row.last_poll_ms.map(rfc3339),
+                "last_poll": row.last_poll_ms.map(rfc3339_ms),
                 "last_outcome": row.last_outcome,
                 "last_error": row.last_error,
-                "next_due": row.next_due_ms.map(rfc3339),
-                "end_time": row.end_time_ms.map(rfc3339),
+                "next_due": row.next_due_ms.map(rfc3339_ms),
+                "end_time": row.end_time_ms.map(rfc3339_ms),
             })
         })
         .collect();
@@ -766,17 +767,6 @@ fn health_str(row: &TargetRow) -> &'static str {
         pages::Health::Down => "down",
         pages::Health::Pending => "pending",
     }
-}
-
-/// Milliseconds since the epoch as RFC 3339 (UTC, milliseconds).
-fn rfc3339(ms: i64) -> String {
-    let format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-    );
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
 }
 
 fn not_allowed(allow: &'static str, body: &'static str) -> Answer {

@@ -115,6 +115,19 @@ impl StateLog {
         }
     }
 
+    /// A room-following webcast target now follows another task: the API names no TaskId, so
+    /// the task is told by its StartTime and UserId (`volcengine_rtc_webcast_followed_task_info`).
+    pub fn followed_task(&self, target: &Target, snapshot: &TaskSnapshot) {
+        target_event!(
+            INFO,
+            target,
+            start_time = %crate::clock::rfc3339_ms(snapshot.start_time_ms),
+            user_id = snapshot.user_id.as_deref().unwrap_or(""),
+            status = snapshot.status,
+            "room-following target follows a task"
+        );
+    }
+
     /// The task behind `target` was just seen ending (the store says so only once).
     pub fn task_ended(&self, target: &Target, snapshot: &TaskSnapshot) {
         target_event!(
@@ -176,6 +189,31 @@ mod tests {
 
     fn network_error() -> ApiError {
         ApiError::new(Outcome::NetworkError, None, "connection refused")
+    }
+
+    #[test]
+    fn a_followed_task_is_named_by_start_time_and_user() {
+        let log = StateLog::new(1);
+        let mut t = target();
+        t.key.kind = Kind::Webcast;
+        t.key.task_id = None;
+        let snap = TaskSnapshot {
+            status: 2,
+            start_time_ms: 1_700_000_000_123,
+            user_id: Some("capture-bot".into()),
+            ..TaskSnapshot::default()
+        };
+        let text = logged(|| log.followed_task(&t, &snap));
+        assert!(
+            text.contains("room-following target follows a task"),
+            "{text}"
+        );
+        assert!(
+            text.contains("start_time=2023-11-14T22:13:20.123Z"),
+            "{text}"
+        );
+        assert!(text.contains("user_id=\"capture-bot\""), "{text}");
+        assert!(text.contains("room_id=room"), "{text}");
     }
 
     #[test]

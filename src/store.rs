@@ -46,7 +46,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
-use crate::clock::system_time_to_ms as millis_since_epoch;
+use crate::clock::{rfc3339_ms, system_time_to_ms as millis_since_epoch};
 
 use crate::exposition::{
     push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
@@ -99,6 +99,9 @@ pub struct Update {
     pub newly_terminal: bool,
     /// A room-following webcast target (no `task_id`) whose StartTime changed: a new task.
     pub new_task: bool,
+    /// A room-following webcast target now follows a task it did not follow before (its first
+    /// StartTime, or a new task).
+    pub followed_task: bool,
 }
 
 /// One per-target metric family.
@@ -129,9 +132,10 @@ const SIZE: usize = 6;
 const FILE_SIZE: usize = 7;
 const FILE_DURATION: usize = 8;
 const MAX_RUNNING: usize = 9;
-const UP: usize = 10;
-const LAST_SUCCESS: usize = 11;
-const N_FAMILIES: usize = 12;
+const FOLLOWED: usize = 10;
+const UP: usize = 11;
+const LAST_SUCCESS: usize = 12;
+const N_FAMILIES: usize = 13;
 
 /// The per-target families, in render order (indexed by the constants above).
 const FAMILIES: [Family; N_FAMILIES] = [
@@ -165,6 +169,10 @@ const FAMILIES: [Family; N_FAMILIES] = [
     family!(
         "webcast_max_running_time_seconds",
         "Web-capture task MaxRunningTime."
+    ),
+    family!(
+        "webcast_followed_task_info",
+        "1 for a room-following webcast target (no task_id): the task it follows now, by StartTime (start_time, RFC 3339 UTC) and UserId, as GetWebCastTask answers without a TaskId."
     ),
     family!(
         "target_up",
@@ -387,6 +395,11 @@ impl Entry {
     }
 
     fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut [usize; N_FAMILIES]) {
+        let follows_room = kind == Kind::Webcast
+            && self
+                .target
+                .as_ref()
+                .is_some_and(|t| t.key.task_id.is_none());
         let mut close = |f: usize, t: &String| ends[f] = t.len();
         if let Some(s) = &self.snapshot {
             let terminal = s.is_terminal();
@@ -450,8 +463,14 @@ impl Entry {
                 tail_int(t, max);
             }
             close(MAX_RUNNING, t);
+            if follows_room && s.start_time_ms > 0 {
+                tail_labelled(t, "start_time", &rfc3339_ms(s.start_time_ms));
+                tail_labelled(t, "user_id", s.user_id.as_deref().unwrap_or(""));
+                t.push_str("} 1\n");
+            }
+            close(FOLLOWED, t);
         } else {
-            for f in STATUS..=MAX_RUNNING {
+            for f in STATUS..=FOLLOWED {
                 close(f, t);
             }
         }
@@ -742,6 +761,11 @@ impl Store {
                 prev.start_time_ms != snap.start_time_ms
                     && (prev.start_time_ms != 0 || prev.is_terminal())
             });
+        let followed_task = follows_room
+            && snap.start_time_ms > 0
+            && e.snapshot
+                .as_ref()
+                .is_none_or(|prev| prev.start_time_ms != snap.start_time_ms);
         if new_task {
             e.stop_counted = false;
             e.terminal_since_ms = None;
@@ -770,6 +794,7 @@ impl Store {
             changed,
             newly_terminal,
             new_task,
+            followed_task,
         };
         (update, stop)
     }
@@ -1099,7 +1124,8 @@ mod tests {
             Update {
                 changed: true,
                 newly_terminal: false,
-                new_task: false
+                new_task: false,
+                followed_task: false
             }
         );
         let l = r#"{kind="record",app_id="app1",room_id="r1",task_id="t1",team="live"}"#;
@@ -1230,7 +1256,17 @@ mod tests {
         let mut snap = running(T0);
         snap.max_running_time_s = Some(86_400);
         snap.user_id = Some("bot".into());
-        store.record_success(0, snap, at(T0 + 1_000));
+        assert!(
+            store
+                .record_success(0, snap.clone(), at(T0 + 1_000))
+                .followed_task
+        );
+        // The same task again is no new followed task.
+        assert!(
+            !store
+                .record_success(0, snap.clone(), at(T0 + 1_000))
+                .followed_task
+        );
         let l = r#"kind="webcast",app_id="app1",room_id="r1",task_id="",env="prod""#;
         assert_eq!(
             series(&store),
@@ -1239,6 +1275,7 @@ mod tests {
                  volcengine_rtc_task_start_timestamp_seconds{{{l}}} 1700000000.123\n\
                  volcengine_rtc_task_duration_seconds{{{l}}} 1\n\
                  volcengine_rtc_webcast_max_running_time_seconds{{{l}}} 86400\n\
+                 volcengine_rtc_webcast_followed_task_info{{{l},start_time=\"2023-11-14T22:13:20.123Z\",user_id=\"bot\"}} 1\n\
                  volcengine_rtc_target_up{{{l}}} 1\n\
                  volcengine_rtc_target_last_success_timestamp_seconds{{{l}}} 1700000001.123\n"
             )
@@ -1246,6 +1283,21 @@ mod tests {
         assert!(rendered(&store).contains(
             "volcengine_rtc_task_stops_total{kind=\"webcast\",app_id=\"app1\",reason=\"ExceedMaxRunningTime\"} 0\n"
         ));
+        // The room's next task replaces the info series.
+        snap.start_time_ms = T0 + 3_600_000;
+        snap.user_id = Some("bot2".into());
+        let u = store.record_success(0, snap, at(T0 + 3_601_000));
+        assert!(u.followed_task);
+        let s = series(&store);
+        assert!(s.contains(&format!(
+            "volcengine_rtc_webcast_followed_task_info{{{l},start_time=\"2023-11-14T23:13:20.123Z\",user_id=\"bot2\"}} 1\n"
+        )), "{s}");
+        assert_eq!(s.matches("webcast_followed_task_info").count(), 1, "{s}");
+        // A target with a task_id has no such series.
+        let pinned = Store::new(vec![target(Kind::Webcast, Some("t1"), &[])]);
+        let u = pinned.record_success(0, running(T0), at(T0 + 1_000));
+        assert!(!u.followed_task);
+        assert!(!series(&pinned).contains("followed_task_info"));
     }
 
     #[test]
