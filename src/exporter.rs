@@ -94,6 +94,9 @@ pub struct Exporter {
     files: Mutex<Option<(CancellationToken, CancellationToken)>>,
     /// Each target's last poll, for `/targets` and the API.
     last_polls: Mutex<std::collections::HashMap<TargetId, LastPoll>>,
+    /// The callback receiver and the path it is served on, once the web side serves one (a
+    /// reload updates its policy).
+    callbacks: std::sync::OnceLock<(Arc<crate::callbacks::Receiver>, String)>,
 }
 
 /// How a target's last poll went.
@@ -171,6 +174,7 @@ impl Exporter {
             auth: PerAction::default(),
             durable,
             last_polls: Mutex::new(std::collections::HashMap::new()),
+            callbacks: std::sync::OnceLock::new(),
         }))
     }
 

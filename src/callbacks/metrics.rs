@@ -27,6 +27,7 @@ pub const MAX_TYPE_LEN: usize = 64;
 #[derive(Debug)]
 pub struct CallbackMetrics {
     total: IntCounterVec,
+    key_reloads: IntCounterVec,
     seen: Mutex<HashSet<String>>,
 }
 
@@ -56,15 +57,41 @@ impl CallbackMetrics {
         for o in [Outcome::BadSignature, Outcome::TooLarge, Outcome::Malformed] {
             total.with_label_values(&[UNVERIFIED, o.as_str()]);
         }
+        let key_reloads = IntCounterVec::new(
+            Opts::new(
+                "callback_key_reloads_total",
+                "Re-reads of callbacks.secret_key_file after a change: success (the new key in use) or failure (unreadable or empty; the old key kept).",
+            )
+            .namespace("volcengine_rtc"),
+            &["outcome"],
+        )
+        .expect("static metric definition");
+        for outcome in ["success", "failure"] {
+            key_reloads.with_label_values(&[outcome]);
+        }
         CallbackMetrics {
             total,
+            key_reloads,
             seen: Mutex::new(HashSet::new()),
         }
     }
 
     /// Adds the counter to `registry`.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        registry.register(Box::new(self.total.clone()))
+        registry.register(Box::new(self.total.clone()))?;
+        registry.register(Box::new(self.key_reloads.clone()))
+    }
+
+    /// Counts a re-read of the key file that changed the key (`success`) or found it broken.
+    pub fn count_key_reload(&self, success: bool) {
+        let outcome = if success { "success" } else { "failure" };
+        self.key_reloads.with_label_values(&[outcome]).inc();
+    }
+
+    /// `volcengine_rtc_callback_key_reloads_total{outcome}`.
+    pub fn key_reloads(&self, success: bool) -> u64 {
+        let outcome = if success { "success" } else { "failure" };
+        self.key_reloads.with_label_values(&[outcome]).get()
     }
 
     /// The counter itself (for a registry of one's own, or tests).

@@ -27,7 +27,9 @@ pub mod settings;
 pub mod verify;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::credentials::Secret;
 use crate::model::{Kind, RecordFile, Target, TargetKey};
@@ -273,10 +275,29 @@ pub fn action(event: Event, labels: &[(String, String)]) -> Action {
     }
 }
 
-/// [`handle`] with its state and counting: what the HTTP handler calls.
+/// How [`Receiver::reread_key`] went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyReread {
+    /// The key is not from a file, or the file still holds the key in use.
+    Unchanged,
+    /// The file holds a new key, now in use.
+    Rotated,
+    /// The file changed but two reads did not agree yet (a writer half-way); tried again later.
+    Unsettled,
+    /// The file is unreadable, empty or holds more than a key: the key in use is kept.
+    Failed(String),
+}
+
+/// [`handle`] with its state and counting: what the HTTP handler calls. The policy can be
+/// replaced while deliveries come in: by a reload ([`Receiver::set_policy`]) and by a new key
+/// in `secret_key_file` ([`Receiver::reread_key`]).
 #[derive(Debug)]
 pub struct Receiver {
-    policy: Policy,
+    policy: RwLock<Arc<Policy>>,
+    /// `secret_key_file`, when the key comes from one.
+    key_file: RwLock<Option<PathBuf>>,
+    /// The key file is in a broken state already reported.
+    key_failing: AtomicBool,
     dedup: Mutex<Dedup>,
     metrics: CallbackMetrics,
 }
@@ -285,17 +306,87 @@ impl Receiver {
     /// A receiver remembering what `dedup` holds (see [`Dedup::seeded`]).
     pub fn new(policy: Policy, dedup: Dedup) -> Receiver {
         Receiver {
-            policy,
+            policy: RwLock::new(Arc::new(policy)),
+            key_file: RwLock::new(None),
+            key_failing: AtomicBool::new(false),
             dedup: Mutex::new(dedup),
             metrics: CallbackMetrics::new(),
         }
     }
 
+    /// The receiver for checked settings: their policy, and their key file re-read by
+    /// [`Receiver::reread_key`].
+    pub fn for_settings(settings: &CallbackSettings, dedup: Dedup) -> Receiver {
+        let r = Receiver::new(Policy::from(settings), dedup);
+        r.set_key_file(settings);
+        r
+    }
+
+    /// A reload's settings: key, apps and labels apply to the next delivery.
+    pub fn set_settings(&self, settings: &CallbackSettings) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Policy::from(settings));
+        self.set_key_file(settings);
+        self.key_failing.store(false, Ordering::Relaxed);
+    }
+
+    fn set_key_file(&self, settings: &CallbackSettings) {
+        let file = match &settings.key_source {
+            settings::KeySource::File(path) => Some(path.clone()),
+            _ => None,
+        };
+        *self.key_file.write().unwrap_or_else(|p| p.into_inner()) = file;
+    }
+
+    /// Reads `secret_key_file` again and puts a new key in use once two reads agree. A file
+    /// that became unreadable or empty keeps the key in use: logged once per broken state
+    /// (the file and the fix, never the key) and counted as a `failure`.
+    pub fn reread_key(&self) -> KeyReread {
+        let Some(path) = self
+            .key_file
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return KeyReread::Unchanged;
+        };
+        let key = match settings::read_key_file(&path) {
+            Ok(key) => key,
+            Err(message) => {
+                if !self.key_failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %message,
+                        "callbacks: cannot re-read the callback key; the key in use is kept until the file holds a key again"
+                    );
+                    self.metrics.count_key_reload(false);
+                }
+                return KeyReread::Failed(message);
+            }
+        };
+        if self.key_failing.swap(false, Ordering::Relaxed) {
+            tracing::info!(file = %path.display(), "callbacks: the callback key file is readable again");
+        }
+        let current = self.policy();
+        if key == current.key {
+            return KeyReread::Unchanged;
+        }
+        // A writer that truncates, then writes, is not caught half-way.
+        if settings::read_key_file(&path).ok().as_ref() != Some(&key) {
+            return KeyReread::Unsettled;
+        }
+        let mut next = (*current).clone();
+        next.key = key;
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.metrics.count_key_reload(true);
+        tracing::info!(file = %path.display(), "callbacks: the callback key changed; the new key is in use");
+        KeyReread::Rotated
+    }
+
     /// Judges and counts one delivery; logs each undocumented event type once.
     pub fn receive(&self, body: &[u8], now_ms: i64) -> Decision {
+        let policy = self.policy();
         let decision = {
             let mut dedup = self.dedup.lock().unwrap_or_else(|p| p.into_inner());
-            handle(&self.policy, &mut dedup, body, now_ms)
+            handle(&policy, &mut dedup, body, now_ms)
         };
         let label = match &decision.event_type {
             None => metrics::UNVERIFIED.to_owned(),
@@ -321,8 +412,12 @@ impl Receiver {
         &self.metrics
     }
 
-    pub fn policy(&self) -> &Policy {
-        &self.policy
+    /// The policy in force.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
@@ -610,5 +705,57 @@ mod tests {
         assert_eq!(m.get(metrics::UNVERIFIED, Outcome::BadSignature), 1);
         assert_eq!(m.get("Odd", Outcome::Accepted), 1);
         assert!(!format!("{r:?}").contains(KEY));
+    }
+
+    #[test]
+    fn the_key_file_is_followed_and_a_broken_one_keeps_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("callback-key");
+        std::fs::write(&file, format!("{KEY}\n")).unwrap();
+        let settings = CallbackSettings {
+            key: Secret::new(KEY),
+            key_source: settings::KeySource::File(file.clone()),
+            path: "/cb".into(),
+            app_ids: None,
+            labels: Vec::new(),
+        };
+        let r = Receiver::for_settings(&settings, dedup());
+        let old = |id: &str| body("RecordStarted", id, started(0), "Nonce");
+        let new = |id: &str| body_with_key("RecordStarted", id, started(0), "Nonce", "new-key-456");
+        assert_eq!(r.reread_key(), KeyReread::Unchanged);
+        assert_eq!(r.receive(&old("e1"), 0).status(), 200);
+        assert_eq!(r.receive(&new("e2"), 0).status(), 401);
+        // Kubernetes-style: the file now holds another key.
+        std::fs::write(&file, "new-key-456").unwrap();
+        assert_eq!(r.reread_key(), KeyReread::Rotated);
+        assert_eq!(r.receive(&new("e3"), 0).status(), 200);
+        assert_eq!(r.receive(&old("e4"), 0).status(), 401);
+        assert_eq!(r.metrics().key_reloads(true), 1);
+        assert!(!format!("{r:?}").contains("new-key-456"));
+        // Emptied, then gone: the key in use stays, one failure counted for the broken state.
+        std::fs::write(&file, "  \n").unwrap();
+        assert!(
+            matches!(r.reread_key(), KeyReread::Failed(m) if m.contains("is empty") && !m.contains("new-key"))
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert!(matches!(r.reread_key(), KeyReread::Failed(_)));
+        assert_eq!(r.metrics().key_reloads(false), 1);
+        assert_eq!(r.receive(&new("e5"), 0).status(), 200);
+        // Back with the same key: nothing to rotate; a later break is counted again.
+        std::fs::write(&file, "new-key-456").unwrap();
+        assert_eq!(r.reread_key(), KeyReread::Unchanged);
+        std::fs::write(&file, "").unwrap();
+        assert!(matches!(r.reread_key(), KeyReread::Failed(_)));
+        assert_eq!(r.metrics().key_reloads(false), 2);
+        // A reload's settings (inline key now) replace the policy and stop the file re-reads.
+        let inline = CallbackSettings {
+            key: Secret::new(KEY),
+            key_source: settings::KeySource::Inline,
+            app_ids: Some(["app1".to_string()].into()),
+            ..settings
+        };
+        r.set_settings(&inline);
+        assert_eq!(r.reread_key(), KeyReread::Unchanged);
+        assert_eq!(r.receive(&old("e6"), 0).status(), 200);
     }
 }

@@ -231,21 +231,31 @@ impl CallbacksConfig {
                 format!("no callback key: set `callbacks.secret_key_file` to a file holding the key from the RTC console, or export {ENV_CALLBACK_KEY}"),
             ));
         };
-        let trimmed = value.trim();
-        if trimmed.is_empty() {
-            return Err(fail(
-                key,
-                format!("{what} is empty; put the callback key there"),
-            ));
-        }
-        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(fail(
-                key,
-                format!("{what} contains spaces or control characters; it must hold the key alone"),
-            ));
-        }
-        Ok((Secret::new(trimmed), source))
+        let secret = checked_key(&value, &what).map_err(|message| fail(key, message))?;
+        Ok((secret, source))
     }
+}
+
+/// The key that `value` (read from `what`) holds, trimmed; the error says what is wrong with
+/// it, never what it holds.
+fn checked_key(value: &str, what: &str) -> Result<Secret, String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(format!("{what} is empty; put the callback key there"));
+    }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{what} contains spaces or control characters; it must hold the key alone"
+        ));
+    }
+    Ok(Secret::new(trimmed))
+}
+
+/// Reads the key from `secret_key_file` again, with the checks of start-up (for rotation).
+pub fn read_key_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    checked_key(&text, &format!("the file {}", path.display()))
 }
 
 #[cfg(test)]

@@ -4,17 +4,22 @@
 //! source and polling it now; a `RecordStopped` file list goes into the target's values before
 //! that poll. Accepted event ids are persisted, so a delivery repeated after a restart is still
 //! a duplicate.
+//!
+//! The receiver follows the config: a reload's key, `app_ids` and `labels` apply to the next
+//! delivery, and `secret_key_file` is re-read every few seconds
+//! ([`crate::credentials::DEFAULT_RELOAD_INTERVAL`], as the credential files are), so a
+//! rotated Secret is used without a restart.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::Exporter;
-use crate::callbacks::{self, Action, CallbackSettings, Dedup, Policy, Receiver};
+use crate::callbacks::{self, Action, CallbackSettings, Dedup, Receiver};
 use crate::persist::{EventRetention, Source};
 use crate::server::Callbacks;
 
 /// What the server calls for `POST <callbacks.path>`.
 pub struct CallbackEndpoint {
-    receiver: Receiver,
+    receiver: Arc<Receiver>,
     exporter: Arc<Exporter>,
 }
 
@@ -25,14 +30,41 @@ impl CallbackEndpoint {
         let now_ms = crate::clock::now_ms();
         let seen = exporter.durable.take_events();
         let dedup = Dedup::seeded(EventRetention::default(), &seen, now_ms);
-        let receiver = Receiver::new(Policy::from(settings), dedup);
+        let receiver = Arc::new(Receiver::for_settings(settings, dedup));
         exporter.telemetry.register_callbacks(receiver.metrics());
+        let _ = exporter
+            .callbacks
+            .set((receiver.clone(), settings.path.clone()));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(reread_key(Arc::downgrade(&receiver)));
+        }
         CallbackEndpoint { receiver, exporter }
+    }
+}
+
+/// Re-reads the key file until the receiver is gone (the server stopped).
+async fn reread_key(receiver: Weak<Receiver>) {
+    let mut tick = tokio::time::interval(crate::credentials::DEFAULT_RELOAD_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let Some(receiver) = receiver.upgrade() else {
+            return;
+        };
+        // Off the runtime's threads: a hung network mount must not stall the server.
+        let _ = tokio::task::spawn_blocking(move || receiver.reread_key()).await;
     }
 }
 
 impl Callbacks for CallbackEndpoint {
     fn deliver(&self, body: &[u8]) -> (u16, String) {
+        if self.exporter.settings().callbacks.is_none() {
+            return (
+                404,
+                "callbacks are off: a reload removed the `callbacks:` section".into(),
+            );
+        }
         let now_ms = crate::clock::now_ms();
         let decision = self.receiver.receive(body, now_ms);
         if decision.status() >= 400 {

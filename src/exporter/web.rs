@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{Exporter, ExporterError};
+use crate::callbacks::CallbackSettings;
 use crate::config::Settings;
 use crate::model::{Action, Target, TargetKey};
 use crate::pages::TargetRow;
@@ -97,6 +98,9 @@ impl Apply for Exporter {
                 change.added, change.removed
             ));
         }
+        if old.callbacks != new.callbacks {
+            lines.extend(self.apply_callbacks(new.callbacks.as_ref()));
+        }
         let files_changed = old.target_files != new.target_files
             || old.target_files_refresh_interval != new.target_files_refresh_interval;
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
@@ -110,6 +114,40 @@ impl Apply for Exporter {
             lines.push("no changes".to_string());
         }
         Ok(ApplySummary { lines })
+    }
+}
+
+impl Exporter {
+    /// A reload's `callbacks:`: key, apps and labels apply to the next delivery; what needs the
+    /// listener changed (turning them on, a new path) is said to need a restart.
+    fn apply_callbacks(&self, new: Option<&CallbackSettings>) -> Vec<String> {
+        match (new, self.callbacks.get()) {
+            (None, _) => {
+                vec!["callbacks: off; deliveries are now answered 404".into()]
+            }
+            (Some(_), None) => {
+                tracing::warn!(
+                    "callbacks: turned on by a reload; restart the exporter to serve the endpoint"
+                );
+                vec!["callbacks: turned on, which needs a restart to serve the endpoint".into()]
+            }
+            (Some(new), Some((receiver, served))) => {
+                receiver.set_settings(new);
+                let mut lines = vec!["callbacks: key, app_ids and labels now in force".to_string()];
+                if *served != new.path {
+                    tracing::warn!(
+                        served = %served,
+                        configured = %new.path,
+                        "callbacks: a new path needs a restart; still serving the old one"
+                    );
+                    lines.push(format!(
+                        "callbacks: path {} needs a restart; still serving {served}",
+                        new.path
+                    ));
+                }
+                lines
+            }
+        }
     }
 }
 
