@@ -62,7 +62,7 @@
 //!         room_id: "room".into(),
 //!         task_id: Some("task".into()),
 //!     },
-//!     labels: vec![],
+//!     labels: Default::default(),
 //! }];
 //! let schedule = ScheduleSettings {
 //!     active_interval: Duration::from_secs(15),
