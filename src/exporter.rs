@@ -156,6 +156,16 @@ impl Exporter {
                 "state restored from the store"
             );
         }
+        // Recordings a callback announced before the restart are still announced.
+        scheduler.set_announced_interval(settings.callbacks.as_ref().map(|c| c.active_interval));
+        let callback = persist::Source::Callback.to_string();
+        for (id, target) in store.targets() {
+            if target.key.kind == crate::model::Kind::Record
+                && durable.sources_of(id).contains(&callback)
+            {
+                scheduler.announce(id);
+            }
+        }
         telemetry.register_credentials(client.credentials().clone());
         let in_flight = Arc::new(Semaphore::new(settings.api.max_in_flight.max(1)));
         let log = StateLog::new(store.len());

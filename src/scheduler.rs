@@ -297,6 +297,11 @@ struct TargetState {
     failures: u32,
     /// Consecutive throttled answers.
     throttles: u32,
+    /// A recording whose start a callback announced: its end will be announced too, so while
+    /// it runs it is polled every `announced_interval` instead of `active_interval`.
+    announced: bool,
+    /// A callback asked for a poll while one was in flight: poll again at once after it.
+    repoll: bool,
 }
 
 #[derive(Debug, Default)]
@@ -328,6 +333,9 @@ impl Queues {
 #[derive(Debug)]
 pub struct Scheduler {
     active_interval: Duration,
+    /// The active interval of announced recordings ([`Scheduler::announce`]); `None`: the
+    /// same as everyone's (no callbacks).
+    announced_interval: Option<Duration>,
     settle_interval: Duration,
     settle_timeout: Duration,
     targets: Vec<TargetState>,
@@ -350,6 +358,8 @@ impl TargetState {
             added_at: at,
             failures: 0,
             throttles: 0,
+            announced: false,
+            repoll: false,
         }
     }
 }
@@ -360,6 +370,7 @@ impl Scheduler {
     pub fn new(targets: &[Target], schedule: &ScheduleSettings, now: Instant) -> Scheduler {
         let mut scheduler = Scheduler {
             active_interval: schedule.active_interval,
+            announced_interval: None,
             settle_interval: schedule.settle_interval,
             settle_timeout: schedule.settle_timeout,
             targets: Vec::with_capacity(targets.len()),
@@ -413,6 +424,8 @@ impl Scheduler {
                 added_at: now,
                 failures: 0,
                 throttles: 0,
+                announced: false,
+                repoll: false,
             };
             if self.place(id, state) {
                 self.queues[action].active.insert((due, id));
@@ -469,6 +482,8 @@ impl Scheduler {
             added_at,
             failures: 0,
             throttles: 0,
+            announced: false,
+            repoll: false,
         };
         if !self.place(id, state) {
             return false;
@@ -561,7 +576,7 @@ impl Scheduler {
     /// it). `now` is when the answer arrived, `wall` the wall-clock time (to judge a task's
     /// age from its StartTime). Ignored for a target that is not in flight.
     pub fn complete(&mut self, id: TargetId, result: PollResult, now: Instant, wall: SystemTime) {
-        let active_interval = self.active_interval;
+        let mut active_interval = self.active_interval;
         let settle_interval = self.settle_interval;
         let settle_timeout = self.settle_timeout;
         let Some(t) = self.targets.get_mut(id) else {
@@ -570,6 +585,9 @@ impl Scheduler {
         let Slot::InFlight { due, popped_at } = t.slot else {
             return;
         };
+        if t.announced {
+            active_interval = self.announced_interval.unwrap_or(active_interval);
+        }
         let q = &mut self.queues[t.action];
         q.in_flight = q.in_flight.saturating_sub(1);
 
@@ -687,6 +705,15 @@ impl Scheduler {
                     | Outcome::NetworkError
                     | Outcome::Success => Some((lane, later(now, active_interval))),
                 }
+            }
+        };
+        let next = match (std::mem::take(&mut t.repoll), next) {
+            (false, next) => next,
+            (true, Some((lane, _))) => Some((lane, now)),
+            (true, None) => {
+                // Done for the poller, but a callback came with news meanwhile.
+                t.phase = Phase::Settling;
+                Some((Lane::Settle, now))
             }
         };
         match next {
@@ -842,7 +869,12 @@ impl Scheduler {
                 // Done for the poller, but the callback says there is news: settle again.
                 t.phase = Phase::Settling;
             }
-            Slot::InFlight { .. } | Slot::Removed => return,
+            Slot::InFlight { .. } => {
+                // Its answer may predate the news: poll again once it is back.
+                t.repoll = true;
+                return;
+            }
+            Slot::Removed => return,
         }
         let lane = match t.phase {
             Phase::New | Phase::Active => Lane::Active,
@@ -850,6 +882,29 @@ impl Scheduler {
         };
         q.lane_mut(lane).insert((now, id));
         t.slot = Slot::Queued { lane, due: now };
+    }
+
+    /// Marks `id` a recording whose start a callback announced (see
+    /// [`Scheduler::set_announced_interval`]); webcast targets are left as they are, since the
+    /// vendor's web-capture events are not confirmed.
+    pub fn announce(&mut self, id: TargetId) {
+        if let Some(t) = self.targets.get_mut(id) {
+            if t.action == Action::GetRecordTask && t.slot != Slot::Removed {
+                t.announced = true;
+            }
+        }
+    }
+
+    /// Whether `id` is an announced recording.
+    pub fn is_announced(&self, id: TargetId) -> bool {
+        self.targets.get(id).is_some_and(|t| t.announced)
+    }
+
+    /// The active interval of announced recordings (`callbacks.active_interval`); `None` when
+    /// callbacks are off, and announced recordings are polled like any other. Applies from
+    /// each target's next answer.
+    pub fn set_announced_interval(&mut self, interval: Option<Duration>) {
+        self.announced_interval = interval;
     }
 
     /// Puts new intervals and the settle timeout in force (a reload); each target's next
@@ -1484,6 +1539,63 @@ mod tests {
             seen.push((at - t0, s.phase(id).unwrap()));
         }
         seen
+    }
+
+    #[test]
+    fn announced_recordings_run_at_their_own_interval_and_a_poll_asked_in_flight_follows() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        s.set_announced_interval(Some(secs(60)));
+        s.announce(0);
+        assert!(s.is_announced(0) && !s.is_announced(1));
+        let start = started_ago(secs(600));
+        // Both answered as running at t0 + 20 s.
+        let now = t0 + secs(20);
+        let mut popped = Vec::new();
+        while let Some(id) = s.pop_due(R, now) {
+            popped.push(id);
+        }
+        assert_eq!(popped.len(), 2);
+        for &id in &popped {
+            s.complete(id, running(start), now, wall(t0, now));
+        }
+        let due_of = |s: &Scheduler, id: TargetId| match s.targets[id].slot {
+            Slot::Queued { due, .. } => Some(due),
+            _ => None,
+        };
+        // The announced one a minute on, the other at active_interval.
+        assert_eq!(due_of(&s, 0).map(|d| d - now), Some(secs(60)));
+        assert_eq!(due_of(&s, 1).map(|d| d - now), Some(ACTIVE));
+        // A callback while its poll is in flight: once that answer is in, it is polled again
+        // at once, not a minute later.
+        let later_at = t0 + secs(80);
+        // (The other one, overdue by then, is answered first.)
+        while let Some(id) = s.pop_due(R, later_at) {
+            if id == 0 {
+                break;
+            }
+            s.complete(id, running(start), later_at, wall(t0, later_at));
+        }
+        assert!(matches!(s.targets[0].slot, Slot::InFlight { .. }));
+        s.poll_now(0, later_at);
+        s.complete(0, running(start), later_at, wall(t0, later_at));
+        assert_eq!(due_of(&s, 0), Some(later_at));
+        assert_eq!(s.pop_due(R, later_at), Some(0));
+        s.complete(0, ended(start, true), later_at, wall(t0, later_at));
+        // Terminal: settling as usual, at settle_interval.
+        assert_eq!(s.phase(0), Some(Phase::Settling));
+        assert_eq!(due_of(&s, 0).map(|d| d - later_at), Some(SETTLE));
+        // Without callbacks (a reload turned them off) it is polled like any other.
+        s.set_announced_interval(None);
+        let mut s2 = Scheduler::new(&records(1), &schedule(), t0);
+        s2.announce(0);
+        assert_eq!(s2.pop_due(R, t0), Some(0));
+        s2.complete(0, running(start), t0, wall(t0, t0));
+        assert_eq!(due_of(&s2, 0).map(|d| d - t0), Some(ACTIVE));
+        // Webcast targets are never announced (their events are not confirmed).
+        let mut s3 = Scheduler::new(&[target(Kind::Webcast, 0, true)], &schedule(), t0);
+        s3.announce(0);
+        assert!(!s3.is_announced(0));
     }
 
     #[test]

@@ -718,6 +718,7 @@ mod tests {
             path: "/cb".into(),
             app_ids: None,
             labels: Vec::new(),
+            active_interval: settings::DEFAULT_ACTIVE_INTERVAL,
         };
         let r = Receiver::for_settings(&settings, dedup());
         let old = |id: &str| body("RecordStarted", id, started(0), "Nonce");

@@ -9,10 +9,12 @@
 //!   path: /callbacks/volcengine-rtc     # the default
 //!   app_ids: [5f3c2a1b9e8d7c6b5a4f3e2d] # optional: only these apps
 //!   labels: {source_env: prod}          # added to discovered targets
+//!   active_interval: 1m                 # running recordings announced by callbacks
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -21,6 +23,8 @@ use crate::model::is_valid_id;
 
 /// The default `callbacks.path`.
 pub const DEFAULT_PATH: &str = "/callbacks/volcengine-rtc";
+/// The default `callbacks.active_interval`.
+pub const DEFAULT_ACTIVE_INTERVAL: Duration = Duration::from_secs(60);
 /// The environment variable holding the callback key when the config names none.
 pub const ENV_CALLBACK_KEY: &str = "VOLC_RTC_CALLBACK_SECRETKEY";
 /// Paths the exporter serves itself, which the callback path may not take.
@@ -56,6 +60,10 @@ pub struct CallbacksConfig {
     /// Labels added to discovered targets.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// How often a running recording whose start a callback announced is polled (its end is
+    /// announced too, and polled at once); a duration such as `1m`.
+    #[serde(default)]
+    pub active_interval: Option<String>,
 }
 
 fn default_path() -> String {
@@ -81,6 +89,8 @@ pub struct CallbackSettings {
     pub app_ids: Option<BTreeSet<String>>,
     /// Sorted by name, as [`crate::model::Target::labels`].
     pub labels: Vec<(String, String)>,
+    /// `active_interval`: the poll interval of running recordings announced by callbacks.
+    pub active_interval: Duration,
 }
 
 /// One problem with `callbacks:`: the key (`callbacks.path`, `callbacks.app_ids[1]`, ...) and
@@ -164,8 +174,26 @@ impl CallbacksConfig {
                 );
             }
         }
+        let active_interval = match self.active_interval.as_deref() {
+            None => DEFAULT_ACTIVE_INTERVAL,
+            Some(text) => match crate::config::duration::parse(text) {
+                Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+                Ok(_) => {
+                    problem(
+                        "callbacks.active_interval".into(),
+                        "must be between 1s and 1h (the default 1m)".into(),
+                    );
+                    DEFAULT_ACTIVE_INTERVAL
+                }
+                Err(e) => {
+                    problem("callbacks.active_interval".into(), e.to_string());
+                    DEFAULT_ACTIVE_INTERVAL
+                }
+            },
+        };
         match key {
             Some((key, key_source)) if problems.is_empty() => Ok(CallbackSettings {
+                active_interval,
                 key,
                 key_source,
                 path: self.path.clone(),

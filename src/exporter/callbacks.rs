@@ -135,7 +135,11 @@ impl Exporter {
             }
         }
         let now = tokio::time::Instant::now();
-        self.scheduler().poll_now(id, now);
+        let mut scheduler = self.scheduler();
+        // Its end will be announced as well: while it runs it is polled less often.
+        scheduler.announce(id);
+        scheduler.poll_now(id, now);
+        drop(scheduler);
         self.wake[key.kind.action()].notify_one();
     }
 }

@@ -100,6 +100,8 @@ impl Apply for Exporter {
         }
         if old.callbacks != new.callbacks {
             lines.extend(self.apply_callbacks(new.callbacks.as_ref()));
+            self.scheduler()
+                .set_announced_interval(new.callbacks.as_ref().map(|c| c.active_interval));
         }
         let files_changed = old.target_files != new.target_files
             || old.target_files_refresh_interval != new.target_files_refresh_interval;
