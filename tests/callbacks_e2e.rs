@@ -151,3 +151,125 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     sim.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `demo` shows callbacks: its unlisted tasks (in no target list) are discovered from the
+/// signed events its simulator POSTs to the exporter's own endpoint, reach their true status,
+/// and are listed with source `callback` on `/targets` and in the targets API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_discovers_its_unlisted_tasks_from_its_own_callbacks() {
+    use volc_rtc_exporter::sim::demo_scenario;
+    let scenario = demo_scenario(volc_rtc_exporter::clock::now());
+    let unlisted: Vec<_> = scenario.unlisted_tasks().into_iter().cloned().collect();
+    // The unlisted record that fails to start (5 s in) and the web capture (7 s in).
+    let failed = unlisted
+        .iter()
+        .find(|t| {
+            t.end
+                .as_ref()
+                .is_some_and(|e| e.stop_reason == stop_reason::START_TASK_FAILED)
+        })
+        .expect("an unlisted task fails to start");
+    let webcast = unlisted
+        .iter()
+        .find(|t| t.kind() == Kind::Webcast)
+        .expect("an unlisted web capture");
+    fn labels(t: &SimTask) -> Vec<(&str, &str)> {
+        vec![
+            ("kind", t.kind().as_str()),
+            ("app_id", t.app_id.as_str()),
+            ("room_id", t.room_id.as_str()),
+            ("task_id", t.task_id.as_str()),
+            ("env", "demo"),
+        ]
+    }
+    let status_of = |t: &SimTask| key("volcengine_rtc_task_status", &labels(t));
+    let mut failed_reason = labels(failed);
+    failed_reason.push(("reason", "StartTaskFailed"));
+    let failed_reason = key("volcengine_rtc_task_stop_reason", &failed_reason);
+
+    let mut child = common::ChildProcess::spawn(
+        &[
+            "demo",
+            "--web.listen-address=127.0.0.1:0",
+            "--web.enable-targets-api",
+        ],
+        &[],
+    );
+    let addr = child
+        .wait_for_word_after("exporter listening on ", 20 * SEC)
+        .await;
+    let base = format!("http://{addr}");
+    assert!(
+        child
+            .stdout()
+            .contains("RTC callbacks: the simulator POSTs"),
+        "the intro mentions the callbacks:\n{}",
+        child.stdout()
+    );
+    let deadline = tokio::time::Instant::now() + 30 * SEC;
+    let m = loop {
+        let m = common::scrape_at(&base).await;
+        if get(&m, &status_of(failed)) == Some(4.0)
+            && get(&m, &failed_reason) == Some(1.0)
+            && get(&m, &status_of(webcast)).is_some()
+        {
+            break m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the demo's unlisted tasks were not discovered in time; stderr:\n{}",
+            child.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(accepted(&m) > 0.0, "accepted deliveries are counted");
+    let bad: f64 = m
+        .iter()
+        .filter(|(k, _)| {
+            k.starts_with("volcengine_rtc_callbacks_total{") && !k.contains("outcome=\"accepted\"")
+        })
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(bad, 0.0, "every demo delivery verifies: {m:?}");
+
+    // The source, on the page and in the API.
+    let (status, page) = common::http_get(&format!("{base}/targets"))
+        .await
+        .expect("GET /targets");
+    assert_eq!(status, 200);
+    let row = page
+        .lines()
+        .find(|l| l.contains(&failed.task_id))
+        .unwrap_or_else(|| panic!("{} is on /targets:\n{page}", failed.task_id));
+    assert!(row.contains("callback"), "{row}");
+    let (status, api) = common::http_get(&format!("{base}/api/v1/targets"))
+        .await
+        .expect("GET /api/v1/targets");
+    assert_eq!(status, 200);
+    let api: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+    let rows = api["data"].as_array().expect("data");
+    for t in [failed, webcast] {
+        let row = rows
+            .iter()
+            .find(|r| r["task_id"] == t.task_id.as_str())
+            .unwrap_or_else(|| panic!("{} in the API", t.task_id));
+        assert_eq!(row["sources"], serde_json::json!(["callback"]), "{row}");
+    }
+    // A listed target keeps its list source.
+    let listed = &scenario.targets[0].key;
+    let row = rows
+        .iter()
+        .find(|r| r["task_id"] == listed.task_id.as_deref().unwrap_or_default())
+        .expect("a listed target in the API");
+    assert!(
+        !row["sources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|s| s == "callback"),
+        "{row}"
+    );
+    let stdout = child.stdout();
+    assert!(!stdout.contains(volc_rtc_exporter::commands::DEMO_CALLBACK_KEY));
+    child.terminate(10 * SEC).await;
+}

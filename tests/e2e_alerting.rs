@@ -5,8 +5,13 @@
 //! Asserts that the StartTaskFailed alert of the task the demo fails reaches the webhook with
 //! that task's app/room/task labels, one alert per task; that no alert names a healthy task;
 //! and that every PromQL expression of `dashboards/*.json` evaluates without error against
-//! that Prometheus, panels fed by the demo returning data. Every child process is killed at
-//! the end, on failure too. Uses `/usr/bin/prometheus` and `/usr/bin/prometheus-alertmanager`
+//! that Prometheus, panels fed by the demo returning data.
+//!
+//! A second test runs the exporter with an empty `targets:` list and `callbacks:` configured,
+//! the demo's world in a simulator in this process sending signed lifecycle callbacks: every
+//! announced task is discovered and reaches the simulator's truth, and each StartTaskFailed
+//! task's alert reaches the webhook the same way. The two tests run side by side (about 30 s).
+//! Every child process is killed at the end, on failure too. Uses `/usr/bin/prometheus` and `/usr/bin/prometheus-alertmanager`
 //! (or `$PROMETHEUS` / `$ALERTMANAGER`); `scripts/install-test-deps` installs them.
 
 mod tools;
@@ -52,11 +57,13 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> Self {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = volc_rtc_exporter::clock::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("volc-e2e-{}-{nanos}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("volc-e2e-{}-{n}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("create temp dir");
         TempDir(dir)
     }
@@ -258,6 +265,8 @@ type TaskKey = (String, String, String, String);
 struct Tasks {
     status: BTreeMap<TaskKey, f64>,
     reason: BTreeMap<TaskKey, String>,
+    /// Record tasks: how many files, and their total size.
+    files: BTreeMap<TaskKey, (f64, f64)>,
 }
 
 impl Tasks {
@@ -272,6 +281,16 @@ impl Tasks {
             if let (Some(k), true) = (task_of(&l), v == 1.0) {
                 t.reason
                     .insert(k, l.get("reason").cloned().unwrap_or_default());
+            }
+        }
+        for (l, v) in series(text, "volcengine_rtc_record_files") {
+            if let Some(k) = task_of(&l) {
+                t.files.entry(k).or_default().0 = v;
+            }
+        }
+        for (l, v) in series(text, "volcengine_rtc_record_size_bytes") {
+            if let Some(k) = task_of(&l) {
+                t.files.entry(k).or_default().1 = v;
             }
         }
         t
@@ -396,6 +415,126 @@ fn write(path: &Path, body: &str) {
     std::fs::write(path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
 }
 
+/// How long each process may take to answer `/-/ready`.
+const BOOT_WITHIN: Duration = Duration::from_secs(60);
+
+/// The real tools around an exporter on `127.0.0.1:<exporter_port>`: Prometheus scraping it and
+/// evaluating the shipped `examples/alerts.yml` every second, Alertmanager (group_wait 1 s, one
+/// group per task) sending to this test's webhook receiver. Both processes are killed on drop.
+struct Stack {
+    prometheus: Proc,
+    alertmanager: Proc,
+    prom_base: String,
+    notifications: mpsc::UnboundedReceiver<(Instant, Value)>,
+    hook: tokio::task::JoinHandle<()>,
+}
+
+impl Stack {
+    /// Starts the webhook, Alertmanager and Prometheus (configs written into `dir`) and waits
+    /// until both tools are ready.
+    async fn start(dir: &Path, exporter_port: u16, client: &reqwest::Client) -> Stack {
+        let hook = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind webhook");
+        let hook_port = hook.local_addr().expect("addr").port();
+        let (tx, notifications) = mpsc::unbounded_channel();
+        let hook = tokio::spawn(webhook(hook, tx));
+        let (prom_port, am_port) = (free_port(), free_port());
+        let prom_base = format!("http://127.0.0.1:{prom_port}");
+        let am_base = format!("http://127.0.0.1:{am_port}");
+
+        write(
+            &dir.join("alertmanager.yml"),
+            &format!(
+                "route:\n  receiver: hook\n  group_by: [alertname, app_id, room_id, task_id, action]\n  \
+                 group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
+                 receivers:\n  - name: hook\n    webhook_configs:\n      \
+                 - url: http://127.0.0.1:{hook_port}/hook\n        send_resolved: false\n"
+            ),
+        );
+        let mut alertmanager = Proc::spawn(
+            "alertmanager",
+            &tool(
+                "ALERTMANAGER",
+                &[
+                    "/usr/bin/prometheus-alertmanager",
+                    "/usr/bin/alertmanager",
+                    "alertmanager",
+                ],
+            ),
+            &[
+                format!("--config.file={}", dir.join("alertmanager.yml").display()),
+                format!("--storage.path={}", dir.join("am-data").display()),
+                format!("--web.listen-address=127.0.0.1:{am_port}"),
+                "--cluster.listen-address=".into(),
+            ],
+            dir,
+        );
+
+        let rules = repo_path("examples/alerts.yml");
+        write(
+            &dir.join("prometheus.yml"),
+            &format!(
+                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+                 rule_files:\n  - {}\n\
+                 alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+                 scrape_configs:\n  - job_name: volcengine-rtc-exporter\n    static_configs:\n      \
+                 - targets: ['127.0.0.1:{exporter_port}']\n",
+                rules.display()
+            ),
+        );
+        let mut prometheus = Proc::spawn(
+            "prometheus",
+            &tool("PROMETHEUS", &["/usr/bin/prometheus", "prometheus"]),
+            &[
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+                format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            ],
+            dir,
+        );
+        wait_ok(
+            client,
+            &format!("{am_base}/-/ready"),
+            BOOT_WITHIN,
+            &mut alertmanager,
+        )
+        .await;
+        wait_ok(
+            client,
+            &format!("{prom_base}/-/ready"),
+            BOOT_WITHIN,
+            &mut prometheus,
+        )
+        .await;
+        Stack {
+            prometheus,
+            alertmanager,
+            prom_base,
+            notifications,
+            hook,
+        }
+    }
+
+    fn assert_running(&mut self) {
+        self.prometheus.assert_running();
+        self.alertmanager.assert_running();
+    }
+
+    /// Moves the notifications received so far into `into`.
+    fn drain(&mut self, into: &mut Vec<(Instant, Value)>) {
+        while let Ok(n) = self.notifications.try_recv() {
+            into.push(n);
+        }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.hook.abort();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let tmp = TempDir::new();
@@ -405,19 +544,8 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         .build()
         .expect("client");
 
-    // Webhook receiver.
-    let hook = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind webhook");
-    let hook_port = hook.local_addr().expect("addr").port();
-    let (tx, mut rx) = mpsc::unbounded_channel();
-    let hook_task = tokio::spawn(webhook(hook, tx));
-
-    let (exporter_port, prom_port, am_port) = (free_port(), free_port(), free_port());
+    let exporter_port = free_port();
     let exporter_base = format!("http://127.0.0.1:{exporter_port}");
-    let prom_base = format!("http://127.0.0.1:{prom_port}");
-    let am_base = format!("http://127.0.0.1:{am_port}");
-
     let mut exporter = Proc::spawn(
         "exporter",
         env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
@@ -427,66 +555,15 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         ],
         &dir,
     );
-
-    write(
-        &dir.join("alertmanager.yml"),
-        &format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, app_id, room_id, task_id, action]\n  \
-             group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\n\
-             receivers:\n  - name: hook\n    webhook_configs:\n      \
-             - url: http://127.0.0.1:{hook_port}/hook\n        send_resolved: false\n"
-        ),
-    );
-    let mut alertmanager = Proc::spawn(
-        "alertmanager",
-        &tool(
-            "ALERTMANAGER",
-            &[
-                "/usr/bin/prometheus-alertmanager",
-                "/usr/bin/alertmanager",
-                "alertmanager",
-            ],
-        ),
-        &[
-            format!("--config.file={}", dir.join("alertmanager.yml").display()),
-            format!("--storage.path={}", dir.join("am-data").display()),
-            format!("--web.listen-address=127.0.0.1:{am_port}"),
-            "--cluster.listen-address=".into(),
-        ],
-        &dir,
-    );
-
-    let rules = repo_path("examples/alerts.yml");
-    write(
-        &dir.join("prometheus.yml"),
-        &format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files:\n  - {}\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: volcengine-rtc-exporter\n    static_configs:\n      \
-             - targets: ['127.0.0.1:{exporter_port}']\n",
-            rules.display()
-        ),
-    );
-    let mut prometheus = Proc::spawn(
-        "prometheus",
-        &tool("PROMETHEUS", &["/usr/bin/prometheus", "prometheus"]),
-        &[
-            format!("--config.file={}", dir.join("prometheus.yml").display()),
-            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
-            format!("--web.listen-address=127.0.0.1:{prom_port}"),
-        ],
-        &dir,
-    );
-
-    let boot = Duration::from_secs(60);
-    for (base, process) in [
-        (&exporter_base, &mut exporter),
-        (&am_base, &mut alertmanager),
-        (&prom_base, &mut prometheus),
-    ] {
-        wait_ok(&client, &format!("{base}/-/ready"), boot, process).await;
-    }
+    let mut stack = Stack::start(&dir, exporter_port, &client).await;
+    wait_ok(
+        &client,
+        &format!("{exporter_base}/-/ready"),
+        BOOT_WITHIN,
+        &mut exporter,
+    )
+    .await;
+    let prom_base = stack.prom_base.clone();
 
     // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
     let started = Instant::now();
@@ -496,8 +573,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let mut last_metrics = String::new();
     while latency.is_none() {
         exporter.assert_running();
-        prometheus.assert_running();
-        alertmanager.assert_running();
+        stack.assert_running();
         if let Ok(r) = client.get(format!("{exporter_base}/metrics")).send().await {
             if let Ok(text) = r.text().await {
                 let now = Instant::now();
@@ -507,9 +583,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
                 last_metrics = text;
             }
         }
-        while let Ok(n) = rx.try_recv() {
-            notifications.push(n);
-        }
+        stack.drain(&mut notifications);
         for (at, n) in &notifications {
             for a in n["alerts"].as_array().into_iter().flatten() {
                 if a["labels"]["alertname"] != "VolcRtcTaskStartFailed" {
@@ -545,9 +619,7 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
 
     // Let a few more evaluation and notification rounds happen, then take stock.
     sleep(Duration::from_secs(5)).await;
-    while let Ok(n) = rx.try_recv() {
-        notifications.push(n);
-    }
+    stack.drain(&mut notifications);
     if let Ok(r) = client.get(format!("{exporter_base}/metrics")).send().await {
         if let Ok(text) = r.text().await {
             last_metrics = text;
@@ -750,8 +822,249 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     assert!(checked > 20, "only {checked} dashboard queries found");
     assert!(alert_latency < ALERT_WITHIN);
 
-    hook_task.abort();
-    drop(prometheus);
-    drop(alertmanager);
+    drop(stack);
     drop(exporter);
+}
+
+/// The callback key of [`callbacks_alone_discover_every_task_and_start_task_failed_pages`].
+const CALLBACK_KEY: &str = "e2e-callback-key-0123456789abcdef";
+/// How long after the demo world's start every task it has begun by then is expected to
+/// match the simulator (its first 30 s hold most transitions; 26–40 s is quiet).
+const TRUTH_FROM: Duration = Duration::from_secs(30);
+/// The longest the callback run may take in all.
+const CALLBACK_RUN_WITHIN: Duration = Duration::from_secs(90);
+
+/// The exporter with an empty `targets:` list and `callbacks:` configured; the demo's world in
+/// a simulator in this process, which POSTs its tasks' signed lifecycle events to the exporter
+/// (those of the last 72 hours at once, as a world already running, then each as it comes
+/// due). Every task so announced is discovered and reaches the simulator's truth (status,
+/// stop reason, file count and total size), and every one that failed to start pages: its
+/// `VolcRtcTaskStartFailed` (the shipped rules) reaches the webhook through the real
+/// Prometheus and Alertmanager. No alert names a task that did not fail to start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callbacks_alone_discover_every_task_and_start_task_failed_pages() {
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+    use volc_rtc_exporter::clock::{now_ms, system_time_to_ms};
+    use volc_rtc_exporter::credentials::Secret;
+    use volc_rtc_exporter::sim::{self, Clock, SimOptions, SimTask, Simulator};
+
+    let tmp = TempDir::new();
+    let dir = tmp.0.clone();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+
+    let began = Instant::now();
+    let world_start = volc_rtc_exporter::clock::now();
+    let t0 = system_time_to_ms(world_start);
+    let scenario = sim::demo_scenario(world_start);
+    let simulator = Arc::new(Simulator::from_scenario(
+        &scenario,
+        SimOptions::default(),
+        Clock::system(),
+    ));
+    let sim_listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the simulator");
+    let sim_port = sim_listener.local_addr().expect("addr").port();
+    let stop = CancellationToken::new();
+    let sim_server = tokio::spawn(sim::serve(sim_listener, simulator.clone(), stop.clone()));
+
+    let c = &scenario.credentials;
+    write(
+        &dir.join("config.yaml"),
+        &format!(
+            "api:\n  endpoint: http://127.0.0.1:{sim_port}\n\
+             credentials:\n  access_key_id: \"{}\"\n  secret_access_key: \"{}\"\n\
+             budget:\n  GetRecordTask: 20\n  GetWebCastTask: 20\n\
+             schedule:\n  active_interval: 1s\n  settle_interval: 1s\n  retention: 80h\n\
+             callbacks:\n  secret_key: \"{CALLBACK_KEY}\"\n  labels:\n    env: e2e\n\
+             targets: []\n",
+            c.access_key_id,
+            c.secret_access_key.expose()
+        ),
+    );
+    let exporter_port = free_port();
+    let exporter_base = format!("http://127.0.0.1:{exporter_port}");
+    let mut exporter = Proc::spawn(
+        "exporter",
+        env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
+        &[
+            format!("--config.file={}", dir.join("config.yaml").display()),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{exporter_port}"),
+        ],
+        &dir,
+    );
+    let mut stack = Stack::start(&dir, exporter_port, &client).await;
+    wait_ok(
+        &client,
+        &format!("{exporter_base}/-/ready"),
+        BOOT_WITHIN,
+        &mut exporter,
+    )
+    .await;
+
+    // The vendor's deliveries: the last 72 hours' events at once, then each as it comes due.
+    let since = t0 - 72 * 3600 * 1000;
+    let sender = sim::CallbackSender::new(
+        &format!("{exporter_base}/callbacks/volcengine-rtc"),
+        Secret::new(CALLBACK_KEY),
+    )
+    .expect("a loopback URL");
+    let driver = tokio::spawn(sim::run_callbacks(
+        simulator.clone(),
+        sender,
+        since,
+        Duration::from_millis(100),
+        stop.clone(),
+    ));
+
+    let key_of = |t: &SimTask| -> TaskKey {
+        (
+            t.kind().as_str().to_string(),
+            t.app_id.clone(),
+            t.room_id.clone(),
+            t.task_id.clone(),
+        )
+    };
+    // What the exporter should show for a task at `at_ms`: status, stop reason (terminal
+    // tasks), files and their total size (record tasks). Past the 72-hour horizon the API
+    // no longer answers and the exporter keeps the last values, which are the same.
+    let truth = |t: &SimTask, at_ms: i64| {
+        let s = t.state_ignoring_horizon(at_ms);
+        let reason = (s.status >= 3).then(|| s.stop_reason.to_string());
+        let files = (t.kind().as_str() == "record").then(|| {
+            (
+                s.files.len() as f64,
+                s.files.iter().map(|f| f.size_bytes as f64).sum::<f64>(),
+            )
+        });
+        (s.status as f64, reason, files)
+    };
+
+    let mut notifications: Vec<(Instant, Value)> = Vec::new();
+    let mut last_metrics = String::new();
+    let (announced, failed_to_start, alerted) = loop {
+        exporter.assert_running();
+        stack.assert_running();
+        let at_ms = now_ms();
+        if let Ok(r) = client.get(format!("{exporter_base}/metrics")).send().await {
+            if let Ok(text) = r.text().await {
+                last_metrics = text;
+            }
+        }
+        let shown = Tasks::from_metrics(&last_metrics);
+        // Tasks with an event due at least a second ago: delivered by now.
+        let announced: Vec<&SimTask> = scenario
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.callbacks()
+                    .iter()
+                    .any(|e| e.at_ms > since && e.at_ms <= at_ms - 1_000)
+            })
+            .collect();
+        let mut wrong = Vec::new();
+        for t in &announced {
+            let k = key_of(t);
+            let (status, reason, files) = truth(t, at_ms);
+            let got = (
+                shown.status.get(&k).copied(),
+                shown.reason.get(&k).cloned(),
+                shown.files.get(&k).copied(),
+            );
+            if got != (Some(status), reason.clone(), files) {
+                wrong.push(format!(
+                    "{k:?}: shown {got:?}, true {:?}",
+                    (status, reason, files)
+                ));
+            }
+        }
+        stack.drain(&mut notifications);
+        let alerted: BTreeSet<TaskKey> = firing(&notifications)
+            .filter(|(name, _)| name == "VolcRtcTaskStartFailed")
+            .filter_map(|(_, labels)| task_of(&labels))
+            .collect();
+        let failed_to_start: BTreeSet<TaskKey> = announced
+            .iter()
+            .filter(|t| truth(t, at_ms).1.as_deref() == Some("StartTaskFailed"))
+            .map(|t| key_of(t))
+            .collect();
+        let paged = failed_to_start.is_subset(&alerted);
+        if began.elapsed() >= TRUTH_FROM && wrong.is_empty() && paged {
+            break (announced.len(), failed_to_start, alerted);
+        }
+        assert!(
+            began.elapsed() < CALLBACK_RUN_WITHIN,
+            "after {CALLBACK_RUN_WITHIN:?}: {} of {} announced tasks differ from the simulator:\n{}\n\
+             StartTaskFailed tasks {failed_to_start:?}, alerted {alerted:?}",
+            wrong.len(),
+            announced.len(),
+            wrong.join("\n")
+        );
+        sleep(Duration::from_millis(500)).await;
+    };
+    stop.cancel();
+    let _ = driver.await;
+    let _ = sim_server.await;
+
+    // Nothing but the announced tasks is shown: no target list, nothing invented.
+    let shown = Tasks::from_metrics(&last_metrics);
+    let known: BTreeSet<TaskKey> = scenario.tasks.iter().map(key_of).collect();
+    let stray: Vec<&TaskKey> = shown
+        .status
+        .keys()
+        .filter(|k| !known.contains(*k))
+        .collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // Every StartTaskFailed alert names a task that failed to start (no healthy task pages).
+    for (name, labels) in firing(&notifications) {
+        if name == "VolcRtcTaskStartFailed" {
+            let k = task_of(&labels).expect("task labels");
+            assert_eq!(
+                shown.reason.get(&k).map(String::as_str),
+                Some("StartTaskFailed"),
+                "{labels:?}"
+            );
+            assert_eq!(labels.get("env").map(String::as_str), Some("e2e"));
+        }
+    }
+    let deliveries = |outcome: &str| -> f64 {
+        series(&last_metrics, "volcengine_rtc_callbacks_total")
+            .into_iter()
+            .filter(|(l, _)| l.get("outcome").map(String::as_str) == Some(outcome))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(deliveries("accepted") >= announced as f64);
+    assert_eq!(deliveries("bad_signature"), 0.0);
+    assert!(
+        failed_to_start.len() >= 3,
+        "record and webcast StartTaskFailed tasks: {failed_to_start:?}"
+    );
+    println!(
+        "callbacks only: {announced} tasks discovered and matching the simulator after {:.1} s \
+         ({} deliveries accepted); StartTaskFailed alerts at the webhook for {} of {} tasks",
+        began.elapsed().as_secs_f64(),
+        deliveries("accepted"),
+        alerted.intersection(&failed_to_start).count(),
+        failed_to_start.len()
+    );
+    drop(stack);
+    drop(exporter);
+}
+
+/// `(alertname, labels)` of every firing alert in the notifications.
+fn firing(notifications: &[(Instant, Value)]) -> impl Iterator<Item = (String, Labels)> + '_ {
+    notifications
+        .iter()
+        .flat_map(|(_, n)| n["alerts"].as_array().into_iter().flatten())
+        .filter(|a| a["status"] == "firing")
+        .filter_map(|a| {
+            let labels: Labels = serde_json::from_value(a["labels"].clone()).ok()?;
+            Some((labels.get("alertname")?.clone(), labels))
+        })
 }

@@ -1,5 +1,7 @@
 //! `demo`: the exporter polling a simulated RTC OpenAPI on a loopback port (needs the `sim`
-//! feature).
+//! feature), and receiving that simulator's RTC callbacks: a few of the demo's tasks are in no
+//! target list and are discovered from their signed lifecycle events alone, POSTed over
+//! loopback to the exporter's own callback endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +11,9 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::callbacks::settings::{CallbackSettings, KeySource, DEFAULT_PATH};
 use crate::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
+use crate::credentials::Secret;
 use crate::exporter::{self, Exporter};
 use crate::sim;
 use crate::telemetry::Telemetry;
@@ -26,15 +30,44 @@ pub fn demo_schedule() -> ScheduleSettings {
     }
 }
 
+/// The callback key of `demo`: the simulator signs with it and the exporter verifies with it.
+/// Not a secret (it is in the source); a real key comes from the RTC console.
+pub const DEMO_CALLBACK_KEY: &str = "demo-callback-key-not-a-real-one";
+
+/// How often the demo's simulator looks for lifecycle events that came due.
+const CALLBACK_TICK: Duration = Duration::from_millis(250);
+
+/// `demo`'s `callbacks:` section: the default path, the demo key, any app, discovered targets
+/// labelled `env="demo"` like the listed ones.
+pub fn demo_callbacks() -> CallbackSettings {
+    CallbackSettings {
+        key: Secret::new(DEMO_CALLBACK_KEY),
+        key_source: KeySource::Inline,
+        path: DEFAULT_PATH.to_owned(),
+        app_ids: None,
+        labels: vec![("env".into(), "demo".into())],
+        // The demo's intervals are scaled down (3 s active); announced recordings 4× that, as
+        // the defaults are (15 s and 1 m).
+        active_interval: Duration::from_secs(12),
+    }
+}
+
 /// `demo`: the simulated RTC OpenAPI on an ephemeral loopback port, with the demo scenario's
-/// tasks, and the exporter polling it and serving on `listen`.
+/// tasks, and the exporter polling it and serving on `listen`. The simulator also sends every
+/// task's lifecycle events from now on, signed with [`DEMO_CALLBACK_KEY`], to the exporter's
+/// callback endpoint over loopback; the scenario's unlisted tasks are known from those alone.
+/// (Not when the exporter serves TLS or listens on an address other than loopback or any:
+/// the simulator sends plain HTTP to loopback only.)
 pub async fn demo(
     listen: SocketAddr,
     web: super::WebFlags,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let web_config = crate::web_config::SharedWebConfig::new(web.load()?);
-    let scenario = sim::demo_scenario(crate::clock::now());
+    let web_config = web.load()?;
+    let tls = web_config.tls_enabled();
+    let web_config = crate::web_config::SharedWebConfig::new(web_config);
+    let started = crate::clock::now();
+    let scenario = sim::demo_scenario(started);
     let simulator = Arc::new(sim::Simulator::from_scenario(
         &scenario,
         sim::SimOptions::default(),
@@ -46,7 +79,11 @@ pub async fn demo(
     let sim_addr = sim_listener
         .local_addr()
         .context("reading the simulated API's address")?;
-    let sim_server = tokio::spawn(sim::serve(sim_listener, simulator, shutdown.clone()));
+    let sim_server = tokio::spawn(sim::serve(
+        sim_listener,
+        simulator.clone(),
+        shutdown.clone(),
+    ));
 
     let mut settings = Settings::new(
         scenario.credentials.clone(),
@@ -60,6 +97,8 @@ pub async fn demo(
     };
     settings.schedule = demo_schedule();
     settings.budget = [20.0, 20.0];
+    let callbacks = demo_callbacks();
+    settings.callbacks = Some(callbacks.clone());
 
     let listener = TcpListener::bind(listen)
         .await
@@ -76,6 +115,37 @@ pub async fn demo(
         scenario.targets.len()
     );
     println!("demo: exporter listening on {local}; open http://{shown}/ or http://{shown}/metrics");
+    let unlisted = scenario.unlisted_tasks().len();
+    let sender = (!tls && (local.ip().is_loopback() || local.ip().is_unspecified()))
+        .then(|| format!("http://{shown}{}", callbacks.path))
+        .and_then(|url| {
+            sim::CallbackSender::new(&url, callbacks.key.clone())
+                .ok()
+                .map(|s| (url, s))
+        });
+    let callback_driver = match sender {
+        Some((url, sender)) => {
+            println!(
+                "demo: RTC callbacks: the simulator POSTs each task's signed lifecycle events to {url}; \
+                 {unlisted} tasks are in no target list and are discovered from them \
+                 (source \"callback\" on http://{shown}/targets)"
+            );
+            Some(tokio::spawn(sim::run_callbacks(
+                simulator,
+                sender,
+                crate::clock::system_time_to_ms(started),
+                CALLBACK_TICK,
+                shutdown.clone(),
+            )))
+        }
+        None => {
+            println!(
+                "demo: RTC callbacks not sent: the simulator sends plain HTTP to loopback only, \
+                 so {unlisted} tasks known only from callbacks stay unseen"
+            );
+            None
+        }
+    };
     println!("demo: press Ctrl-C to stop");
     // A fresh temporary store each run: restarts are shown with the real binary, not here.
     let storage = std::env::temp_dir().join(format!(
@@ -93,6 +163,9 @@ pub async fn demo(
     };
     let served = exporter::run_with(exporter, listener, setup, shutdown).await;
     let _ = sim_server.await;
+    if let Some(driver) = callback_driver {
+        driver.abort();
+    }
     let _ = std::fs::remove_dir_all(&storage);
     Ok(served?)
 }

@@ -130,6 +130,8 @@ fn ended_record(
 /// (`lobby.main`, target without task ID) whose task is replaced; new tasks keep starting for
 /// five minutes. A few targets are deliberately not found (a typo, tasks older than 72 h), and
 /// a few answers show the vendor's quirks (three early 503s, the other field spellings).
+/// Four tasks starting 4–40 s after `now` have no target at all
+/// ([`Scenario::unlisted_tasks`]): `demo` learns of them from RTC callbacks only.
 pub fn demo_scenario(now: SystemTime) -> Scenario {
     let t0 = system_time_to_ms(now);
     let s = |secs: i64| t0 + secs * SEC;
@@ -396,6 +398,31 @@ pub fn demo_scenario(now: SystemTime) -> Scenario {
         false,
     );
 
+    // Known only through RTC callbacks: no target names them, so an exporter learns of them
+    // from the lifecycle events alone (`demo` has the simulator POST them to its callback
+    // endpoint). All start after `now`: one records and ends with files, one fails to start,
+    // a web capture runs, and a recording starts later.
+    for task in [
+        ended_record(
+            (APP_EDU, "class-105", "rec-class-105"),
+            s(4),
+            s(20),
+            stop_reason::IDLE_TIME_OUT,
+            (2, 5),
+        ),
+        ended_record(
+            (APP_LIVE, "studio-5", "rec-studio-5"),
+            s(5),
+            s(6),
+            stop_reason::START_TASK_FAILED,
+            (0, 0),
+        ),
+        SimTask::webcast(APP_EVENTS, "hall-b", "web-hall-b", s(7)),
+        SimTask::record(APP_EVENTS, "hall-b", "rec-hall-b", s(40)),
+    ] {
+        items.push((task, false));
+    }
+
     let mut targets: Vec<Target> = items
         .iter()
         .filter(|(_, own)| *own)
@@ -430,6 +457,25 @@ pub fn demo_scenario(now: SystemTime) -> Scenario {
         targets,
         credentials: sim_credentials(),
         faults,
+    }
+}
+
+impl Scenario {
+    /// The tasks no target names, neither by task ID nor (webcast) by a followed room: an
+    /// exporter polling only [`Scenario::targets`] never sees them; callbacks announce them.
+    pub fn unlisted_tasks(&self) -> Vec<&SimTask> {
+        self.tasks
+            .iter()
+            .filter(|t| {
+                !self.targets.iter().any(|target| {
+                    let k = &target.key;
+                    k.kind == t.kind()
+                        && k.app_id == t.app_id
+                        && k.room_id == t.room_id
+                        && k.task_id.as_deref().is_none_or(|id| id == t.task_id)
+                })
+            })
+            .collect()
     }
 }
 
@@ -570,5 +616,18 @@ mod tests {
             assert!(t.key.task_id.as_deref().is_none_or(ok));
             assert!(t.key.kind == Kind::Webcast || t.key.task_id.is_some());
         }
+        // The tasks known only from callbacks: all start after now (so callbacks sent from
+        // now on announce them), within a minute, one of them failing to start.
+        let t0 = system_time_to_ms(crate::clock::now());
+        let unlisted = s.unlisted_tasks();
+        assert_eq!(unlisted.len(), 4, "{unlisted:?}");
+        assert!(unlisted
+            .iter()
+            .all(|t| t.start_ms > t0 && t.start_ms < t0 + 60 * SEC));
+        assert!(unlisted.iter().any(|t| t
+            .end
+            .as_ref()
+            .is_some_and(|e| e.stop_reason == stop_reason::START_TASK_FAILED)));
+        assert!(unlisted.iter().any(|t| t.kind() == Kind::Webcast));
     }
 }
