@@ -86,11 +86,15 @@ impl Callbacks for CallbackEndpoint {
         let e = &self.exporter;
         match decision.action {
             Action::Nothing => {}
-            Action::RegisterAndPoll { target, .. } | Action::Poll { target } => {
-                e.follow_now(target, None);
-            }
+            // A start that failed may never be followed by `RecordStopped`: such a task keeps
+            // the usual active interval until its failure shows.
+            Action::RegisterAndPoll {
+                target,
+                start_failed,
+            } => e.follow_now(target, None, !start_failed),
+            Action::Poll { target } => e.follow_now(target, None, true),
             Action::ApplyFilesAndPoll { target, files } => {
-                e.follow_now(target, Some(files));
+                e.follow_now(target, Some(files), true);
             }
         }
         (status, text)
@@ -117,11 +121,13 @@ impl Callbacks for CallbackEndpoint {
 
 impl Exporter {
     /// A task a callback named: followed as a target (source `callback`, if not known yet),
-    /// `files` put into its values at once, and polled now.
+    /// `files` put into its values at once, and polled now. `announced`: its end will be
+    /// announced too (see [`crate::scheduler::Scheduler::announce`]).
     fn follow_now(
         &self,
         target: crate::model::Target,
         files: Option<Vec<crate::model::RecordFile>>,
+        announced: bool,
     ) {
         let key = target.key.clone();
         self.add_targets(Source::Callback, std::slice::from_ref(&target));
@@ -137,7 +143,9 @@ impl Exporter {
         let now = tokio::time::Instant::now();
         let mut scheduler = self.scheduler();
         // Its end will be announced as well: while it runs it is polled less often.
-        scheduler.announce(id);
+        if announced {
+            scheduler.announce(id);
+        }
         scheduler.poll_now(id, now);
         drop(scheduler);
         self.wake[key.kind.action()].notify_one();
