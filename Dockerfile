@@ -7,9 +7,10 @@
 #     volcengine-rtc-exporter
 #
 # reqwest is built with rustls (no OpenSSL), so the musl target needs only musl-tools for the
-# C parts of `ring`. `scripts/test-image` builds this file with buildah and no registry, with
-# TARGET=x86_64-unknown-linux-gnu and RUSTFLAGS="-C target-feature=+crt-static" (a static
-# glibc binary), because the musl standard library cannot be downloaded there.
+# C parts of `ring` (installed only when TARGET is a musl one). `scripts/test-image` builds this
+# file with buildah and no registry, with TARGET=x86_64-unknown-linux-gnu and
+# RUSTFLAGS="-C target-feature=+crt-static" (a static glibc binary, built with the image's gcc),
+# because the musl standard library cannot be downloaded there.
 
 ARG RUST_VERSION=1
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
@@ -17,9 +18,11 @@ ARG TARGET=x86_64-unknown-linux-musl
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Debian's current musl-tools; the image is rebuilt for updates, not pinned to one version.
 # hadolint ignore=DL3008
-RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools \
- && rm -rf /var/lib/apt/lists/* \
+RUN case "${TARGET}" in \
+      *-musl*) apt-get update \
+        && apt-get install -y --no-install-recommends musl-tools \
+        && rm -rf /var/lib/apt/lists/* ;; \
+    esac \
  && { rustup target list --installed | grep -qx "${TARGET}" || rustup target add "${TARGET}"; }
 WORKDIR /src
 # The whole context (see .dockerignore): Cargo reads every target the manifest declares
