@@ -289,7 +289,7 @@ pub enum KeyReread {
 }
 
 /// [`handle`] with its state and counting: what the HTTP handler calls. The policy can be
-/// replaced while deliveries come in: by a reload ([`Receiver::set_policy`]) and by a new key
+/// replaced while deliveries come in: by a reload ([`Receiver::set_settings`]) and by a new key
 /// in `secret_key_file` ([`Receiver::reread_key`]).
 #[derive(Debug)]
 pub struct Receiver {
