@@ -7,7 +7,8 @@
 //!   (run the exporter, `check`, `once`, `demo`); [`logging`] — `tracing` to stderr as logfmt or
 //!   JSON. The binary (`main.rs`) only turns their result into an exit code.
 //! - [`config`] — the YAML file parsed, then converted in one step into checked [`config::Settings`];
-//!   every problem reported at once with file, line and column.
+//!   every problem reported at once with file, line and column. [`duration`] — Prometheus
+//!   durations (`15s`, `1h30m`), read and written, for the config and the `callbacks:` section.
 //! - [`credentials`] — the credential chain and the [`credentials::Secret`] wrapper that keeps
 //!   secrets out of every output.
 //! - [`model`] — shared domain types: [`model::Target`], [`model::TaskSnapshot`],
@@ -58,6 +59,7 @@ pub mod commands;
 pub mod config;
 pub mod credentials;
 pub mod durable;
+pub mod duration;
 pub mod exporter;
 pub mod exposition;
 pub mod logging;

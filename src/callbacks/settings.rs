@@ -176,7 +176,7 @@ impl CallbacksConfig {
         }
         let active_interval = match self.active_interval.as_deref() {
             None => DEFAULT_ACTIVE_INTERVAL,
-            Some(text) => match crate::config::duration::parse(text) {
+            Some(text) => match crate::duration::parse(text) {
                 Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
                 Ok(_) => {
                     problem(

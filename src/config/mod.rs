@@ -27,7 +27,7 @@
 //! (`web_config`), where serde's first-error position is enough, and the tests' YAML files.
 
 mod check;
-pub mod duration;
+pub use crate::duration;
 pub mod yaml;
 
 use std::collections::BTreeSet;
