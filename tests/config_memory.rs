@@ -87,10 +87,14 @@ fn loading_ten_thousand_targets_stays_small() {
             "{style}: loading took {} bytes per target at its peak",
             peak / N
         );
+        // Targets with equal labels share them, so the settings alone are small; the peak
+        // (the tree of the whole config while it is converted) is held to a few times the text.
         assert!(
-            peak < kept * 3,
-            "{style}: peak {peak} bytes for {kept} bytes of settings"
+            peak < text.len() * 5,
+            "{style}: peak {peak} bytes for {} bytes of YAML",
+            text.len()
         );
+        assert!(kept < peak, "{style}: {kept} bytes kept, peak {peak}");
     }
     // Every target wrong: each of the 10,000 problems has its place.
     let text = config_text(N, true, 50).replace("app_id: \"", "app_id: \"no spaces ");
