@@ -31,7 +31,7 @@ pub struct Cli {
     pub config_file: Option<PathBuf>,
 
     /// Address to serve /metrics, /, /targets, /-/healthy, /-/ready (and /-/reload,
-    /// /api/v1/targets when enabled) on, as HOST:PORT or :PORT.
+    /// /api/v1/targets and the RTC callbacks path when enabled) on, as HOST:PORT or :PORT.
     #[arg(
         long = "web.listen-address",
         value_name = "ADDR",
