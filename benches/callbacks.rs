@@ -23,6 +23,8 @@
 //! --all-targets`, in a debug build) every row runs at smoke size for a few seconds, to prove
 //! the bench still works; its figures mean nothing.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -38,7 +40,7 @@ use volc_rtc_exporter::clock::{now_ms, system_time_to_ms};
 use volc_rtc_exporter::config::{default_budget, CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::exporter::{self, Exporter, ExporterError};
-use volc_rtc_exporter::model::{Action, Kind, Outcome, Target, TargetKey};
+use volc_rtc_exporter::model::{Action, Outcome, Target};
 use volc_rtc_exporter::persist::{self, Source};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
@@ -104,24 +106,11 @@ impl Plan {
 }
 
 fn main() -> ExitCode {
-    let full = std::env::args().any(|a| a == "--bench");
-    let plan = if full { Plan::full() } else { Plan::smoke() };
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    if full {
-        println!("callbacks bench: {cores} cores (available_parallelism)");
-    } else {
-        println!("callbacks bench: smoke run (no --bench argument), figures are not measurements");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("callbacks bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (full, runtime) = common::start("callbacks");
+    let Some(runtime) = runtime else {
+        return ExitCode::FAILURE;
     };
+    let plan = if full { Plan::full() } else { Plan::smoke() };
     match runtime.block_on(run(&plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -322,18 +311,6 @@ fn sender(url: &str) -> anyhow::Result<CallbackSender> {
     let mut s = CallbackSender::new(url, Secret::new(KEY))?;
     s.retries = 0;
     Ok(s)
-}
-
-fn record_target(room: &str, task: &str) -> Target {
-    Target {
-        key: TargetKey {
-            kind: Kind::Record,
-            app_id: APP.into(),
-            room_id: room.into(),
-            task_id: Some(task.into()),
-        },
-        labels: Default::default(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -562,7 +539,12 @@ async fn calls_mode(plan: &Plan, callbacks: bool) -> anyhow::Result<ModeFigures>
         let stop = stop_driver.clone();
         let starts: Vec<(i64, Target)> = tasks
             .iter()
-            .map(|t| (t.start_ms, record_target(&t.room_id, &t.task_id)))
+            .map(|t| {
+                (
+                    t.start_ms,
+                    common::record_target(APP, t.room_id.clone(), t.task_id.clone(), Vec::new()),
+                )
+            })
             .collect();
         tokio::spawn(async move {
             let mut next = 0;
@@ -692,7 +674,7 @@ async fn storm_row(plan: &Plan) -> anyhow::Result<StormFigures> {
     );
     let targets: Vec<Target> = listed
         .iter()
-        .map(|t| record_target(&t.room_id, &t.task_id))
+        .map(|t| common::record_target(APP, t.room_id.clone(), t.task_id.clone(), Vec::new()))
         .collect();
     let stop_sim = CancellationToken::new();
     let (simulator, endpoint) =

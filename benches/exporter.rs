@@ -118,24 +118,12 @@ fn env_secs(name: &str, default: u64) -> u64 {
 }
 
 fn main() -> ExitCode {
-    let full = std::env::args().any(|a| a == "--bench");
+    let (full, runtime) = common::start("exporter");
+    let Some(runtime) = runtime else {
+        return ExitCode::FAILURE;
+    };
     let plan = if full { Plan::full() } else { Plan::smoke() };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
-    if full {
-        println!("exporter bench: {cores} cores (available_parallelism)");
-    } else {
-        println!("exporter bench: smoke run (no --bench argument), figures are not measurements");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("exporter bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     match runtime.block_on(run(&plan, cores)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

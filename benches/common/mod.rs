@@ -22,6 +22,25 @@ pub fn record_target(
     }
 }
 
+/// How a bench binary starts: whether this is the full run (`cargo bench` passes `--bench`;
+/// without it, under `cargo test --all-targets`, a smoke run), announced on stdout with the
+/// core count, and the multi-threaded runtime it runs on (`None`, reported, if it cannot start).
+pub fn start(name: &str) -> (bool, Option<tokio::runtime::Runtime>) {
+    let full = std::env::args().any(|a| a == "--bench");
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    if full {
+        println!("{name} bench: {cores} cores (available_parallelism)");
+    } else {
+        println!("{name} bench: smoke run (no --bench argument), figures are not measurements");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| eprintln!("{name} bench: cannot start the runtime: {e}"))
+        .ok();
+    (full, runtime)
+}
+
 /// `VmRSS` and `VmHWM` of process `pid`, KiB; `None` when `/proc` does not say.
 pub fn rss_kib(pid: u32) -> Option<(u64, u64)> {
     status_kib(&format!("/proc/{pid}/status"))
