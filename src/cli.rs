@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The default port: outside the 9100–9999 exporter range, which is fully allocated.
 pub const DEFAULT_PORT: u16 = 19966;
@@ -13,6 +13,8 @@ pub const DEFAULT_PORT: u16 = 19966;
 #[command(
     name = "volcengine-rtc-exporter",
     version = env!("VOLC_EXPORTER_LONG_VERSION"),
+    // Each command lists only the flags it uses; flags go after the command.
+    args_conflicts_with_subcommands = true,
     about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording and web-capture tasks.",
     long_about = "Prometheus exporter for Volcengine / BytePlus RTC cloud recording (GetRecordTask) \
 and web-page capture (GetWebCastTask) tasks.\n\n\
@@ -26,54 +28,14 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Path to the YAML configuration file (see examples/config.yaml).
-    #[arg(long = "config.file", value_name = "FILE", global = true)]
-    pub config_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 
-    /// Address to serve /metrics, /, /targets, /-/healthy, /-/ready (and /-/reload,
-    /// /api/v1/targets and the RTC callbacks path when enabled) on, as HOST:PORT or :PORT.
-    #[arg(
-        long = "web.listen-address",
-        value_name = "ADDR",
-        default_value_t = format!(":{DEFAULT_PORT}"),
-        value_parser = parse_listen_address_str,
-        global = true
-    )]
-    pub listen_address: String,
+    #[command(flatten)]
+    pub web: WebArgs,
 
-    /// Folder of the durable store: every target's last answer, phase and the stop counters,
-    /// kept across restarts. Empty (`--storage.path=`) keeps state in memory only. Only one
-    /// process may use a folder at a time.
-    #[arg(
-        long = "storage.path",
-        value_name = "DIR",
-        default_value = "./data",
-        global = true
-    )]
-    pub storage_path: PathBuf,
-    /// Web configuration file (exporter-toolkit format) for TLS, mutual TLS and basic
-    /// authentication of every endpoint but /-/healthy and /-/ready; `check` validates it too,
-    /// and a reload re-reads it.
-    #[arg(long = "web.config.file", value_name = "FILE", global = true)]
-    pub web_config_file: Option<PathBuf>,
-
-    /// Most HTTP requests served at once; more get 503. 0 means no limit.
-    #[arg(
-        long = "web.max-requests",
-        value_name = "N",
-        default_value_t = crate::server::DEFAULT_MAX_REQUESTS,
-        global = true
-    )]
-    pub max_requests: usize,
-
-    /// Reload the configuration on POST or PUT /-/reload (SIGHUP always reloads).
-    #[arg(long = "web.enable-lifecycle", global = true)]
-    pub enable_lifecycle: bool,
-
-    /// Serve the registration API: GET, POST and DELETE /api/v1/targets. Protect it with
-    /// basic_auth_users in --web.config.file.
-    #[arg(long = "web.enable-targets-api", global = true)]
-    pub enable_targets_api: bool,
+    #[command(flatten)]
+    pub storage: StorageArgs,
 
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
@@ -84,15 +46,99 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// `--config.file`: the exporter, `check` and `once`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Path to the YAML configuration file (see examples/config.yaml).
+    #[arg(long = "config.file", value_name = "FILE")]
+    pub config_file: Option<PathBuf>,
+}
+
+/// `--web.config.file`: the exporter, `demo` and `check` (which validates it).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WebConfigArgs {
+    /// Web configuration file (exporter-toolkit format) for TLS, mutual TLS and basic
+    /// authentication of every endpoint but /-/healthy and /-/ready; `check` validates it too,
+    /// and a reload re-reads it.
+    #[arg(long = "web.config.file", value_name = "FILE")]
+    pub web_config_file: Option<PathBuf>,
+}
+
+/// The HTTP server's flags: the exporter and `demo`.
+#[derive(Debug, Clone, Args)]
+pub struct WebArgs {
+    /// Address to serve /metrics, /, /targets, /-/healthy, /-/ready (and /-/reload,
+    /// /api/v1/targets and the RTC callbacks path when enabled) on, as HOST:PORT or :PORT.
+    #[arg(
+        long = "web.listen-address",
+        value_name = "ADDR",
+        default_value_t = format!(":{DEFAULT_PORT}"),
+        value_parser = parse_listen_address_str,
+    )]
+    pub listen_address: String,
+
+    #[command(flatten)]
+    pub web_config: WebConfigArgs,
+
+    /// Most HTTP requests served at once; more get 503. 0 means no limit.
+    #[arg(
+        long = "web.max-requests",
+        value_name = "N",
+        default_value_t = crate::server::DEFAULT_MAX_REQUESTS
+    )]
+    pub max_requests: usize,
+
+    /// Reload the configuration on POST or PUT /-/reload (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
+    /// Serve the registration API: GET, POST and DELETE /api/v1/targets. Protect it with
+    /// basic_auth_users in --web.config.file.
+    #[arg(long = "web.enable-targets-api")]
+    pub enable_targets_api: bool,
+}
+
+/// `--storage.path` of the exporter (`demo` has its own, with a temporary folder by default).
+#[derive(Debug, Clone, Args)]
+pub struct StorageArgs {
+    /// Folder of the durable store: every target's last answer, phase and the stop counters,
+    /// kept across restarts. Empty (`--storage.path=`) keeps state in memory only. Only one
+    /// process may use a folder at a time.
+    #[arg(
+        long = "storage.path",
+        value_name = "DIR",
+        default_value = "./data",
+        value_parser = parse_storage_path
+    )]
+    pub storage_path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate the config (no network), print a summary; exit 1 on any problem.
-    Check,
+    Check {
+        #[command(flatten)]
+        config: ConfigArgs,
+        #[command(flatten)]
+        web_config: WebConfigArgs,
+    },
     /// Poll every target once inside the budget, print the metrics on stdout; exit 1 if any poll failed.
-    Once,
-    /// Run the exporter against a built-in simulated RTC API with a few dozen tasks (no account needed).
+    Once {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+    /// Run the exporter against a built-in simulated RTC API with a few dozen tasks (no account
+    /// needed).
     #[cfg(feature = "sim")]
-    Demo,
+    Demo {
+        #[command(flatten)]
+        web: WebArgs,
+        /// Folder of the durable store, kept across restarts of the demo. By default a
+        /// temporary folder, new at each start and removed at the end; empty
+        /// (`--storage.path=`) keeps state in memory only.
+        #[arg(long = "storage.path", value_name = "DIR", value_parser = parse_storage_path)]
+        storage_path: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,9 +149,9 @@ pub enum LogLevel {
     Error,
 }
 
-impl Cli {
+impl WebArgs {
     /// The `--web.*` switches for the server.
-    pub fn web_options(&self) -> crate::server::Options {
+    pub fn options(&self) -> crate::server::Options {
         crate::server::Options {
             max_requests: self.max_requests,
             enable_lifecycle: self.enable_lifecycle,
@@ -129,6 +175,11 @@ impl LogLevel {
 pub enum LogFormat {
     Logfmt,
     Json,
+}
+
+/// Any text, the empty one included (clap's own path parser refuses it): empty means in memory.
+fn parse_storage_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
 }
 
 fn parse_listen_address_str(s: &str) -> Result<String, String> {
@@ -193,24 +244,36 @@ mod tests {
             "--log.format=json",
         ])
         .unwrap();
-        assert!(matches!(cli.command, Some(Command::Check)));
-        assert_eq!(cli.config_file, Some(PathBuf::from("/tmp/c.yaml")));
+        let Some(Command::Check { config, .. }) = &cli.command else {
+            panic!("not check: {cli:?}");
+        };
+        assert_eq!(config.config_file, Some(PathBuf::from("/tmp/c.yaml")));
         assert_eq!(cli.log_format, LogFormat::Json);
-        assert_eq!(cli.listen_address, ":19966");
+        assert_eq!(cli.web.listen_address, ":19966");
         assert!(Cli::try_parse_from(["x", "--web.listen-address=nope"]).is_err());
-        assert_eq!(cli.web_options(), crate::server::Options::default());
+        assert_eq!(cli.web.options(), crate::server::Options::default());
         let cli = Cli::try_parse_from([
             "x",
             "--web.config.file=web.yml",
             "--web.max-requests=3",
             "--web.enable-lifecycle",
             "--web.enable-targets-api",
+            "--storage.path=",
         ])
         .unwrap();
-        assert_eq!(cli.web_config_file, Some(PathBuf::from("web.yml")));
-        let options = cli.web_options();
+        assert_eq!(
+            cli.web.web_config.web_config_file,
+            Some(PathBuf::from("web.yml"))
+        );
+        assert_eq!(cli.storage.storage_path, PathBuf::new());
+        let options = cli.web.options();
         assert_eq!(options.max_requests, 3);
         assert!(options.enable_lifecycle && options.enable_targets_api);
         assert!(Cli::try_parse_from(["x", "--web.max-requests=-1"]).is_err());
+        // Each command takes only its own flags.
+        assert!(Cli::try_parse_from(["x", "demo", "--storage.path=/tmp/x"]).is_ok());
+        assert!(Cli::try_parse_from(["x", "demo", "--config.file=c.yaml"]).is_err());
+        assert!(Cli::try_parse_from(["x", "once", "--web.listen-address=:1"]).is_err());
+        assert!(Cli::try_parse_from(["x", "demo", "--log.level=debug"]).is_ok());
     }
 }

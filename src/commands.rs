@@ -50,9 +50,10 @@ pub fn check(path: &Path, web_config: Option<&Path>) -> anyhow::Result<()> {
     if !problems.is_empty() {
         anyhow::bail!("{}", problems.join("\n"));
     }
-    if let Ok(settings) = settings {
+    if let Ok(settings) = &settings {
+        let files = target_files_summary(&settings.target_files)?;
         println!("{}: OK", path.display());
-        print!("{}", settings.summary());
+        print!("{}{files}", settings.summary());
     }
     if let Some((path, Ok(web))) = web {
         println!(
@@ -62,6 +63,29 @@ pub fn check(path: &Path, web_config: Option<&Path>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// What `check` says of the target files: how many match and how many targets they hold now.
+/// A file that does not load is an error, with every problem at its place.
+fn target_files_summary(patterns: &[PathBuf]) -> anyhow::Result<String> {
+    if patterns.is_empty() {
+        return Ok(String::new());
+    }
+    let mut loader = crate::sources::files::Loader::new(patterns.to_vec());
+    loader.scan(true);
+    let current = loader.current();
+    let problems: Vec<&str> = current
+        .files()
+        .filter_map(|(_, entry)| entry.last_error.as_deref())
+        .collect();
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok(format!(
+        "  {} files matched now, with {} targets\n",
+        current.files().count(),
+        current.target_count()
+    ))
 }
 
 /// The HTTP flags: `--web.config.file` and the `--web.*` switches.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
-use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command};
+use volc_rtc_exporter::cli::{parse_listen_address, Cli, Command, ConfigArgs, WebArgs};
 use volc_rtc_exporter::commands::WebFlags;
 use volc_rtc_exporter::{commands, logging};
 
@@ -37,39 +37,44 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<bool> {
-    let listen = parse_listen_address(&cli.listen_address).map_err(anyhow::Error::msg)?;
-    let needs_config = || {
-        cli.config_file.clone().ok_or_else(|| {
-            anyhow::anyhow!(
-                "--config.file is required (try examples/config.yaml, or `demo` to run without an account)"
-            )
-        })
-    };
-    let web = WebFlags {
-        config_file: cli.web_config_file.clone(),
-        options: cli.web_options(),
-    };
     match cli.command {
-        Some(Command::Check) => {
-            commands::check(&needs_config()?, cli.web_config_file.as_deref()).map(|()| true)
+        Some(Command::Check { config, web_config }) => commands::check(
+            &needs_config(config)?,
+            web_config.web_config_file.as_deref(),
+        )
+        .map(|()| true),
+        Some(Command::Once { config }) => {
+            commands::once(commands::load_settings(&needs_config(config)?)?).await
         }
-        Some(Command::Once) => commands::once(commands::load_settings(&needs_config()?)?).await,
         #[cfg(feature = "sim")]
-        Some(Command::Demo) => {
-            commands::demo(listen, web, shutdown_on_signal()).await?;
+        Some(Command::Demo { web, storage_path }) => {
+            // Before anything is printed: a signal from then on stops the demo cleanly.
+            let shutdown = shutdown_on_signal()?;
+            let listen = parse_listen_address(&web.listen_address).map_err(anyhow::Error::msg)?;
+            commands::demo(listen, web_flags(&web), storage_path, shutdown).await?;
             tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
         None => {
-            let config_file = needs_config()?;
+            let shutdown = shutdown_on_signal()?;
+            // SIGHUP reloads once the exporter runs; one that comes before is ignored (the
+            // config is being read anyway) rather than ending the process.
+            #[cfg(unix)]
+            drop(
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                    .map_err(|e| anyhow::anyhow!("cannot install the SIGHUP handler: {e}"))?,
+            );
+            let listen =
+                parse_listen_address(&cli.web.listen_address).map_err(anyhow::Error::msg)?;
+            let config_file = needs_config(cli.config)?;
             let settings = commands::load_settings(&config_file)?;
             commands::serve(
                 settings,
                 &config_file,
-                web,
+                web_flags(&cli.web),
                 listen,
-                &cli.storage_path,
-                shutdown_on_signal(),
+                &cli.storage.storage_path,
+                shutdown,
             )
             .await?;
             tracing::info!(target: LOG_TARGET, "stopped");
@@ -78,13 +83,31 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
     }
 }
 
+fn needs_config(config: ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
+    config.config_file.ok_or_else(|| {
+        anyhow::anyhow!(
+            "--config.file is required (try examples/config.yaml, or `demo` to run without an account)"
+        )
+    })
+}
+
+fn web_flags(web: &WebArgs) -> WebFlags {
+    WebFlags {
+        config_file: web.web_config.web_config_file.clone(),
+        options: web.options(),
+    }
+}
+
 /// A token cancelled on SIGINT or SIGTERM; the signal is logged, and `stopped` once the
-/// command has drained.
-fn shutdown_on_signal() -> CancellationToken {
+/// command has drained. The handlers are installed here, before the command announces
+/// anything, so a signal sent at once after the first output line is handled, never the
+/// default action that ends the process unclean.
+fn shutdown_on_signal() -> anyhow::Result<CancellationToken> {
+    let signals = Signals::install()?;
     let token = CancellationToken::new();
     let t = token.clone();
     tokio::spawn(async move {
-        let name = wait_for_signal().await;
+        let name = signals.recv().await;
         tracing::info!(
             target: LOG_TARGET,
             signal = name,
@@ -92,29 +115,49 @@ fn shutdown_on_signal() -> CancellationToken {
         );
         t.cancel();
     });
-    token
+    Ok(token)
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
+/// SIGINT and SIGTERM, listened to from the moment they are installed.
 #[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).map_err(|e| anyhow::anyhow!("cannot install the {name} handler: {e}"))
+        };
+        Ok(Signals {
+            interrupt: install(SignalKind::interrupt(), "SIGINT")?,
+            terminate: install(SignalKind::terminate(), "SIGTERM")?,
+        })
+    }
+
+    /// Waits for SIGINT or SIGTERM and names it.
+    async fn recv(mut self) -> &'static str {
+        tokio::select! {
+            _ = self.interrupt.recv() => "SIGINT",
+            _ = self.terminate.recv() => "SIGTERM",
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() -> &'static str {
-    let _ = tokio::signal::ctrl_c().await;
-    "Ctrl-C"
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals)
+    }
+
+    async fn recv(self) -> &'static str {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
 }

@@ -393,3 +393,149 @@ async fn demo_serves_metrics_and_stops_on_sigterm() {
         "still serving after exit"
     );
 }
+
+/// `check` on a config whose targets come only from target files, or only from callbacks:
+/// exit 0, no "nothing will be polled" warning, and the summary names those sources. A
+/// broken target file fails `check` with its place.
+#[tokio::test]
+async fn check_with_only_target_files_or_only_callbacks() {
+    let dir = common::scratch_dir("check-sources");
+    let creds = [("VOLC_ACCESSKEY", "AKLTx"), ("VOLC_SECRETKEY", SECRET)];
+    std::fs::create_dir_all(dir.join("targets")).expect("mkdir");
+    std::fs::write(
+        dir.join("targets/more.yaml"),
+        format!("- kind: record\n  app_id: {APP}\n  room_id: r1\n  task_id: t1\n"),
+    )
+    .expect("write the targets file");
+    std::fs::write(dir.join("key"), "callback-key-for-check\n").expect("write the key");
+    for (name, text, says) in [
+        (
+            "files.yaml",
+            "target_files: [\"targets/*.yaml\"]\ntargets: []\n".to_string(),
+            "1 files matched now, with 1 targets",
+        ),
+        (
+            "files-no-list.yaml",
+            "target_files: [\"targets/more.yaml\"]\n".to_string(),
+            "1 files matched now, with 1 targets",
+        ),
+        (
+            "callbacks.yaml",
+            "callbacks:\n  secret_key_file: key\ntargets: []\n".to_string(),
+            "callbacks:   on /callbacks/volcengine-rtc for any app",
+        ),
+        (
+            // As in docs/CALLBACKS.md: no `targets:` key at all.
+            "callbacks-no-list.yaml",
+            "callbacks:\n  secret_key_file: key\n".to_string(),
+            "callbacks:   on /callbacks/volcengine-rtc for any app",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, &text).expect("write the config");
+        let arg = format!("--config.file={}", path.display());
+        let (out, stdout, stderr) = run(&["check", &arg], &creds).await;
+        assert!(out.status.success(), "{name}: {stdout}\n{stderr}");
+        assert!(
+            !stdout.contains("nothing will be polled"),
+            "{name}: {stdout}"
+        );
+        assert!(
+            !stderr.contains("nothing will be polled"),
+            "{name}: {stderr}"
+        );
+        assert!(stdout.contains("warnings:    none"), "{name}: {stdout}");
+        assert!(
+            stdout.contains(says),
+            "{name}: summary lacks {says:?}:\n{stdout}"
+        );
+        assert!(
+            !stdout.contains("callback-key-for-check"),
+            "the key is printed"
+        );
+    }
+    // A broken target file fails `check`, at its place.
+    std::fs::write(dir.join("targets/broken.yaml"), "- kind: recrd\n").expect("write");
+    let arg = format!("--config.file={}", dir.join("files.yaml").display());
+    let (out, stdout, stderr) = run(&["check", &arg], &creds).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("broken.yaml:1:"), "{stderr}");
+    // The plain case still warns.
+    let path = dir.join("empty.yaml");
+    std::fs::write(&path, "targets: []\n").expect("write the config");
+    let arg = format!("--config.file={}", path.display());
+    let (out, stdout, _) = run(&["check", &arg], &creds).await;
+    assert!(out.status.success());
+    assert!(stdout.contains("nothing will be polled"), "{stdout}");
+}
+
+/// `--storage.path=` (empty) runs the exporter with its state in memory: it serves, says so,
+/// and creates no folder, neither `./data` nor any other, in its working directory.
+#[tokio::test]
+async fn empty_storage_path_keeps_state_in_memory() {
+    let dir = common::scratch_dir("memory-store");
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let config = dir.join("config.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "api:\n  endpoint: http://127.0.0.1:9\ntargets:\n  - kind: record\n    app_id: {APP}\n    \
+             room_id: r1\n    task_id: t1\n"
+        ),
+    )
+    .expect("write the config");
+    let config_arg = format!("--config.file={}", config.display());
+    let mut cmd = common::binary_command(
+        &[
+            &config_arg,
+            "--storage.path=",
+            "--web.listen-address=127.0.0.1:0",
+        ],
+        &[("VOLC_ACCESSKEY", "AKLTx"), ("VOLC_SECRETKEY", SECRET)],
+        &dir,
+    );
+    cmd.current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = tokio::process::Command::from(cmd)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the exporter");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = tokio::io::BufReader::new(stderr);
+    let mut log = String::new();
+    let addr = loop {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = String::new();
+        let n = tokio::time::timeout(Duration::from_secs(30), lines.read_line(&mut line))
+            .await
+            .expect("the exporter logs within 30 s")
+            .expect("read stderr");
+        assert!(n > 0, "the exporter ended:\n{log}");
+        log.push_str(&line);
+        if let Some(rest) = line.split("message=listening address=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_string();
+        }
+    };
+    assert!(log.contains("state is kept in memory only"), "{log}");
+    let metrics = common::scrape_at(&format!("http://{addr}")).await;
+    assert!(
+        metrics
+            .keys()
+            .any(|k| k.starts_with("volcengine_rtc_task_stops_total{") && k.contains(APP)),
+        "the target is not served: {metrics:?}"
+    );
+    let entries: Vec<_> = std::fs::read_dir(&work)
+        .expect("read the working directory")
+        .map_while(Result::ok)
+        .map(|e| e.file_name())
+        .collect();
+    assert!(entries.is_empty(), "the exporter created {entries:?}");
+    let _ = child.kill().await;
+}

@@ -404,7 +404,8 @@ fn shadowed_inline_credentials_are_a_warning() {
 fn empty_targets_is_a_warning() {
     assert_eq!(
         warnings("targets: []\n"),
-        ["c.yaml:1:10: `targets` is empty, so nothing will be polled; add targets to follow tasks"]
+        ["c.yaml:1:10: `targets` is empty, so nothing will be polled; add targets to follow tasks, \
+          or `target_files:` or `callbacks:` to find them"]
     );
     assert_eq!(warnings("targets:\n").len(), 1);
 }
@@ -413,7 +414,8 @@ fn empty_targets_is_a_warning() {
 fn missing_targets_is_a_problem() {
     assert_eq!(
         one("api:\n  region: cn-north-1\n"),
-        "c.yaml: there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)"
+        "c.yaml: there is no `targets:` list; add one with the tasks to follow, or `target_files:` or \
+         `callbacks:` to find them (see examples/config.yaml)"
     );
 }
 

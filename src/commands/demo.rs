@@ -61,6 +61,7 @@ pub fn demo_callbacks() -> CallbackSettings {
 pub async fn demo(
     listen: SocketAddr,
     web: super::WebFlags,
+    storage: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let web_config = web.load()?;
@@ -147,11 +148,14 @@ pub async fn demo(
         }
     };
     println!("demo: press Ctrl-C to stop");
-    // A fresh temporary store each run: restarts are shown with the real binary, not here.
-    let storage = std::env::temp_dir().join(format!(
-        "volcengine-rtc-exporter-demo-{}",
-        std::process::id()
-    ));
+    // `--storage.path` when given (kept); else a fresh temporary store each run (removed).
+    let temporary = storage.is_none();
+    let storage = storage.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!(
+            "volcengine-rtc-exporter-demo-{}",
+            std::process::id()
+        ))
+    });
     let (opened, open_failed) = super::open_store(&storage)?;
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
@@ -166,6 +170,8 @@ pub async fn demo(
     if let Some(driver) = callback_driver {
         driver.abort();
     }
-    let _ = std::fs::remove_dir_all(&storage);
+    if temporary {
+        let _ = std::fs::remove_dir_all(&storage);
+    }
     Ok(served?)
 }

@@ -54,8 +54,8 @@ const SCHEDULE_KEYS: &[&str] = &[
     "settle_timeout",
     "retention",
 ];
-const NO_TARGETS: &str =
-    "there is no `targets:` list; add one with the tasks to follow (see examples/config.yaml)";
+const NO_TARGETS: &str = "there is no `targets:` list; add one with the tasks to follow, or \
+     `target_files:` or `callbacks:` to find them (see examples/config.yaml)";
 const EMPTY: &str =
     "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)";
 /// What a list must look like, in messages.
@@ -121,24 +121,29 @@ pub(super) fn settings(
         "target_files_refresh_interval",
         Duration::from_secs(60),
     );
+    let callbacks_field = top.take("callbacks");
+    // Target files and callbacks are sources of targets too: with either, an empty or missing
+    // `targets:` list is no mistake.
+    let other_sources = !target_files.is_empty() || callbacks_field.is_some();
     let targets = match top.take("targets") {
-        Some(field) => match field.node.value {
-            Value::Null => c.target_list(Box::default(), Some(field.at)),
-            Value::Seq(items) => c.target_list(items, Some(field.at)),
-            other => {
-                c.shape(field.at, "`targets`", LIST, &other);
-                Vec::new()
+        Some(field) => {
+            let empty_at = (!other_sources).then_some(field.at);
+            match field.node.value {
+                Value::Null => c.target_list(Box::default(), empty_at),
+                Value::Seq(items) => c.target_list(items, empty_at),
+                other => {
+                    c.shape(field.at, "`targets`", LIST, &other);
+                    Vec::new()
+                }
             }
-        },
-        None if !root_ok || !target_files.is_empty() => Vec::new(),
+        }
+        None if !root_ok || other_sources => Vec::new(),
         None => {
             c.problem(None, NO_TARGETS.into());
             Vec::new()
         }
     };
-    let callbacks = top
-        .take("callbacks")
-        .and_then(|f| c.callbacks(f, base_dir, env));
+    let callbacks = callbacks_field.and_then(|f| c.callbacks(f, base_dir, env));
     let creds = c.credentials(&mut creds, base_dir, env);
     let warnings = c.finish(origin)?;
     let (credentials, credential_source, credential_config) = creds.ok_or_else(|| {
@@ -721,7 +726,8 @@ impl Checker {
     fn target_list(&mut self, items: Box<[Node]>, empty_at: Option<Pos>) -> Vec<Target> {
         if let (true, Some(at)) = (items.is_empty(), empty_at) {
             let message =
-                "`targets` is empty, so nothing will be polled; add targets to follow tasks";
+                "`targets` is empty, so nothing will be polled; add targets to follow tasks, or \
+                 `target_files:` or `callbacks:` to find them";
             self.warn(at, message.into());
         }
         let mut list = TargetList {

@@ -253,6 +253,39 @@ impl Settings {
         if apps.len() > MAX_APPS {
             out.push_str(&format!("  ... and {} more apps\n", apps.len() - MAX_APPS));
         }
+        if !self.target_files.is_empty() {
+            let patterns: Vec<String> = self
+                .target_files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect();
+            out.push_str(&format!(
+                "target files: {} (read again every {}, and when they change)\n",
+                patterns.join(", "),
+                d(self.target_files_refresh_interval),
+            ));
+        }
+        if let Some(cb) = &self.callbacks {
+            let apps = match &cb.app_ids {
+                None => "any app".to_owned(),
+                Some(ids) => format!(
+                    "apps {}",
+                    ids.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            };
+            let key = match &cb.key_source {
+                crate::callbacks::settings::KeySource::File(p) => format!("file {}", p.display()),
+                crate::callbacks::settings::KeySource::Inline => "the config".to_owned(),
+                crate::callbacks::settings::KeySource::Environment => {
+                    crate::callbacks::settings::ENV_CALLBACK_KEY.to_owned()
+                }
+            };
+            out.push_str(&format!(
+                "callbacks:   on {} for {apps}, key from {key}; announced recordings every {}\n",
+                cb.path,
+                d(cb.active_interval),
+            ));
+        }
         match self.warnings.len() {
             0 => out.push_str("warnings:    none\n"),
             n => out.push_str(&format!("warnings:    {n}\n")),

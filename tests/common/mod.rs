@@ -419,15 +419,17 @@ pub fn binary_command(
     home: &std::path::Path,
 ) -> std::process::Command {
     let mut cmd = std::process::Command::new(BIN);
-    // Each run gets its own store, unless the test chose one (never ./data in the repo).
-    if !args.iter().any(|a| a.starts_with("--storage.path")) {
+    cmd.args(args);
+    // Each run of the exporter gets its own store, unless the test chose one (never ./data in
+    // the repo). The commands have their own (`demo`: a temporary folder) or none.
+    let command = args.first().is_some_and(|a| !a.starts_with('-'));
+    if !command && !args.iter().any(|a| a.starts_with("--storage.path")) {
         cmd.arg(format!(
             "--storage.path={}",
             scratch_dir("store").join("data").display()
         ));
     }
-    cmd.args(args)
-        .env_remove("VOLC_ACCESSKEY")
+    cmd.env_remove("VOLC_ACCESSKEY")
         .env_remove("VOLC_SECRETKEY")
         .env_remove("VOLC_SESSIONTOKEN")
         .env_remove("RUST_LOG")
