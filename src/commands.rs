@@ -132,6 +132,7 @@ pub fn describe(target: &Target) -> String {
 /// `once`: poll every target once inside the budget; metrics on stdout, one line per failed
 /// target on stderr. Returns `false` if any poll failed.
 pub async fn once(settings: Settings) -> anyhow::Result<bool> {
+    let endpoint = settings.api.endpoint.base_url();
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::new(settings, telemetry)?;
     let failed = exporter.poll_each_once().await?;
@@ -139,7 +140,7 @@ pub async fn once(settings: Settings) -> anyhow::Result<bool> {
         let target = exporter.store.target(*id);
         let what = target.as_deref().map(describe).unwrap_or_default();
         // The error's text starts with its outcome (`network_error: …`).
-        eprintln!("poll failed: {what}: {err}");
+        eprintln!("poll failed: {what} at {endpoint}: {err}");
     }
     let mut out = Vec::with_capacity(64 * 1024);
     exporter.render(&mut out);

@@ -143,6 +143,16 @@ async fn check_broken_config_names_every_place() {
         stderr.contains(&format!("{p}:3:")),
         "no line:column for the syntax error:\n{stderr}"
     );
+    // An unclosed `[` is placed on its own line, not where the parser gave up.
+    std::fs::write(&path, "targets:\n  - kind: [record\n    app_id: a\n").expect("write");
+    let (out, _, stderr) = run(&["check", &arg], &[]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "{p}:2:11: YAML syntax error: this `[` is not closed"
+        )),
+        "the open bracket is not named at its place:\n{stderr}"
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -273,6 +283,9 @@ async fn once_prints_exact_values_and_names_failed_targets() {
         let lines: Vec<&&str> = failed.iter().filter(|l| l.contains(missing)).collect();
         assert_eq!(lines.len(), 1, "{missing}: {stderr}");
         assert!(lines[0].contains("not_found"), "{}", lines[0]);
+        // The line names the endpoint that answered.
+        let endpoint = format!("at http://127.0.0.1:{}:", sim.addr.port());
+        assert!(lines[0].contains(&endpoint), "{}", lines[0]);
     }
     let m = parse_exposition(&stdout).expect("valid exposition on stdout");
     assert_eq!(get(&m, &tkey("task_status", r, &[])), Some(3.0));

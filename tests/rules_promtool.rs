@@ -472,6 +472,21 @@ fn dashboards_are_importable() {
             d["uid"].as_str().is_some_and(|u| !u.is_empty()),
             "{path}: uid"
         );
+        // The Grafana version the dashboard requires is the one the README promises.
+        let grafana = d["__requires"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|r| r["id"] == "grafana")
+            .and_then(|r| r["version"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let readme = std::fs::read_to_string("README.md").expect("README.md");
+        let major_minor = grafana.rsplit_once('.').map(|(mm, _)| mm).unwrap_or("");
+        assert!(
+            !major_minor.is_empty() && readme.contains(&format!("Grafana {major_minor} and")),
+            "{path}: __requires says Grafana {grafana:?}, which the README does not name"
+        );
         let inputs = d["__inputs"].as_array().cloned().unwrap_or_default();
         assert!(
             inputs

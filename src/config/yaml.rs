@@ -118,6 +118,31 @@ fn indenting_tab(text: &str) -> Option<SyntaxError> {
     })
 }
 
+/// A `[` or `{` left open on an earlier line than the error, the usual cause of an error
+/// the parser only notices lines later: placed at the bracket, with where the parser gave up.
+fn unclosed_bracket(text: &str, stack: &[Frame], at: Pos, info: &str) -> Option<SyntaxError> {
+    stack.iter().rev().find_map(|frame| {
+        let line = text
+            .lines()
+            .nth((frame.pos.line as usize).checked_sub(1)?)?;
+        let open = line.chars().nth((frame.pos.col as usize).checked_sub(1)?)?;
+        let close = match open {
+            '[' => ']',
+            '{' => '}',
+            _ => return None,
+        };
+        (frame.pos.line < at.line).then(|| {
+            refuse(
+                frame.pos,
+                format!(
+                    "YAML syntax error: this `{open}` is not closed (the parser gave up at \
+                     {at}: {info}); close it with `{close}`"
+                ),
+            )
+        })
+    })
+}
+
 fn refuse(pos: Pos, message: String) -> SyntaxError {
     SyntaxError { pos, message }
 }
@@ -152,8 +177,10 @@ fn parse(
     let mut root: Option<Node> = None;
     loop {
         let (event, marker) = parser.next_token().map_err(|e| {
-            let info = format!("YAML syntax error: {}", e.info());
-            indenting_tab(text).unwrap_or_else(|| refuse(Pos::from_marker(e.marker()), info))
+            let at = Pos::from_marker(e.marker());
+            indenting_tab(text)
+                .or_else(|| unclosed_bracket(text, &stack, at, e.info()))
+                .unwrap_or_else(|| refuse(at, format!("YAML syntax error: {}", e.info())))
         })?;
         let pos = Pos::from_marker(&marker);
         let (node, anchor) = match event {
