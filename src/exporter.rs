@@ -608,16 +608,39 @@ impl Exporter {
         }
     }
 
-    fn landing_summary(&self) -> String {
+    /// The landing page's line about what is followed and where it is asked: every target,
+    /// whatever its source, by kind and by source, and the API endpoint; read at each render,
+    /// so a reload or a registration shows at once.
+    pub(crate) fn landing_summary(&self) -> String {
         let mut per_kind = PerAction::<usize>::default();
-        let settings = self.settings();
-        for t in &settings.targets {
-            per_kind[t.key.kind.action()] += 1;
+        let mut per_source: std::collections::BTreeMap<&'static str, usize> = Default::default();
+        for (id, target) in self.store.targets() {
+            per_kind[target.key.kind.action()] += 1;
+            for source in self.sources_of(id) {
+                let name = match source.split(':').next().unwrap_or_default() {
+                    "config" => "the config",
+                    "file" => "target files",
+                    "api" => "the API",
+                    "callback" => "callbacks",
+                    _ => "elsewhere",
+                };
+                *per_source.entry(name).or_default() += 1;
+            }
         }
+        let sources: Vec<String> = per_source
+            .iter()
+            .map(|(name, n)| format!("{n} from {name}"))
+            .collect();
+        let settings = self.settings();
         format!(
-            "{} record and {} webcast targets; endpoint {} ({})",
+            "{} record and {} webcast targets{}; endpoint {} ({})",
             per_kind[Action::GetRecordTask],
             per_kind[Action::GetWebCastTask],
+            if sources.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", sources.join(", "))
+            },
             settings.api.endpoint.base_url(),
             settings.api.region
         )

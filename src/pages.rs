@@ -208,6 +208,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}\
 tr.fail{background:#fff8f7}tr.fail>td:first-child{box-shadow:inset 3px 0 var(--bad)}\
 tr:target{outline:2px solid #0969da;outline-offset:-2px}\
 .err{color:#a40e26;font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:.85em;overflow-wrap:anywhere}\
+.clip{display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;line-clamp:2;overflow:hidden}\
 .muted{color:var(--muted);font-size:.85em}.bad{color:var(--bad);font-weight:600}\
 .lbl{display:inline-block;background:var(--soft);border:1px solid var(--line);border-radius:3px;\
 padding:0 .3em;margin:.15em .25em 0 0;font-size:.8em;color:var(--muted)}\

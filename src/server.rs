@@ -174,6 +174,12 @@ pub trait Targets: Send + Sync {
     /// the blocking pool.
     fn target_rows(&self) -> Vec<TargetRow>;
 
+    /// The landing page's "Configuration" line as of now (after reloads too); `None` keeps
+    /// the one the app was started with.
+    fn summary(&self) -> Option<String> {
+        None
+    }
+
     /// Adds `targets` from `source` (for `POST /api/v1/targets`, [`Source::Api`]); a target
     /// already followed keeps its state and gains the source.
     fn register(&self, targets: Vec<Target>, source: Source) -> Result<Registered, ApiRefusal> {
@@ -243,6 +249,9 @@ pub struct LandingInfo {
     pub links: Vec<Link>,
 }
 
+/// The name of the landing page's line about the configuration.
+const CONFIGURATION: &str = "Configuration";
+
 /// One link on the pages' navigation bar.
 pub type Link = pages::Link;
 
@@ -272,7 +281,7 @@ impl LandingInfo {
         info.revision.clone_from(&self.revision);
         if !self.summary.is_empty() {
             info.facts
-                .push(("Configuration".to_string(), self.summary.clone()));
+                .push((CONFIGURATION.to_string(), self.summary.clone()));
         }
         info.extra_links.clone_from(&self.links);
         if targets_api {
@@ -569,10 +578,14 @@ async fn page(shared: &Arc<Shared>, query: Option<TargetsQuery>) -> Answer {
     let job = shared.clone();
     let made = tokio::task::spawn_blocking(move || {
         let rows = job.app.targets.target_rows();
-        let info = job
+        let mut info = job
             .app
             .landing
             .page_info(crate::clock::now_ms(), job.app.options.enable_targets_api);
+        if let Some(summary) = job.app.targets.summary() {
+            info.facts.retain(|(name, _)| name != CONFIGURATION);
+            info.facts.insert(0, (CONFIGURATION.to_owned(), summary));
+        }
         match query {
             None => pages::landing_page(&info, &rows),
             Some(query) => pages::targets_page(&info, &rows, &query),

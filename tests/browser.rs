@@ -255,7 +255,7 @@ fn rows(dom: &str) -> Vec<(&str, bool)> {
 fn targets_page_renders_in_chromium() {
     let dom = dump_dom("/targets", &[]);
     assert!(dom.contains("<h1>Targets</h1>"));
-    assert!(dom.contains("14 targets in 3 apps · <span class=\"bad\">4 failing</span>"));
+    assert!(dom.contains("14 targets in 3 apps · <span class=\"bad\">4 down</span>"));
     assert!(dom.contains("<span class=\"id\">app-live</span>"));
     assert!(dom.contains("timeout after 5s: GET GetRecordTask"));
     assert!(dom.contains("12s ago"));
@@ -326,7 +326,7 @@ fn landing_page_renders_in_chromium_and_links_to_rows() {
     assert!(dom.contains(&format!("<h1>{}</h1>", env!("CARGO_PKG_NAME"))));
     assert!(dom.contains("revision <code>3f9c2ab</code>"));
     assert!(dom.contains("<h2>Targets by phase</h2>"));
-    assert!(dom.contains("<h2>Failing targets: <span class=\"bad\">4</span></h2>"));
+    assert!(dom.contains("<h2>Targets down (their polls fail): <span class=\"bad\">4</span></h2>"));
     assert!(dom.contains("<h2>Tasks failed in the last 24 h: <span class=\"bad\">2</span></h2>"));
     assert!(dom.contains("<a href=\"api/v1/targets\">Targets API</a>"));
     assert!(dom.contains("&lt;script&gt;alert(\"app\")&lt;/script&gt;"));

@@ -269,6 +269,46 @@ async fn demo_discovers_its_unlisted_tasks_from_its_own_callbacks() {
             .all(|s| s == "callback"),
         "{row}"
     );
+    // The landing page's header counts every target, whatever its source, as the phase
+    // table below it does. (Read between two API reads that agree: a task may be discovered
+    // meanwhile.)
+    let api_rows = || async {
+        let (_, api) = common::http_get(&format!("{base}/api/v1/targets"))
+            .await
+            .expect("GET /api/v1/targets");
+        let api: serde_json::Value = serde_json::from_str(&api).expect("JSON");
+        api["data"].as_array().cloned().unwrap_or_default()
+    };
+    let (rows, landing) = loop {
+        let before = api_rows().await;
+        let (status, landing) = common::http_get(&format!("{base}/")).await.expect("GET /");
+        assert_eq!(status, 200);
+        if api_rows().await.len() == before.len() {
+            break (before, landing);
+        }
+    };
+    let from_callbacks = rows
+        .iter()
+        .filter(|r| {
+            r["sources"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|s| s == "callback"))
+        })
+        .count();
+    let record = rows.iter().filter(|r| r["kind"] == "record").count();
+    let header = format!(
+        "{record} record and {} webcast targets (",
+        rows.len() - record
+    );
+    assert!(landing.contains(&header), "no {header:?} on /:\n{landing}");
+    assert!(
+        landing.contains(&format!("{from_callbacks} from callbacks")),
+        "callback targets are not counted on /:\n{landing}"
+    );
+    assert!(
+        landing.contains(&format!("<p>{} targets · <a href=\"targets\">", rows.len())),
+        "the phase table counts another number:\n{landing}"
+    );
     let stdout = child.stdout();
     assert!(!stdout.contains(volc_rtc_exporter::commands::DEMO_CALLBACK_KEY));
     child.terminate(10 * SEC).await;

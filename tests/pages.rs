@@ -57,7 +57,7 @@ fn row_ids(html: &str) -> Vec<&str> {
 fn targets_are_grouped_by_app_then_phase_with_counts() {
     let html = targets("");
     assert!(
-        html.contains("14 targets in 3 apps · <span class=\"bad\">4 failing</span> · as of 2026-12-01 11:00:00 UTC"),
+        html.contains("14 targets in 3 apps · <span class=\"bad\">4 down</span> · as of 2026-12-01 11:00:00 UTC"),
         "{html}"
     );
     // Apps in ID order ('<' sorts before 'a').
@@ -69,7 +69,7 @@ fn targets_are_grouped_by_app_then_phase_with_counts() {
     let live = app_section(&html, "app-live");
     assert!(live.contains(
         "<b>App <span class=\"id\">app-live</span></b><span class=\"count\">7 targets · \
-         <span class=\"bad\">2 failing</span></span>"
+         <span class=\"bad\">2 down</span></span>"
     ));
     // Phases in life order; only the phases that have targets; done and expired folded unless
     // something in them fails.
@@ -83,7 +83,7 @@ fn targets_are_grouped_by_app_then_phase_with_counts() {
         ["active\" open", "settling\" open", "done\"", "expired\""]
     );
     assert!(live.contains(
-        "Phase <b>active</b><span class=\"count\">3 targets · <span class=\"bad\">1 failing</span></span>"
+        "Phase <b>active</b><span class=\"count\">3 targets · <span class=\"bad\">1 down</span></span>"
     ));
     assert!(live.contains("Phase <b>done</b><span class=\"count\">2 targets</span>"));
     assert!(live.contains("Phase <b>expired</b><span class=\"count\">1 target</span>"));
@@ -119,7 +119,7 @@ fn rows_show_health_status_times_error_and_source() {
         down.contains("12s ago<br><span class=\"muted\">2026-12-01 10:59:48 UTC · timeout</span>")
     );
     assert!(down.contains("<td>in 3s</td>"));
-    assert!(down.contains("<td class=\"err\">timeout after 5s: GET GetRecordTask</td>"));
+    assert!(down.contains("<td class=\"err\"><div class=\"clip\" title=\"timeout after 5s: GET GetRecordTask\">timeout after 5s: GET GetRecordTask</div></td>"));
     assert!(down.contains("<td class=\"muted\">config</td>"));
 
     let healthy = row_html(&html, by_room("room-1042"));
@@ -243,9 +243,8 @@ fn large_groups_are_cut_with_failing_first_and_a_show_all_link() {
     // The 5 failing ones (rooms 299, 599, …) come first though they sort last by room.
     assert_eq!(html.matches("class=\"fail\"").count(), 5);
     assert_eq!(ids[0], rows[299].anchor());
-    assert!(html.contains(
-        "Showing 1000 of 1500 (failing first). <a href=\"targets?limit=0\">Show all</a>"
-    ));
+    assert!(html
+        .contains("Showing 1000 of 1500 (down first). <a href=\"targets?limit=0\">Show all</a>"));
 
     let all = targets_page(&info(), &rows, &TargetsQuery::from_query(Some("limit=0")));
     assert_eq!(row_ids(&all).len(), 1500);
@@ -264,10 +263,10 @@ fn large_groups_are_cut_with_failing_first_and_a_show_all_link() {
 #[test]
 fn no_targets() {
     let html = targets_page(&info(), &[], &TargetsQuery::default());
-    assert!(html.contains("0 targets in 0 apps · 0 failing"));
+    assert!(html.contains("0 targets in 0 apps · 0 down"));
     assert!(html.contains("No targets yet."));
     let landing = landing_page(&info(), &[]);
-    assert!(landing.contains("<h2>Failing targets: 0</h2>"));
+    assert!(landing.contains("<h2>Targets down (their polls fail): 0</h2>"));
     assert!(landing.contains("<h2>Tasks failed in the last 24 h: 0</h2>"));
     assert!(landing.contains("<tr><th>total</th><th class=\"n\">0</th>"));
 }
@@ -315,7 +314,7 @@ fn landing_page_counts_targets_by_phase_and_kind() {
 #[test]
 fn landing_page_lists_failing_targets_and_recent_failed_tasks() {
     let html = landing_page(&info(), &fixture());
-    let failing_part = between(&html, "<h2>Failing targets", "<h2>");
+    let failing_part = between(&html, "<h2>Targets down", "<h2>");
     assert!(failing_part.contains("<span class=\"bad\">4</span></h2>"));
     let order: Vec<usize> = ["room&quot;&lt;x&gt;", "class-11", "room-1044", "room-1045"]
         .iter()
@@ -374,7 +373,7 @@ fn landing_page_cuts_long_lists() {
     }
     let html = landing_page(&info(), &rows);
     assert!(html.contains("<span class=\"bad\">25</span></h2>"));
-    assert!(html.contains("… and 15 more: <a href=\"targets?failing=1\">all failing targets</a>"));
+    assert!(html.contains("… and 15 more: <a href=\"targets?failing=1\">all targets down</a>"));
     assert!(html.contains(&format!("<span class=\"err\">{}…</span>", "x".repeat(160))));
     assert!(html.contains("<span class=\"bad\">22</span></h2>"));
     assert!(html.contains("… and 2 more."));
@@ -427,7 +426,7 @@ fn ten_thousand_targets_render_well_under_a_second() {
     let all = TargetsQuery::from_query(Some("limit=0"));
     let (t_all, page) = best_of(3, || targets_page(&info, &rows, &all));
     assert_eq!(page.matches("<tr id=").count(), 10_000);
-    assert!(page.contains("10000 targets in 20 apps · <span class=\"bad\">500 failing</span>"));
+    assert!(page.contains("10000 targets in 20 apps · <span class=\"bad\">500 down</span>"));
     let (t_default, _) = best_of(3, || targets_page(&info, &rows, &TargetsQuery::default()));
     let search = TargetsQuery::from_query(Some("q=team-3+prod"));
     let (t_search, found) = best_of(3, || targets_page(&info, &rows, &search));

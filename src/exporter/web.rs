@@ -164,6 +164,10 @@ fn persist_source(source: &Source) -> PersistSource {
 }
 
 impl Targets for Exporter {
+    fn summary(&self) -> Option<String> {
+        Some(self.landing_summary())
+    }
+
     fn register(&self, targets: Vec<Target>, source: Source) -> Result<Registered, ApiRefusal> {
         let change = self.add_targets(persist_source(&source), &targets);
         Ok(Registered {

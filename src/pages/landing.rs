@@ -108,7 +108,7 @@ fn write_failing(out: &mut String, now_ms: i64, rows: &[TargetRow]) {
         (&a.app_id, a.phase, a.kind, &a.room_id, &a.task_id)
             .cmp(&(&b.app_id, b.phase, b.kind, &b.room_id, &b.task_id))
     });
-    let _ = write!(out, "<h2>Failing targets: ");
+    let _ = write!(out, "<h2>Targets down (their polls fail): ");
     if failing.is_empty() {
         out.push_str("0</h2>\n<p>Every polled target answered its last poll.</p>\n");
         return;
@@ -135,13 +135,11 @@ fn write_failing(out: &mut String, now_ms: i64, rows: &[TargetRow]) {
     if failing.len() > FAILING_LISTED {
         let _ = writeln!(
             out,
-            "<p>… and {} more: <a href=\"targets?failing=1\">all failing targets</a></p>",
+            "<p>… and {} more: <a href=\"targets?failing=1\">all targets down</a></p>",
             failing.len() - FAILING_LISTED
         );
     } else {
-        out.push_str(
-            "<p><a href=\"targets?failing=1\">Failing targets on the targets page</a></p>\n",
-        );
+        out.push_str("<p><a href=\"targets?failing=1\">Targets down on the targets page</a></p>\n");
     }
 }
 

@@ -187,9 +187,9 @@ pub fn targets_page(info: &PageInfo, rows: &[TargetRow], query: &TargetsQuery) -
         plural(app_total, "app")
     );
     if failing_total > 0 {
-        let _ = write!(out, "<span class=\"bad\">{failing_total} failing</span>");
+        let _ = write!(out, "<span class=\"bad\">{failing_total} down</span>");
     } else {
-        out.push_str("0 failing");
+        out.push_str("0 down");
     }
     out.push_str(" · as of ");
     write_utc(&mut out, info.now_ms);
@@ -251,7 +251,7 @@ fn plural(n: usize, word: &str) -> String {
 fn write_counts(out: &mut String, count: usize, failing: usize) {
     let _ = write!(out, "<span class=\"count\">{}", plural(count, "target"));
     if failing > 0 {
-        let _ = write!(out, " · <span class=\"bad\">{failing} failing</span>");
+        let _ = write!(out, " · <span class=\"bad\">{failing} down</span>");
     }
     out.push_str("</span>");
 }
@@ -267,7 +267,7 @@ fn write_filter_form(out: &mut String, query: &TargetsQuery) {
     if query.failing_only {
         out.push_str(" checked");
     }
-    out.push_str("> Failing only</label>");
+    out.push_str("> Down only (polls failing)</label>");
     if query.rows_per_group != DEFAULT_ROWS_PER_GROUP {
         let _ = write!(
             out,
@@ -318,7 +318,7 @@ fn write_group(
     if limit < group.len() {
         let _ = write!(
             out,
-            "<div class=\"more\">Showing {limit} of {} (failing first). \
+            "<div class=\"more\">Showing {limit} of {} (down first). \
              <a href=\"",
             group.len()
         );
@@ -414,7 +414,12 @@ fn write_row(out: &mut String, now_ms: i64, row: &TargetRow) {
 
     out.push_str("</td><td class=\"err\">");
     if let Some(error) = &row.last_error {
+        // At most two lines in the table; the whole error on hover (and in the API).
+        out.push_str("<div class=\"clip\" title=\"");
         escape_into(out, error);
+        out.push_str("\">");
+        escape_into(out, error);
+        out.push_str("</div>");
     }
     out.push_str("</td><td class=\"muted\">");
     for (i, source) in row.sources.iter().enumerate() {
