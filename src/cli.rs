@@ -37,6 +37,10 @@ pub struct Cli {
     #[command(flatten)]
     pub storage: StorageArgs,
 
+    /// Reload the configuration on POST or PUT /-/reload (SIGHUP always reloads).
+    #[arg(long = "web.enable-lifecycle")]
+    pub enable_lifecycle: bool,
+
     /// Only log messages at or above this level.
     #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info, global = true)]
     pub log_level: LogLevel,
@@ -87,10 +91,6 @@ pub struct WebArgs {
         default_value_t = crate::server::DEFAULT_MAX_REQUESTS
     )]
     pub max_requests: usize,
-
-    /// Reload the configuration on POST or PUT /-/reload (SIGHUP always reloads).
-    #[arg(long = "web.enable-lifecycle")]
-    pub enable_lifecycle: bool,
 
     /// Serve the registration API: GET, POST and DELETE /api/v1/targets. Protect it with
     /// basic_auth_users in --web.config.file.
@@ -150,11 +150,12 @@ pub enum LogLevel {
 }
 
 impl WebArgs {
-    /// The `--web.*` switches for the server.
-    pub fn options(&self) -> crate::server::Options {
+    /// The `--web.*` switches for the server; `enable_lifecycle` is the exporter's own flag
+    /// (`demo` has no config file to reload).
+    pub fn options(&self, enable_lifecycle: bool) -> crate::server::Options {
         crate::server::Options {
             max_requests: self.max_requests,
-            enable_lifecycle: self.enable_lifecycle,
+            enable_lifecycle,
             enable_targets_api: self.enable_targets_api,
         }
     }
@@ -251,7 +252,7 @@ mod tests {
         assert_eq!(cli.log_format, LogFormat::Json);
         assert_eq!(cli.web.listen_address, ":19966");
         assert!(Cli::try_parse_from(["x", "--web.listen-address=nope"]).is_err());
-        assert_eq!(cli.web.options(), crate::server::Options::default());
+        assert_eq!(cli.web.options(false), crate::server::Options::default());
         let cli = Cli::try_parse_from([
             "x",
             "--web.config.file=web.yml",
@@ -266,7 +267,7 @@ mod tests {
             Some(PathBuf::from("web.yml"))
         );
         assert_eq!(cli.storage.storage_path, PathBuf::new());
-        let options = cli.web.options();
+        let options = cli.web.options(cli.enable_lifecycle);
         assert_eq!(options.max_requests, 3);
         assert!(options.enable_lifecycle && options.enable_targets_api);
         assert!(Cli::try_parse_from(["x", "--web.max-requests=-1"]).is_err());
@@ -275,5 +276,6 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "demo", "--config.file=c.yaml"]).is_err());
         assert!(Cli::try_parse_from(["x", "once", "--web.listen-address=:1"]).is_err());
         assert!(Cli::try_parse_from(["x", "demo", "--log.level=debug"]).is_ok());
+        assert!(Cli::try_parse_from(["x", "demo", "--web.enable-lifecycle"]).is_err());
     }
 }

@@ -65,26 +65,33 @@ pub fn check(path: &Path, web_config: Option<&Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The targets the target files hold now, and how many files matched. A file that does not
+/// load is an error, with every problem at its place.
+fn target_file_targets(patterns: &[PathBuf]) -> anyhow::Result<(usize, Vec<Target>)> {
+    let files = crate::sources::files::matching_files(patterns);
+    let mut targets = Vec::new();
+    let mut problems = Vec::new();
+    for file in &files {
+        match config::load_targets(file) {
+            Ok(mut loaded) => targets.append(&mut loaded),
+            Err(e) => problems.extend(e.problems().iter().map(ToString::to_string)),
+        }
+    }
+    if !problems.is_empty() {
+        anyhow::bail!("{}", problems.join("\n"));
+    }
+    Ok((files.len(), targets))
+}
+
 /// What `check` says of the target files: how many match and how many targets they hold now.
-/// A file that does not load is an error, with every problem at its place.
 fn target_files_summary(patterns: &[PathBuf]) -> anyhow::Result<String> {
     if patterns.is_empty() {
         return Ok(String::new());
     }
-    let mut loader = crate::sources::files::Loader::new(patterns.to_vec());
-    loader.scan(true);
-    let current = loader.current();
-    let problems: Vec<&str> = current
-        .files()
-        .filter_map(|(_, entry)| entry.last_error.as_deref())
-        .collect();
-    if !problems.is_empty() {
-        anyhow::bail!("{}", problems.join("\n"));
-    }
+    let (files, targets) = target_file_targets(patterns)?;
     Ok(format!(
-        "  {} files matched now, with {} targets\n",
-        current.files().count(),
-        current.target_count()
+        "  {files} files matched now, with {} targets\n",
+        targets.len()
     ))
 }
 
@@ -131,7 +138,16 @@ pub fn describe(target: &Target) -> String {
 
 /// `once`: poll every target once inside the budget; metrics on stdout, one line per failed
 /// target on stderr. Returns `false` if any poll failed.
-pub async fn once(settings: Settings) -> anyhow::Result<bool> {
+pub async fn once(mut settings: Settings) -> anyhow::Result<bool> {
+    // The target files' targets too (a target listed twice is polled once).
+    let (_, from_files) = target_file_targets(&settings.target_files)?;
+    let mut known: std::collections::HashSet<_> =
+        settings.targets.iter().map(|t| t.key.clone()).collect();
+    for target in from_files {
+        if known.insert(target.key.clone()) {
+            settings.targets.push(target);
+        }
+    }
     let endpoint = settings.api.endpoint.base_url();
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::new(settings, telemetry)?;

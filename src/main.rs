@@ -51,7 +51,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             // Before anything is printed: a signal from then on stops the demo cleanly.
             let shutdown = shutdown_on_signal()?;
             let listen = parse_listen_address(&web.listen_address).map_err(anyhow::Error::msg)?;
-            commands::demo(listen, web_flags(&web), storage_path, shutdown).await?;
+            commands::demo(listen, web_flags(&web, false), storage_path, shutdown).await?;
             tracing::info!(target: LOG_TARGET, "stopped");
             Ok(true)
         }
@@ -71,7 +71,7 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
             commands::serve(
                 settings,
                 &config_file,
-                web_flags(&cli.web),
+                web_flags(&cli.web, cli.enable_lifecycle),
                 listen,
                 &cli.storage.storage_path,
                 shutdown,
@@ -91,10 +91,10 @@ fn needs_config(config: ConfigArgs) -> anyhow::Result<std::path::PathBuf> {
     })
 }
 
-fn web_flags(web: &WebArgs) -> WebFlags {
+fn web_flags(web: &WebArgs, enable_lifecycle: bool) -> WebFlags {
     WebFlags {
         config_file: web.web_config.web_config_file.clone(),
-        options: web.options(),
+        options: web.options(enable_lifecycle),
     }
 }
 

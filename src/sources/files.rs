@@ -188,6 +188,30 @@ impl Fingerprint {
     }
 }
 
+/// The files the patterns match now (hidden files only by a literal leading dot), in path
+/// order; what the watcher loads, and what `check` and `once` read.
+pub fn matching_files(patterns: &[PathBuf]) -> BTreeSet<PathBuf> {
+    let options = glob::MatchOptions {
+        require_literal_leading_dot: true,
+        ..Default::default()
+    };
+    let mut found = BTreeSet::new();
+    for pattern in patterns {
+        let Some(text) = pattern.to_str() else {
+            continue;
+        };
+        let Ok(paths) = glob::glob_with(text, options) else {
+            continue;
+        };
+        for path in paths.flatten() {
+            if path.is_file() {
+                found.insert(path);
+            }
+        }
+    }
+    found
+}
+
 /// The synchronous core: matches the patterns, loads what changed, keeps the current set.
 /// [`watch`] runs it on a blocking thread; `check` and benchmarks can call it directly.
 #[derive(Debug)]
@@ -250,25 +274,7 @@ impl Loader {
 
     /// The regular files (or symlinks to them) the patterns match now, in path order.
     fn matches(&self) -> BTreeSet<PathBuf> {
-        let options = glob::MatchOptions {
-            require_literal_leading_dot: true,
-            ..Default::default()
-        };
-        let mut found = BTreeSet::new();
-        for pattern in &self.patterns {
-            let Some(text) = pattern.to_str() else {
-                continue;
-            };
-            let Ok(paths) = glob::glob_with(text, options) else {
-                continue;
-            };
-            for path in paths.flatten() {
-                if path.is_file() {
-                    found.insert(path);
-                }
-            }
-        }
-        found
+        matching_files(&self.patterns)
     }
 
     /// The directories to watch: each pattern's, and where each symlinked file really lives.
