@@ -1,10 +1,10 @@
 //! The exporter's side of the HTTP features, kept apart from the polling core:
 //!
-//! - [`Apply`] for the reload: a diff, applied live — credentials, the `api:` section (a new
-//!   client), budgets, intervals, labels, and the config's targets (unchanged ones keep their
-//!   state and schedule, new ones start as `new`, removed ones leave at once); the web config
-//!   is swapped by [`crate::reload`] itself, and new `target_files` patterns are followed
-//!   from then on.
+//! - [`Apply`] for the reload: a diff, applied live — credentials (and which `*_file` keys are
+//!   re-read), the `api:` section (a new client), budgets, intervals, labels, and the config's
+//!   targets (unchanged ones keep their state and schedule, new ones start as `new`, removed
+//!   ones leave at once); the web config is swapped by [`crate::reload`] itself, and new
+//!   `target_files` patterns are followed from then on.
 //! - [`Targets`] for the pages and `/api/v1/targets`: a snapshot of every target from the
 //!   store and the scheduler, and registration (`POST`/`DELETE`) as the `api` source.
 //! - [`run_with`]: [`super::run`] with the `--web.*` options, the web config and the reloader.
@@ -105,7 +105,13 @@ impl Apply for Exporter {
         }
         let files_changed = old.target_files != new.target_files
             || old.target_files_refresh_interval != new.target_files_refresh_interval;
+        let credential_files_changed =
+            old.credential_config.files() != new.credential_config.files();
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+        if credential_files_changed {
+            // The handle re-reads the files it was just given; the watcher starts or stops.
+            self.rewatch_credentials();
+        }
         if files_changed {
             // Files no longer matched drop their targets once the new follower has loaded.
             self.refollow_files();
@@ -279,6 +285,7 @@ pub async fn run_with(
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
     let files = exporter.follow_files(&shutdown).await;
+    exporter.watch_credentials(&shutdown);
     let polling = {
         let exporter = exporter.clone();
         let stop = shutdown.clone();
