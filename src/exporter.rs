@@ -92,8 +92,6 @@ pub struct Exporter {
     me: std::sync::Weak<Exporter>,
     /// The followers of files a reload may restart.
     followers: Mutex<Followers>,
-    /// Each target's last poll, for `/targets` and the API.
-    last_polls: Mutex<std::collections::HashMap<TargetId, LastPoll>>,
     /// The callback receiver and the path it is served on, once the web side serves one (a
     /// reload updates its policy).
     callbacks: std::sync::OnceLock<(Arc<crate::callbacks::Receiver>, String)>,
@@ -108,17 +106,6 @@ struct Followers {
     target_files: Option<CancellationToken>,
     /// The credential files' watcher ([`Exporter::watch_credentials`]).
     credentials: Option<CancellationToken>,
-}
-
-/// How a target's last poll went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastPoll {
-    /// When the answer (or failure) came, ms since the epoch.
-    pub at_ms: i64,
-    /// `success` or the failure's outcome (`not_found`, `timeout`, ...).
-    pub outcome: &'static str,
-    /// The failure's text (never a secret).
-    pub error: Option<String>,
 }
 
 impl Exporter {
@@ -200,7 +187,6 @@ impl Exporter {
             log,
             auth: PerAction::default(),
             durable,
-            last_polls: Mutex::new(std::collections::HashMap::new()),
             callbacks: std::sync::OnceLock::new(),
         }))
     }
@@ -293,15 +279,6 @@ impl Exporter {
         self.followers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Target `id`'s last poll, if it was polled since the start.
-    pub fn last_poll(&self, id: TargetId) -> Option<LastPoll> {
-        self.last_polls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
     /// Replaces every target of `source` by `targets` (a config reload, a target file read
     /// again): targets already known keep their state and schedule (no new poll, no second
     /// count), new ones start as `new` spread over one `active_interval`, and those `source`
@@ -364,10 +341,6 @@ impl Exporter {
             match self.durable.drop_source(id, source) {
                 None => {}
                 Some(0) => {
-                    self.last_polls
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
                     self.scheduler().remove(id);
                     self.store.remove(id);
                     self.log.forget(id);
@@ -469,7 +442,9 @@ impl Exporter {
                     self.store.record_success(id, snapshot, crate::clock::now());
                 }
                 Err(err) => {
-                    self.store.record_failure(id);
+                    let error = err.to_string();
+                    self.store
+                        .record_failure(id, err.outcome, &error, crate::clock::now());
                     failed.push((id, err));
                 }
             }
@@ -565,18 +540,6 @@ impl Exporter {
         let target = self.store.target(id)?;
         let target = &*target;
         let mut stop = None;
-        let note = LastPoll {
-            at_ms: crate::clock::system_time_to_ms(wall),
-            outcome: match &result {
-                Ok(_) => "success",
-                Err(e) => e.outcome.as_str(),
-            },
-            error: result.as_ref().err().map(ToString::to_string),
-        };
-        self.last_polls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, note);
         match result {
             Ok(snapshot) => {
                 let (update, pending) =
@@ -598,7 +561,8 @@ impl Exporter {
                 );
             }
             Err(err) => {
-                self.store.record_failure(id);
+                self.store
+                    .record_failure(id, err.outcome, &err.to_string(), wall);
                 self.log.failure(id, target, &err);
                 self.scheduler()
                     .complete(id, PollResult::Failed(err.outcome), now, wall);

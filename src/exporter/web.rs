@@ -211,8 +211,9 @@ impl Targets for Exporter {
             .map(|((id, target), (phase, due))| {
                 let id = *id;
                 let snapshot = self.store.snapshot(id);
-                let (up, last_success_ms) = self.store.poll_status(id).unwrap_or((None, None));
-                let last = self.last_poll(id);
+                let (up, _) = self.store.poll_status(id).unwrap_or((None, None));
+                // Kept across restarts (see `TargetRecord::last_poll` for older rows).
+                let last = self.store.last_poll(id);
                 let key = &target.key;
                 TargetRow {
                     kind: key.kind,
@@ -228,11 +229,8 @@ impl Targets for Exporter {
                         .map(|s| s.stop_reason.clone())
                         .filter(|r| !r.is_empty()),
                     up: up == Some(true),
-                    // Polled since the start: how that went; else what the store kept.
-                    last_poll_ms: last.as_ref().map(|l| l.at_ms).or(last_success_ms),
-                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()).or_else(|| {
-                        up.map(|ok| if ok { "success" } else { "failure" }.to_string())
-                    }),
+                    last_poll_ms: last.as_ref().map(|l| l.at_ms),
+                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()),
                     last_error: last.and_then(|l| l.error),
                     next_due_ms: due.map(|due| {
                         let ahead = due.saturating_duration_since(now).as_millis();
