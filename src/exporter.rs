@@ -233,7 +233,7 @@ impl Exporter {
     ///
     /// [`DEFAULT_RELOAD_INTERVAL`]: crate::credentials::DEFAULT_RELOAD_INTERVAL
     /// [`CredentialsHandle::watch`]: crate::credentials::CredentialsHandle::watch
-    pub fn watch_credentials(&self, shutdown: &CancellationToken) {
+    fn watch_credentials(&self, shutdown: &CancellationToken) {
         self.followers().run = Some(shutdown.clone());
         self.rewatch_credentials();
     }
