@@ -20,6 +20,13 @@
 //! [`CredentialsHandle::reload_failures`]; a rotation is logged at info and counted in
 //! [`CredentialsHandle::reloads`].
 //!
+//! The running exporter starts the watcher whenever the config names a `*_file` key, and a
+//! reload that adds, changes or removes them starts, restarts or stops it
+//! (`Exporter::watch_credentials`). A request the API refuses as `auth_error` re-reads the
+//! files at once ([`CredentialsHandle::reload_now`]) and, if they hold new credentials, is
+//! sent once more with them: a token swapped right as the old one is refused costs no failed
+//! poll (see [`crate::volc::client`]).
+//!
 //! *Why polling, not file events.* Three files of a few bytes cost microseconds to read, and
 //! comparing what they hold is immune to how they were replaced. Events are not: an inotify
 //! watch on `token -> ..data/token` follows the old target, which Kubernetes deletes after the
@@ -634,6 +641,16 @@ impl CredentialsHandle {
     /// once).
     pub fn watches_files(&self) -> bool {
         !self.state().config.files().is_empty()
+    }
+
+    /// The files named by the `*_file` keys in force (what is re-read), in key order.
+    pub fn files(&self) -> Vec<PathBuf> {
+        self.state()
+            .config
+            .files()
+            .into_iter()
+            .map(Path::to_path_buf)
+            .collect()
     }
 
     /// Rotations taken from the files since start: the `outcome="success"` count.

@@ -5,7 +5,8 @@
 //!   are served at once, done and expired tasks stay parked, active ones resume on an even
 //!   spread. Targets the config no longer lists (and no other source holds) leave the store;
 //!   targets new in the config start as `new`. The stop counters continue.
-//! - **After each poll** ([`Durable::put`]) the target's record is written. A stop the answer
+//! - **After each poll** ([`Durable::put`]) the target's record is written, with how that
+//!   poll went (time, outcome, error), which a restart shows as it was. A stop the answer
 //!   reveals rides in the same transaction; the caller counts it in `/metrics` only once that
 //!   commit is durable ([`Submitted::durable`]), so `kill -9` at any moment never counts a
 //!   stop twice nor loses one already shown.
@@ -21,7 +22,7 @@ use crate::config::ScheduleSettings;
 use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::persist::{
     Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
-    StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
+    StoredPoll, StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
 };
 use crate::scheduler::{Phase, Restored, Scheduler};
 use crate::store::{EntryState, PendingStop, Store, TargetId};
@@ -237,6 +238,7 @@ impl Durable {
             snapshot: snapshot.map(StoredSnapshot::from),
             up: state.up,
             last_success_ms: state.last_success_ms,
+            last_poll: state.last_poll.as_ref().map(StoredPoll::from),
             settle: Settle {
                 phase: phase.map_or(StoredPhase::New, stored_phase),
                 identical: 0,
@@ -347,6 +349,7 @@ fn entry_state(record: &TargetRecord) -> EntryState {
         snapshot: record.task_snapshot(),
         up: record.up,
         last_success_ms: record.last_success_ms,
+        last_poll: record.last_poll(),
         stop_counted: record.settle.stop_counted,
         terminal_since_ms: record.settle.terminal_since_ms,
         expired: record.settle.expired,

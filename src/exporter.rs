@@ -90,24 +90,22 @@ pub struct Exporter {
     durable: Durable,
     /// This exporter (for the tasks a reload starts).
     me: std::sync::Weak<Exporter>,
-    /// The run's shutdown and the token of the current target-file follower.
-    files: Mutex<Option<(CancellationToken, CancellationToken)>>,
-    /// Each target's last poll, for `/targets` and the API.
-    last_polls: Mutex<std::collections::HashMap<TargetId, LastPoll>>,
+    /// The followers of files a reload may restart.
+    followers: Mutex<Followers>,
     /// The callback receiver and the path it is served on, once the web side serves one (a
     /// reload updates its policy).
     callbacks: std::sync::OnceLock<(Arc<crate::callbacks::Receiver>, String)>,
 }
 
-/// How a target's last poll went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LastPoll {
-    /// When the answer (or failure) came, ms since the epoch.
-    pub at_ms: i64,
-    /// `success` or the failure's outcome (`not_found`, `timeout`, ...).
-    pub outcome: &'static str,
-    /// The failure's text (never a secret).
-    pub error: Option<String>,
+/// The run's shutdown and the followers of files a reload restarts, each stopped by its token.
+#[derive(Default)]
+struct Followers {
+    /// Cancelled when the run ends; each follower's token is its child.
+    run: Option<CancellationToken>,
+    /// The target files' follower ([`Exporter::follow_files`]).
+    target_files: Option<CancellationToken>,
+    /// The credential files' watcher ([`Exporter::watch_credentials`]).
+    credentials: Option<CancellationToken>,
 }
 
 impl Exporter {
@@ -129,9 +127,15 @@ impl Exporter {
         opened: persist::Opened,
     ) -> Result<Arc<Exporter>, ExporterError> {
         let limiters = PerAction::new(|a| Arc::new(Limiter::new(settings.budget_for(a))));
+        // The handle knows the `*_file` keys, so the files can be re-read (see
+        // `watch_credentials`) and an authentication failure can re-read them at once.
+        let credentials = crate::credentials::CredentialsHandle::new(
+            settings.credentials.clone(),
+            settings.credential_config.clone(),
+        );
         let client = Client::new(
             &settings.api,
-            settings.credentials.clone(),
+            credentials,
             limiters.clone(),
             telemetry.clone(),
         )?;
@@ -171,7 +175,7 @@ impl Exporter {
         let log = StateLog::new(store.len());
         Ok(Arc::new_cyclic(|me| Exporter {
             me: me.clone(),
-            files: Mutex::new(None),
+            followers: Mutex::new(Followers::default()),
             settings: RwLock::new(settings),
             store,
             telemetry,
@@ -183,7 +187,6 @@ impl Exporter {
             log,
             auth: PerAction::default(),
             durable,
-            last_polls: Mutex::new(std::collections::HashMap::new()),
             callbacks: std::sync::OnceLock::new(),
         }))
     }
@@ -196,8 +199,11 @@ impl Exporter {
         shutdown: &CancellationToken,
     ) -> Option<tokio::task::JoinHandle<()>> {
         let current = shutdown.child_token();
-        *self.files.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((shutdown.clone(), current.clone()));
+        {
+            let mut followers = self.followers();
+            followers.run = Some(shutdown.clone());
+            followers.target_files = Some(current.clone());
+        }
         follow_target_files(self, current).await
     }
 
@@ -207,10 +213,12 @@ impl Exporter {
         let Some(me) = self.me.upgrade() else {
             return;
         };
-        let Some((parent, old)) = self.files.lock().unwrap_or_else(|e| e.into_inner()).take()
+        let mut followers = self.followers();
+        let (Some(parent), Some(old)) = (followers.run.clone(), followers.target_files.take())
         else {
             return;
         };
+        drop(followers);
         old.cancel();
         tokio::spawn(async move {
             if let Some(task) = me.follow_files(&parent).await {
@@ -219,13 +227,56 @@ impl Exporter {
         });
     }
 
-    /// Target `id`'s last poll, if it was polled since the start.
-    pub fn last_poll(&self, id: TargetId) -> Option<LastPoll> {
-        self.last_polls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&id)
-            .cloned()
+    /// Re-reads the `*_file` credentials every [`DEFAULT_RELOAD_INTERVAL`] until `shutdown`,
+    /// when the config names any (see [`CredentialsHandle::watch`]); a reload that changes
+    /// which files are named restarts it ([`Exporter::rewatch_credentials`]).
+    ///
+    /// [`DEFAULT_RELOAD_INTERVAL`]: crate::credentials::DEFAULT_RELOAD_INTERVAL
+    /// [`CredentialsHandle::watch`]: crate::credentials::CredentialsHandle::watch
+    fn watch_credentials(&self, shutdown: &CancellationToken) {
+        self.followers().run = Some(shutdown.clone());
+        self.rewatch_credentials();
+    }
+
+    /// Stops the credential files' watcher, if one runs, and starts one for the files the
+    /// credentials now name, if any (after a reload changed them).
+    fn rewatch_credentials(&self) {
+        let mut followers = self.followers();
+        let stopped = followers
+            .credentials
+            .take()
+            .map(|old| old.cancel())
+            .is_some();
+        let Some(run) = followers.run.clone() else {
+            return;
+        };
+        let handle = self.client().credentials().clone();
+        let files = handle.files();
+        if files.is_empty() {
+            if stopped {
+                tracing::info!("the config names no credential files any more; none are re-read");
+            }
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let token = run.child_token();
+        followers.credentials = Some(token.clone());
+        drop(followers);
+        let interval = crate::credentials::DEFAULT_RELOAD_INTERVAL;
+        let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+        tracing::info!(
+            files = %files.join(", "),
+            every = ?interval,
+            "re-reading the credential files for rotations (and at once when the API refuses them)"
+        );
+        runtime.spawn(handle.watch(interval, token));
+    }
+
+    fn followers(&self) -> MutexGuard<'_, Followers> {
+        // A poisoned lock only means a panic elsewhere; the data is still usable.
+        self.followers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Replaces every target of `source` by `targets` (a config reload, a target file read
@@ -290,10 +341,6 @@ impl Exporter {
             match self.durable.drop_source(id, source) {
                 None => {}
                 Some(0) => {
-                    self.last_polls
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&id);
                     self.scheduler().remove(id);
                     self.store.remove(id);
                     self.log.forget(id);
@@ -395,7 +442,9 @@ impl Exporter {
                     self.store.record_success(id, snapshot, crate::clock::now());
                 }
                 Err(err) => {
-                    self.store.record_failure(id);
+                    let error = err.to_string();
+                    self.store
+                        .record_failure(id, err.outcome, &error, crate::clock::now());
                     failed.push((id, err));
                 }
             }
@@ -491,18 +540,6 @@ impl Exporter {
         let target = self.store.target(id)?;
         let target = &*target;
         let mut stop = None;
-        let note = LastPoll {
-            at_ms: crate::clock::system_time_to_ms(wall),
-            outcome: match &result {
-                Ok(_) => "success",
-                Err(e) => e.outcome.as_str(),
-            },
-            error: result.as_ref().err().map(ToString::to_string),
-        };
-        self.last_polls
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, note);
         match result {
             Ok(snapshot) => {
                 let (update, pending) =
@@ -524,7 +561,8 @@ impl Exporter {
                 );
             }
             Err(err) => {
-                self.store.record_failure(id);
+                self.store
+                    .record_failure(id, err.outcome, &err.to_string(), wall);
                 self.log.failure(id, target, &err);
                 self.scheduler()
                     .complete(id, PollResult::Failed(err.outcome), now, wall);

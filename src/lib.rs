@@ -9,8 +9,8 @@
 //! - [`config`] — the YAML file parsed, then converted in one step into checked [`config::Settings`];
 //!   every problem reported at once with file, line and column. [`duration`] — Prometheus
 //!   durations (`15s`, `1h30m`), read and written, for the config and the `callbacks:` section.
-//! - [`credentials`] — the credential chain and the [`credentials::Secret`] wrapper that keeps
-//!   secrets out of every output.
+//! - [`credentials`] — the credential chain, the [`credentials::Secret`] wrapper that keeps
+//!   secrets out of every output, and the handle whose `*_file` keys are re-read for rotations.
 //! - [`model`] — shared domain types: [`model::Target`], [`model::TaskSnapshot`],
 //!   [`model::Outcome`], [`model::PerAction`], and the API's versions and ID rule.
 //! - [`clock`] — the one clock: tokio's `Instant`, and wall time derived from it, so paused

@@ -295,6 +295,34 @@ impl fmt::Display for Outcome {
     }
 }
 
+/// A name that is not one of [`Outcome::as_str`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown outcome {0:?}")]
+pub struct UnknownOutcome(pub String);
+
+impl std::str::FromStr for Outcome {
+    type Err = UnknownOutcome;
+
+    /// The outcome named as in the `outcome` label.
+    fn from_str(s: &str) -> Result<Outcome, UnknownOutcome> {
+        Outcome::ALL
+            .into_iter()
+            .find(|o| o.as_str() == s)
+            .ok_or_else(|| UnknownOutcome(s.to_string()))
+    }
+}
+
+/// How a target's last poll went, for `/targets` and `/api/v1/targets`; kept across restarts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastPoll {
+    /// When the answer (or the failure) came, ms since the epoch.
+    pub at_ms: i64,
+    /// [`Outcome::Success`], or how the poll failed (after its retries).
+    pub outcome: Outcome,
+    /// The failure's text (never a secret); `None` for a success.
+    pub error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -327,6 +355,17 @@ mod tests {
             ..Default::default()
         };
         assert!(failed.is_terminal());
+    }
+
+    #[test]
+    fn outcome_names_roundtrip() {
+        for o in Outcome::ALL {
+            assert_eq!(o.as_str().parse::<Outcome>(), Ok(o));
+        }
+        assert_eq!(
+            "failure".parse::<Outcome>(),
+            Err(UnknownOutcome("failure".into()))
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
-//! | `targets` | `["record","app","room","task"]` (task `null` for a room-following webcast target) | [`TargetRecord`] as JSON: sources, labels, last answer, settle state, last success |
+//! | `targets` | `["record","app","room","task"]` (task `null` for a room-following webcast target) | [`TargetRecord`] as JSON: sources, labels, last answer, settle state, last success, last poll |
 //! | `counted` | `["record","app","room","task",start_ms]`: one task ([`TaskRef`]) | when it was counted, ms |
 //! | `stops` | `["record","app","StopByAPI"]` | `task_stops_total` for that (kind, app_id, reason) |
 //! | `events` | a callback `EventId` | when it was received, ms |
@@ -86,7 +86,7 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::model::{Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
 
 /// The store file's name inside the storage folder.
 pub const FILE_NAME: &str = "state.redb";
@@ -305,6 +305,40 @@ impl From<StoredSnapshot> for TaskSnapshot {
     }
 }
 
+/// A target's last poll as stored (see [`LastPoll`]); the outcome by its label name. A row
+/// written before this field existed has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredPoll {
+    pub at_ms: i64,
+    pub outcome: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl From<&LastPoll> for StoredPoll {
+    fn from(p: &LastPoll) -> StoredPoll {
+        StoredPoll {
+            at_ms: p.at_ms,
+            outcome: p.outcome.as_str().to_string(),
+            error: p.error.clone(),
+        }
+    }
+}
+
+impl TryFrom<StoredPoll> for LastPoll {
+    type Error = crate::model::UnknownOutcome;
+
+    /// Fails for an outcome this version does not know (a row from a newer one).
+    fn try_from(p: StoredPoll) -> Result<LastPoll, Self::Error> {
+        Ok(LastPoll {
+            at_ms: p.at_ms,
+            outcome: p.outcome.parse::<Outcome>()?,
+            error: p.error,
+        })
+    }
+}
+
 /// Everything stored about one target (its key is the row's key).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -325,6 +359,10 @@ pub struct TargetRecord {
     /// When the last successful poll happened, ms since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_success_ms: Option<i64>,
+    /// The last poll: when, its outcome, its error; `None` before the first, and in rows
+    /// written by versions that did not keep it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_poll: Option<StoredPoll>,
     pub settle: Settle,
 }
 
@@ -350,6 +388,22 @@ impl TargetRecord {
     /// The last answer as the model's snapshot.
     pub fn task_snapshot(&self) -> Option<TaskSnapshot> {
         self.snapshot.clone().map(TaskSnapshot::from)
+    }
+
+    /// The last poll as the model has it. A row written before the last poll was kept says
+    /// only whether it succeeded: a success is the last success; a failure's outcome and
+    /// error are not known (`None`, never a made-up outcome). So is an outcome this version
+    /// does not know.
+    pub fn last_poll(&self) -> Option<LastPoll> {
+        match (&self.last_poll, self.up, self.last_success_ms) {
+            (Some(stored), _, _) => LastPoll::try_from(stored.clone()).ok(),
+            (None, Some(true), Some(at_ms)) => Some(LastPoll {
+                at_ms,
+                outcome: Outcome::Success,
+                error: None,
+            }),
+            _ => None,
+        }
     }
 
     /// When the task ended for retention: its EndTime, else when it was first seen terminal;
@@ -1531,6 +1585,52 @@ fn remove_older(
 mod tests {
     use super::*;
     use crate::model::status;
+
+    #[test]
+    fn last_poll_round_trips_and_rows_without_it_still_decode() {
+        let polled = TargetRecord {
+            last_poll: Some(StoredPoll::from(&LastPoll {
+                at_ms: 5,
+                outcome: Outcome::NetworkError,
+                error: Some("network_error: reset".into()),
+            })),
+            ..TargetRecord::default()
+        };
+        let json = serde_json::to_string(&polled).unwrap();
+        assert!(
+            json.contains(r#""last_poll":{"at_ms":5,"outcome":"network_error","error":"network_error: reset"}"#),
+            "{json}"
+        );
+        let back: TargetRecord = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, polled);
+        assert_eq!(
+            back.last_poll().map(|p| p.outcome),
+            Some(Outcome::NetworkError)
+        );
+
+        // Rows of an older version: no `last_poll`.
+        let old = |up: bool| {
+            format!(
+                r#"{{"sources":["config"],"added_ms":1,"up":{up},"last_success_ms":7,"settle":{{"phase":"active"}}}}"#
+            )
+        };
+        let was_up: TargetRecord = serde_json::from_str(&old(true)).unwrap();
+        assert_eq!(was_up.last_poll, None);
+        assert_eq!(
+            was_up.last_poll(),
+            Some(LastPoll {
+                at_ms: 7,
+                outcome: Outcome::Success,
+                error: None
+            })
+        );
+        let was_down: TargetRecord = serde_json::from_str(&old(false)).unwrap();
+        assert_eq!(was_down.last_poll(), None, "no made-up outcome");
+        // An outcome a newer version wrote: the row still decodes, the poll is unknown.
+        let newer: TargetRecord =
+            serde_json::from_str(r#"{"last_poll":{"at_ms":1,"outcome":"quantum_error"}}"#).unwrap();
+        assert_eq!(newer.last_poll(), None);
+    }
 
     fn key(task: Option<&str>) -> TargetKey {
         TargetKey {

@@ -52,7 +52,7 @@ use crate::exposition::{
     push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
     Page,
 };
-use crate::model::{Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
 
 /// Targets per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
@@ -71,6 +71,8 @@ pub struct EntryState {
     pub up: Option<bool>,
     /// When the last success happened, ms since the epoch.
     pub last_success_ms: Option<i64>,
+    /// The last poll: when, its outcome and its error; `None` before the first.
+    pub last_poll: Option<LastPoll>,
     /// The current task was counted in `task_stops_total`.
     pub stop_counted: bool,
     /// When the current task was first seen terminal, ms since the epoch.
@@ -258,6 +260,8 @@ struct Entry {
     /// The last poll's outcome; `None` before the first.
     up: Option<bool>,
     last_success_ms: Option<i64>,
+    /// The last poll: when, its outcome and its error.
+    last_poll: Option<LastPoll>,
     /// The current task was counted in `task_stops_total`.
     stop_counted: bool,
     /// When the current task was first seen terminal, ms since the epoch.
@@ -589,6 +593,7 @@ impl Store {
         entry.snapshot = state.snapshot;
         entry.up = state.up;
         entry.last_success_ms = state.last_success_ms;
+        entry.last_poll = state.last_poll;
         entry.polled_at_ms = state.last_success_ms.unwrap_or(0);
         entry.stop_counted = state.stop_counted;
         entry.terminal_since_ms = state.terminal_since_ms;
@@ -677,6 +682,7 @@ impl Store {
             snapshot: e.snapshot.clone(),
             up: e.up,
             last_success_ms: e.last_success_ms,
+            last_poll: e.last_poll.clone(),
             stop_counted: e.stop_counted,
             terminal_since_ms: e.terminal_since_ms,
             expired: e.expired,
@@ -788,6 +794,11 @@ impl Store {
         e.polled_at_ms = at_ms;
         e.up = Some(true);
         e.last_success_ms = Some(at_ms);
+        e.last_poll = Some(LastPoll {
+            at_ms,
+            outcome: Outcome::Success,
+            error: None,
+        });
         let changed_families = e.rebuild(key.kind, e.prefix.len());
         inner.bump(id, changed_families);
         let update = Update {
@@ -799,14 +810,20 @@ impl Store {
         (update, stop)
     }
 
-    /// Record a failed poll of target `id`: its last known values stay, `target_up` becomes 0.
-    pub fn record_failure(&self, id: TargetId) {
+    /// Record a failed poll of target `id` at `at`, with its outcome and error text: its last
+    /// known values stay, `target_up` becomes 0.
+    pub fn record_failure(&self, id: TargetId, outcome: Outcome, error: &str, at: SystemTime) {
         let mut inner = self.write();
         if let Some(e) = inner.entries.get_mut(id) {
             let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
                 return;
             };
             e.up = Some(false);
+            e.last_poll = Some(LastPoll {
+                at_ms: millis_since_epoch(at),
+                outcome,
+                error: Some(error.to_string()),
+            });
             let changed_families = e.rebuild(kind, e.prefix.len());
             inner.bump(id, changed_families);
         }
@@ -1024,6 +1041,11 @@ impl Store {
         let inner = self.read();
         let e = inner.entries.get(id)?;
         Some((e.up, e.last_success_ms))
+    }
+
+    /// How target `id`'s last poll went (also before a restart); `None` before the first.
+    pub fn last_poll(&self, id: TargetId) -> Option<LastPoll> {
+        self.read().entries.get(id)?.last_poll.clone()
     }
 }
 
@@ -1303,15 +1325,32 @@ mod tests {
     #[test]
     fn failure_keeps_last_values_and_sets_up_to_zero() {
         let store = Store::new(vec![target(Kind::Record, Some("t1"), &[])]);
-        store.record_failure(0);
+        store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         let l = r#"kind="record",app_id="app1",room_id="r1",task_id="t1""#;
         assert_eq!(
             series(&store),
             format!("volcengine_rtc_target_up{{{l}}} 0\n")
         );
+        assert_eq!(
+            store.last_poll(0),
+            Some(LastPoll {
+                at_ms: 0,
+                outcome: Outcome::Timeout,
+                error: Some("timeout".into())
+            })
+        );
         store.record_success(0, running(T0), at(T0 + 10_000));
+        assert_eq!(
+            store.last_poll(0),
+            Some(LastPoll {
+                at_ms: T0 + 10_000,
+                outcome: Outcome::Success,
+                error: None
+            })
+        );
+        assert_eq!(store.state(0).and_then(|s| s.last_poll), store.last_poll(0));
         let before = series(&store);
-        store.record_failure(0);
+        store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         let after = series(&store);
         assert_eq!(
             after,
@@ -1340,7 +1379,7 @@ mod tests {
         for i in 0..5 {
             let u = store.record_success(0, snap.clone(), at(T0 + 7_000 + i));
             assert!(!u.changed && !u.newly_terminal && !u.new_task);
-            store.record_failure(0);
+            store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
             let _ = rendered(&store);
         }
         // Files arriving later change the answer but not the count.
@@ -1434,7 +1473,7 @@ mod tests {
         assert!(stops(&store).contains("reason=\"StopByAPI\"} 1"));
         // The same answer again or a failure does not bring it back ...
         store.record_success(0, ended(T0, end, "StopByAPI"), at(end + 4_000_000));
-        store.record_failure(0);
+        store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         assert!(!series(&store).contains(r#"task_id="t1""#));
         // ... a new task in a followed room does, and is counted.
         let u = store.record_success(2, running(end + 10_000), at(end + 4_000_000));
@@ -1489,7 +1528,7 @@ mod tests {
             store.record_success(7, running(T0), at(T0)),
             Update::default()
         );
-        store.record_failure(7);
+        store.record_failure(7, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         assert_eq!(store.snapshot(7), None);
         assert_eq!(series(&store), "");
     }
@@ -1508,7 +1547,7 @@ mod tests {
             ..Default::default()
         }];
         store.record_success(0, snap, at(T0 + 20));
-        store.record_failure(1);
+        store.record_failure(1, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
         assert_eq!(predicted, series(&store).len());
         assert!(store.render_size_hint() >= rendered(&store).len());
@@ -1540,7 +1579,12 @@ mod tests {
                             })
                             .collect();
                         if (id as i64 + round) % 7 == 0 {
-                            store.record_failure(id);
+                            store.record_failure(
+                                id,
+                                Outcome::Timeout,
+                                "timeout",
+                                SystemTime::UNIX_EPOCH,
+                            );
                         } else {
                             store.record_success(id, snap, at(T0 + round));
                         }

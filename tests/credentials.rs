@@ -2,7 +2,11 @@
 //! volume whose `..data` symlink is swapped, files that break (empty, unreadable, deleted) and
 //! are fixed again, and a change caught half-way that must not be taken. The watcher runs in
 //! paused tokio time. End to end, the client polls the simulator, which accepts only the
-//! current token, and keeps working across rotations without a restart.
+//! current token, and keeps working across rotations without a restart; and the real binary,
+//! started as a user starts it, follows `..data` swaps (and reloads that add or remove the
+//! `*_file` keys) with no failed poll.
+
+mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -480,5 +484,352 @@ mod end_to_end {
             3
         );
         shutdown.cancel();
+    }
+
+    /// `fetch` refused with a token swapped just before: the files are re-read at once and the
+    /// request sent once more with the new token, after waiting for the budget like any
+    /// retry. Refused with files that hold nothing new: no second request.
+    #[tokio::test]
+    async fn fetch_refused_right_after_a_swap_re_reads_and_retries_once_in_the_budget() {
+        let sim = Simulator::new(SimOptions::default(), Clock::system());
+        let started = volc_rtc_exporter::clock::now_ms() - 60_000;
+        sim.add_task(SimTask::record(APP, "room-1", "task-1", started));
+        sim.add_credentials(&accepted(AK, SK, TOKEN_1));
+        let sim = Arc::new(sim);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the simulator");
+        let port = listener.local_addr().expect("address").port();
+        let shutdown = CancellationToken::new();
+        tokio::spawn(sim::serve(listener, sim.clone(), shutdown.clone()));
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
+        // No watcher: only the refusal makes the client look at the files.
+        let h = handle_on(dir.path());
+        let api = ApiSettings {
+            endpoint: Endpoint {
+                scheme: "http".into(),
+                host: "127.0.0.1".into(),
+                port: Some(port),
+            },
+            ..ApiSettings::default()
+        };
+        // One request per second: the retry must wait for its slot.
+        let limiters = PerAction::new(|_| Arc::new(Limiter::new(1.0)));
+        let telemetry = Arc::new(Telemetry::new());
+        let client = Client::new(&api, h.clone(), limiters, telemetry.clone()).expect("client");
+        let key = TargetKey {
+            kind: Kind::Record,
+            app_id: APP.into(),
+            room_id: "room-1".into(),
+            task_id: Some("task-1".into()),
+        };
+        let count =
+            |outcome| sim.request_count(volc_rtc_exporter::model::Action::GetRecordTask, outcome);
+        client.fetch(&key).await.expect("the first token works");
+
+        volume.swap([AK, SK, TOKEN_2]);
+        sim.add_credentials(&accepted(AK, SK, TOKEN_2));
+        let began = Instant::now();
+        client
+            .fetch(&key)
+            .await
+            .expect("refused, re-read, sent again: the poll succeeds");
+        assert!(
+            began.elapsed() >= Duration::from_millis(900),
+            "the retry waited for the budget: {:?}",
+            began.elapsed()
+        );
+        assert_eq!((count(Outcome::AuthError), count(Outcome::Success)), (1, 2));
+        assert_eq!((h.reloads(), h.reload_failures()), (1, 0));
+        assert_eq!(token(&h), TOKEN_2);
+
+        // The API withdraws the token, the files hold nothing newer: one request, an error.
+        sim.add_credentials(&accepted(AK, SK, "STS.revoked"));
+        let err = client.fetch(&key).await.expect_err("refused");
+        assert_eq!(err.outcome, Outcome::AuthError);
+        assert_eq!((count(Outcome::AuthError), count(Outcome::Success)), (2, 2));
+        assert_eq!(h.reloads(), 1);
+        // Every request, the refused ones too, is counted.
+        let mut out = Vec::new();
+        telemetry.encode(&mut out);
+        let metrics = String::from_utf8(out).expect("utf-8");
+        for (outcome, n) in [("auth_error", 2), ("success", 2)] {
+            let line = format!(
+                "volcengine_rtc_api_requests_total{{action=\"GetRecordTask\",outcome=\"{outcome}\"}} {n}"
+            );
+            assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
+        }
+        assert_no_secret(&metrics);
+        shutdown.cancel();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The real binary: `..data` swaps while it polls the simulator, which accepts only the current
+// credentials.
+
+mod binary {
+    use super::*;
+
+    use common::{get, key, Metrics, SimServer};
+    use volc_rtc_exporter::credentials::{Credentials, Secret};
+    use volc_rtc_exporter::model::{Action, Kind, Outcome, Target};
+    use volc_rtc_exporter::sim::{Clock, SimOptions, SimTask, Simulator};
+
+    const APP: &str = "rotating-app";
+    const SEC: Duration = Duration::from_secs(1);
+    /// The STS-style second and third sets: a new pair with each token.
+    const AK2: &str = "AKLTrotating0000key0002";
+    const SK2: &str = "c2VjcmV0LXJvdGF0aW5nLTI=";
+    const TOKEN_3: &str = "STS.token.three.55555";
+    const AK3: &str = "AKLTrotating0000key0003";
+    const SK3: &str = "c2VjcmV0LXJvdGF0aW5nLTM=";
+    const TOKEN_4: &str = "STS.token.four.777777";
+
+    fn accepted(values: [&str; 3]) -> Credentials {
+        Credentials {
+            access_key_id: values[0].into(),
+            secret_access_key: Secret::new(values[1]),
+            session_token: Some(Secret::new(values[2])),
+        }
+    }
+
+    /// The config: the simulator, 1 s polls, and `credentials` as given.
+    fn write_config(path: &Path, sim: &SimServer, credentials: &str, targets: &[Target]) {
+        let text = format!(
+            "api:\n  endpoint: http://127.0.0.1:{}\n  timeout: 2s\n{credentials}budget:\n  \
+             GetRecordTask: 20\n  GetWebCastTask: 20\nschedule:\n  active_interval: 1s\n  \
+             settle_interval: 1s\n{}",
+            sim.addr.port(),
+            common::targets_yaml(targets)
+        );
+        std::fs::write(path, text).expect("write the config");
+    }
+
+    fn file_keys(secrets: &Path) -> String {
+        let mut s = String::from("credentials:\n");
+        for (k, name) in [
+            "access_key_id_file",
+            "secret_access_key_file",
+            "session_token_file",
+        ]
+        .iter()
+        .zip(FILES)
+        {
+            s.push_str(&format!("  {k}: {}\n", secrets.join(name).display()));
+        }
+        s
+    }
+
+    fn inline_keys(values: [&str; 3]) -> String {
+        format!(
+            "credentials:\n  access_key_id: {}\n  secret_access_key: {}\n  session_token: {}\n",
+            values[0], values[1], values[2]
+        )
+    }
+
+    fn reloads(m: &Metrics, outcome: &str) -> f64 {
+        get(
+            m,
+            &key(
+                "volcengine_rtc_credentials_reloads_total",
+                &[("outcome", outcome)],
+            ),
+        )
+        .unwrap_or(-1.0)
+    }
+
+    /// Scrapes until `cond`, checking on every scrape that each target is up (its last poll
+    /// succeeded); panics after `within`.
+    async fn scrape_until(
+        base: &str,
+        child: &common::ChildProcess,
+        targets: &[Target],
+        within: Duration,
+        what: &str,
+        cond: impl Fn(&Metrics) -> bool,
+    ) -> Metrics {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let m = common::scrape_at(base).await;
+            for t in targets {
+                assert_eq!(
+                    get(&m, &common::tkey("target_up", &t.key, &[])),
+                    Some(1.0),
+                    "{:?} is down while waiting for {what}; stderr:\n{}",
+                    t.key,
+                    child.stderr()
+                );
+            }
+            if cond(&m) {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} within {within:?}; stderr:\n{}",
+                child.stderr()
+            );
+            tokio::time::sleep(SEC / 10).await;
+        }
+    }
+
+    async fn reload(base: &str) {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}/-/reload"))
+            .send()
+            .await
+            .expect("POST /-/reload");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "{text}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_data_swap_of_the_credential_files_is_used_without_a_restart_with_no_failed_poll() {
+        let started = volc_rtc_exporter::clock::now_ms() - 60_000;
+        let targets: Vec<Target> = (1..=4)
+            .map(|i| {
+                common::target(
+                    Kind::Record,
+                    APP,
+                    &format!("room-{i}"),
+                    &format!("task-{i}"),
+                )
+            })
+            .collect();
+        let sim = Simulator::new(SimOptions::default(), Clock::system());
+        for t in &targets {
+            let k = &t.key;
+            let task = k.task_id.as_deref().unwrap_or_default();
+            sim.add_task(SimTask::record(APP, &k.room_id, task, started));
+        }
+        let first = [AK, SK, TOKEN_1];
+        sim.add_credentials(&accepted(first));
+        let sim = SimServer::start(sim).await;
+
+        let dir = common::scratch_dir("credential-rotation");
+        let secrets = dir.join("secrets");
+        std::fs::create_dir_all(&secrets).expect("mkdir");
+        let mut volume = SecretVolume::create(&secrets, first);
+        let cfg = dir.join("config.yaml");
+        write_config(&cfg, &sim, &file_keys(&secrets), &targets);
+        let args = [
+            format!("--config.file={}", cfg.display()),
+            "--web.listen-address=127.0.0.1:0".to_string(),
+            "--web.enable-lifecycle".to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut child = common::ChildProcess::spawn(&args, &[]);
+        let addr = child
+            .wait_for_word_after("message=listening address=", 20 * SEC)
+            .await;
+        let base = format!("http://{addr}");
+        let ok = |m: &Metrics| common::requests(m, "GetRecordTask", Outcome::Success);
+        let m = scrape_until(&base, &child, &[], 20 * SEC, "first answers", |m| {
+            ok(m) >= 8.0
+        })
+        .await;
+        assert_eq!((reloads(&m, "success"), reloads(&m, "failure")), (0.0, 0.0));
+
+        // 1. The token rotates (STS style: the API takes only the new one from now on). The
+        // kubelet swaps the Secret first; the API refuses the old token right after.
+        let rotations: [(&str, [&str; 3]); 2] = [
+            ("the new token", [AK, SK, TOKEN_2]),
+            // 2. A whole new set: the old key is withdrawn.
+            ("the new key pair", [AK2, SK2, TOKEN_3]),
+        ];
+        let mut previous = first;
+        for (n, (what, values)) in rotations.iter().enumerate() {
+            volume.swap(*values);
+            if values[0] != previous[0] {
+                sim.sim.remove_credentials(previous[0]);
+            }
+            sim.sim.add_credentials(&accepted(*values));
+            let before = ok(&common::scrape_at(&base).await);
+            let want = (n + 1) as f64;
+            scrape_until(&base, &child, &targets, 20 * SEC, what, |m| {
+                reloads(m, "success") == want && ok(m) >= before + 8.0
+            })
+            .await;
+            previous = *values;
+        }
+
+        // A reload that drops the `*_file` keys (inline keys, the same values): the files are
+        // no longer re-read, so breaking them changes nothing.
+        write_config(&cfg, &sim, &inline_keys(previous), &targets);
+        reload(&base).await;
+        volume.swap([AK2, SK2, ""]);
+        let before = ok(&common::scrape_at(&base).await);
+        // Longer than a re-read and its confirming read.
+        tokio::time::sleep(DEFAULT_RELOAD_INTERVAL + 2 * SEC).await;
+        let m = scrape_until(
+            &base,
+            &child,
+            &targets,
+            10 * SEC,
+            "polls on inline keys",
+            |m| ok(m) >= before + 8.0,
+        )
+        .await;
+        assert_eq!(
+            (reloads(&m, "success"), reloads(&m, "failure")),
+            (2.0, 0.0),
+            "files no longer named are not re-read"
+        );
+
+        // A reload that names them again (holding the keys in use), then a rotation: followed.
+        volume.swap(previous);
+        write_config(&cfg, &sim, &file_keys(&secrets), &targets);
+        reload(&base).await;
+        let fourth = [AK3, SK3, TOKEN_4];
+        volume.swap(fourth);
+        sim.sim.remove_credentials(previous[0]);
+        sim.sim.add_credentials(&accepted(fourth));
+        let before = ok(&common::scrape_at(&base).await);
+        let m = scrape_until(
+            &base,
+            &child,
+            &targets,
+            20 * SEC,
+            "the rotation after the reload",
+            |m| reloads(m, "success") == 3.0 && ok(m) >= before + 8.0,
+        )
+        .await;
+        assert_eq!(reloads(&m, "failure"), 0.0);
+
+        // No poll failed: every refused request was sent again with the new credentials. The
+        // refused ones are still counted as requests, exactly as the API saw them.
+        let refused = sim
+            .sim
+            .request_count(Action::GetRecordTask, Outcome::AuthError);
+        assert_eq!(
+            common::requests(&m, "GetRecordTask", Outcome::AuthError),
+            refused as f64,
+            "every refused request is counted"
+        );
+        assert!(
+            refused >= 1,
+            "the API refused no old credentials: the retry after a re-read was not exercised"
+        );
+        let (status, _) = child.terminate(10 * SEC).await;
+        assert!(status.success(), "exit: {status}");
+        let stderr = child.stderr();
+        assert!(
+            !stderr.contains("authentication failed") && !stderr.contains("poll failed"),
+            "a poll failed:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("re-reading the credential files")
+                && stderr.contains("none are re-read")
+                && stderr.contains("credentials reloaded from their files"),
+            "{stderr}"
+        );
+        for secret in [SK, SK2, SK3, TOKEN_1, TOKEN_2, TOKEN_3, TOKEN_4] {
+            assert!(!stderr.contains(secret), "a secret in the log:\n{stderr}");
+        }
+        sim.stop().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

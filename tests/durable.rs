@@ -12,7 +12,9 @@ use common::{get, tkey, Metrics, SimServer};
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Action, Kind, Target};
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
-use volc_rtc_exporter::sim::{stop_reason, Clock, SimFile, SimOptions, SimTask, Simulator};
+use volc_rtc_exporter::sim::{
+    stop_reason, Clock, Fault, FaultSpec, SimFile, SimOptions, SimTask, Simulator, TaskMatch,
+};
 
 const APP: &str = "durable-app";
 const SEC: Duration = Duration::from_secs(1);
@@ -457,4 +459,229 @@ async fn targets_change_while_running_without_losing_state() {
     assert_eq!(all_stops(&m), 4.0, "counters stay when targets leave");
     exporter.stop().await;
     sim.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Each target's last poll (time, outcome, error) across a restart.
+
+/// The outcome names the README lists (for `volcengine_rtc_api_requests_total`'s `outcome`):
+/// the only ones `last_outcome` may show.
+fn readme_outcomes() -> Vec<String> {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("| `volcengine_rtc_api_requests_total` |"))
+        .expect("the README lists volcengine_rtc_api_requests_total");
+    let (_, list) = line
+        .split_once("`outcome` is ")
+        .expect("the README lists the outcomes");
+    let names: Vec<String> = list
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    assert!(
+        names.len() >= 9 && names.contains(&"success".to_string()),
+        "{names:?}"
+    );
+    names
+}
+
+/// `GET /api/v1/targets`: each target by room, with its `last_poll`, `last_outcome` and
+/// `last_error`; checks that every outcome shown is one the README lists.
+async fn last_polls(base: &str) -> std::collections::BTreeMap<String, [serde_json::Value; 3]> {
+    let (status, text) = common::http_get(&format!("{base}/api/v1/targets"))
+        .await
+        .expect("/api/v1/targets answers");
+    assert_eq!(status, 200, "{text}");
+    let listed: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    let allowed = readme_outcomes();
+    let mut out = std::collections::BTreeMap::new();
+    for t in listed["data"].as_array().expect("data is a list") {
+        let outcome = &t["last_outcome"];
+        assert!(
+            outcome.is_null()
+                || outcome
+                    .as_str()
+                    .is_some_and(|o| allowed.iter().any(|a| a == o)),
+            "last_outcome {outcome} is not among the README's outcomes {allowed:?}"
+        );
+        let room = t["room_id"].as_str().expect("room_id").to_string();
+        out.insert(
+            room,
+            [
+                t["last_poll"].clone(),
+                outcome.clone(),
+                t["last_error"].clone(),
+            ],
+        );
+    }
+    out
+}
+
+/// A config polling `endpoint` once an hour (`timeout` per request), with no targets of its
+/// own: they come from the registration API.
+fn hourly_config(endpoint: &str, timeout: &str) -> String {
+    format!(
+        "api:\n  endpoint: {endpoint}\n  timeout: {timeout}\nschedule:\n  active_interval: 1h\n  \
+         settle_interval: 1h\ntargets: []\n"
+    )
+}
+
+/// An API that takes connections and never answers: a poll sent there is still in flight
+/// when the test reads the targets.
+async fn silent_api() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a silent port");
+    let port = listener.local_addr().expect("address").port();
+    (listener, format!("http://127.0.0.1:{port}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_keeps_each_targets_last_poll_time_outcome_and_error() {
+    let start = now_ms() - 3_600_000;
+    let sim = sim_with(vec![
+        SimTask::record(APP, "room-ok", "task-ok", start),
+        SimTask::record(APP, "room-reset", "task-reset", start),
+    ]);
+    sim.inject(
+        FaultSpec::always(Fault::ResetConnection).for_target(TaskMatch::task(
+            APP,
+            "room-reset",
+            Some("task-reset"),
+        )),
+    );
+    let sim = SimServer::start(sim).await;
+    let dir = common::scratch_dir("durable-last-poll");
+    let cfg = dir.join("config.yaml");
+    let store = dir.join("data");
+    std::fs::write(
+        &cfg,
+        hourly_config(&format!("http://127.0.0.1:{}", sim.addr.port()), "2s"),
+    )
+    .expect("write the config");
+    let api = ["--web.enable-targets-api"];
+    let (mut child, base) = common::start_binary(&cfg, &store, &api).await;
+    // Registered one at a time, each is polled at once, then not for an hour.
+    let http = reqwest::Client::new();
+    for (room, task) in [
+        ("room-ok", "task-ok"),
+        ("room-reset", "task-reset"),
+        ("room-missing", "task-missing"),
+    ] {
+        let body = format!(
+            r#"[{{"kind":"record","app_id":"{APP}","room_id":"{room}","task_id":"{task}"}}]"#
+        );
+        let resp = http
+            .post(format!("{base}/api/v1/targets"))
+            .body(body)
+            .send()
+            .await
+            .expect("POST /api/v1/targets");
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    let deadline = tokio::time::Instant::now() + 30 * SEC;
+    let before = loop {
+        let polls = last_polls(&base).await;
+        if polls.len() == 3 && polls.values().all(|[_, outcome, _]| !outcome.is_null()) {
+            break polls;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not every target was polled: {polls:?}; stderr:\n{}",
+            child.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let outcome = |room: &str| before[room][1].as_str().unwrap_or_default().to_string();
+    assert_eq!(outcome("room-ok"), "success");
+    assert_eq!(outcome("room-reset"), "network_error");
+    assert_eq!(outcome("room-missing"), "not_found");
+    assert!(before["room-ok"][2].is_null());
+    for room in ["room-reset", "room-missing"] {
+        let error = before[room][2].as_str().unwrap_or_default();
+        assert!(error.starts_with(&outcome(room)), "{room}: {error}");
+    }
+    let (status, _) = child.terminate(10 * SEC).await;
+    assert!(status.success());
+    sim.stop().await;
+
+    // Restarted against an API that never answers: a restored target due at once is still
+    // waiting for its answer, so every row shows what the store kept.
+    let (_silent, endpoint) = silent_api().await;
+    std::fs::write(&cfg, hourly_config(&endpoint, "60s")).expect("write the config");
+    let (mut child, base) = common::start_binary(&cfg, &store, &api).await;
+    let after = last_polls(&base).await;
+    assert_eq!(after, before, "the last polls as before the restart");
+    let (status, _) = child.terminate(10 * SEC).await;
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_from_before_last_polls_were_kept_opens_and_shows_no_made_up_outcome() {
+    use volc_rtc_exporter::model::TargetKey;
+    use volc_rtc_exporter::persist::{self, Change, Settle, Source, StoredPhase, TargetRecord};
+
+    let dir = common::scratch_dir("durable-old-rows");
+    let store = dir.join("data");
+    let polled_ms = now_ms() - 60_000;
+    // Rows as an older version wrote them: no `last_poll`, only whether the last poll
+    // succeeded and when the last success was.
+    let opened = persist::open(&store, persist::WriterConfig::default()).expect("open");
+    for (room, up) in [("room-was-up", true), ("room-was-down", false)] {
+        let key = TargetKey {
+            kind: Kind::Record,
+            app_id: APP.into(),
+            room_id: room.into(),
+            task_id: Some("task".into()),
+        };
+        let record = TargetRecord {
+            sources: [Source::Api].into(),
+            added_ms: polled_ms - 60_000,
+            up: Some(up),
+            last_success_ms: Some(polled_ms),
+            settle: Settle {
+                phase: StoredPhase::Active,
+                ..Settle::default()
+            },
+            ..TargetRecord::default()
+        };
+        let json = serde_json::to_string(&record).expect("JSON");
+        assert!(!json.contains("last_poll"), "{json}");
+        opened.writer.submit(Change::Put {
+            key,
+            record,
+            stop: None,
+        });
+    }
+    assert!(opened.writer.close(10 * SEC), "written");
+    drop(opened);
+
+    let (_silent, endpoint) = silent_api().await;
+    let cfg = dir.join("config.yaml");
+    std::fs::write(&cfg, hourly_config(&endpoint, "60s")).expect("write the config");
+    let (mut child, base) = common::start_binary(&cfg, &store, &["--web.enable-targets-api"]).await;
+    let polls = last_polls(&base).await;
+    let at = serde_json::Value::from(volc_rtc_exporter::clock::rfc3339_ms(polled_ms));
+    assert_eq!(
+        polls["room-was-up"],
+        [at, "success".into(), serde_json::Value::Null],
+        "a success: the last success"
+    );
+    assert_eq!(
+        polls["room-was-down"],
+        [
+            serde_json::Value::Null,
+            serde_json::Value::Null,
+            serde_json::Value::Null
+        ],
+        "a failure of unknown outcome: nothing made up"
+    );
+    let (status, _) = child.terminate(10 * SEC).await;
+    assert!(status.success());
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use volc_rtc_exporter::exposition::Format;
-use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::model::{
+    status, Kind, Outcome, RecordFile, Target, TargetKey, TaskSnapshot,
+};
 use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
@@ -104,7 +106,7 @@ fn store_and_telemetry() -> (Store, Telemetry) {
         },
         at(T0),
     );
-    store.record_failure(2);
+    store.record_failure(2, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
     store.record_success(
         3,
         TaskSnapshot {
@@ -118,8 +120,8 @@ fn store_and_telemetry() -> (Store, Telemetry) {
         },
         at(T0 + 86_500_000),
     );
-    store.record_failure(4);
-    store.record_failure(5);
+    store.record_failure(4, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
+    store.record_failure(5, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
 
     let telemetry = Telemetry::new();
     telemetry.observe_request(

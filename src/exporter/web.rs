@@ -1,10 +1,10 @@
 //! The exporter's side of the HTTP features, kept apart from the polling core:
 //!
-//! - [`Apply`] for the reload: a diff, applied live — credentials, the `api:` section (a new
-//!   client), budgets, intervals, labels, and the config's targets (unchanged ones keep their
-//!   state and schedule, new ones start as `new`, removed ones leave at once); the web config
-//!   is swapped by [`crate::reload`] itself, and new `target_files` patterns are followed
-//!   from then on.
+//! - [`Apply`] for the reload: a diff, applied live — credentials (and which `*_file` keys are
+//!   re-read), the `api:` section (a new client), budgets, intervals, labels, and the config's
+//!   targets (unchanged ones keep their state and schedule, new ones start as `new`, removed
+//!   ones leave at once); the web config is swapped by [`crate::reload`] itself, and new
+//!   `target_files` patterns are followed from then on.
 //! - [`Targets`] for the pages and `/api/v1/targets`: a snapshot of every target from the
 //!   store and the scheduler, and registration (`POST`/`DELETE`) as the `api` source.
 //! - [`run_with`]: [`super::run`] with the `--web.*` options, the web config and the reloader.
@@ -105,7 +105,13 @@ impl Apply for Exporter {
         }
         let files_changed = old.target_files != new.target_files
             || old.target_files_refresh_interval != new.target_files_refresh_interval;
+        let credential_files_changed =
+            old.credential_config.files() != new.credential_config.files();
         *self.settings.write().unwrap_or_else(|e| e.into_inner()) = new;
+        if credential_files_changed {
+            // The handle re-reads the files it was just given; the watcher starts or stops.
+            self.rewatch_credentials();
+        }
         if files_changed {
             // Files no longer matched drop their targets once the new follower has loaded.
             self.refollow_files();
@@ -209,8 +215,9 @@ impl Targets for Exporter {
             .map(|((id, target), (phase, due))| {
                 let id = *id;
                 let snapshot = self.store.snapshot(id);
-                let (up, last_success_ms) = self.store.poll_status(id).unwrap_or((None, None));
-                let last = self.last_poll(id);
+                let (up, _) = self.store.poll_status(id).unwrap_or((None, None));
+                // Kept across restarts (see `TargetRecord::last_poll` for older rows).
+                let last = self.store.last_poll(id);
                 let key = &target.key;
                 TargetRow {
                     kind: key.kind,
@@ -226,11 +233,8 @@ impl Targets for Exporter {
                         .map(|s| s.stop_reason.clone())
                         .filter(|r| !r.is_empty()),
                     up: up == Some(true),
-                    // Polled since the start: how that went; else what the store kept.
-                    last_poll_ms: last.as_ref().map(|l| l.at_ms).or(last_success_ms),
-                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()).or_else(|| {
-                        up.map(|ok| if ok { "success" } else { "failure" }.to_string())
-                    }),
+                    last_poll_ms: last.as_ref().map(|l| l.at_ms),
+                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()),
                     last_error: last.and_then(|l| l.error),
                     next_due_ms: due.map(|due| {
                         let ahead = due.saturating_duration_since(now).as_millis();
@@ -283,6 +287,7 @@ pub async fn run_with(
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
     let files = exporter.follow_files(&shutdown).await;
+    exporter.watch_credentials(&shutdown);
     let polling = {
         let exporter = exporter.clone();
         let stop = shutdown.clone();

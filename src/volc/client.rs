@@ -12,7 +12,10 @@
 //!
 //! The client has no concurrency limit of its own: the caller bounds requests in flight.
 //! Every attempt takes the credentials current at that moment from its [`CredentialsHandle`],
-//! so rotated credentials are used from the next request on, with no restart.
+//! so rotated credentials are used from the next request on, with no restart. An attempt
+//! refused as `auth_error` makes [`Client::fetch`] re-read the `*_file` credentials at once;
+//! if they changed (a token rotated just before the old one was refused), the request is sent
+//! once more with the new ones, in the budget like any retry, so the poll does not fail.
 //! Secrets stay inside: the `Authorization` and `X-Security-Token` headers are marked
 //! sensitive, errors are built from status, code and message only, and a vendor message that
 //! echoes the secret key or the session token has it replaced by `<redacted>`.
@@ -244,11 +247,19 @@ impl Client {
 
     /// One signed GET for `key`, classified; no budget, no retry. Counted in telemetry.
     pub async fn attempt(&self, key: &TargetKey) -> Result<TaskSnapshot, ApiError> {
+        self.attempt_with(key, &self.creds.current()).await
+    }
+
+    /// [`Client::attempt`] signed with `creds`: one snapshot per attempt, so signature, token
+    /// header and redaction agree.
+    async fn attempt_with(
+        &self,
+        key: &TargetKey,
+        creds: &Credentials,
+    ) -> Result<TaskSnapshot, ApiError> {
         let action = key.kind.action();
         let started = Instant::now();
-        // One snapshot per attempt: signature, token header and redaction agree.
-        let creds = self.creds.current();
-        let result = match tokio::time::timeout(self.timeout, self.exchange(key, &creds)).await {
+        let result = match tokio::time::timeout(self.timeout, self.exchange(key, creds)).await {
             Ok(Ok((status, body))) => parse::classify(key.kind, status, &body),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(ApiError::new(
@@ -263,7 +274,7 @@ impl Client {
         };
         self.telemetry
             .observe_request(action, outcome, started.elapsed());
-        result.map_err(|e| redact(e, &creds))
+        result.map_err(|e| redact(e, creds))
     }
 
     /// Send the request and read the whole body (up to the cap).
@@ -335,15 +346,31 @@ impl Client {
         let limiter = &self.limiters[action];
         let attempts = self.retry.attempts.max(1);
         let mut made = 0;
+        let mut renewed = false;
         loop {
             if made > 0 || !first_acquired {
                 limiter.acquire().await;
             }
             made += 1;
-            let e = match self.attempt(key).await {
+            let used = self.creds.current();
+            let e = match self.attempt_with(key, &used).await {
                 Ok(snapshot) => return Ok(snapshot),
                 Err(e) => e,
             };
+            // Refused with credentials that were rotated just now: one more attempt (in the
+            // budget) with the new ones, so a rotation costs no failed poll.
+            if e.outcome == Outcome::AuthError && !renewed && self.renewed_since(&used).await {
+                renewed = true;
+                tracing::debug!(
+                    action = action.as_str(),
+                    app_id = %key.app_id,
+                    room_id = %key.room_id,
+                    task_id = key.task_id.as_deref().unwrap_or(""),
+                    error = %e,
+                    "refused with the previous credentials; trying again with the new ones"
+                );
+                continue;
+            }
             if e.outcome == Outcome::Throttled {
                 limiter.on_throttled();
             }
@@ -364,6 +391,17 @@ impl Client {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// After an authentication failure signed with `used`: re-reads the `*_file` credentials
+    /// at once (off the runtime's threads: a hung network mount must not stall polling) and
+    /// says whether other credentials are in use now, from that re-read or from the watcher.
+    async fn renewed_since(&self, used: &Credentials) -> bool {
+        if self.creds.watches_files() {
+            let handle = self.creds.clone();
+            let _ = tokio::task::spawn_blocking(move || handle.reload_now()).await;
+        }
+        *self.creds.current() != *used
     }
 }
 
