@@ -117,7 +117,10 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     assert_eq!(get(&m, &status(1)), Some(3.0), "previous targets kept");
     let stderr = child.stderr();
     assert!(
-        stderr.contains(&format!("{}:3:1: YAML syntax error", a.display())),
+        stderr.contains(&format!(
+            "{}:2:11: YAML syntax error: this `[` is not closed",
+            a.display()
+        )),
         "the log places the problem:\n{stderr}"
     );
 
