@@ -754,7 +754,8 @@ impl Scheduler {
     /// Sets when target `id` was added, which the never-seen not-found backoff counts its
     /// first hour from ([`NEVER_SEEN_GRACE`]). [`Scheduler::new`] sets it to its `now`; a
     /// target restored or inserted later can be given its real time. Ignored for an unknown id.
-    pub fn set_added_at(&mut self, id: TargetId, at: Instant) {
+    #[cfg(test)]
+    fn set_added_at(&mut self, id: TargetId, at: Instant) {
         if let Some(t) = self.targets.get_mut(id) {
             t.added_at = at;
         }
@@ -896,7 +897,8 @@ impl Scheduler {
     }
 
     /// Whether `id` is an announced recording.
-    pub fn is_announced(&self, id: TargetId) -> bool {
+    #[cfg(test)]
+    fn is_announced(&self, id: TargetId) -> bool {
         self.targets.get(id).is_some_and(|t| t.announced)
     }
 

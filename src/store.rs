@@ -41,7 +41,7 @@
 //!   answer. For every configured (kind, app_id) the reasons the API documents start at 0 so
 //!   that `increase()` sees the first stop.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
@@ -54,7 +54,7 @@ use crate::exposition::{
 };
 use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
 
-/// Targets per block: the unit a changed target makes the store copy and compress again.
+/// Slots per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
 pub const BLOCK: usize = 128;
 
@@ -225,8 +225,9 @@ pub struct Store {
     /// Each family's `# HELP`/`# TYPE`, the same in both formats (all gauges).
     headers: [Arc<Chunk>; N_FAMILIES],
     inner: RwLock<Inner>,
-    /// The ready chunks, `[block * N_FAMILIES + family]`. Locked before `inner`.
-    chunks: Mutex<Vec<Cached>>,
+    /// The ready chunks of each part, `[part][block * N_FAMILIES + family]`. Locked before
+    /// `inner`.
+    chunks: Mutex<[Vec<Cached>; 2]>,
 }
 
 struct Inner {
@@ -237,8 +238,99 @@ struct Inner {
     /// The id of every target by key.
     index: HashMap<TargetKey, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
+    /// Where the targets' lines are, `[Part::Hot]` and `[Part::Cold]`.
+    parts: [Layout; 2],
+}
+
+/// The part of every family a target's lines are in: targets that may still change (hot), or
+/// targets the poller has parked (cold), whose chunks stay as they are while others change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Part {
+    #[default]
+    Hot = 0,
+    Cold = 1,
+}
+
+/// The page order of the parts: cold, then hot.
+const PART_ORDER: [Part; 2] = [Part::Cold, Part::Hot];
+
+/// A target's place in the layout: its part and its slot there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Place {
+    part: Part,
+    slot: usize,
+}
+
+impl Place {
+    fn block(self) -> usize {
+        self.slot / BLOCK
+    }
+}
+
+/// One part of every family: the targets in slot order, in blocks of [`BLOCK`] slots.
+#[derive(Default)]
+struct Layout {
+    /// The target in each slot; `None` for a free one. No free slot at the end.
+    slots: Vec<Option<TargetId>>,
+    /// The free slots below `slots.len()`; the lowest is taken first, so a part stays dense.
+    free: BTreeSet<usize>,
     /// `generations[block][family]`: bumped whenever that family's lines in the block change.
     generations: Vec<[u64; N_FAMILIES]>,
+}
+
+impl Layout {
+    /// A part holding `ids` in this order.
+    fn of(ids: impl Iterator<Item = TargetId>) -> Layout {
+        let slots: Vec<Option<TargetId>> = ids.map(Some).collect();
+        let blocks = slots.len().div_ceil(BLOCK);
+        Layout {
+            slots,
+            free: BTreeSet::new(),
+            generations: vec![[1; N_FAMILIES]; blocks],
+        }
+    }
+
+    /// Puts `id` in the lowest free slot; returns the slot.
+    fn take(&mut self, id: TargetId) -> usize {
+        let slot = match self.free.pop_first() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = Some(id);
+        }
+        let blocks = self.slots.len().div_ceil(BLOCK);
+        if self.generations.len() < blocks {
+            self.generations.resize(blocks, [1; N_FAMILIES]);
+        }
+        slot
+    }
+
+    /// Frees `slot`.
+    fn release(&mut self, slot: usize) {
+        if let Some(s) = self.slots.get_mut(slot) {
+            *s = None;
+            self.free.insert(slot);
+        }
+        while self.slots.last().is_some_and(Option::is_none) {
+            self.slots.pop();
+            self.free.remove(&self.slots.len());
+        }
+    }
+
+    /// The lines of the families in `families` (bit `f` for family `f`) changed in `block`.
+    fn bump(&mut self, block: usize, families: u32) {
+        if let Some(g) = self.generations.get_mut(block) {
+            for (f, g) in g.iter_mut().enumerate() {
+                if families & (1 << f) != 0 {
+                    *g += 1;
+                }
+            }
+        }
+    }
 }
 
 /// A chunk and the generation of its (family, block) it was built from.
@@ -252,6 +344,8 @@ struct Cached {
 struct Entry {
     /// The target; `None` for a free id.
     target: Option<Arc<Target>>,
+    /// Where its lines are (meaningless for a free id).
+    place: Place,
     /// The target's escaped label set, built once.
     prefix: Box<str>,
     snapshot: Option<TaskSnapshot>,
@@ -352,6 +446,19 @@ impl Entry {
             target: Some(target),
             ..Entry::default()
         }
+    }
+
+    /// The families this target has lines in (bit `f` for family `f`).
+    fn families(&self) -> u32 {
+        let mut families = 0;
+        let mut start = 0;
+        for (f, &end) in self.ends.iter().enumerate() {
+            if end > start {
+                families |= 1 << f;
+            }
+            start = end;
+        }
+        families
     }
 
     /// This target's tails of family `f`.
@@ -508,23 +615,21 @@ impl Store {
             .enumerate()
             .map(|(id, t)| {
                 index.entry(t.key.clone()).or_insert(id);
-                Entry::of(Arc::new(t))
+                let mut entry = Entry::of(Arc::new(t));
+                entry.place = Place {
+                    part: Part::Hot,
+                    slot: id,
+                };
+                entry
             })
             .collect();
-        let blocks = entries.len().div_ceil(BLOCK);
+        let hot = Layout::of(0..entries.len());
         let headers = std::array::from_fn(|f| {
             let fam = &FAMILIES[f];
             let mut text = Vec::new();
             push_header(&mut text, Format::Text, fam.name, fam.help, "gauge");
             Arc::new(Chunk::new(text))
         });
-        let empty = Arc::new(Chunk::new(Vec::new()));
-        let chunks = (0..blocks * N_FAMILIES)
-            .map(|_| Cached {
-                generation: 0,
-                chunk: empty.clone(),
-            })
-            .collect();
         Store {
             headers,
             inner: RwLock::new(Inner {
@@ -532,9 +637,9 @@ impl Store {
                 free: Vec::new(),
                 index,
                 stops,
-                generations: vec![[1; N_FAMILIES]; blocks],
+                parts: [hot, Layout::default()],
             }),
-            chunks: Mutex::new(chunks),
+            chunks: Mutex::new([Vec::new(), Vec::new()]),
         }
     }
 
@@ -605,10 +710,10 @@ impl Store {
                 inner.entries.len() - 1
             }
         };
-        let blocks = inner.entries.len().div_ceil(BLOCK);
-        if inner.generations.len() < blocks {
-            inner.generations.resize(blocks, [1; N_FAMILIES]);
-        }
+        entry.place = Place {
+            part: Part::Hot,
+            slot: inner.parts[Part::Hot as usize].take(id),
+        };
         let changed = entry.rebuild(key.kind, entry.prefix.len());
         if let Some(slot) = inner.entries.get_mut(id) {
             *slot = entry;
@@ -666,11 +771,46 @@ impl Store {
         let inner = &mut *guard;
         let e = inner.entries.get_mut(id)?;
         let target = e.target.take()?;
+        let (place, families) = (e.place, e.families());
         *e = Entry::default();
         inner.index.remove(&target.key);
         inner.free.push(id);
-        inner.bump(id, u32::MAX);
+        let part = &mut inner.parts[place.part as usize];
+        part.bump(place.block(), families);
+        part.release(place.slot);
         Some(target)
+    }
+
+    /// Tells the store whether the poller has parked target `id` (a done or expired task:
+    /// never polled again unless news comes). A parked target's lines move to the cold part of
+    /// each family, whose chunks stay compressed while the other targets change; one that is
+    /// polled again moves back. Its lines themselves do not change, and a parked target that
+    /// changes anyway (a callback, a reload) is still shown as it is. Ignored for an unknown id.
+    pub fn set_parked(&self, id: TargetId, parked: bool) {
+        let mut guard = self.write();
+        let inner = &mut *guard;
+        let Some(e) = inner.entries.get_mut(id) else {
+            return;
+        };
+        if e.target.is_none() {
+            return;
+        }
+        let part = if parked { Part::Cold } else { Part::Hot };
+        let from = e.place;
+        if from.part == part {
+            return;
+        }
+        let families = e.families();
+        let old = &mut inner.parts[from.part as usize];
+        old.bump(from.block(), families);
+        old.release(from.slot);
+        let new = &mut inner.parts[part as usize];
+        let to = Place {
+            part,
+            slot: new.take(id),
+        };
+        new.bump(to.block(), families);
+        e.place = to;
     }
 
     /// Target `id`'s state, for the durable store.
@@ -868,11 +1008,10 @@ impl Store {
                 e.terminal_since_ms
             };
             if ended.is_some_and(|end| now_ms >= end.saturating_add(retention_ms)) {
+                let families = e.families();
                 e.expired = true;
                 e.clear_series();
-                if let Some(g) = inner.generations.get_mut(id / BLOCK) {
-                    g.iter_mut().for_each(|g| *g += 1);
-                }
+                inner.parts[e.place.part as usize].bump(e.place.block(), families);
                 expired.push(id);
             }
         }
@@ -918,35 +1057,41 @@ impl Store {
     pub fn page(&self, format: Format, started: Option<f64>, page: &mut Page) {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = self.read();
-        let wanted = inner.generations.len() * N_FAMILIES;
-        if chunks.len() < wanted {
-            let empty = Arc::new(Chunk::new(Vec::new()));
-            chunks.resize_with(wanted, || Cached {
-                generation: 0,
-                chunk: empty.clone(),
-            });
-        }
-        for (b, generations) in inner.generations.iter().enumerate() {
-            for (f, &generation) in generations.iter().enumerate() {
-                let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
-                    continue;
-                };
-                if cached.generation != generation {
-                    cached.chunk = Arc::new(Chunk::new(self.block_text(&inner, f, b)));
-                    cached.generation = generation;
+        for (part, chunks) in inner.parts.iter().zip(chunks.iter_mut()) {
+            let wanted = part.generations.len() * N_FAMILIES;
+            if chunks.len() < wanted {
+                let empty = Arc::new(Chunk::new(Vec::new()));
+                chunks.resize_with(wanted, || Cached {
+                    generation: 0,
+                    chunk: empty.clone(),
+                });
+            }
+            for (b, generations) in part.generations.iter().enumerate() {
+                for (f, &generation) in generations.iter().enumerate() {
+                    let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
+                        continue;
+                    };
+                    if cached.generation != generation {
+                        let text = block_text(&inner, part, f, b);
+                        cached.chunk = Arc::new(Chunk::new(text));
+                        cached.generation = generation;
+                    }
                 }
             }
         }
         let stops = stops_text(&inner, format, started);
         drop(inner);
-        let blocks = chunks.len() / N_FAMILIES;
         for (f, header) in self.headers.iter().enumerate() {
-            let family = (0..blocks).filter_map(|b| chunks.get(b * N_FAMILIES + f));
-            if family.clone().all(|c| c.chunk.text().is_empty()) {
+            let family = PART_ORDER.iter().flat_map(|&p| {
+                let part = &chunks[p as usize];
+                (0..part.len() / N_FAMILIES).filter_map(move |b| part.get(b * N_FAMILIES + f))
+            });
+            let mut lines = family.filter(|c| !c.chunk.text().is_empty()).peekable();
+            if lines.peek().is_none() {
                 continue;
             }
             page.push(header.clone());
-            for cached in family.filter(|c| !c.chunk.text().is_empty()) {
+            for cached in lines {
                 page.push(cached.chunk.clone());
             }
         }
@@ -954,13 +1099,19 @@ impl Store {
         page.push_text(stops);
     }
 
-    /// Family `f`'s lines of the targets in block `b`.
-    fn block_text(&self, inner: &Inner, f: usize, b: usize) -> Vec<u8> {
-        let ids = b * BLOCK..((b + 1) * BLOCK).min(inner.entries.len());
+}
+
+/// Family `f`'s lines of the targets in block `b` of `part`.
+fn block_text(inner: &Inner, part: &Layout, f: usize, b: usize) -> Vec<u8> {
+        let slots = part
+            .slots
+            .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
+            .unwrap_or_default();
         let fam = &FAMILIES[f];
         let rows = || {
-            ids.clone()
-                .filter_map(|id| inner.entries.get(id))
+            slots
+                .iter()
+                .filter_map(|id| inner.entries.get((*id)?))
                 .filter(|e| e.target.is_some())
                 .map(|e| (e, &e.prefix))
         };
@@ -980,18 +1131,14 @@ impl Store {
             }
         }
         out
-    }
 }
 
 impl Inner {
     /// Target `id`'s lines of the families in `changed` (bit `f` for family `f`) changed.
     fn bump(&mut self, id: TargetId, changed: u32) {
-        if let Some(g) = self.generations.get_mut(id / BLOCK) {
-            for (f, g) in g.iter_mut().enumerate() {
-                if changed & (1 << f) != 0 {
-                    *g += 1;
-                }
-            }
+        if let Some(e) = self.entries.get(id).filter(|e| e.target.is_some()) {
+            let place = e.place;
+            self.parts[place.part as usize].bump(place.block(), changed);
         }
     }
 }
