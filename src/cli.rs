@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -70,6 +71,39 @@ pub struct Cli {
     #[arg(long = "web.enable-lifecycle", global = true)]
     pub enable_lifecycle: bool,
 
+    /// How long a client has, from connecting (TLS handshake included), to send a whole
+    /// request head; also how long a connection may stay without a request before it is
+    /// closed.
+    #[arg(
+        long = "web.read-header-timeout",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_timeout,
+        global = true
+    )]
+    pub read_header_timeout: Duration,
+
+    /// How long a request's body may take to arrive, from its head; a late one gets 408.
+    #[arg(
+        long = "web.read-timeout",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_timeout,
+        global = true
+    )]
+    pub read_timeout: Duration,
+
+    /// How long an answer may make no progress (a client that stopped reading, or an HTTP/2
+    /// flow-control window of 0) before its connection is dropped.
+    #[arg(
+        long = "web.write-timeout",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_timeout,
+        global = true
+    )]
+    pub write_timeout: Duration,
+
     /// Serve the registration API: GET, POST and DELETE /api/v1/targets. Protect it with
     /// basic_auth_users in --web.config.file.
     #[arg(long = "web.enable-targets-api", global = true)]
@@ -110,6 +144,9 @@ impl Cli {
             max_requests: self.max_requests,
             enable_lifecycle: self.enable_lifecycle,
             enable_targets_api: self.enable_targets_api,
+            read_header_timeout: self.read_header_timeout,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
         }
     }
 }
@@ -129,6 +166,17 @@ impl LogLevel {
 pub enum LogFormat {
     Logfmt,
     Json,
+}
+
+/// A Prometheus duration (`10s`, `1m`) above zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match crate::duration::parse(s) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "{s:?} is not valid: a timeout must be above 0, e.g. 10s"
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_listen_address_str(s: &str) -> Result<String, String> {
@@ -212,5 +260,23 @@ mod tests {
         assert_eq!(options.max_requests, 3);
         assert!(options.enable_lifecycle && options.enable_targets_api);
         assert!(Cli::try_parse_from(["x", "--web.max-requests=-1"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.read-header-timeout=2s",
+            "--web.read-timeout=1m",
+            "--web.write-timeout=500ms",
+        ])
+        .unwrap();
+        let options = cli.web_options();
+        assert_eq!(options.read_header_timeout, Duration::from_secs(2));
+        assert_eq!(options.read_timeout, Duration::from_secs(60));
+        assert_eq!(options.write_timeout, Duration::from_millis(500));
+        for bad in [
+            "--web.read-timeout=0",
+            "--web.write-timeout=10",
+            "--web.read-header-timeout=x",
+        ] {
+            assert!(Cli::try_parse_from(["x", bad]).is_err(), "{bad}");
+        }
     }
 }
