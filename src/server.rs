@@ -436,6 +436,13 @@ async fn serve_connection(
         }
     };
     if let Err(err) = result {
+        // hyper's own header timer (HTTP/1.1) may fire before the watchdog: the same stall.
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            stats.closed(conn.stall());
+        }
         tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
     }
 }

@@ -125,6 +125,14 @@ impl Connection {
         progress
     }
 
+    /// What a timeout before or between requests means for this connection now.
+    pub fn stall(&self) -> CloseReason {
+        match self.inner.lock() {
+            Ok(inner) if inner.served => CloseReason::Idle,
+            _ => CloseReason::HeaderTimeout,
+        }
+    }
+
     /// Waits until the connection should be closed, and says why.
     pub async fn watch(self: Arc<Connection>, timeouts: Timeouts) -> CloseReason {
         loop {
