@@ -1,5 +1,6 @@
 //! The accept loop shared by the exporter's HTTP server and the simulator's: one task per
-//! connection, accept errors logged and retried, and a graceful drain on shutdown (stop
+//! connection, accept errors retried and logged at most once a minute (running out of open
+//! files is said with its fix, `ulimit -n`), and a graceful drain on shutdown (stop
 //! accepting, ask every connection to finish its request in flight, wait at most a grace
 //! period, then drop whatever remains).
 //!

@@ -30,25 +30,25 @@
 //! [`PER_CONNECTION_REQUESTS`] places (more get `503` too) and opens at most
 //! [`MAX_STREAMS`] HTTP/2 streams. The probes are not counted.
 //!
-//! **Stalls** (see [`connection`]): a connection must complete a request head within
+//! **Stalls** (`server/connection.rs`): a connection must complete a request head within
 //! `--web.read-header-timeout` of the accept (TLS handshake included) and is closed after that
 //! long without a request; a request body must arrive within `--web.read-timeout` of its head
 //! (else `408`); an answer that makes no progress for `--web.write-timeout` has its connection
 //! dropped. A refusal first reads and drops the rest of the request's body, within the route's
-//! limit ([`request_body`]), so HTTP/2 clients still uploading see its status.
+//! limit (`server/request_body.rs`), so HTTP/2 clients still uploading see its status.
 //!
 //! **Lifecycle** (`--web.enable-lifecycle`): `POST` or `PUT /-/reload` reloads the
 //! configuration ([`crate::reload`]); without the flag it answers `403`, and `GET` answers
 //! `405`, as in Prometheus.
 //!
 //! **Registration API** (`--web.enable-targets-api`): `GET`, `POST` and `DELETE
-//! /api/v1/targets`; a bad body answers `400` with every problem; without the flag `404`.
+//! /api/v1/targets`; a bad body answers `400` with its problems (the first 100), one over the
+//! size or count limits `413` (see [`crate::sources::api`]); without the flag `404`.
 
 mod connection;
 mod request_body;
 mod stats;
 
-pub use connection::CloseReason;
 pub use stats::HttpStats;
 
 use std::convert::Infallible;
@@ -80,7 +80,7 @@ use crate::pages::{self, PageInfo, TargetRow, TargetsQuery};
 use crate::reload::Reloader;
 use crate::sources::{api, Source};
 use crate::web_config::{SharedWebConfig, Unauthorized, WebConfig};
-use connection::{Connection, Open, Progress, Timeouts};
+use connection::{CloseReason, Connection, Open, Progress, Timeouts};
 use request_body::RequestBody;
 
 /// `Content-Type` of the Prometheus text exposition format.

@@ -43,7 +43,7 @@ struct AuthLog {
 
 impl HttpStats {
     /// Counts a refused login; logs wrong passwords and busy refusals, rate-limited.
-    pub fn auth_refused(&self, reason: Unauthorized, peer: SocketAddr) {
+    pub(super) fn auth_refused(&self, reason: Unauthorized, peer: SocketAddr) {
         if let Some(i) = Unauthorized::ALL.iter().position(|r| *r == reason) {
             self.auth_failures[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -77,7 +77,7 @@ impl HttpStats {
     }
 
     /// Counts a connection closed by its watchdog.
-    pub fn closed(&self, reason: CloseReason) {
+    pub(super) fn closed(&self, reason: CloseReason) {
         if let Some(i) = CloseReason::ALL.iter().position(|r| *r == reason) {
             self.closed[i].fetch_add(1, Ordering::Relaxed);
         }

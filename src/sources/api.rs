@@ -7,8 +7,9 @@
 //! exactly as in a file. Every problem is listed with the target's index, the field and the fix,
 //! worded for JSON (`"task_id": "..."`, not `task_id: ...`). `DELETE` takes the same entries and
 //! ignores their `labels`. Work and answers are bounded: a body of at most [`MAX_BODY_BYTES`]
-//! and [`MAX_TARGETS`] entries (counted before anything else is looked at), and at most
-//! [`MAX_PROBLEMS_LISTED`] problems in an answer (then how many more there are).
+//! and [`MAX_TARGETS`] entries (counted before anything else is looked at), at most
+//! [`MAX_LABELS`] labels per target, and at most [`MAX_PROBLEMS_LISTED`] problems in an answer
+//! (then how many more there are).
 
 use crate::config::{self, Pos};
 use crate::model::{Target, TargetKey};
@@ -19,6 +20,9 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 pub const MAX_TARGETS: usize = 10_000;
 /// The most problems an answer lists; the rest are counted.
 pub const MAX_PROBLEMS_LISTED: usize = 100;
+/// The most labels a registered target may carry: each is written on every series of the
+/// target, in every scrape.
+pub const MAX_LABELS: usize = 64;
 
 /// One thing wrong with a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,7 +142,27 @@ fn problem_json(p: &BodyProblem) -> serde_json::Value {
 /// The targets of a `POST` body, or every problem with it.
 pub fn parse_register(body: &[u8]) -> Result<Vec<Target>, BodyError> {
     let text = json_array(body)?;
-    config::parse_targets(text, "body").map_err(|e| invalid(e, true))
+    let targets = config::parse_targets(text, "body").map_err(|e| invalid(e, true))?;
+    let crowded: Vec<BodyProblem> = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.labels.len() > MAX_LABELS)
+        .map(|(index, t)| BodyProblem {
+            index: Some(index),
+            field: Some("labels".into()),
+            pos: None,
+            message: format!(
+                "`[{index}].labels` has {} labels; a target may carry at most {MAX_LABELS}",
+                t.labels.len()
+            ),
+        })
+        .collect();
+    if crowded.is_empty() {
+        return Ok(targets);
+    }
+    let more = crowded.len().saturating_sub(MAX_PROBLEMS_LISTED);
+    let problems = crowded.into_iter().take(MAX_PROBLEMS_LISTED).collect();
+    Err(BodyError::Invalid { problems, more })
 }
 
 /// The keys of a `DELETE` body, or every problem with it. Entries are written as for `POST`;
@@ -337,6 +361,46 @@ mod tests {
         );
         assert_eq!(place("`targets[0]` has no `kind`"), (Some(0), None));
         assert_eq!(place("YAML syntax error"), (None, None));
+    }
+
+    #[test]
+    fn entries_labels_and_problems_are_capped() {
+        let many = format!("[{}{{}}]", "{}, ".repeat(MAX_TARGETS));
+        assert_eq!(
+            parse_register(many.as_bytes()),
+            Err(BodyError::TooMany {
+                count: MAX_TARGETS + 1
+            })
+        );
+        assert_eq!(BodyError::TooMany { count: 1 }.status(), 413);
+
+        let labels: Vec<String> = (0..=MAX_LABELS)
+            .map(|i| format!("\"l{i}\": \"x\""))
+            .collect();
+        let crowded = format!(
+            "[{{\"kind\": \"record\", \"app_id\": \"a\", \"room_id\": \"r\", \"task_id\": \"t\", \"labels\": {{{}}}}}]",
+            labels.join(", ")
+        );
+        let Err(BodyError::Invalid { problems, more: 0 }) = parse_register(crowded.as_bytes())
+        else {
+            panic!("{MAX_LABELS} labels and one more are refused");
+        };
+        assert!(problems[0].message.contains("at most 64"), "{problems:?}");
+
+        let bad = format!("[{}{{}}]", "{}, ".repeat(300));
+        let err = parse_register(bad.as_bytes()).unwrap_err();
+        let BodyError::Invalid { problems, more } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(problems.len(), MAX_PROBLEMS_LISTED);
+        assert!(*more > 0);
+        let json: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
+        assert_eq!(
+            json["problems"].as_array().map(Vec::len),
+            Some(MAX_PROBLEMS_LISTED)
+        );
+        assert_eq!(json["more_problems"], *more);
+        assert!(err.to_string().ends_with(&format!("and {more} more")));
     }
 
     #[test]

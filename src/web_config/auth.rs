@@ -44,7 +44,7 @@ pub const REFUSED_TTL: Duration = Duration::from_secs(5 * 60);
 /// only a shortcut: dropping them costs one bcrypt run each).
 const REFUSED_CAPACITY: usize = 4096;
 /// Checks waiting for a bcrypt run, from clients without a failed login.
-pub const QUEUE_CLEAN: usize = 32;
+pub const QUEUE_CLEAN: usize = 16;
 /// Checks waiting for a bcrypt run, from clients with a failed (or refused as busy) login.
 pub const QUEUE_FAILED: usize = 8;
 /// Failed logins a client may have before each further one is answered later.
@@ -138,8 +138,8 @@ impl Unauthorized {
 }
 
 /// One client's record of refused logins: the server keeps one per connection. A client that
-/// has failed (or was refused as busy) waits behind clients that have not, and its failures
-/// beyond [`FREE_FAILURES`] are answered later.
+/// has failed (or was refused as busy) since its last good login waits behind clients that
+/// have not, and its failures beyond [`FREE_FAILURES`] are answered later.
 #[derive(Debug, Default)]
 pub struct Caller {
     failures: AtomicU32,
@@ -149,6 +149,13 @@ impl Caller {
     /// Refused logins so far.
     pub fn failures(&self) -> u32 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// A good login clears the record.
+    fn succeeded(&self) {
+        if self.failures.load(Ordering::Relaxed) != 0 {
+            self.failures.store(0, Ordering::Relaxed);
+        }
     }
 
     fn failed(&self) -> u32 {
@@ -232,6 +239,9 @@ impl BasicAuth {
         caller: &Caller,
     ) -> Result<(), Unauthorized> {
         let decided = self.decide(headers, caller).await;
+        if decided.is_ok() {
+            caller.succeeded();
+        }
         if let Err(refused) = decided {
             let failures = caller.failed();
             if refused != Unauthorized::Missing {
@@ -632,6 +642,10 @@ mod tests {
             assert_eq!(started.elapsed(), expected, "failure {n}");
         }
         assert_eq!(caller.failures(), 8);
+        // A good login clears the record.
+        let good = basic("alice", "s3cret:with:colons");
+        assert_eq!(auth.check_async(&good, &caller).await, Ok(()));
+        assert_eq!(caller.failures(), 0);
         assert_eq!(Caller::delay(FREE_FAILURES), Duration::ZERO);
         assert_eq!(Caller::delay(1000), MAX_FAILURE_DELAY);
     }
