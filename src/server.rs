@@ -424,7 +424,9 @@ async fn serve_connection(
             // Counted first, so a client that sees the close also sees the count.
             stats.closed(reason);
             tracing::debug!(%peer, reason = reason.label(), "closing a stalled connection");
-            if reason != CloseReason::WriteStalled {
+            // An idle connection is told (HTTP/2 GOAWAY); one that never sent a request, or
+            // whose answer is stuck, is just dropped.
+            if reason == CloseReason::Idle {
                 connection.as_mut().graceful_shutdown();
                 let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
             }
