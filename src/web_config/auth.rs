@@ -11,8 +11,10 @@
 //!   queue in two classes: clients (connections, see [`Caller`]) that have not failed a login
 //!   go before clients that have. A check that finds its class's queue full is answered
 //!   `429 Too Many Requests` at once ([`Unauthorized::Busy`]).
-//! - A client's failures beyond [`FREE_FAILURES`] are each answered a little later (up to
-//!   [`MAX_FAILURE_DELAY`]), which slows a password-guessing loop without holding anything.
+//! - A client's guesses (wrong passwords bcrypt had to check) beyond [`FREE_FAILURES`]
+//!   failures are each answered a little later (up to [`MAX_FAILURE_DELAY`]), which slows a
+//!   password-guessing loop without holding anything. Requests without credentials are not
+//!   held against a client.
 //! - Neither the password nor the user name sent by a client is ever logged or put into an
 //!   error: a password is sometimes typed into the user field.
 
@@ -238,15 +240,17 @@ impl BasicAuth {
         headers: &HeaderMap,
         caller: &Caller,
     ) -> Result<(), Unauthorized> {
-        let decided = self.decide(headers, caller).await;
-        if decided.is_ok() {
-            caller.succeeded();
-        }
-        if let Err(refused) = decided {
-            let failures = caller.failed();
-            if refused != Unauthorized::Missing {
+        let (decided, guessed) = self.decide(headers, caller).await;
+        match decided {
+            Ok(()) => caller.succeeded(),
+            // No credentials to check: nothing to hold against the client.
+            Err(Unauthorized::Missing | Unauthorized::Malformed) => {}
+            Err(_) => {
+                let failures = caller.failed();
+                // A guess is answered later; a password already known to be wrong costs
+                // nothing, so it is answered at once.
                 let delay = Caller::delay(failures);
-                if !delay.is_zero() {
+                if guessed && !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -254,12 +258,33 @@ impl BasicAuth {
         decided
     }
 
-    async fn decide(&self, headers: &HeaderMap, caller: &Caller) -> Result<(), Unauthorized> {
-        let (user, password) = credentials(headers)?;
+    /// The verdict, and whether it was a guess: credentials bcrypt had to check (or that were
+    /// refused as busy), rather than ones the caches knew.
+    async fn decide(
+        &self,
+        headers: &HeaderMap,
+        caller: &Caller,
+    ) -> (Result<(), Unauthorized>, bool) {
+        let (user, password) = match credentials(headers) {
+            Ok(pair) => pair,
+            Err(refused) => return (Err(refused), false),
+        };
         let (key, known) = self.key(&user, &password);
         if let Some(decided) = self.cached(&key) {
-            return decided;
+            return (decided, false);
         }
+        (self.verify(&user, password, key, known, caller).await, true)
+    }
+
+    /// Runs bcrypt for credentials the caches do not know, when the gate gives a turn.
+    async fn verify(
+        &self,
+        user: &[u8],
+        password: Vec<u8>,
+        key: [u8; 32],
+        known: bool,
+        caller: &Caller,
+    ) -> Result<(), Unauthorized> {
         let class = if caller.failures() == 0 {
             Class::Clean
         } else {
@@ -270,7 +295,7 @@ impl BasicAuth {
         if let Some(decided) = self.cached(&key) {
             return decided;
         }
-        let hash = self.hash_of(&user).to_owned();
+        let hash = self.hash_of(user).to_owned();
         let matches = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash))
             .await
             .map_err(|_| Unauthorized::CheckFailed)?
@@ -631,9 +656,9 @@ mod tests {
     async fn repeated_failures_are_answered_later() {
         let auth = auth();
         let caller = Caller::default();
-        let wrong = basic("alice", "nope");
         for n in 1..=8u32 {
             let started = Instant::now();
+            let wrong = basic("alice", &format!("guess-{n}"));
             assert_eq!(
                 auth.check_async(&wrong, &caller).await,
                 Err(Unauthorized::BadCredentials)
@@ -642,6 +667,18 @@ mod tests {
             assert_eq!(started.elapsed(), expected, "failure {n}");
         }
         assert_eq!(caller.failures(), 8);
+        // A password already known to be wrong is no guess: answered at once, but counted.
+        let started = Instant::now();
+        let known_wrong = basic("alice", "guess-1");
+        assert!(auth.check_async(&known_wrong, &caller).await.is_err());
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(caller.failures(), 9);
+        // No credentials are not held against the client.
+        assert_eq!(
+            auth.check_async(&HeaderMap::new(), &caller).await,
+            Err(Unauthorized::Missing)
+        );
+        assert_eq!(caller.failures(), 9);
         // A good login clears the record.
         let good = basic("alice", "s3cret:with:colons");
         assert_eq!(auth.check_async(&good, &caller).await, Ok(()));
