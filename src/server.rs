@@ -28,7 +28,9 @@
 //! flight get `503`, as with `promhttp`'s in-flight limit, so scrapers cannot pile up; a
 //! request's place is held until its whole body is sent. One connection holds at most
 //! [`PER_CONNECTION_REQUESTS`] places (more get `503` too) and opens at most
-//! [`MAX_STREAMS`] HTTP/2 streams. The probes are not counted.
+//! [`MAX_STREAMS`] HTTP/2 streams. The probes are not counted. A registration body is read
+//! before its request takes a place, under one of [`MAX_UPLOADS`] upload slots, so slow
+//! uploads cannot hold the places scrapes need.
 //!
 //! **Stalls** (`server/connection.rs`): a connection must complete a request head within
 //! `--web.read-header-timeout` of the accept (TLS handshake included) and is closed after that
@@ -97,6 +99,8 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most `--web.max-requests` places one connection may hold at once.
 pub const PER_CONNECTION_REQUESTS: usize = 4;
+/// The most registration bodies read at once (each up to 1 MiB); more get `503`.
+pub const MAX_UPLOADS: usize = 4;
 /// The most HTTP/2 streams a client may open at once on one connection.
 pub const MAX_STREAMS: u32 = 16;
 /// How long a connection closed for idling may finish what it is doing.
@@ -338,6 +342,8 @@ struct Shared {
     threads: usize,
     /// Places for requests in flight (`--web.max-requests`); `None`: no cap.
     places: Option<Arc<Semaphore>>,
+    /// Slots for registration bodies being read ([`MAX_UPLOADS`]).
+    uploads: Arc<Semaphore>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, lets
@@ -355,6 +361,7 @@ pub async fn serve(
     let max = app.options.max_requests;
     let shared = Arc::new(Shared {
         places: (max > 0).then(|| Arc::new(Semaphore::new(max))),
+        uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
         app,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
@@ -597,10 +604,11 @@ async fn handle(
         peer,
         web: &web,
     };
-    let mut answer = respond(&shared, &client, &head, &mut body).await;
+    let (mut answer, places) = respond(&shared, &client, &head, &mut body).await;
     // Whatever the handler left of the body is read and dropped first, so HTTP/2 clients
-    // still uploading see the answer.
+    // still uploading see the answer (without holding places meanwhile).
     body.drain(&head).await;
+    answer.body_mut().hold_places(places);
     for (name, value) in web.response_headers() {
         answer.headers_mut().insert(name.clone(), value.clone());
     }
@@ -615,15 +623,16 @@ struct Client<'a> {
     web: &'a WebConfig,
 }
 
+/// The answer, and the `--web.max-requests` places to hold until it is sent.
 async fn respond(
     shared: &Arc<Shared>,
     client: &Client<'_>,
     head: &Parts,
     body: &mut RequestBody,
-) -> Answer {
+) -> (Answer, Vec<OwnedSemaphorePermit>) {
     if let Some((path, callbacks)) = &shared.app.callbacks {
         if head.uri.path() == path {
-            return callback(callbacks.clone(), head, body).await;
+            return (callback(callbacks.clone(), head, body).await, Vec::new());
         }
     }
     let route = Route::of(head.uri.path());
@@ -649,27 +658,96 @@ async fn respond(
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            return Response::from_parts(parts, Body::from(body));
+            return (Response::from_parts(parts, Body::from(body)), Vec::new());
         }
     }
     let Some(route) = route else {
-        return plain(StatusCode::NOT_FOUND, "Not found\n");
+        return (plain(StatusCode::NOT_FOUND, "Not found\n"), Vec::new());
+    };
+    let call = (route == Route::TargetsApi).then(|| ApiCall::of(shared, &head.method));
+    // An upload is read before it takes a place, under its own small cap: slow uploads hold
+    // upload slots, never the places scrapes need.
+    let upload = match call {
+        Some(ApiCall::Write) => match read_upload(shared, body).await {
+            Ok(upload) => Some(upload),
+            Err(refusal) => return (refusal, Vec::new()),
+        },
+        _ => None,
     };
     let places = if probe {
         Vec::new()
     } else {
         match take_places(shared, client.conn) {
             Ok(places) => places,
-            Err(refusal) => return text(StatusCode::SERVICE_UNAVAILABLE, refusal),
+            Err(refusal) => return (text(StatusCode::SERVICE_UNAVAILABLE, refusal), Vec::new()),
         }
     };
-    let mut answer = match route {
-        Route::Reload => reload(shared, &head.method).await,
-        Route::TargetsApi => targets_api(shared, head, body).await,
+    let answer = match (route, call, upload) {
+        (Route::Reload, ..) => reload(shared, &head.method).await,
+        (Route::TargetsApi, Some(ApiCall::Off), _) => json(
+            StatusCode::NOT_FOUND,
+            api_error(
+                "not_found",
+                "the targets API is off; start the exporter with --web.enable-targets-api",
+            ),
+        ),
+        (Route::TargetsApi, Some(ApiCall::List), _) => targets_list(shared).await,
+        (Route::TargetsApi, _, Some((upload, slot))) => {
+            targets_write(shared, &head.method, upload, slot).await
+        }
+        (Route::TargetsApi, ..) => not_allowed("GET, HEAD, POST, DELETE", "Method not allowed\n"),
         _ => read_only(shared, route, head).await,
     };
-    answer.body_mut().hold_places(places);
-    answer
+    (answer, places)
+}
+
+/// What a request to `/api/v1/targets` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiCall {
+    /// The API is off (`404`).
+    Off,
+    /// `GET` or `HEAD`.
+    List,
+    /// `POST` or `DELETE`: a body to read.
+    Write,
+    /// Another method (`405`).
+    Other,
+}
+
+impl ApiCall {
+    fn of(shared: &Shared, method: &Method) -> ApiCall {
+        if !shared.app.options.enable_targets_api {
+            ApiCall::Off
+        } else if method == Method::GET || method == Method::HEAD {
+            ApiCall::List
+        } else if method == Method::POST || method == Method::DELETE {
+            ApiCall::Write
+        } else {
+            ApiCall::Other
+        }
+    }
+}
+
+/// A registration body and the upload slot (one of [`MAX_UPLOADS`]) it holds until it has
+/// been applied; or the answer refusing it (`503` with every slot taken, `408`, `413`, `400`).
+async fn read_upload(
+    shared: &Shared,
+    body: &mut RequestBody,
+) -> Result<(Bytes, OwnedSemaphorePermit), Answer> {
+    let Ok(slot) = shared.uploads.clone().try_acquire_owned() else {
+        tracing::debug!(
+            limit = MAX_UPLOADS,
+            "request refused: too many uploads in flight"
+        );
+        return Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Limit of concurrent uploads reached ({MAX_UPLOADS}), try again later.\n"),
+        ));
+    };
+    match body.read(api::MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok((bytes, slot)),
+        Err(err) => Err(body_error(&err)),
+    }
 }
 
 /// A place under `--web.max-requests` and one of the connection's, or the text of the `503`
@@ -792,88 +870,69 @@ async fn reload(shared: &Arc<Shared>, method: &Method) -> Answer {
     }
 }
 
-/// `/api/v1/targets`.
-async fn targets_api(shared: &Arc<Shared>, head: &Parts, body: &mut RequestBody) -> Answer {
-    if !shared.app.options.enable_targets_api {
-        return json(
-            StatusCode::NOT_FOUND,
-            api_error(
-                "not_found",
-                "the targets API is off; start the exporter with --web.enable-targets-api",
-            ),
-        );
+/// `GET /api/v1/targets`.
+async fn targets_list(shared: &Arc<Shared>) -> Answer {
+    let job = shared.clone();
+    match tokio::task::spawn_blocking(move || targets_json(&job.app.targets.target_rows())).await {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(err) => {
+            tracing::error!(error = %err, "listing the targets failed");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                api_error("internal", "listing the targets failed"),
+            )
+        }
     }
-    let method = head.method.clone();
-    if method == Method::GET || method == Method::HEAD {
-        let job = shared.clone();
-        return match tokio::task::spawn_blocking(move || {
-            targets_json(&job.app.targets.target_rows())
-        })
-        .await
-        {
-            Ok(body) => json(StatusCode::OK, body),
-            Err(err) => {
-                tracing::error!(error = %err, "listing the targets failed");
-                json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    api_error("internal", "listing the targets failed"),
-                )
-            }
-        };
-    }
-    if method != Method::POST && method != Method::DELETE {
-        return not_allowed("GET, HEAD, POST, DELETE", "Method not allowed\n");
-    }
-    let body = match body.read(api::MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(err) => return body_error(&err),
-    };
+}
+
+/// `POST` (register) or `DELETE` (unregister) `/api/v1/targets` with its body, parsed and
+/// applied on the blocking pool while `_slot` (its upload slot) is held, so at most
+/// [`MAX_UPLOADS`] bodies are in memory and parsed at once.
+async fn targets_write(
+    shared: &Arc<Shared>,
+    method: &Method,
+    body: Bytes,
+    _slot: OwnedSemaphorePermit,
+) -> Answer {
     let targets = shared.app.targets.clone();
-    let outcome = if method == Method::POST {
-        let parsed = match api::parse_register(&body) {
-            Ok(parsed) => parsed,
-            Err(err) => return body_error(&err),
-        };
-        let count = parsed.len();
-        tokio::task::spawn_blocking(move || targets.register(parsed, Source::Api))
-            .await
-            .map(|done| {
-                done.map(|r| {
-                    tracing::info!(
-                        targets = count,
-                        added = r.added,
-                        existing = r.existing,
-                        "targets registered through the API"
-                    );
-                    serde_json::json!({"added": r.added, "existing": r.existing})
-                })
-            })
-    } else {
-        let keys = match api::parse_deregister(&body) {
-            Ok(keys) => keys,
-            Err(err) => return body_error(&err),
-        };
-        let count = keys.len();
-        tokio::task::spawn_blocking(move || targets.unregister(keys, Source::Api))
-            .await
-            .map(|done| {
-                done.map(|r| {
-                    tracing::info!(
-                        targets = count,
-                        removed = r.removed,
-                        unknown = r.unknown,
-                        "targets unregistered through the API"
-                    );
-                    serde_json::json!({"removed": r.removed, "unknown": r.unknown})
-                })
-            })
-    };
-    match outcome {
+    let register = method == Method::POST;
+    let done = tokio::task::spawn_blocking(move || {
+        if register {
+            let parsed = api::parse_register(&body).map_err(WriteError::Body)?;
+            let count = parsed.len();
+            let r = targets
+                .register(parsed, Source::Api)
+                .map_err(WriteError::Refused)?;
+            tracing::info!(
+                targets = count,
+                added = r.added,
+                existing = r.existing,
+                "targets registered through the API"
+            );
+            Ok(serde_json::json!({"added": r.added, "existing": r.existing}))
+        } else {
+            let keys = api::parse_deregister(&body).map_err(WriteError::Body)?;
+            let count = keys.len();
+            let r = targets
+                .unregister(keys, Source::Api)
+                .map_err(WriteError::Refused)?;
+            tracing::info!(
+                targets = count,
+                removed = r.removed,
+                unknown = r.unknown,
+                "targets unregistered through the API"
+            );
+            Ok(serde_json::json!({"removed": r.removed, "unknown": r.unknown}))
+        }
+    })
+    .await;
+    match done {
         Ok(Ok(data)) => json(
             StatusCode::OK,
             serde_json::json!({"status": "success", "data": data}).to_string(),
         ),
-        Ok(Err(refusal)) => {
+        Ok(Err(WriteError::Body(err))) => body_error(&err),
+        Ok(Err(WriteError::Refused(refusal))) => {
             let (status, kind) = match &refusal {
                 ApiRefusal::Unsupported => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
                 ApiRefusal::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_data"),
@@ -889,6 +948,14 @@ async fn targets_api(shared: &Arc<Shared>, head: &Parts, body: &mut RequestBody)
             )
         }
     }
+}
+
+/// Why a registration write was not applied.
+enum WriteError {
+    /// The body was refused (`400`, `413`).
+    Body(api::BodyError),
+    /// The targets could not be taken.
+    Refused(ApiRefusal),
 }
 
 fn body_error(err: &api::BodyError) -> Answer {

@@ -199,7 +199,6 @@ async fn every_refusal_reaches_curl_over_http2_and_http1_with_a_body() {
         &web_flag,
         "--web.enable-targets-api",
         "--web.max-requests=1",
-        "--web.read-timeout=20s",
     ])
     .await;
     let base = format!("https://{addr}");
@@ -244,55 +243,27 @@ async fn every_refusal_reaches_curl_over_http2_and_http1_with_a_body() {
         }
     }
 
-    // 503: the only place is held by an upload that never ends (chunked, from a pipe).
-    let mut holder = Command::new("curl")
-        .args([
-            "-s",
-            "--http1.1",
-            "--cacert",
-            ca,
-            "-u",
-            "prometheus:scrape-me",
-        ])
-        .args([
-            "-X",
-            "POST",
-            "-T",
-            "-",
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .arg(format!("{base}/api/v1/targets"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("run curl");
-    let mut pipe = holder.stdin.take().expect("curl's stdin");
-    std::io::Write::write_all(&mut pipe, b"[").expect("write to curl");
+    // 503: the only place is held by a scrape whose answer cannot move (HTTP/2 over TLS with a
+    // window of 0).
+    let tcp = TcpStream::connect(&addr).await.expect("connect");
+    let server_name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
+    let tls = pki
+        .tls_client(&[b"h2"])
+        .connect(server_name, tcp)
+        .await
+        .expect("TLS handshake");
+    let mut frozen = h2raw::Conn::open_on(tls, &[(h2raw::INITIAL_WINDOW_SIZE, 0)]).await;
+    let auth = basic("prometheus", "scrape-me");
+    frozen
+        .request(1, "GET", "/metrics", &[("authorization", &auth)], true)
+        .await;
     let started = Instant::now();
-    loop {
-        let url = format!("{base}/metrics");
-        let seen = curl(&[
-            "--http2",
-            "--cacert",
-            ca,
-            "-u",
-            "prometheus:scrape-me",
-            "-X",
-            "POST",
-            "--data-binary",
-            &small,
-            &url,
-        ]);
-        // POST /metrics is 405 while a place is free, 503 once the upload holds it.
-        if seen == "2 503" {
-            break;
-        }
+    while frozen.seen().headers < 1 {
         assert!(
             started.elapsed() < 10 * SEC,
-            "no 503 while the upload runs: {seen}"
+            "the frozen scrape was not answered"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let url = format!("{base}/api/v1/targets");
     for (version, shown) in [("--http2", "2"), ("--http1.1", "1.1")] {
@@ -313,9 +284,7 @@ async fn every_refusal_reaches_curl_over_http2_and_http1_with_a_body() {
     // The probes still answer.
     let url = format!("{base}/-/healthy");
     assert_eq!(curl(&["--http2", "--cacert", ca, &url]), "2 200");
-    drop(pipe);
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(frozen);
     let stderr = child.stderr();
     assert!(
         !stderr.contains("scrape-me"),
@@ -855,10 +824,11 @@ mod h2raw {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::tcp::OwnedWriteHalf;
+    use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
     use tokio::net::TcpStream;
     use tokio::time::Instant;
+
+    type Writer = Box<dyn AsyncWrite + Send + Unpin>;
 
     pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     pub const INITIAL_WINDOW_SIZE: u16 = 0x4;
@@ -886,7 +856,7 @@ mod h2raw {
     }
 
     pub struct Conn {
-        writer: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+        writer: Arc<tokio::sync::Mutex<Writer>>,
         seen: Arc<Mutex<Seen>>,
     }
 
@@ -927,8 +897,17 @@ mod h2raw {
         /// the server sends from then on (acknowledging its SETTINGS and PINGs).
         pub async fn open(addr: &str, settings: &[(u16, u32)]) -> Conn {
             let stream = TcpStream::connect(addr).await.expect("connect");
-            let (mut reader, writer) = stream.into_split();
-            let writer = Arc::new(tokio::sync::Mutex::new(writer));
+            Conn::open_on(stream, settings).await
+        }
+
+        /// [`Conn::open`] on a connected stream (TLS with ALPN `h2`, say).
+        pub async fn open_on<S>(stream: S, settings: &[(u16, u32)]) -> Conn
+        where
+            S: AsyncRead + AsyncWrite + Send + 'static,
+        {
+            let (mut reader, writer) = tokio::io::split(stream);
+            let writer: WriteHalf<S> = writer;
+            let writer = Arc::new(tokio::sync::Mutex::new(Box::new(writer) as Writer));
             let mut payload = Vec::new();
             for (id, value) in settings {
                 payload.extend_from_slice(&id.to_be_bytes());
@@ -940,6 +919,7 @@ mod h2raw {
                 w.write_all(&frame(SETTINGS, 0, 0, &payload))
                     .await
                     .expect("write SETTINGS");
+                w.flush().await.expect("flush");
             }
             let seen = Arc::new(Mutex::new(Seen::default()));
             let (acks, seen_by_reader) = (writer.clone(), seen.clone());
@@ -987,7 +967,9 @@ mod h2raw {
                         }
                     };
                     if let Some(reply) = reply {
-                        let _ = acks.lock().await.write_all(&reply).await;
+                        let mut w = acks.lock().await;
+                        let _ = w.write_all(&reply).await;
+                        let _ = w.flush().await;
                     }
                 }
                 seen_by_reader
@@ -1028,6 +1010,7 @@ mod h2raw {
         async fn send(&mut self, bytes: Vec<u8>) {
             let mut w = self.writer.lock().await;
             w.write_all(&bytes).await.expect("write a frame");
+            w.flush().await.expect("flush");
         }
 
         /// What the server has sent so far.
