@@ -649,6 +649,45 @@ async fn a_zero_window_or_stalled_uploads_on_one_connection_do_not_hold_every_pl
     assert_eq!(stalled, 1.0);
 }
 
+// ----- bodies -----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_bodies_sent_one_byte_short_get_408_and_their_connections_close() {
+    let (child, addr) = demo(&["--web.read-timeout=2s"]).await;
+    let pid = child.child.id();
+    let before = peak_rss(pid);
+    let started = Instant::now();
+    let mut stalled = tokio::task::JoinSet::new();
+    for _ in 0..300 {
+        let mut stream = TcpStream::connect(&addr).await.expect("connect");
+        let body = vec![b'{'; 10_000];
+        let head = format!(
+            "POST /callbacks/volcengine-rtc HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len() + 1
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        stream.write_all(&body).await.expect("write");
+        stalled.spawn(async move {
+            let mut answer = Vec::new();
+            let read = tokio::time::timeout(10 * SEC, stream.read_to_end(&mut answer)).await;
+            (read.is_ok(), String::from_utf8_lossy(&answer).into_owned())
+        });
+    }
+    while let Some(done) = stalled.join_next().await {
+        let (closed, answer) = done.expect("reader task");
+        assert!(closed, "a stalled upload's connection stayed open");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let took = started.elapsed();
+    assert!(took >= SEC && took < 8 * SEC, "{took:?}");
+    let grown = peak_rss(pid).saturating_sub(before);
+    println!(
+        "300 callback bodies stalled one byte short: 408 after {took:?}, peak memory +{} MiB",
+        grown >> 20
+    );
+    assert!(grown < 50 << 20, "peak memory grew by {} MiB", grown >> 20);
+}
+
 // ----- the registration API -----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,9 +5,9 @@
 //! hyper end the HTTP/2 stream with `RST_STREAM(NO_ERROR)`, and common clients (curl 7.88 with
 //! nghttp2) then throw the answer away and report no status at all. Reading the rest first,
 //! as Go's net/http does for small bodies, lets a `401`, `404` or `413` reach them. The drain is
-//! bounded by the read deadline and in bytes: [`DEFAULT_DRAIN`] (or the route's limit when
-//! larger), [`TOO_LARGE_DRAIN`] after a `413`. Memory stays flat: drained data is dropped
-//! frame by frame. An HTTP/1.1 client waiting for `100 Continue` has sent nothing, so nothing
+//! bounded by the read deadline and in bytes, [`DRAIN_LIMIT`] (or the route's limit when
+//! larger), so a body over a route's limit still sees its `413`. Memory stays flat: drained
+//! data is dropped frame by frame. An HTTP/1.1 client waiting for `100 Continue` has sent nothing, so nothing
 //! is drained (hyper then closes the connection after the answer).
 
 use bytes::{Bytes, BytesMut};
@@ -20,10 +20,9 @@ use tokio::time::Instant;
 
 use crate::sources::api::BodyError;
 
-/// Bytes of a refused request's body read and dropped, unless its route takes more.
-pub const DEFAULT_DRAIN: usize = 1 << 20;
-/// Bytes of a body too large for its route (`413`) read and dropped.
-pub const TOO_LARGE_DRAIN: usize = 8 << 20;
+/// Bytes of a request's body read (in all) and dropped before a refusal, unless its route
+/// takes more.
+pub const DRAIN_LIMIT: usize = 8 << 20;
 
 /// A request's body and how much of it was read.
 pub struct RequestBody {
@@ -36,7 +35,6 @@ pub struct RequestBody {
     /// Whether the body was asked for (which makes hyper send `100 Continue`).
     touched: bool,
     ended: bool,
-    too_large: bool,
 }
 
 impl RequestBody {
@@ -49,7 +47,6 @@ impl RequestBody {
             read: 0,
             touched: false,
             ended,
-            too_large: false,
         }
     }
 
@@ -65,7 +62,6 @@ impl RequestBody {
         let mut out = BytesMut::new();
         while let Some(data) = self.next().await? {
             if out.len() + data.len() > limit {
-                self.too_large = true;
                 return Err(BodyError::TooLarge { limit });
             }
             out.extend_from_slice(&data);
@@ -84,11 +80,7 @@ impl RequestBody {
         if self.ended || (waits_for_continue && !self.touched) {
             return;
         }
-        let budget = if self.too_large {
-            TOO_LARGE_DRAIN.max(self.limit)
-        } else {
-            DEFAULT_DRAIN.max(self.limit)
-        };
+        let budget = DRAIN_LIMIT.max(self.limit);
         while self.read <= budget {
             match self.next().await {
                 Ok(Some(_)) => {}
