@@ -9,6 +9,7 @@
 //! - one h2c connection with a window of 0 (or with request bodies stalled one byte short)
 //!   holds a few `--web.max-requests` places, not all, and is dropped once its answers stall
 //!   for `--web.write-timeout`;
+//! - request bodies stalled one byte short get `408` and their connections close;
 //! - a 1 MiB registration body of `{}` entries costs little memory and gets a short answer;
 //! - running out of open files is logged once, with the fix, and the server recovers.
 //!
