@@ -79,12 +79,14 @@ async fn run(cli: Cli) -> anyhow::Result<bool> {
 }
 
 /// A token cancelled on SIGINT or SIGTERM; the signal is logged, and `stopped` once the
-/// command has drained.
+/// command has drained. The handlers are installed before this returns, so a signal sent as
+/// soon as the exporter says it listens is not the default (die at once).
 fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
     let t = token.clone();
+    let signals = Signals::install();
     tokio::spawn(async move {
-        let name = wait_for_signal().await;
+        let name = signals.wait().await;
         tracing::info!(
             target: LOG_TARGET,
             signal = name,
@@ -95,21 +97,51 @@ fn shutdown_on_signal() -> CancellationToken {
     token
 }
 
-/// Waits for SIGINT or SIGTERM and names it.
+/// SIGINT and SIGTERM, listened for from [`Signals::install`] on.
 #[cfg(unix)]
-async fn wait_for_signal() -> &'static str {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
+struct Signals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
+        }
+    }
+
+    /// Waits for either and names it.
+    async fn wait(mut self) -> &'static str {
+        async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-            "SIGINT"
+        tokio::select! {
+            () = next(&mut self.interrupt) => "SIGINT",
+            () = next(&mut self.terminate) => "SIGTERM",
         }
+    }
+}
+
+#[cfg(not(unix))]
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> Signals {
+        Signals
+    }
+
+    async fn wait(self) -> &'static str {
+        wait_for_signal().await
     }
 }
 
