@@ -1,5 +1,6 @@
 //! The accept loop shared by the exporter's HTTP server and the simulator's: one task per
-//! connection, accept errors logged and retried, and a graceful drain on shutdown (stop
+//! connection, accept errors retried and logged at most once a minute (running out of open
+//! files is said with its fix, `ulimit -n`), and a graceful drain on shutdown (stop
 //! accepting, ask every connection to finish its request in flight, wait at most a grace
 //! period, then drop whatever remains).
 //!
@@ -52,6 +53,7 @@ pub async fn serve(
     name: &'static str,
 ) -> usize {
     let mut connections = JoinSet::new();
+    let mut accept_errors = AcceptErrors::default();
     // Cancelled (after `shutdown`) to tell every connection to finish gracefully.
     let closing = CancellationToken::new();
     loop {
@@ -67,7 +69,7 @@ pub async fn serve(
                     connections.spawn(connection.serve(stream, peer, closing.clone()));
                 }
                 Err(err) => {
-                    tracing::warn!(server = name, error = %err, "accepting a connection failed");
+                    accept_errors.failed(&err, name);
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                 }
             },
@@ -90,6 +92,51 @@ pub async fn serve(
     );
     connections.shutdown().await;
     left
+}
+
+/// The least time between two log lines about failing accepts.
+pub const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Failing accepts, logged at most once per [`ACCEPT_ERROR_LOG_EVERY`] with how many there
+/// were: out of file descriptors, `accept` fails ten times a second until connections close.
+#[derive(Debug, Default)]
+struct AcceptErrors {
+    last_logged: Option<tokio::time::Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    fn failed(&mut self, err: &std::io::Error, name: &'static str) {
+        self.unlogged += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .last_logged
+            .is_some_and(|last| now.saturating_duration_since(last) < ACCEPT_ERROR_LOG_EVERY)
+        {
+            return;
+        }
+        let failures = std::mem::take(&mut self.unlogged);
+        self.last_logged = Some(now);
+        if out_of_files(err) {
+            tracing::error!(
+                server = name,
+                error = %err,
+                failures,
+                "cannot accept connections: the process has run out of open files; raise the \
+                 open-file limit (ulimit -n, LimitNOFILE= in systemd, nofile in Docker or \
+                 Kubernetes). Stalled clients are closed after --web.read-header-timeout"
+            );
+        } else {
+            tracing::warn!(server = name, error = %err, failures, "accepting a connection failed");
+        }
+    }
+}
+
+/// EMFILE or ENFILE: the process's or the system's open-file limit.
+fn out_of_files(err: &std::io::Error) -> bool {
+    const ENFILE: i32 = 23;
+    const EMFILE: i32 = 24;
+    cfg!(unix) && matches!(err.raw_os_error(), Some(ENFILE | EMFILE))
 }
 
 #[cfg(test)]

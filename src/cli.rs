@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -96,6 +97,36 @@ pub struct WebArgs {
     /// basic_auth_users in --web.config.file.
     #[arg(long = "web.enable-targets-api")]
     pub enable_targets_api: bool,
+
+    /// How long a client has, from connecting (TLS handshake included), to send a whole
+    /// request head; also how long a connection may stay without a request before it is
+    /// closed.
+    #[arg(
+        long = "web.read-header-timeout",
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = parse_timeout
+    )]
+    pub read_header_timeout: Duration,
+
+    /// How long a request's body may take to arrive, from its head; a late one gets 408.
+    #[arg(
+        long = "web.read-timeout",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_timeout
+    )]
+    pub read_timeout: Duration,
+
+    /// How long an answer may make no progress (a client that stopped reading, or an HTTP/2
+    /// flow-control window of 0) before its connection is dropped.
+    #[arg(
+        long = "web.write-timeout",
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = parse_timeout
+    )]
+    pub write_timeout: Duration,
 }
 
 /// `--storage.path` of the exporter (`demo` has its own, with a temporary folder by default).
@@ -157,6 +188,9 @@ impl WebArgs {
             max_requests: self.max_requests,
             enable_lifecycle,
             enable_targets_api: self.enable_targets_api,
+            read_header_timeout: self.read_header_timeout,
+            read_timeout: self.read_timeout,
+            write_timeout: self.write_timeout,
         }
     }
 }
@@ -181,6 +215,17 @@ pub enum LogFormat {
 /// Any text, the empty one included (clap's own path parser refuses it): empty means in memory.
 fn parse_storage_path(s: &str) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
+}
+
+/// A Prometheus duration (`10s`, `1m`) above zero.
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    match crate::duration::parse(s) {
+        Ok(d) if d.is_zero() => Err(format!(
+            "{s:?} is not valid: a timeout must be above 0, e.g. 10s"
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_listen_address_str(s: &str) -> Result<String, String> {
@@ -277,5 +322,23 @@ mod tests {
         assert!(Cli::try_parse_from(["x", "once", "--web.listen-address=:1"]).is_err());
         assert!(Cli::try_parse_from(["x", "demo", "--log.level=debug"]).is_ok());
         assert!(Cli::try_parse_from(["x", "demo", "--web.enable-lifecycle"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "--web.read-header-timeout=2s",
+            "--web.read-timeout=1m",
+            "--web.write-timeout=500ms",
+        ])
+        .unwrap();
+        let options = cli.web.options(false);
+        assert_eq!(options.read_header_timeout, Duration::from_secs(2));
+        assert_eq!(options.read_timeout, Duration::from_secs(60));
+        assert_eq!(options.write_timeout, Duration::from_millis(500));
+        for bad in [
+            "--web.read-timeout=0",
+            "--web.write-timeout=10",
+            "--web.read-header-timeout=x",
+        ] {
+            assert!(Cli::try_parse_from(["x", bad]).is_err(), "{bad}");
+        }
     }
 }

@@ -36,14 +36,18 @@
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
 //! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`,
 //!   `/-/reload`, `/api/v1/targets`, behind the web config (TLS, basic auth) and the
-//!   `--web.max-requests` cap, on the shared [`accept`] loop with its graceful drain; [`pages`]
-//!   — the HTML of `/` and `/targets`, rendered purely from a snapshot of the targets.
+//!   `--web.max-requests` cap (a few places per connection), each connection watched for
+//!   stalls (header, idle and write timeouts), bodies read against a deadline and drained
+//!   before a refusal, its own counters (refused logins, closed connections); on the shared
+//!   [`accept`] loop with its graceful drain and rate-limited "out of open files" log;
+//!   [`pages`] — the HTML of `/` and `/targets`, rendered purely from a snapshot of the targets.
 //! - [`reload`] — SIGHUP and `POST /-/reload`: the config and web config files read and checked
 //!   again, then handed to an [`reload::Apply`] hook; a broken file keeps the running config.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
 //! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
-//!   certificates re-read when they change, basic auth against bcrypt hashes.
+//!   certificates re-read when they change, basic auth against bcrypt hashes (verdicts
+//!   cached, bcrypt a few at a time behind a bounded, fair queue).
 //! - [`sources`] — targets from watched target files and the registration API, merged with the
 //!   config's into one set; the diff a reload applies.
 //! - [`callbacks`] — RTC's signed event callbacks: each delivery verified, de-duplicated and

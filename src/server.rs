@@ -19,16 +19,39 @@
 //! Kubernetes probes work without a password in the pod spec. (The exporter-toolkit protects
 //! every path; TLS and client certificates still apply to the probes here.)
 //!
+//! Logins are cheap to refuse and cannot crowd out good ones: see
+//! [`crate::web_config::auth`] (caches, a bounded bcrypt queue answering `429`, slowed repeat
+//! failures). Refused logins are counted in `volcengine_rtc_http_auth_failures_total` and
+//! logged at most once a minute ([`HttpStats`]).
+//!
 //! **Load** (`--web.max-requests`, default 40, 0 for no cap): requests above that many in
 //! flight get `503`, as with `promhttp`'s in-flight limit, so scrapers cannot pile up; a
-//! request's place is held until its whole body is sent. The probes are not counted.
+//! request's place is held until its whole body is sent. One connection holds at most
+//! [`PER_CONNECTION_REQUESTS`] places (more get `503` too) and opens at most
+//! [`MAX_STREAMS`] HTTP/2 streams. The probes are not counted. A registration body is read
+//! before its request takes a place, under one of [`MAX_UPLOADS`] upload slots, so slow
+//! uploads cannot hold the places scrapes need.
+//!
+//! **Stalls** (`server/connection.rs`): a connection must complete a request head within
+//! `--web.read-header-timeout` of the accept (TLS handshake included) and is closed after that
+//! long without a request; a request body must arrive within `--web.read-timeout` of its head
+//! (else `408`); an answer that makes no progress for `--web.write-timeout` has its connection
+//! dropped. A refusal first reads and drops the rest of the request's body, within the route's
+//! limit (`server/request_body.rs`), so HTTP/2 clients still uploading see its status.
 //!
 //! **Lifecycle** (`--web.enable-lifecycle`): `POST` or `PUT /-/reload` reloads the
 //! configuration ([`crate::reload`]); without the flag it answers `403`, and `GET` answers
 //! `405`, as in Prometheus.
 //!
 //! **Registration API** (`--web.enable-targets-api`): `GET`, `POST` and `DELETE
-//! /api/v1/targets`; a bad body answers `400` with every problem; without the flag `404`.
+//! /api/v1/targets`; a bad body answers `400` with its problems (the first 100), one over the
+//! size or count limits `413` (see [`crate::sources::api`]); without the flag `404`.
+
+mod connection;
+mod request_body;
+mod stats;
+
+pub use stats::HttpStats;
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -43,6 +66,7 @@ use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::header::{
     HeaderValue, ACCEPT, ACCEPT_ENCODING, ALLOW, CONTENT_ENCODING, CONTENT_TYPE, VARY,
 };
+use hyper::http::request::Parts;
 use hyper::service::service_fn;
 use hyper::{HeaderMap, Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -57,16 +81,30 @@ use crate::model::{Target, TargetKey};
 use crate::pages::{self, PageInfo, TargetRow, TargetsQuery};
 use crate::reload::Reloader;
 use crate::sources::{api, Source};
-use crate::web_config::{SharedWebConfig, WebConfig};
+use crate::web_config::{SharedWebConfig, Unauthorized, WebConfig};
+use connection::{CloseReason, Connection, Open, Progress, Timeouts};
+use request_body::RequestBody;
 
 /// `Content-Type` of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;
 /// How long in-flight requests may run on after shutdown begins; then connections are dropped.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
-/// A client that has not sent a whole request head within this time is disconnected.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of `--web.max-requests`, as node_exporter's.
 pub const DEFAULT_MAX_REQUESTS: usize = 40;
+/// The default of `--web.read-header-timeout`.
+pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default of `--web.read-timeout`.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default of `--web.write-timeout`.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most `--web.max-requests` places one connection may hold at once.
+pub const PER_CONNECTION_REQUESTS: usize = 4;
+/// The most registration bodies read at once (each up to 1 MiB); more get `503`.
+pub const MAX_UPLOADS: usize = 4;
+/// The most HTTP/2 streams a client may open at once on one connection.
+pub const MAX_STREAMS: u32 = 16;
+/// How long a connection closed for idling may finish what it is doing.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Makes the whole exposition in the given format; runs on tokio's blocking pool.
 pub type Render = Box<dyn Fn(Format) -> Page + Send + Sync>;
@@ -89,6 +127,9 @@ pub struct App {
     pub reload: Option<Arc<Reloader>>,
     /// RTC callbacks: the path they are POSTed to and what receives them; `None`: off.
     pub callbacks: Option<(String, Arc<dyn Callbacks>)>,
+    /// The server's counters (refused logins, closed connections); register
+    /// [`HttpStats::collector`] to expose them.
+    pub stats: Arc<HttpStats>,
 }
 
 /// Receives RTC callback deliveries (outside basic auth: the vendor signs them instead).
@@ -116,6 +157,7 @@ impl App {
             options: Options::default(),
             reload: None,
             callbacks: None,
+            stats: Arc::default(),
         }
     }
 
@@ -155,6 +197,13 @@ pub struct Options {
     pub enable_lifecycle: bool,
     /// `--web.enable-targets-api`: `/api/v1/targets`.
     pub enable_targets_api: bool,
+    /// `--web.read-header-timeout`: from the accept to a complete request head, and the
+    /// longest a connection may go without a request.
+    pub read_header_timeout: Duration,
+    /// `--web.read-timeout`: from a request's head to the end of its body.
+    pub read_timeout: Duration,
+    /// `--web.write-timeout`: the longest an answer may make no progress.
+    pub write_timeout: Duration,
 }
 
 impl Default for Options {
@@ -163,6 +212,9 @@ impl Default for Options {
             max_requests: DEFAULT_MAX_REQUESTS,
             enable_lifecycle: false,
             enable_targets_api: false,
+            read_header_timeout: DEFAULT_READ_HEADER_TIMEOUT,
+            read_timeout: DEFAULT_READ_TIMEOUT,
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
         }
     }
 }
@@ -299,6 +351,8 @@ struct Shared {
     threads: usize,
     /// Places for requests in flight (`--web.max-requests`); `None`: no cap.
     places: Option<Arc<Semaphore>>,
+    /// Slots for registration bodies being read ([`MAX_UPLOADS`]).
+    uploads: Arc<Semaphore>,
 }
 
 /// Serves HTTP on `listener` until `shutdown` is cancelled; then stops accepting, lets
@@ -316,46 +370,99 @@ pub async fn serve(
     let max = app.options.max_requests;
     let shared = Arc::new(Shared {
         places: (max > 0).then(|| Arc::new(Semaphore::new(max))),
+        uploads: Arc::new(Semaphore::new(MAX_UPLOADS)),
         app,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     });
     let connection = move |stream, peer: std::net::SocketAddr, closing: CancellationToken| {
-        let shared = shared.clone();
-        async move {
-            let web = shared.app.web.get();
-            let stream = match web.accept(stream).await {
-                Ok(stream) => stream,
-                Err(err) => {
-                    tracing::debug!(%peer, error = %err, "TLS handshake failed");
-                    return;
-                }
-            };
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            if !web.http2() {
-                builder = builder.http1_only();
-            }
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT);
-            let service = service_fn(move |request| handle(shared.clone(), request));
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            let mut connection = std::pin::pin!(connection);
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                () = closing.cancelled() => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.await
-                }
-            };
-            if let Err(err) = result {
-                tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
-            }
-        }
+        serve_connection(shared.clone(), stream, peer, closing)
     };
     crate::accept::serve(listener, connection, shutdown, SHUTDOWN_GRACE, "exporter").await;
     tracing::debug!(address = %local, "HTTP server stopped");
     Ok(())
+}
+
+/// One connection: the TLS handshake, then HTTP/1.1 or HTTP/2 until the client leaves, the
+/// watchdog closes it for a stall, or shutdown.
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    closing: CancellationToken,
+) {
+    let options = &shared.app.options;
+    let places =
+        (options.max_requests > 0).then(|| PER_CONNECTION_REQUESTS.min(options.max_requests));
+    let conn = Connection::new(places);
+    let timeouts = Timeouts {
+        header: options.read_header_timeout,
+        write: options.write_timeout,
+    };
+    let watchdog = conn.clone().watch(timeouts);
+    let mut watchdog = std::pin::pin!(watchdog);
+    let web = shared.app.web.get();
+    let stream = tokio::select! {
+        accepted = web.accept(stream) => match accepted {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::debug!(%peer, error = %err, "TLS handshake failed");
+                return;
+            }
+        },
+        reason = &mut watchdog => {
+            shared.app.stats.closed(reason);
+            tracing::debug!(%peer, reason = reason.label(), "closing a stalled connection");
+            return;
+        }
+    };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if !web.http2() {
+        builder = builder.http1_only();
+    }
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(options.read_header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_STREAMS);
+    let stats = shared.app.stats.clone();
+    let service = {
+        let conn = conn.clone();
+        service_fn(move |request| handle(shared.clone(), conn.clone(), peer, request))
+    };
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        reason = &mut watchdog => {
+            // Counted first, so a client that sees the close also sees the count.
+            stats.closed(reason);
+            tracing::debug!(%peer, reason = reason.label(), "closing a stalled connection");
+            // An idle connection is told (HTTP/2 GOAWAY); one that never sent a request, or
+            // whose answer is stuck, is just dropped.
+            if reason == CloseReason::Idle {
+                connection.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(CLOSE_GRACE, connection.as_mut()).await;
+            }
+            return;
+        }
+        () = closing.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(err) = result {
+        // hyper's own header timer (HTTP/1.1) may fire before the watchdog: the same stall.
+        if err
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_timeout)
+        {
+            stats.closed(conn.stall());
+        }
+        tracing::debug!(%peer, error = %err, "HTTP connection ended with an error");
+    }
 }
 
 type Answer = Response<Body>;
@@ -369,9 +476,19 @@ type Answer = Response<Body>;
 pub struct Body {
     frames: std::iter::Peekable<std::vec::IntoIter<Bytes>>,
     remaining: u64,
-    /// The request's place under `--web.max-requests`, given back when the body is dropped
-    /// (sent, or the client went away).
-    _permit: Option<OwnedSemaphorePermit>,
+    /// What the request holds until its answer's body is dropped (sent, or the client went
+    /// away), and where the body reports its progress.
+    hold: Hold,
+}
+
+/// What an answer's body holds until it is dropped.
+#[derive(Default)]
+struct Hold {
+    /// The request's places under `--web.max-requests`: the server's and its connection's.
+    _places: Vec<OwnedSemaphorePermit>,
+    /// The request counts as open on its connection.
+    _open: Option<Open>,
+    progress: Option<Arc<Progress>>,
 }
 
 /// Pieces shorter than this are joined with their neighbours; longer ones are sent as they are.
@@ -385,13 +502,20 @@ impl Body {
         Body {
             frames: frames.into_iter().peekable(),
             remaining,
-            _permit: None,
+            hold: Hold::default(),
         }
     }
 
-    /// Holds `permit` until the body is dropped.
-    fn hold(&mut self, permit: Option<OwnedSemaphorePermit>) {
-        self._permit = permit;
+    /// Holds `places` until the body is dropped.
+    fn hold_places(&mut self, places: Vec<OwnedSemaphorePermit>) {
+        self.hold._places = places;
+    }
+
+    /// Keeps the request open on its connection until the body is dropped, and reports the
+    /// body's progress to the connection's watchdog.
+    fn track(&mut self, open: Open, progress: Arc<Progress>) {
+        self.hold._open = Some(open);
+        self.hold.progress = Some(progress);
     }
 }
 
@@ -426,6 +550,9 @@ impl hyper::body::Body for Body {
             joined.freeze()
         };
         self.remaining -= frame.len() as u64;
+        if let Some(progress) = &self.hold.progress {
+            progress.moved();
+        }
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
@@ -470,103 +597,228 @@ impl Route {
     }
 }
 
-async fn handle(shared: Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Infallible> {
+async fn handle(
+    shared: Arc<Shared>,
+    conn: Arc<Connection>,
+    peer: std::net::SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Answer, Infallible> {
+    let open = conn.begin();
     let web = shared.app.web.get();
-    let mut answer = respond(&shared, &web, request).await;
+    let (head, body) = request.into_parts();
+    let deadline = tokio::time::Instant::now() + shared.app.options.read_timeout;
+    let mut body = RequestBody::new(body, deadline);
+    let client = Client {
+        conn: &conn,
+        peer,
+        web: &web,
+    };
+    let (mut answer, places) = respond(&shared, &client, &head, &mut body).await;
+    // Whatever the handler left of the body is read and dropped first, so HTTP/2 clients
+    // still uploading see the answer (without holding places meanwhile).
+    body.drain(&head).await;
+    answer.body_mut().hold_places(places);
     for (name, value) in web.response_headers() {
         answer.headers_mut().insert(name.clone(), value.clone());
     }
+    answer.body_mut().track(open, conn.sending());
     Ok(answer)
 }
 
-async fn respond(shared: &Arc<Shared>, web: &WebConfig, request: Request<Incoming>) -> Answer {
+/// Who is asking: the connection, its peer, and the web config in force for the request.
+struct Client<'a> {
+    conn: &'a Arc<Connection>,
+    peer: std::net::SocketAddr,
+    web: &'a WebConfig,
+}
+
+/// The answer, and the `--web.max-requests` places to hold until it is sent.
+async fn respond(
+    shared: &Arc<Shared>,
+    client: &Client<'_>,
+    head: &Parts,
+    body: &mut RequestBody,
+) -> (Answer, Vec<OwnedSemaphorePermit>) {
     if let Some((path, callbacks)) = &shared.app.callbacks {
-        if request.uri().path() == path {
-            return callback(callbacks.clone(), request).await;
+        if head.uri.path() == path {
+            return (callback(callbacks.clone(), head, body).await, Vec::new());
         }
     }
-    let route = Route::of(request.uri().path());
+    let route = Route::of(head.uri.path());
+    if route == Some(Route::TargetsApi) {
+        body.set_limit(api::MAX_BODY_BYTES);
+    }
     let probe = route.is_some_and(Route::is_probe);
     if !probe {
-        if let Err(refused) = web.authorize_async(request.headers()).await {
-            tracing::debug!(
-                reason = refused.label(),
-                "request refused: not authenticated"
-            );
+        // Waiting for a turn at bcrypt is bounded like reading a body.
+        let checked = tokio::time::timeout(
+            shared.app.options.read_timeout,
+            client
+                .web
+                .authorize_async(&head.headers, &client.conn.caller),
+        )
+        .await
+        .unwrap_or(Err(Unauthorized::Busy));
+        if let Err(refused) = checked {
+            shared.app.stats.auth_refused(refused, client.peer);
             let (parts, body) = refused.response().into_parts();
             let body = body
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            return Response::from_parts(parts, Body::from(body));
+            return (Response::from_parts(parts, Body::from(body)), Vec::new());
         }
     }
     let Some(route) = route else {
-        return plain(StatusCode::NOT_FOUND, "Not found\n");
+        return (plain(StatusCode::NOT_FOUND, "Not found\n"), Vec::new());
     };
-    let permit = match (&shared.places, probe) {
-        (Some(places), false) => match places.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                tracing::debug!(
-                    limit = shared.app.options.max_requests,
-                    "request refused: too many requests in flight"
-                );
-                return text(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!(
-                        "Limit of concurrent requests reached ({}), try again later.\n",
-                        shared.app.options.max_requests
-                    ),
-                );
-            }
+    let call = (route == Route::TargetsApi).then(|| ApiCall::of(shared, &head.method));
+    // An upload is read before it takes a place, under its own small cap: slow uploads hold
+    // upload slots, never the places scrapes need.
+    let upload = match call {
+        Some(ApiCall::Write) => match read_upload(shared, body).await {
+            Ok(upload) => Some(upload),
+            Err(refusal) => return (refusal, Vec::new()),
         },
         _ => None,
     };
-    let mut answer = match route {
-        Route::Reload => reload(shared, request.method()).await,
-        Route::TargetsApi => targets_api(shared, request).await,
-        _ => read_only(shared, route, &request).await,
+    let places = if probe {
+        Vec::new()
+    } else {
+        match take_places(shared, client.conn) {
+            Ok(places) => places,
+            Err(refusal) => return (text(StatusCode::SERVICE_UNAVAILABLE, refusal), Vec::new()),
+        }
     };
-    answer.body_mut().hold(permit);
-    answer
+    let answer = match (route, call, upload) {
+        (Route::Reload, ..) => reload(shared, &head.method).await,
+        (Route::TargetsApi, Some(ApiCall::Off), _) => json(
+            StatusCode::NOT_FOUND,
+            api_error(
+                "not_found",
+                "the targets API is off; start the exporter with --web.enable-targets-api",
+            ),
+        ),
+        (Route::TargetsApi, Some(ApiCall::List), _) => targets_list(shared).await,
+        (Route::TargetsApi, _, Some((upload, slot))) => {
+            targets_write(shared, &head.method, upload, slot).await
+        }
+        (Route::TargetsApi, ..) => not_allowed("GET, HEAD, POST, DELETE", "Method not allowed\n"),
+        _ => read_only(shared, route, head).await,
+    };
+    (answer, places)
+}
+
+/// What a request to `/api/v1/targets` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ApiCall {
+    /// The API is off (`404`).
+    Off,
+    /// `GET` or `HEAD`.
+    List,
+    /// `POST` or `DELETE`: a body to read.
+    Write,
+    /// Another method (`405`).
+    Other,
+}
+
+impl ApiCall {
+    fn of(shared: &Shared, method: &Method) -> ApiCall {
+        if !shared.app.options.enable_targets_api {
+            ApiCall::Off
+        } else if method == Method::GET || method == Method::HEAD {
+            ApiCall::List
+        } else if method == Method::POST || method == Method::DELETE {
+            ApiCall::Write
+        } else {
+            ApiCall::Other
+        }
+    }
+}
+
+/// A registration body and the upload slot (one of [`MAX_UPLOADS`]) it holds until it has
+/// been applied; or the answer refusing it (`503` with every slot taken, `408`, `413`, `400`).
+async fn read_upload(
+    shared: &Shared,
+    body: &mut RequestBody,
+) -> Result<(Bytes, OwnedSemaphorePermit), Answer> {
+    let Ok(slot) = shared.uploads.clone().try_acquire_owned() else {
+        tracing::debug!(
+            limit = MAX_UPLOADS,
+            "request refused: too many uploads in flight"
+        );
+        return Err(text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Limit of concurrent uploads reached ({MAX_UPLOADS}), try again later.\n"),
+        ));
+    };
+    match body.read(api::MAX_BODY_BYTES).await {
+        Ok(bytes) => Ok((bytes, slot)),
+        Err(err) => Err(body_error(&err)),
+    }
+}
+
+/// A place under `--web.max-requests` and one of the connection's, or the text of the `503`
+/// answer.
+fn take_places(shared: &Shared, conn: &Connection) -> Result<Vec<OwnedSemaphorePermit>, String> {
+    let Some(places) = &shared.places else {
+        return Ok(Vec::new());
+    };
+    let limit = shared.app.options.max_requests;
+    let Some(own) = conn.try_place() else {
+        tracing::debug!(
+            limit = PER_CONNECTION_REQUESTS,
+            "request refused: too many requests in flight on one connection"
+        );
+        return Err(format!(
+            "Limit of concurrent requests per connection reached ({}), try again later.\n",
+            PER_CONNECTION_REQUESTS.min(limit)
+        ));
+    };
+    let Ok(place) = places.clone().try_acquire_owned() else {
+        tracing::debug!(limit, "request refused: too many requests in flight");
+        return Err(format!(
+            "Limit of concurrent requests reached ({limit}), try again later.\n"
+        ));
+    };
+    Ok([Some(place), own].into_iter().flatten().collect())
 }
 
 /// One RTC callback delivery: POST only, the body capped, judged and acted on at once (the
 /// vendor waits 5 s and retries).
-async fn callback(callbacks: Arc<dyn Callbacks>, request: Request<Incoming>) -> Answer {
-    if request.method() != Method::POST {
-        return not_allowed("POST", "Only POST requests allowed\n");
-    }
+async fn callback(callbacks: Arc<dyn Callbacks>, head: &Parts, body: &mut RequestBody) -> Answer {
     // One byte over the limit is read, so the receiver judges (and counts) it as too large.
     let limit = callbacks.max_body().saturating_add(1);
-    let read = crate::sources::api::read_body(request.into_body(), limit).await;
-    let (status, reason) = match read {
+    body.set_limit(limit);
+    if head.method != Method::POST {
+        return not_allowed("POST", "Only POST requests allowed\n");
+    }
+    let (status, reason) = match body.read(limit).await {
         Ok(body) => callbacks.deliver(&body),
-        Err(crate::sources::api::BodyError::TooLarge { .. }) => callbacks.too_large(),
-        Err(e) => (400, e.to_string()),
+        Err(api::BodyError::TooLarge { .. }) => callbacks.too_large(),
+        Err(e) => (e.status(), e.to_string()),
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     text(status, format!("{reason}\n"))
 }
 
 /// The GET/HEAD routes.
-async fn read_only(shared: &Arc<Shared>, route: Route, request: &Request<Incoming>) -> Answer {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+async fn read_only(shared: &Arc<Shared>, route: Route, head: &Parts) -> Answer {
+    if head.method != Method::GET && head.method != Method::HEAD {
         return not_allowed("GET, HEAD", "Method not allowed\n");
     }
     // For HEAD, hyper sends the headers of this answer and drops its body.
     match route {
-        Route::Metrics => metrics(shared, request.headers()).await,
+        Route::Metrics => metrics(shared, &head.headers).await,
         Route::Healthy => plain(StatusCode::OK, "Healthy\n"),
         Route::Ready if shared.app.ready.load(Ordering::Acquire) => {
             plain(StatusCode::OK, "Ready\n")
         }
         Route::Ready => plain(StatusCode::SERVICE_UNAVAILABLE, "Not ready\n"),
         Route::Landing | Route::TargetsPage => {
-            let query = (route == Route::TargetsPage)
-                .then(|| TargetsQuery::from_query(request.uri().query()));
+            let query =
+                (route == Route::TargetsPage).then(|| TargetsQuery::from_query(head.uri.query()));
             page(shared, query).await
         }
         Route::Reload | Route::TargetsApi => plain(StatusCode::NOT_FOUND, "Not found\n"),
@@ -631,88 +883,69 @@ async fn reload(shared: &Arc<Shared>, method: &Method) -> Answer {
     }
 }
 
-/// `/api/v1/targets`.
-async fn targets_api(shared: &Arc<Shared>, request: Request<Incoming>) -> Answer {
-    if !shared.app.options.enable_targets_api {
-        return json(
-            StatusCode::NOT_FOUND,
-            api_error(
-                "not_found",
-                "the targets API is off; start the exporter with --web.enable-targets-api",
-            ),
-        );
+/// `GET /api/v1/targets`.
+async fn targets_list(shared: &Arc<Shared>) -> Answer {
+    let job = shared.clone();
+    match tokio::task::spawn_blocking(move || targets_json(&job.app.targets.target_rows())).await {
+        Ok(body) => json(StatusCode::OK, body),
+        Err(err) => {
+            tracing::error!(error = %err, "listing the targets failed");
+            json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                api_error("internal", "listing the targets failed"),
+            )
+        }
     }
-    let method = request.method().clone();
-    if method == Method::GET || method == Method::HEAD {
-        let job = shared.clone();
-        return match tokio::task::spawn_blocking(move || {
-            targets_json(&job.app.targets.target_rows())
-        })
-        .await
-        {
-            Ok(body) => json(StatusCode::OK, body),
-            Err(err) => {
-                tracing::error!(error = %err, "listing the targets failed");
-                json(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    api_error("internal", "listing the targets failed"),
-                )
-            }
-        };
-    }
-    if method != Method::POST && method != Method::DELETE {
-        return not_allowed("GET, HEAD, POST, DELETE", "Method not allowed\n");
-    }
-    let body = match api::read_body(request.into_body(), api::MAX_BODY_BYTES).await {
-        Ok(body) => body,
-        Err(err) => return body_error(&err),
-    };
+}
+
+/// `POST` (register) or `DELETE` (unregister) `/api/v1/targets` with its body, parsed and
+/// applied on the blocking pool while `_slot` (its upload slot) is held, so at most
+/// [`MAX_UPLOADS`] bodies are in memory and parsed at once.
+async fn targets_write(
+    shared: &Arc<Shared>,
+    method: &Method,
+    body: Bytes,
+    _slot: OwnedSemaphorePermit,
+) -> Answer {
     let targets = shared.app.targets.clone();
-    let outcome = if method == Method::POST {
-        let parsed = match api::parse_register(&body) {
-            Ok(parsed) => parsed,
-            Err(err) => return body_error(&err),
-        };
-        let count = parsed.len();
-        tokio::task::spawn_blocking(move || targets.register(parsed, Source::Api))
-            .await
-            .map(|done| {
-                done.map(|r| {
-                    tracing::info!(
-                        targets = count,
-                        added = r.added,
-                        existing = r.existing,
-                        "targets registered through the API"
-                    );
-                    serde_json::json!({"added": r.added, "existing": r.existing})
-                })
-            })
-    } else {
-        let keys = match api::parse_deregister(&body) {
-            Ok(keys) => keys,
-            Err(err) => return body_error(&err),
-        };
-        let count = keys.len();
-        tokio::task::spawn_blocking(move || targets.unregister(keys, Source::Api))
-            .await
-            .map(|done| {
-                done.map(|r| {
-                    tracing::info!(
-                        targets = count,
-                        removed = r.removed,
-                        unknown = r.unknown,
-                        "targets unregistered through the API"
-                    );
-                    serde_json::json!({"removed": r.removed, "unknown": r.unknown})
-                })
-            })
-    };
-    match outcome {
+    let register = method == Method::POST;
+    let done = tokio::task::spawn_blocking(move || {
+        if register {
+            let parsed = api::parse_register(&body).map_err(WriteError::Body)?;
+            let count = parsed.len();
+            let r = targets
+                .register(parsed, Source::Api)
+                .map_err(WriteError::Refused)?;
+            tracing::info!(
+                targets = count,
+                added = r.added,
+                existing = r.existing,
+                "targets registered through the API"
+            );
+            Ok(serde_json::json!({"added": r.added, "existing": r.existing}))
+        } else {
+            let keys = api::parse_deregister(&body).map_err(WriteError::Body)?;
+            let count = keys.len();
+            let r = targets
+                .unregister(keys, Source::Api)
+                .map_err(WriteError::Refused)?;
+            tracing::info!(
+                targets = count,
+                removed = r.removed,
+                unknown = r.unknown,
+                "targets unregistered through the API"
+            );
+            Ok(serde_json::json!({"removed": r.removed, "unknown": r.unknown}))
+        }
+    })
+    .await;
+    match done {
         Ok(Ok(data)) => json(
             StatusCode::OK,
             serde_json::json!({"status": "success", "data": data}).to_string(),
         ),
-        Ok(Err(refusal)) => {
+        Ok(Err(WriteError::Body(err))) => body_error(&err),
+        Ok(Err(WriteError::Refused(refusal))) => {
             let (status, kind) = match &refusal {
                 ApiRefusal::Unsupported => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
                 ApiRefusal::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_data"),
@@ -728,6 +961,14 @@ async fn targets_api(shared: &Arc<Shared>, request: Request<Incoming>) -> Answer
             )
         }
     }
+}
+
+/// Why a registration write was not applied.
+enum WriteError {
+    /// The body was refused (`400`, `413`).
+    Body(api::BodyError),
+    /// The targets could not be taken.
+    Refused(ApiRefusal),
 }
 
 fn body_error(err: &api::BodyError) -> Answer {

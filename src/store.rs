@@ -1098,39 +1098,38 @@ impl Store {
         drop(chunks);
         page.push_text(stops);
     }
-
 }
 
 /// Family `f`'s lines of the targets in block `b` of `part`.
 fn block_text(inner: &Inner, part: &Layout, f: usize, b: usize) -> Vec<u8> {
-        let slots = part
-            .slots
-            .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
-            .unwrap_or_default();
-        let fam = &FAMILIES[f];
-        let rows = || {
-            slots
-                .iter()
-                .filter_map(|id| inner.entries.get((*id)?))
-                .filter(|e| e.target.is_some())
-                .map(|e| (e, &e.prefix))
-        };
-        let len: usize = rows()
-            .map(|(e, prefix)| {
-                let tails = e.tails(f);
-                let lines = tails.iter().filter(|&&c| c == b'\n').count();
-                tails.len() + lines * (fam.open.len() + prefix.len())
-            })
-            .sum();
-        let mut out = Vec::with_capacity(len);
-        for (e, prefix) in rows() {
-            for line in e.tails(f).split_inclusive(|&b| b == b'\n') {
-                out.extend_from_slice(fam.open.as_bytes());
-                out.extend_from_slice(prefix.as_bytes());
-                out.extend_from_slice(line);
-            }
+    let slots = part
+        .slots
+        .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
+        .unwrap_or_default();
+    let fam = &FAMILIES[f];
+    let rows = || {
+        slots
+            .iter()
+            .filter_map(|id| inner.entries.get((*id)?))
+            .filter(|e| e.target.is_some())
+            .map(|e| (e, &e.prefix))
+    };
+    let len: usize = rows()
+        .map(|(e, prefix)| {
+            let tails = e.tails(f);
+            let lines = tails.iter().filter(|&&c| c == b'\n').count();
+            tails.len() + lines * (fam.open.len() + prefix.len())
+        })
+        .sum();
+    let mut out = Vec::with_capacity(len);
+    for (e, prefix) in rows() {
+        for line in e.tails(f).split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(fam.open.as_bytes());
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
         }
-        out
+    }
+    out
 }
 
 impl Inner {

@@ -316,6 +316,13 @@ impl Telemetry {
         let _ = self.registry.register(Box::new(collector));
     }
 
+    /// Adds a collector made elsewhere, e.g. the HTTP server's counters
+    /// (`crate::server::HttpStats::collector`), which this module cannot name without an
+    /// import cycle.
+    pub fn register_collector(&self, collector: Box<dyn prometheus::core::Collector>) {
+        let _ = self.registry.register(collector);
+    }
+
     /// Adds `volcengine_rtc_callbacks_total{event_type,outcome}`.
     pub fn register_callbacks(&self, metrics: &crate::callbacks::CallbackMetrics) {
         let _ = metrics.register(&self.registry);

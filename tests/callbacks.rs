@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt as _, Full};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
@@ -25,7 +25,6 @@ use volc_rtc_exporter::sim::{
     run_callbacks, stop_reason, CallbackSender, Clock, NonceSpelling, SimFile, SimOptions, SimTask,
     Simulator,
 };
-use volc_rtc_exporter::sources::api::read_body;
 
 const KEY: &str = "callback-key-for-tests";
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
@@ -65,14 +64,21 @@ async fn serve(sink: Arc<Sink>, shutdown: CancellationToken) -> SocketAddr {
                         };
                         let status = match status {
                             Some(s) => s,
-                            None => match read_body(req.into_body(), MAX_BODY_BYTES + 1).await {
+                            None => match http_body_util::Limited::new(
+                                req.into_body(),
+                                MAX_BODY_BYTES + 1,
+                            )
+                            .collect()
+                            .await
+                            {
                                 Ok(body) => {
+                                    let body = body.to_bytes();
                                     let d = sink.receiver.receive(&body, T0 as i64);
                                     let s = d.status();
                                     sink.decisions.lock().expect("lock").push(d);
                                     s
                                 }
-                                Err(e) => e.status(),
+                                Err(_) => 413,
                             },
                         };
                         let mut r = Response::new(Full::new(Bytes::new()));

@@ -63,6 +63,24 @@ const FLAGS: &[(&str, &str, &str, &str)] = &[
         "tests/target_files.rs",
         "targets_registered_through_the_api_are_polled_and_survive_a_restart",
     ),
+    (
+        "",
+        "--web.read-header-timeout",
+        "tests/flags.rs",
+        "max_requests_caps_the_exporter_and_demo",
+    ),
+    (
+        "",
+        "--web.read-timeout",
+        "tests/flags.rs",
+        "max_requests_caps_the_exporter_and_demo",
+    ),
+    (
+        "",
+        "--web.write-timeout",
+        "tests/flags.rs",
+        "max_requests_caps_the_exporter_and_demo",
+    ),
     ("", "--log.level", "tests/exporter.rs", "wrong_credentials"),
     (
         "",
@@ -141,6 +159,24 @@ const FLAGS: &[(&str, &str, &str, &str)] = &[
         "--web.listen-address",
         "tests/shutdown.rs",
         "demo_args",
+    ),
+    (
+        "demo",
+        "--web.read-header-timeout",
+        "tests/http_hardening.rs",
+        "running_out_of_open_files_is_logged_once_and_the_server_recovers",
+    ),
+    (
+        "demo",
+        "--web.read-timeout",
+        "tests/flags.rs",
+        "max_requests_caps_the_exporter_and_demo",
+    ),
+    (
+        "demo",
+        "--web.write-timeout",
+        "tests/flags.rs",
+        "max_requests_caps_the_exporter_and_demo",
     ),
     (
         "demo",
@@ -499,7 +535,23 @@ fn raw_status(addr: &str, request: &str) -> u16 {
     String::from_utf8_lossy(&head[9..12]).parse().unwrap_or(0)
 }
 
-#[tokio::test]
+/// Holds the only place: pipelines many scrapes on one connection and reads none of the
+/// answers, so one of them stalls on a full socket (until `--web.write-timeout`).
+fn stall_one_answer(addr: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    let requests = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(4000);
+    s.set_write_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let _ = s.write_all(requests.as_bytes());
+    s
+}
+
+/// The HTTP server's flags on the exporter and on `demo`: `--web.max-requests` (one place:
+/// a stalled answer holds it, the next scrape gets 503, the probes still answer),
+/// `--web.write-timeout` (the stalled answer's connection is dropped and the place freed),
+/// `--web.read-header-timeout` (a silent connection is closed), `--web.read-timeout` (a body
+/// that stops coming gets 408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_requests_caps_the_exporter_and_demo() {
     let dir = scratch_dir("flags-max");
     let config = dead_api_config(&dir);
@@ -509,7 +561,13 @@ async fn max_requests_caps_the_exporter_and_demo() {
         vec![config_arg.as_str(), "--web.listen-address=127.0.0.1:0"],
     ] {
         let mut args = args.clone();
-        args.extend(["--web.max-requests=1", "--web.enable-targets-api"]);
+        args.extend([
+            "--web.max-requests=1",
+            "--web.enable-targets-api",
+            "--web.read-header-timeout=1s",
+            "--web.read-timeout=1s",
+            "--web.write-timeout=2s",
+        ]);
         let mut child = ChildProcess::spawn(&args, &[]);
         let addr = if args[0] == "demo" {
             child
@@ -520,37 +578,66 @@ async fn max_requests_caps_the_exporter_and_demo() {
                 .wait_for_word_after("message=listening address=", Duration::from_secs(20))
                 .await
         };
-        assert_eq!(
-            raw_status(&addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
-            200
+        let get = |path: &'static str| {
+            let addr = addr.clone();
+            move || raw_status(&addr, &format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n"))
+        };
+        let blocking = |f: Box<dyn FnOnce() -> u16 + Send>| async move {
+            tokio::task::spawn_blocking(f).await.unwrap_or(0)
+        };
+        assert_eq!(blocking(Box::new(get("/metrics"))).await, 200);
+
+        // A stalled answer holds the one place: the next scrape gets 503, the probes answer.
+        let stalled_addr = addr.clone();
+        let stalled = std::thread::spawn(move || stall_one_answer(&stalled_addr));
+        let started = tokio::time::Instant::now();
+        let mut refused = false;
+        while started.elapsed() < Duration::from_secs(5) {
+            if blocking(Box::new(get("/metrics"))).await == 503 {
+                refused = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            refused,
+            "{args:?}: no 503 while one answer held the only place"
         );
-        // A registration whose body is still coming holds the one place.
+        assert_eq!(blocking(Box::new(get("/-/healthy"))).await, 200);
+        // --web.write-timeout drops the stalled connection and frees the place.
+        common::wait_until(Duration::from_secs(10), "the place is free again", || {
+            let get = get("/metrics");
+            async move { tokio::task::spawn_blocking(get).await.unwrap_or(0) == 200 }
+        })
+        .await;
+        drop(stalled.join());
+
+        // --web.read-header-timeout closes a connection that says nothing.
+        let mut silent = TcpStream::connect(&addr).expect("connect");
+        silent
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let t = tokio::time::Instant::now();
+        let mut buf = [0u8; 64];
+        let _ = silent.read(&mut buf);
+        let waited = t.elapsed();
+        assert!(
+            waited >= Duration::from_millis(800) && waited < Duration::from_secs(5),
+            "{args:?}: a silent connection was closed after {waited:?}"
+        );
+
+        // --web.read-timeout: a registration whose body stops coming gets 408.
         let mut slow = TcpStream::connect(&addr).expect("connect");
+        slow.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
         slow.write_all(
             b"POST /api/v1/targets HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
               Content-Length: 100\r\n\r\n[",
         )
         .expect("write");
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let busy = raw_status(&addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        assert_eq!(busy, 503, "{args:?}: the second request is over the cap");
-        // The probes are never capped.
-        assert_eq!(
-            raw_status(&addr, "GET /-/healthy HTTP/1.1\r\nHost: x\r\n\r\n"),
-            200
-        );
-        drop(slow);
-        common::wait_until(Duration::from_secs(10), "the place is free again", || {
-            let addr = addr.clone();
-            async move {
-                tokio::task::spawn_blocking(move || {
-                    raw_status(&addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n") == 200
-                })
-                .await
-                .unwrap_or(false)
-            }
-        })
-        .await;
+        let mut head = [0u8; 12];
+        slow.read_exact(&mut head).expect("an answer");
+        assert_eq!(&head[9..12], b"408", "{args:?}");
         child.terminate(Duration::from_secs(10)).await;
     }
 }
@@ -586,12 +673,12 @@ async fn demo_serves_behind_basic_auth_and_keeps_its_storage_path() {
             .await
             .expect("GET");
         assert_eq!(anonymous.status(), 401, "the web config's basic auth holds");
-        let ready = client
-            .get(format!("{base}/-/ready"))
-            .send()
-            .await
-            .expect("GET");
-        assert_eq!(ready.status(), 200, "the probes need no password");
+        // The probes need no password; /-/ready answers 200 once polling started.
+        common::wait_until(Duration::from_secs(10), "/-/ready", || {
+            let request = client.get(format!("{base}/-/ready"));
+            async move { request.send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
         // The demo's stop counters, as the store keeps them.
         let stops = |text: &str| -> f64 {
             text.lines()

@@ -21,7 +21,7 @@ use hyper_util::server::conn::auto;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::header::WWW_AUTHENTICATE;
 use tokio::net::TcpListener;
-use volc_rtc_exporter::web_config::{LoadOptions, Unauthorized, WebConfig, WebConfigError};
+use volc_rtc_exporter::web_config::{Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/web");
 
@@ -194,7 +194,10 @@ async fn serve(config: WebConfig) -> SocketAddr {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let config = config.clone();
                     async move {
-                        let mut answer = match config.authorize_async(request.headers()).await {
+                        let mut answer = match config
+                            .authorize_async(request.headers(), &Caller::default())
+                            .await
+                        {
                             Ok(()) => Response::new(Full::new(Bytes::from_static(b"ok"))),
                             Err(refused) => refused.response(),
                         };

@@ -284,6 +284,7 @@ pub async fn run_with(
         let endpoint = super::CallbackEndpoint::new(exporter.clone(), &settings);
         app = app.with_callbacks(settings.path.clone(), Arc::new(endpoint));
     }
+    exporter.telemetry.register_collector(app.stats.collector());
     let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
     let files = exporter.follow_files(&shutdown).await;

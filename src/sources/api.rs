@@ -6,16 +6,23 @@
 //! config's own rules ([`config::parse_targets`]), so an ID, a label or a duplicate is judged
 //! exactly as in a file. Every problem is listed with the target's index, the field and the fix,
 //! worded for JSON (`"task_id": "..."`, not `task_id: ...`). `DELETE` takes the same entries and
-//! ignores their `labels`. Bodies are bounded by [`MAX_BODY_BYTES`].
-
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Body;
+//! ignores their `labels`. Work and answers are bounded: a body of at most [`MAX_BODY_BYTES`]
+//! and [`MAX_TARGETS`] entries (counted before anything else is looked at), at most
+//! [`MAX_LABELS`] labels per target, and at most [`MAX_PROBLEMS_LISTED`] problems in an answer
+//! (then how many more there are).
 
 use crate::config::{self, Pos};
 use crate::model::{Target, TargetKey};
 
 /// The largest body accepted: about 8,000 targets with a few labels each.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The most targets one request may carry.
+pub const MAX_TARGETS: usize = 10_000;
+/// The most problems an answer lists; the rest are counted.
+pub const MAX_PROBLEMS_LISTED: usize = 100;
+/// The most labels a registered target may carry: each is written on every series of the
+/// target, in every scrape.
+pub const MAX_LABELS: usize = 64;
 
 /// One thing wrong with a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,42 +43,83 @@ pub enum BodyError {
     /// Larger than the limit (answer 413).
     #[error("the request body is larger than {limit} bytes; send the targets in smaller batches")]
     TooLarge { limit: usize },
+    /// More than [`MAX_TARGETS`] entries (answer 413).
+    #[error("the request body has {count} targets; send at most {MAX_TARGETS} per request")]
+    TooMany { count: usize },
     /// The body could not be read from the connection.
     #[error("the request body could not be read: {0}")]
     Read(String),
-    /// Not a valid list of targets (answer 400); every problem.
-    #[error("{} problem(s) in the request body: {}", .0.len(), .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; "))]
-    Invalid(Vec<BodyProblem>),
+    /// The body did not arrive in time (answer 408).
+    #[error("the request body did not arrive in time (--web.read-timeout)")]
+    TimedOut,
+    /// Not a valid list of targets (answer 400): the first [`MAX_PROBLEMS_LISTED`] problems,
+    /// and how many more there were.
+    #[error("{}", invalid_summary(.problems, *.more, "; "))]
+    Invalid {
+        problems: Vec<BodyProblem>,
+        more: usize,
+    },
+}
+
+/// `N problem(s) in the request body: a; b; c` (`and N more` after the listed ones).
+fn invalid_summary(problems: &[BodyProblem], more: usize, separator: &str) -> String {
+    let mut text = format!(
+        "{} problem(s) in the request body: {}",
+        problems.len() + more,
+        problems
+            .iter()
+            .map(|p| p.message.as_str())
+            .collect::<Vec<_>>()
+            .join(separator)
+    );
+    if more > 0 {
+        text.push_str(&format!("{separator}and {more} more"));
+    }
+    text
 }
 
 impl BodyError {
     /// The HTTP status to answer with.
     pub fn status(&self) -> u16 {
         match self {
-            BodyError::TooLarge { .. } => 413,
-            BodyError::Read(_) | BodyError::Invalid(_) => 400,
+            BodyError::TooLarge { .. } | BodyError::TooMany { .. } => 413,
+            BodyError::TimedOut => 408,
+            BodyError::Read(_) | BodyError::Invalid { .. } => 400,
         }
     }
 
     /// The answer body, in the Prometheus API's error shape plus the list of problems:
     /// `{"status":"error","errorType":"bad_data","error":"...","problems":[{"index":0,
-    /// "field":"app_id","line":2,"column":14,"message":"..."}]}`.
+    /// "field":"app_id","line":2,"column":14,"message":"..."}]}`; past
+    /// [`MAX_PROBLEMS_LISTED`], `"more_problems": N` says how many were left out.
     pub fn to_json(&self) -> String {
-        let problems: Vec<serde_json::Value> = match self {
-            BodyError::Invalid(problems) => problems.iter().map(problem_json).collect(),
-            _ => Vec::new(),
+        let (problems, more): (Vec<serde_json::Value>, usize) = match self {
+            BodyError::Invalid { problems, more } => {
+                (problems.iter().map(problem_json).collect(), *more)
+            }
+            _ => (Vec::new(), 0),
         };
         let error = match self {
-            BodyError::Invalid(p) => format!("{} problem(s) in the request body", p.len()),
+            BodyError::Invalid { problems, more: 0 } => {
+                format!("{} problem(s) in the request body", problems.len())
+            }
+            BodyError::Invalid { problems, more } => format!(
+                "{} problem(s) in the request body; the first {} are listed, and {more} more",
+                problems.len() + more,
+                problems.len()
+            ),
             other => other.to_string(),
         };
-        serde_json::json!({
+        let mut answer = serde_json::json!({
             "status": "error",
             "errorType": "bad_data",
             "error": error,
             "problems": problems,
-        })
-        .to_string()
+        });
+        if more > 0 {
+            answer["more_problems"] = more.into();
+        }
+        answer.to_string()
     }
 }
 
@@ -91,30 +139,37 @@ fn problem_json(p: &BodyProblem) -> serde_json::Value {
     serde_json::Value::Object(o)
 }
 
-/// Reads a request body, refusing it once it passes `limit` bytes (without reading the rest).
-pub async fn read_body<B>(body: B, limit: usize) -> Result<bytes::Bytes, BodyError>
-where
-    B: Body,
-    B::Error: std::error::Error + Send + Sync + 'static,
-{
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e.to_string())),
-    }
-}
-
 /// The targets of a `POST` body, or every problem with it.
 pub fn parse_register(body: &[u8]) -> Result<Vec<Target>, BodyError> {
     let text = json_array(body)?;
-    config::parse_targets(text, "body").map_err(|e| invalid(e, true))
+    let targets = config::parse_targets(text, "body").map_err(|e| invalid(e, true))?;
+    let crowded: Vec<BodyProblem> = targets
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| t.labels.len() > MAX_LABELS)
+        .map(|(index, t)| BodyProblem {
+            index: Some(index),
+            field: Some("labels".into()),
+            pos: None,
+            message: format!(
+                "`[{index}].labels` has {} labels; a target may carry at most {MAX_LABELS}",
+                t.labels.len()
+            ),
+        })
+        .collect();
+    if crowded.is_empty() {
+        return Ok(targets);
+    }
+    let more = crowded.len().saturating_sub(MAX_PROBLEMS_LISTED);
+    let problems = crowded.into_iter().take(MAX_PROBLEMS_LISTED).collect();
+    Err(BodyError::Invalid { problems, more })
 }
 
 /// The keys of a `DELETE` body, or every problem with it. Entries are written as for `POST`;
 /// their `labels` are ignored (not even checked).
 pub fn parse_deregister(body: &[u8]) -> Result<Vec<TargetKey>, BodyError> {
     json_array(body)?;
-    let problem = |message: String| BodyError::Invalid(vec![whole(None, message)]);
+    let problem = |message: String| one_problem(None, message);
     let items: Vec<serde_json::Value> = serde_json::from_slice(body)
         .map_err(|e| problem(format!("the body is not valid JSON: {e}")))?;
     // One entry per line, without labels; places in this text are not the body's, so only the
@@ -134,23 +189,27 @@ pub fn parse_deregister(body: &[u8]) -> Result<Vec<TargetKey>, BodyError> {
     Ok(targets.into_iter().map(|t| t.key).collect())
 }
 
-fn whole(pos: Option<Pos>, message: String) -> BodyProblem {
-    BodyProblem {
-        index: None,
-        field: None,
-        pos,
-        message,
+/// A body refused for one reason about the whole of it.
+fn one_problem(pos: Option<Pos>, message: String) -> BodyError {
+    BodyError::Invalid {
+        problems: vec![BodyProblem {
+            index: None,
+            field: None,
+            pos,
+            message,
+        }],
+        more: 0,
     }
 }
 
-/// The body as text if it is within the limit and a JSON array.
+/// The body as text if it is within the limits and a JSON array.
 fn json_array(body: &[u8]) -> Result<&str, BodyError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(BodyError::TooLarge {
             limit: MAX_BODY_BYTES,
         });
     }
-    let one = |pos, message: String| Err(BodyError::Invalid(vec![whole(pos, message)]));
+    let one = |pos, message: String| Err(one_problem(pos, message));
     let Ok(text) = std::str::from_utf8(body) else {
         return one(
             None,
@@ -176,24 +235,55 @@ fn json_array(body: &[u8]) -> Result<&str, BodyError> {
             )
         }
     }
-    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
-        let pos = (e.line() > 0).then(|| Pos::new(e.line(), e.column().max(1)));
-        // The place is given apart; serde_json's text ends with it.
-        let text = e.to_string();
-        let what = text
-            .rsplit_once(" at line ")
-            .map_or(&*text, |(what, _)| what);
-        return one(pos, format!("the body is not valid JSON: {what}"));
+    match serde_json::from_str::<Entries>(text) {
+        Ok(Entries(count)) if count > MAX_TARGETS => Err(BodyError::TooMany { count }),
+        Ok(_) => Ok(text),
+        Err(e) => {
+            let pos = (e.line() > 0).then(|| Pos::new(e.line(), e.column().max(1)));
+            // The place is given apart; serde_json's text ends with it.
+            let text = e.to_string();
+            let what = text
+                .rsplit_once(" at line ")
+                .map_or(&*text, |(what, _)| what);
+            one(pos, format!("the body is not valid JSON: {what}"))
+        }
     }
-    Ok(text)
+}
+
+/// The number of entries of a JSON array, counted without keeping them.
+struct Entries(usize);
+
+impl<'de> serde::Deserialize<'de> for Entries {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
+        struct Count;
+        impl<'de> serde::de::Visitor<'de> for Count {
+            type Value = Entries;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON array")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Entries, A::Error> {
+                let mut n = 0usize;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Entries(n))
+            }
+        }
+        d.deserialize_seq(Count)
+    }
 }
 
 /// The config's problems as body problems: index and field taken out of the path
-/// (`targets[3].labels.team`), the wording made JSON's.
+/// (`targets[3].labels.team`), the wording made JSON's; the first [`MAX_PROBLEMS_LISTED`].
 fn invalid(err: config::ConfigError, keep_pos: bool) -> BodyError {
-    let problems = err
-        .into_problems()
+    let all = err.into_problems();
+    let more = all.len().saturating_sub(MAX_PROBLEMS_LISTED);
+    let problems = all
         .into_iter()
+        .take(MAX_PROBLEMS_LISTED)
         .map(|p| {
             let (index, field) = place(&p.message);
             BodyProblem {
@@ -204,7 +294,7 @@ fn invalid(err: config::ConfigError, keep_pos: bool) -> BodyError {
             }
         })
         .collect();
-    BodyError::Invalid(problems)
+    BodyError::Invalid { problems, more }
 }
 
 /// The target index and field a config message is about.
@@ -271,6 +361,46 @@ mod tests {
         );
         assert_eq!(place("`targets[0]` has no `kind`"), (Some(0), None));
         assert_eq!(place("YAML syntax error"), (None, None));
+    }
+
+    #[test]
+    fn entries_labels_and_problems_are_capped() {
+        let many = format!("[{}{{}}]", "{}, ".repeat(MAX_TARGETS));
+        assert_eq!(
+            parse_register(many.as_bytes()),
+            Err(BodyError::TooMany {
+                count: MAX_TARGETS + 1
+            })
+        );
+        assert_eq!(BodyError::TooMany { count: 1 }.status(), 413);
+
+        let labels: Vec<String> = (0..=MAX_LABELS)
+            .map(|i| format!("\"l{i}\": \"x\""))
+            .collect();
+        let crowded = format!(
+            "[{{\"kind\": \"record\", \"app_id\": \"a\", \"room_id\": \"r\", \"task_id\": \"t\", \"labels\": {{{}}}}}]",
+            labels.join(", ")
+        );
+        let Err(BodyError::Invalid { problems, more: 0 }) = parse_register(crowded.as_bytes())
+        else {
+            panic!("{MAX_LABELS} labels and one more are refused");
+        };
+        assert!(problems[0].message.contains("at most 64"), "{problems:?}");
+
+        let bad = format!("[{}{{}}]", "{}, ".repeat(300));
+        let err = parse_register(bad.as_bytes()).unwrap_err();
+        let BodyError::Invalid { problems, more } = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(problems.len(), MAX_PROBLEMS_LISTED);
+        assert!(*more > 0);
+        let json: serde_json::Value = serde_json::from_str(&err.to_json()).unwrap();
+        assert_eq!(
+            json["problems"].as_array().map(Vec::len),
+            Some(MAX_PROBLEMS_LISTED)
+        );
+        assert_eq!(json["more_problems"], *more);
+        assert!(err.to_string().ends_with(&format!("and {more} more")));
     }
 
     #[test]

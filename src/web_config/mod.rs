@@ -47,7 +47,7 @@ use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
-pub use auth::{BasicAuth, Unauthorized, WWW_AUTHENTICATE_VALUE};
+pub use auth::{BasicAuth, Caller, Unauthorized, WWW_AUTHENTICATE_VALUE};
 pub use tls::{ClientAuth, MaybeTlsStream, TlsReloader};
 
 /// How often, at most, the certificate files are looked at for changes by default.
@@ -276,22 +276,18 @@ impl WebConfig {
         }
     }
 
-    /// [`WebConfig::authorize`] with the bcrypt run moved to the blocking pool.
-    pub async fn authorize_async(&self, headers: &HeaderMap) -> Result<(), Unauthorized> {
-        let Some(auth) = &self.auth else {
-            return Ok(());
-        };
-        if let Some(decided) = auth.check_cached(headers) {
-            return decided;
+    /// [`WebConfig::authorize`] for a runtime: bcrypt runs on the blocking pool, a few at a
+    /// time, `caller` (one per connection) queued behind clients that have not failed a login
+    /// when it has, and its repeated failures answered later; see [`auth`].
+    pub async fn authorize_async(
+        &self,
+        headers: &HeaderMap,
+        caller: &Caller,
+    ) -> Result<(), Unauthorized> {
+        match &self.auth {
+            None => Ok(()),
+            Some(auth) => auth.check_async(headers, caller).await,
         }
-        let auth = auth.clone();
-        let mut only_auth = HeaderMap::new();
-        if let Some(value) = headers.get(hyper::header::AUTHORIZATION) {
-            only_auth.insert(hyper::header::AUTHORIZATION, value.clone());
-        }
-        tokio::task::spawn_blocking(move || auth.check(&only_auth))
-            .await
-            .unwrap_or(Err(Unauthorized::CheckFailed))
     }
 
     /// Things the file asks for that rustls does not do, and what happens instead.

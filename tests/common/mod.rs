@@ -444,7 +444,12 @@ impl ChildProcess {
     /// Starts the binary with `args` and extra environment variables (the credential
     /// variables are cleared first, and HOME points at an empty directory).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> ChildProcess {
-        let mut child = binary_command(args, env, &scratch_dir("home"))
+        ChildProcess::spawn_command(binary_command(args, env, &scratch_dir("home")))
+    }
+
+    /// Starts `cmd` (e.g. [`binary_command`] wrapped in `prlimit`), its output collected.
+    pub fn spawn_command(mut cmd: std::process::Command) -> ChildProcess {
+        let mut child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
