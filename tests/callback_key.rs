@@ -88,16 +88,6 @@ fn config(dir: &Path, callbacks: &str) -> PathBuf {
     cfg
 }
 
-async fn reload(base: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
-        .post(format!("{base}/-/reload"))
-        .send()
-        .await
-        .expect("POST /-/reload");
-    let status = resp.status().as_u16();
-    (status, resp.text().await.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callback_key_and_settings_follow_the_config_without_a_restart() {
     let dir = common::scratch_dir("callback-key");
@@ -118,20 +108,13 @@ async fn the_callback_key_and_settings_follow_the_config_without_a_restart() {
 
     // The kubelet swaps the Secret: the new key is in use within the re-read interval.
     volume.swap(NEW);
-    let deadline = tokio::time::Instant::now() + 20 * SEC;
     let mut n = 2;
-    loop {
-        n += 1;
-        if deliver(&url, NEW, &format!("t{n}")).await == 200 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the new key was not taken; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(SEC / 2).await;
-    }
+    child
+        .poll_until(20 * SEC, "the new key to be taken", async || {
+            n += 1;
+            (deliver(&url, NEW, &format!("t{n}")).await == 200).then_some(())
+        })
+        .await;
     assert_eq!(deliver(&url, OLD, "old-after-swap").await, 401);
     let m = common::scrape_at(&base).await;
     let reloads = |outcome: &str| {
@@ -149,13 +132,13 @@ async fn the_callback_key_and_settings_follow_the_config_without_a_restart() {
     // A reload that restricts the apps: this app is refused from the next delivery on.
     let restricted = format!("{section}  app_ids: [another-app]\n");
     config(&dir, &restricted);
-    let (status, text) = reload(&base).await;
+    let (status, text) = common::post_reload(&base).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(deliver(&url, NEW, "t-refused").await, 403);
 
     // A reload without `callbacks:`: the endpoint answers 404.
     config(&dir, "");
-    let (status, text) = reload(&base).await;
+    let (status, text) = common::post_reload(&base).await;
     assert_eq!(status, 200, "{text}");
     assert_eq!(deliver(&url, NEW, "t-off").await, 404);
 

@@ -80,22 +80,13 @@ async fn callbacks_discover_every_task_without_a_target_list() {
             ("reason", "StartTaskFailed"),
         ],
     );
-    let deadline = tokio::time::Instant::now() + 30 * SEC;
-    let m = loop {
-        let m = common::scrape_at(&base).await;
-        let done = get(&m, &tkey("task_status", &a.key, &[])) == Some(3.0)
-            && get(&m, &tkey("record_size_bytes", &a.key, &[])) == Some(4_242.0)
-            && get(&m, &failed_stops) == Some(1.0);
-        if done {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tasks not discovered; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let m = child
+        .scrape_until(&base, 30 * SEC, "the tasks to be discovered", |m| {
+            get(m, &tkey("task_status", &a.key, &[])) == Some(3.0)
+                && get(m, &tkey("record_size_bytes", &a.key, &[])) == Some(4_242.0)
+                && get(m, &failed_stops) == Some(1.0)
+        })
+        .await;
     stop.cancel();
     let _ = driver.await;
     assert!(get(&m, &tkey("task_status", &b.key, &[])).is_some());
@@ -206,22 +197,13 @@ async fn demo_discovers_its_unlisted_tasks_from_its_own_callbacks() {
         "the intro mentions the callbacks:\n{}",
         child.stdout()
     );
-    let deadline = tokio::time::Instant::now() + 30 * SEC;
-    let m = loop {
-        let m = common::scrape_at(&base).await;
-        if get(&m, &status_of(failed)) == Some(4.0)
-            && get(&m, &failed_reason) == Some(1.0)
-            && get(&m, &status_of(webcast)).is_some()
-        {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the demo's unlisted tasks were not discovered in time; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let m = child
+        .scrape_until(&base, 30 * SEC, "the demo's unlisted tasks", |m| {
+            get(m, &status_of(failed)) == Some(4.0)
+                && get(m, &failed_reason) == Some(1.0)
+                && get(m, &status_of(webcast)).is_some()
+        })
+        .await;
     assert!(accepted(&m) > 0.0, "accepted deliveries are counted");
     let bad: f64 = m
         .iter()

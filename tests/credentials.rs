@@ -388,10 +388,10 @@ mod end_to_end {
     use super::*;
 
     use volc_rtc_exporter::budget::Limiter;
-    use volc_rtc_exporter::config::{ApiSettings, Endpoint};
+    use volc_rtc_exporter::config::ApiSettings;
     use volc_rtc_exporter::credentials::{Credentials, Secret};
     use volc_rtc_exporter::model::{Kind, Outcome, PerAction, TargetKey};
-    use volc_rtc_exporter::sim::{self, Clock, SimOptions, SimTask, Simulator};
+    use volc_rtc_exporter::sim::{Clock, SimOptions, SimTask, Simulator};
     use volc_rtc_exporter::telemetry::Telemetry;
     use volc_rtc_exporter::volc::client::Client;
 
@@ -405,46 +405,47 @@ mod end_to_end {
         }
     }
 
-    /// Real time here (the client and simulator talk over real sockets): the watcher re-reads
-    /// every 100 ms and waits are polled against deadlines.
-    #[tokio::test]
-    async fn the_client_signs_with_the_new_token_after_the_swap_without_a_restart() {
+    /// The simulator on loopback, where `task-1` of `room-1` runs and `AK`, `SK` and `TOKEN_1`
+    /// are accepted, and API settings that point at it.
+    async fn simulator() -> (common::SimServer, ApiSettings) {
         let sim = Simulator::new(SimOptions::default(), Clock::system());
         let started = volc_rtc_exporter::clock::now_ms() - 60_000;
         sim.add_task(SimTask::record(APP, "room-1", "task-1", started));
         sim.add_credentials(&accepted(AK, SK, TOKEN_1));
-        let sim = Arc::new(sim);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the simulator");
-        let port = listener.local_addr().expect("address").port();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(sim::serve(listener, sim.clone(), shutdown.clone()));
-
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
-        let h = handle_on(dir.path());
-        tokio::spawn(
-            h.clone()
-                .watch(Duration::from_millis(100), shutdown.clone()),
-        );
+        let server = common::SimServer::start(sim).await;
         let api = ApiSettings {
-            endpoint: Endpoint {
-                scheme: "http".into(),
-                host: "127.0.0.1".into(),
-                port: Some(port),
-            },
+            endpoint: server.endpoint(),
             ..ApiSettings::default()
         };
-        let limiters = PerAction::new(|_| Arc::new(Limiter::new(1000.0)));
-        let client =
-            Client::new(&api, h.clone(), limiters, Arc::new(Telemetry::new())).expect("client");
-        let key = TargetKey {
+        (server, api)
+    }
+
+    /// The simulator's task: `task-1` of `room-1`.
+    fn task_1() -> TargetKey {
+        TargetKey {
             kind: Kind::Record,
             app_id: APP.into(),
             room_id: "room-1".into(),
             task_id: Some("task-1".into()),
-        };
+        }
+    }
+
+    /// Real time here (the client and simulator talk over real sockets): the watcher re-reads
+    /// every 100 ms and waits are polled against deadlines.
+    #[tokio::test]
+    async fn the_client_signs_with_the_new_token_after_the_swap_without_a_restart() {
+        let (server, api) = simulator().await;
+        let sim = server.sim.clone();
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
+        let h = handle_on(dir.path());
+        let stop = CancellationToken::new();
+        tokio::spawn(h.clone().watch(Duration::from_millis(100), stop.clone()));
+        let limiters = PerAction::new(|_| Arc::new(Limiter::new(1000.0)));
+        let client =
+            Client::new(&api, h.clone(), limiters, Arc::new(Telemetry::new())).expect("client");
+        let key = task_1();
         let outcome = |r: Result<_, volc_rtc_exporter::volc::parse::ApiError>| match r {
             Ok(_) => Outcome::Success,
             Err(e) => e.outcome,
@@ -483,7 +484,8 @@ mod end_to_end {
             ),
             3
         );
-        shutdown.cancel();
+        stop.cancel();
+        server.stop().await;
     }
 
     /// `fetch` refused with a token swapped just before: the files are re-read at once and the
@@ -491,40 +493,18 @@ mod end_to_end {
     /// retry. Refused with files that hold nothing new: no second request.
     #[tokio::test]
     async fn fetch_refused_right_after_a_swap_re_reads_and_retries_once_in_the_budget() {
-        let sim = Simulator::new(SimOptions::default(), Clock::system());
-        let started = volc_rtc_exporter::clock::now_ms() - 60_000;
-        sim.add_task(SimTask::record(APP, "room-1", "task-1", started));
-        sim.add_credentials(&accepted(AK, SK, TOKEN_1));
-        let sim = Arc::new(sim);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the simulator");
-        let port = listener.local_addr().expect("address").port();
-        let shutdown = CancellationToken::new();
-        tokio::spawn(sim::serve(listener, sim.clone(), shutdown.clone()));
+        let (server, api) = simulator().await;
+        let sim = server.sim.clone();
 
         let dir = tempfile::tempdir().expect("temp dir");
         let mut volume = SecretVolume::create(dir.path(), [AK, SK, TOKEN_1]);
         // No watcher: only the refusal makes the client look at the files.
         let h = handle_on(dir.path());
-        let api = ApiSettings {
-            endpoint: Endpoint {
-                scheme: "http".into(),
-                host: "127.0.0.1".into(),
-                port: Some(port),
-            },
-            ..ApiSettings::default()
-        };
         // One request per second: the retry must wait for its slot.
         let limiters = PerAction::new(|_| Arc::new(Limiter::new(1.0)));
         let telemetry = Arc::new(Telemetry::new());
         let client = Client::new(&api, h.clone(), limiters, telemetry.clone()).expect("client");
-        let key = TargetKey {
-            kind: Kind::Record,
-            app_id: APP.into(),
-            room_id: "room-1".into(),
-            task_id: Some("task-1".into()),
-        };
+        let key = task_1();
         let count =
             |outcome| sim.request_count(volc_rtc_exporter::model::Action::GetRecordTask, outcome);
         client.fetch(&key).await.expect("the first token works");
@@ -562,7 +542,7 @@ mod end_to_end {
             assert!(metrics.contains(&line), "{line} missing:\n{metrics}");
         }
         assert_no_secret(&metrics);
-        shutdown.cancel();
+        server.stop().await;
     }
 }
 
@@ -651,38 +631,24 @@ mod binary {
         what: &str,
         cond: impl Fn(&Metrics) -> bool,
     ) -> Metrics {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let m = common::scrape_at(base).await;
-            for t in targets {
-                assert_eq!(
-                    get(&m, &common::tkey("target_up", &t.key, &[])),
-                    Some(1.0),
-                    "{:?} is down while waiting for {what}; stderr:\n{}",
-                    t.key,
-                    child.stderr()
-                );
-            }
-            if cond(&m) {
-                return m;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "no {what} within {within:?}; stderr:\n{}",
-                child.stderr()
-            );
-            tokio::time::sleep(SEC / 10).await;
-        }
+        child
+            .scrape_until(base, within, what, |m| {
+                for t in targets {
+                    assert_eq!(
+                        get(m, &common::tkey("target_up", &t.key, &[])),
+                        Some(1.0),
+                        "{:?} is down while waiting for {what}; stderr:\n{}",
+                        t.key,
+                        child.stderr()
+                    );
+                }
+                cond(m)
+            })
+            .await
     }
 
     async fn reload(base: &str) {
-        let resp = reqwest::Client::new()
-            .post(format!("{base}/-/reload"))
-            .send()
-            .await
-            .expect("POST /-/reload");
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
+        let (status, text) = common::post_reload(base).await;
         assert_eq!(status, 200, "{text}");
     }
 

@@ -136,23 +136,15 @@ async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
 
     // The last run: every value reaches the simulator's truth, each stop counted once.
     let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
-    let deadline = tokio::time::Instant::now() + 60 * SEC;
-    let m = loop {
-        let m = common::scrape_at(&base).await;
-        let done = targets.iter().all(|t| {
-            get(&m, &tkey("task_status", &t.key, &[])) == Some(3.0)
-                && get(&m, &tkey("record_files", &t.key, &[])) == Some(1.0)
-        });
-        if done && all_stops(&m) >= N as f64 {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every task reached its final values; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let m = child
+        .scrape_until(&base, 60 * SEC, "every task's final values", |m| {
+            let done = targets.iter().all(|t| {
+                get(m, &tkey("task_status", &t.key, &[])) == Some(3.0)
+                    && get(m, &tkey("record_files", &t.key, &[])) == Some(1.0)
+            });
+            done && all_stops(m) >= N as f64
+        })
+        .await;
     assert!(all_stops(&m) >= shown);
     // Let any duplicate show up before judging.
     tokio::time::sleep(3 * SEC).await;
@@ -193,25 +185,15 @@ async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() 
     let store = dir.join("data");
 
     let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
-    let deadline = tokio::time::Instant::now() + 30 * SEC;
-    let before = loop {
-        let m = common::scrape_at(&base).await;
-        let done = get(
-            &m,
-            &common::key(
-                "volcengine_rtc_targets",
-                &[("kind", "record"), ("phase", "done")],
-            ),
-        );
-        if done == Some(N as f64) {
-            break m;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "tasks never settled"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let done = common::key(
+        "volcengine_rtc_targets",
+        &[("kind", "record"), ("phase", "done")],
+    );
+    let before = child
+        .scrape_until(&base, 30 * SEC, "the tasks to settle", |m| {
+            get(m, &done) == Some(N as f64)
+        })
+        .await;
     let (status, _) = child.terminate(10 * SEC).await;
     assert!(status.success());
     let stderr = child.stderr();
@@ -583,19 +565,13 @@ async fn a_restart_keeps_each_targets_last_poll_time_outcome_and_error() {
             .expect("POST /api/v1/targets");
         assert!(resp.status().is_success(), "{}", resp.status());
     }
-    let deadline = tokio::time::Instant::now() + 30 * SEC;
-    let before = loop {
-        let polls = last_polls(&base).await;
-        if polls.len() == 3 && polls.values().all(|[_, outcome, _]| !outcome.is_null()) {
-            break polls;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "not every target was polled: {polls:?}; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let before = child
+        .poll_until(30 * SEC, "every target to be polled", async || {
+            let polls = last_polls(&base).await;
+            let all = polls.len() == 3 && polls.values().all(|[_, outcome, _]| !outcome.is_null());
+            all.then_some(polls)
+        })
+        .await;
     let outcome = |room: &str| before[room][1].as_str().unwrap_or_default().to_string();
     assert_eq!(outcome("room-ok"), "success");
     assert_eq!(outcome("room-reset"), "network_error");

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{get, key, tkey, ChildProcess, Metrics, SimServer};
+use common::{get, key, tkey, ChildProcess, SimServer};
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Kind, Target};
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
@@ -16,18 +16,6 @@ use volc_rtc_exporter::sim::{stop_reason, Clock, SimOptions, SimTask, Simulator}
 
 const APP: &str = "files-app";
 const SEC: Duration = Duration::from_secs(1);
-
-async fn until(base: &str, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
-    let deadline = tokio::time::Instant::now() + 20 * SEC;
-    loop {
-        let m = common::scrape_at(base).await;
-        if cond(&m) {
-            return m;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// A target file's text: a YAML list of targets, written as under `targets:`.
 fn file_text(targets: &[&Target]) -> String {
@@ -86,10 +74,11 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
             &[("file", &f.display().to_string())],
         )
     };
-    let m = until(&base, "targets of a.yaml polled", |m| {
-        get(m, &status(1)) == Some(3.0) && get(m, &status(0)) == Some(3.0)
-    })
-    .await;
+    let m = child
+        .scrape_until(&base, 20 * SEC, "targets of a.yaml polled", |m| {
+            get(m, &status(1)) == Some(3.0) && get(m, &status(0)) == Some(3.0)
+        })
+        .await;
     assert_eq!(get(&m, &ok(&a)), Some(1.0));
 
     // A second file, replaced by a rename as editors and Kubernetes do.
@@ -97,23 +86,26 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     let tmp = dir.join("b.tmp");
     std::fs::write(&tmp, file_text(&[&targets[2]])).expect("write");
     std::fs::rename(&tmp, &b).expect("rename");
-    until(&base, "b.yaml's target polled", |m| {
-        get(m, &status(2)) == Some(3.0)
-    })
-    .await;
+    child
+        .scrape_until(&base, 20 * SEC, "b.yaml's target polled", |m| {
+            get(m, &status(2)) == Some(3.0)
+        })
+        .await;
     std::fs::write(&tmp, file_text(&[&targets[3]])).expect("write");
     std::fs::rename(&tmp, &b).expect("rename");
-    until(&base, "b.yaml replaced", |m| {
-        get(m, &status(3)) == Some(3.0) && get(m, &status(2)).is_none()
-    })
-    .await;
+    child
+        .scrape_until(&base, 20 * SEC, "b.yaml replaced", |m| {
+            get(m, &status(3)) == Some(3.0) && get(m, &status(2)).is_none()
+        })
+        .await;
 
     // A broken file keeps its previous targets and reports 0.
     std::fs::write(&a, "- kind: record\n  app_id: [oops\n").expect("break a.yaml");
-    let m = until(&base, "a.yaml reported broken", |m| {
-        get(m, &ok(&a)) == Some(0.0)
-    })
-    .await;
+    let m = child
+        .scrape_until(&base, 20 * SEC, "a.yaml reported broken", |m| {
+            get(m, &ok(&a)) == Some(0.0)
+        })
+        .await;
     assert_eq!(get(&m, &status(1)), Some(3.0), "previous targets kept");
     let stderr = child.stderr();
     assert!(
@@ -126,10 +118,11 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
 
     // a.yaml removed: target 1 leaves, target 0 stays (the config lists it).
     std::fs::remove_file(&a).expect("remove a.yaml");
-    let m = until(&base, "a.yaml's targets gone", |m| {
-        get(m, &status(1)).is_none()
-    })
-    .await;
+    let m = child
+        .scrape_until(&base, 20 * SEC, "a.yaml's targets gone", |m| {
+            get(m, &status(1)).is_none()
+        })
+        .await;
     assert_eq!(get(&m, &status(0)), Some(3.0));
     assert_eq!(get(&m, &ok(&a)), None, "a gone file has no series");
     child.terminate(10 * SEC).await;
@@ -150,16 +143,12 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     std::fs::write(other.join("c.yaml"), file_text(&[&targets[2]])).expect("write c.yaml");
     let text = std::fs::read_to_string(&cfg).expect("read the config");
     std::fs::write(&cfg, text.replace("targets/*.yaml", "other/*.yaml")).expect("rewrite");
-    let hup = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(child.child.id().to_string())
-        .status()
-        .expect("kill -HUP");
-    assert!(hup.success());
-    let m = until(&base, "the new pattern followed", |m| {
-        get(m, &status(2)) == Some(3.0) && get(m, &status(3)).is_none()
-    })
-    .await;
+    child.signal("HUP");
+    let m = child
+        .scrape_until(&base, 20 * SEC, "the new pattern followed", |m| {
+            get(m, &status(2)) == Some(3.0) && get(m, &status(3)).is_none()
+        })
+        .await;
     assert_eq!(
         get(&m, &status(0)),
         Some(3.0),
@@ -234,10 +223,11 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
             ("reason", "StartTaskFailed"),
         ],
     );
-    let m = until(&base, "the registered target polled", |m| {
-        get(m, &failed) == Some(1.0)
-    })
-    .await;
+    let m = child
+        .scrape_until(&base, 20 * SEC, "the registered target polled", |m| {
+            get(m, &failed) == Some(1.0)
+        })
+        .await;
     let first = get(&m, &status);
     assert!(first.is_some());
     child.terminate(10 * SEC).await;
@@ -270,31 +260,28 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
         .await
         .expect("POST");
     assert!(resp.status().is_success());
-    let deadline = tokio::time::Instant::now() + 20 * SEC;
-    loop {
-        let (_, listed) = common::http_get(&format!("{base}/api/v1/targets"))
-            .await
-            .expect("GET");
-        let row: Option<serde_json::Value> = serde_json::from_str::<serde_json::Value>(&listed)
-            .ok()
-            .and_then(|v| {
-                v["data"]
-                    .as_array()?
-                    .iter()
-                    .find(|r| r["task_id"] == "ghost")
-                    .cloned()
-            });
-        if let Some(row) = row.filter(|r| r["last_outcome"] == "not_found") {
-            assert!(
-                row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
-                "{row}"
-            );
-            assert!(row["last_poll"].is_string(), "{row}");
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{listed}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let row = child
+        .poll_until(20 * SEC, "the ghost's failed poll listed", async || {
+            let (_, listed) = common::http_get(&format!("{base}/api/v1/targets"))
+                .await
+                .expect("GET");
+            serde_json::from_str::<serde_json::Value>(&listed)
+                .ok()
+                .and_then(|v| {
+                    v["data"]
+                        .as_array()?
+                        .iter()
+                        .find(|r| r["task_id"] == "ghost")
+                        .cloned()
+                })
+                .filter(|r| r["last_outcome"] == "not_found")
+        })
+        .await;
+    assert!(
+        row["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{row}"
+    );
+    assert!(row["last_poll"].is_string(), "{row}");
     // Deregistered, it leaves.
     let resp = http
         .delete(format!("{base}/api/v1/targets"))

@@ -515,16 +515,60 @@ impl ChildProcess {
         }
     }
 
+    /// Calls `attempt` every 200 ms until it gives `Some`, and returns that; panics after
+    /// `within` with `what` and the process's stderr.
+    pub async fn poll_until<T>(
+        &self,
+        within: Duration,
+        what: &str,
+        mut attempt: impl AsyncFnMut() -> Option<T>,
+    ) -> T {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(found) = attempt().await {
+                return found;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {within:?} waiting for {what}; stderr:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Scrapes `/metrics` of this process, serving at `base`, until `cond` holds for the
+    /// parsed metrics, and returns that scrape. Every scrape must answer 200 with valid text
+    /// ([`scrape_at`]); panics after `within` with `what` and the process's stderr.
+    pub async fn scrape_until(
+        &self,
+        base: &str,
+        within: Duration,
+        what: &str,
+        mut cond: impl FnMut(&Metrics) -> bool,
+    ) -> Metrics {
+        self.poll_until(within, what, async || {
+            let m = scrape_at(base).await;
+            cond(&m).then_some(m)
+        })
+        .await
+    }
+
+    /// Sends the signal `name` (`TERM`, `HUP`, ...) to the process with `kill`.
+    pub fn signal(&self, name: &str) {
+        let sent = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} failed");
+    }
+
     /// Sends SIGTERM and waits (at most `within`) for the exit; returns the exit status and
     /// how long it took.
     pub async fn terminate(&mut self, within: Duration) -> (std::process::ExitStatus, Duration) {
         let began = Instant::now();
-        let killed = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .expect("run kill");
-        assert!(killed.success(), "kill -TERM failed");
+        self.signal("TERM");
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for the child") {
                 for r in self.readers.drain(..) {
@@ -638,4 +682,15 @@ pub async fn scrape_at(base: &str) -> Metrics {
         .expect("/metrics answers");
     assert_eq!(status, 200);
     parse_exposition(&text).expect("valid exposition")
+}
+
+/// `POST {base}/-/reload`: the status and the body (empty when it cannot be read).
+pub async fn post_reload(base: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/-/reload"))
+        .send()
+        .await
+        .expect("POST /-/reload");
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap_or_default())
 }
