@@ -341,7 +341,6 @@ async fn demo_serves_metrics_and_stops_on_sigterm() {
         .wait_for_word_after("exporter listening on ", Duration::from_secs(20))
         .await;
     let url = format!("http://{addr}/metrics");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     // The demo's StartTaskFailed recording, labelled like every target of the demo.
     let failed_status = demo_record_status(
         "5f3c2a1b0e9d8c7b6a594837",
@@ -349,24 +348,20 @@ async fn demo_serves_metrics_and_stops_on_sigterm() {
         "rec-lab-7",
         "education",
     );
-    let m = loop {
-        if let Some((200, text)) = common::http_get(&url).await {
-            let m = parse_exposition(&text).expect("valid exposition");
-            let statuses = m
-                .keys()
-                .filter(|k| k.starts_with("volcengine_rtc_task_status{"))
-                .count();
-            if statuses >= 10 && get(&m, &failed_status).is_some() {
-                break m;
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "demo /metrics not populated in time; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let m = child
+        .scrape_until(
+            &format!("http://{addr}"),
+            Duration::from_secs(15),
+            "the demo's /metrics to be populated",
+            |m| {
+                let statuses = m
+                    .keys()
+                    .filter(|k| k.starts_with("volcengine_rtc_task_status{"))
+                    .count();
+                statuses >= 10 && get(m, &failed_status).is_some()
+            },
+        )
+        .await;
     assert_eq!(get(&m, &failed_status), Some(4.0));
     // Tasks that finished hours before the demo started are shown too (retention).
     let earlier = demo_record_status(APP, "user@example.com", "rec.task-01", "live");

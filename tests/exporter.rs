@@ -186,30 +186,22 @@ async fn lifecycle_truth_across_phases() {
     // Watch the statuses and phases go by, until every target is done.
     let mut statuses: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut phases_seen = BTreeSet::new();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let end = loop {
-        let m = exporter.scrape().await;
+    let end = scrape_until(&exporter, 40 * SEC, "every target to be done", |m| {
         for (i, t) in targets.iter().enumerate() {
-            if let Some(s) = get(&m, &tkey("task_status", &t.key, &[])) {
+            if let Some(s) = get(m, &tkey("task_status", &t.key, &[])) {
                 if statuses[i].last() != Some(&s) {
                     statuses[i].push(s);
                 }
             }
         }
         for p in ["new", "active", "settling", "done", "expired"] {
-            if phase(&m, "record", p) > 0.0 {
+            if phase(m, "record", p) > 0.0 {
                 phases_seen.insert(p);
             }
         }
-        if phase(&m, "record", "done") == 2.0 && phase(&m, "webcast", "done") == 1.0 {
-            break m;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "targets not all done in 40 s; statuses {statuses:?}, phases {phases_seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        phase(m, "record", "done") == 2.0 && phase(m, "webcast", "done") == 1.0
+    })
+    .await;
     assert_eq!(statuses[0], [2.0, 3.0], "record: running, then ended");
     assert_eq!(statuses[1], [2.0, 3.0], "webcast: running, then ended");
     assert_eq!(statuses[2], [1.0, 4.0], "record: not started, then failed");

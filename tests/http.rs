@@ -128,6 +128,11 @@ impl Scratch {
 
     /// An HTTPS client trusting only the test CA; `localhost` resolves to `addr`.
     fn tls_client(&self, addr: SocketAddr, identity: Option<&Pem>) -> reqwest::Client {
+        self.tls_builder(addr, identity).build().unwrap()
+    }
+
+    /// The builder of [`Scratch::tls_client`], for a client with more settings.
+    fn tls_builder(&self, addr: SocketAddr, identity: Option<&Pem>) -> reqwest::ClientBuilder {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_root_certs(false)
@@ -139,7 +144,7 @@ impl Scratch {
             let both = format!("{}{}", pem.cert, pem.key);
             builder = builder.identity(reqwest::Identity::from_pem(both.as_bytes()).unwrap());
         }
-        builder.build().unwrap()
+        builder
     }
 }
 
@@ -384,14 +389,10 @@ async fn requests_above_max_requests_get_503_and_probes_still_answer() {
             tokio::spawn(async move { status_of(&plain_client(), &url, None).await })
         })
         .collect();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while in_render.load(Ordering::SeqCst) < 2 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "scrapes not started"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::wait_until(Duration::from_secs(10), "the scrapes to start", || async {
+        in_render.load(Ordering::SeqCst) >= 2
+    })
+    .await;
     let client = plain_client();
     for path in ["/metrics", "/"] {
         let refused = send(&client, Method::GET, &format!("{base}{path}"), None, None).await;
@@ -857,15 +858,6 @@ fn check_validates_the_web_config_file_too() {
     assert!(stderr.contains("bad_hash.bad.yml:"), "{stderr}");
 }
 
-fn sighup(child: &ChildProcess) {
-    let sent = std::process::Command::new("kill")
-        .arg("-HUP")
-        .arg(child.child.id().to_string())
-        .status()
-        .expect("run kill");
-    assert!(sent.success());
-}
-
 /// Scrapes until `gauge` has a value for which `cond` holds.
 async fn wait_for_gauge(
     child: &ChildProcess,
@@ -874,24 +866,13 @@ async fn wait_for_gauge(
     name: &str,
     cond: impl Fn(f64) -> bool,
 ) -> f64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(answer) = client.get(url).send().await {
-            if let Ok(text) = answer.text().await {
-                if let Some(v) = parse_exposition(&text).ok().and_then(|m| get(&m, name)) {
-                    if cond(v) {
-                        return v;
-                    }
-                }
-            }
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{name} never as expected; stderr:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    child
+        .poll_until(Duration::from_secs(15), name, async || {
+            let text = client.get(url).send().await.ok()?.text().await.ok()?;
+            let v = get(&parse_exposition(&text).ok()?, name)?;
+            cond(v).then_some(v)
+        })
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -921,15 +902,7 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
         .await
         .parse()
         .unwrap();
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(scratch.ca.cert.as_bytes()).unwrap())
-        .resolve("localhost", addr)
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
+    let client = scratch.tls_client(addr, None);
     let base = format!("https://localhost:{}", addr.port());
     let metrics = format!("{base}/metrics");
     let scrape_client = {
@@ -940,16 +913,9 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
             reqwest::header::AUTHORIZATION,
             format!("Basic {token}").parse().unwrap(),
         );
-        reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(
-                reqwest::Certificate::from_pem(scratch.ca.cert.as_bytes()).unwrap(),
-            )
-            .resolve("localhost", addr)
+        scratch
+            .tls_builder(addr, None)
             .default_headers(headers)
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
             .build()
             .unwrap()
     };
@@ -970,7 +936,7 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
     // A good config: reloaded, the timestamp moves on.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     std::fs::write(&config, config_yaml(&["room-1", "room-2"])).unwrap();
-    sighup(&child);
+    child.signal("HUP");
     let second = wait_for_gauge(&child, &scrape_client, &metrics, STAMP, |v| v > first).await;
     wait_for_gauge(&child, &scrape_client, &metrics, OK, |v| v == 1.0).await;
     let stderr = child.stderr();
@@ -986,7 +952,7 @@ async fn sighup_reloads_a_good_config_and_keeps_the_running_one_when_broken() {
         "api:\n  timeout: 5s\n  bogus_key: 1\nbudget:\n  GetRecordTask: -1\n",
     )
     .unwrap();
-    sighup(&child);
+    child.signal("HUP");
     wait_for_gauge(&child, &scrape_client, &metrics, OK, |v| v == 0.0).await;
     let stamp = wait_for_gauge(&child, &scrape_client, &metrics, STAMP, |_| true).await;
     assert_eq!(stamp, second, "the last success stays");
@@ -1139,7 +1105,7 @@ async fn the_targets_api_without_auth_is_warned_about() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"room_id\":\"room-1\""), "{body}");
     // A reload that leaves the API without users says so again.
-    sighup(&child);
+    child.signal("HUP");
     child
         .wait_for_word_after("configuration reloaded", Duration::from_secs(15))
         .await;
