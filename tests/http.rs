@@ -20,8 +20,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::tls::{self, Pem};
 use common::{get, parse_exposition, ChildProcess};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::Issuer;
 use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
@@ -38,7 +39,6 @@ use volc_rtc_exporter::sources::Source;
 use volc_rtc_exporter::telemetry::Telemetry;
 use volc_rtc_exporter::web_config::{SharedWebConfig, WebConfig};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/web");
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0LWZvci1jbGktdGVzdHMtb25seQ==";
 const REALM: &str = "Basic realm=\"volcengine-rtc-exporter\"";
@@ -48,40 +48,8 @@ const GRAFANA: (&str, &str) = ("grafana", "other-pass");
 
 // ----- certificates and files -----
 
-struct Pem {
-    cert: String,
-    key: String,
-}
-
-fn ca(name: &str) -> (CertificateParams, KeyPair, Pem) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).unwrap();
-    let pem = Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    };
-    (params, key, pem)
-}
-
-fn leaf(name: &str, params: &CertificateParams, ca_key: &KeyPair, alt: &[&str]) -> Pem {
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = alt.iter().map(|n| n.to_string()).collect();
-    let mut leaf = CertificateParams::new(names).unwrap();
-    leaf.distinguished_name.push(DnType::CommonName, name);
-    let cert = leaf
-        .signed_by(&key, &Issuer::from_params(params, ca_key))
-        .unwrap();
-    Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-    }
-}
-
 /// A scratch directory with the web fixtures, a server certificate for localhost and
-/// 127.0.0.1 from `ca.crt`, and a client certificate from `client-ca.crt`.
+/// 127.0.0.1 from a test CA, and a client certificate from `client-ca.crt`.
 struct Scratch {
     dir: PathBuf,
     ca: Pem,
@@ -92,21 +60,25 @@ struct Scratch {
 impl Scratch {
     fn new(what: &str) -> Scratch {
         let dir = common::scratch_dir(what);
-        for entry in std::fs::read_dir(FIXTURES).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-        let (ca_params, ca_key, ca_pem) = ca("test server CA");
-        let server = leaf(
+        tls::copy_web_fixtures(&dir);
+        let (ca_params, ca_key, ca_pem) = tls::new_ca("test server CA");
+        let server = tls::leaf(
             "localhost",
-            &ca_params,
-            &ca_key,
             &["localhost", "127.0.0.1"],
+            &Issuer::from_params(&ca_params, &ca_key),
         );
-        let (client_params, client_key, client_ca) = ca("test client CA");
-        let client = leaf("scraper", &client_params, &client_key, &["scraper"]);
-        let (rogue_params, rogue_key, _) = ca("someone else");
-        let rogue = leaf("scraper", &rogue_params, &rogue_key, &["scraper"]);
+        let (client_params, client_key, client_ca) = tls::new_ca("test client CA");
+        let client = tls::leaf(
+            "scraper",
+            &["scraper"],
+            &Issuer::from_params(&client_params, &client_key),
+        );
+        let (rogue_params, rogue_key, _) = tls::new_ca("someone else");
+        let rogue = tls::leaf(
+            "scraper",
+            &["scraper"],
+            &Issuer::from_params(&rogue_params, &rogue_key),
+        );
         std::fs::write(dir.join("server.crt"), &server.cert).unwrap();
         std::fs::write(dir.join("server.key"), &server.key).unwrap();
         std::fs::write(dir.join("client-ca.crt"), &client_ca.cert).unwrap();
@@ -133,18 +105,7 @@ impl Scratch {
 
     /// The builder of [`Scratch::tls_client`], for a client with more settings.
     fn tls_builder(&self, addr: SocketAddr, identity: Option<&Pem>) -> reqwest::ClientBuilder {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca.cert.as_bytes()).unwrap())
-            .resolve("localhost", addr)
-            .no_proxy()
-            .timeout(Duration::from_secs(10));
-        if let Some(pem) = identity {
-            let both = format!("{}{}", pem.cert, pem.key);
-            builder = builder.identity(reqwest::Identity::from_pem(both.as_bytes()).unwrap());
-        }
-        builder
+        tls::client_builder(&self.ca, addr, identity).no_proxy()
     }
 }
 

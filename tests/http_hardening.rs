@@ -22,8 +22,9 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::tls;
 use common::{parse_exposition, ChildProcess};
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::Issuer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -96,23 +97,15 @@ struct Pki {
 impl Pki {
     fn new(what: &str) -> Pki {
         let dir = common::scratch_dir(what);
-        let ca_key = KeyPair::generate().expect("CA key");
-        let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        ca.distinguished_name.push(DnType::CommonName, "test CA");
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca_cert = ca.self_signed(&ca_key).expect("CA certificate");
-        let key = KeyPair::generate().expect("server key");
-        let mut leaf =
-            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
-                .expect("server params");
-        leaf.distinguished_name
-            .push(DnType::CommonName, "localhost");
-        let cert = leaf
-            .signed_by(&key, &Issuer::from_params(&ca, &ca_key))
-            .expect("server certificate");
-        std::fs::write(dir.join("ca.crt"), ca_cert.pem()).expect("write ca.crt");
-        std::fs::write(dir.join("server.crt"), cert.pem()).expect("write server.crt");
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("write server.key");
+        let (ca_params, ca_key, ca) = tls::new_ca("test CA");
+        let server = tls::leaf(
+            "localhost",
+            &["127.0.0.1", "localhost"],
+            &Issuer::from_params(&ca_params, &ca_key),
+        );
+        std::fs::write(dir.join("ca.crt"), &ca.cert).expect("write ca.crt");
+        std::fs::write(dir.join("server.crt"), &server.cert).expect("write server.crt");
+        std::fs::write(dir.join("server.key"), &server.key).expect("write server.key");
         Pki { dir }
     }
 

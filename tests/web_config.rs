@@ -6,73 +6,25 @@
 //! copy of the fixtures; a real TLS listener on 127.0.0.1:0 (hyper) serves through
 //! `WebConfig::accept`, and reqwest (rustls) connects trusting only the generated CA.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::tls::{self, Pem};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rcgen::{CertificateParams, Issuer, KeyPair};
 use reqwest::header::WWW_AUTHENTICATE;
 use tokio::net::TcpListener;
 use volc_rtc_exporter::web_config::{Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError};
-
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/web");
-
-/// A certificate with its key, as PEM.
-struct Pem {
-    cert: String,
-    key: String,
-    der: Vec<u8>,
-}
-
-fn new_ca(name: &str) -> (CertificateParams, KeyPair, Pem) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let cert = params.self_signed(&key).unwrap();
-    let pem = Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    };
-    (params, key, pem)
-}
-
-fn leaf(names: &[&str], issuer: &Issuer<'_, &KeyPair>) -> Pem {
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let mut params = CertificateParams::new(names.clone()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, &names[0]);
-    let cert = params.signed_by(&key, issuer).unwrap();
-    Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
-
-fn self_signed(name: &str) -> Pem {
-    let key = KeyPair::generate().unwrap();
-    let cert = CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    Pem {
-        cert: cert.pem(),
-        key: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
 
 /// A scratch directory holding the fixtures and a fresh PKI:
 /// `ca.crt` signs `server.crt`/`server.key` (for localhost and 127.0.0.1); `other.key` is an
@@ -97,22 +49,21 @@ impl Scratch {
         ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        for entry in std::fs::read_dir(FIXTURES).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-        let (ca_params, ca_key, ca) = new_ca("test server CA");
-        let server = leaf(
+        tls::copy_web_fixtures(&dir);
+        let (ca_params, ca_key, ca) = tls::new_ca("test server CA");
+        let server = tls::leaf(
+            "localhost",
             &["localhost", "127.0.0.1"],
             &Issuer::from_params(&ca_params, &ca_key),
         );
-        let other = self_signed("localhost");
-        let (client_ca_params, client_ca_key, client_ca) = new_ca("test client CA");
-        let client = leaf(
+        let other = tls::self_signed("localhost");
+        let (client_ca_params, client_ca_key, client_ca) = tls::new_ca("test client CA");
+        let client = tls::leaf(
+            "scraper",
             &["scraper"],
             &Issuer::from_params(&client_ca_params, &client_ca_key),
         );
-        let rogue = self_signed("scraper");
+        let rogue = tls::self_signed("scraper");
         let scratch = Scratch {
             dir,
             ca,
@@ -141,7 +92,8 @@ impl Scratch {
 
     /// A new server certificate from the same CA.
     fn reissue(&self) -> Pem {
-        leaf(
+        tls::leaf(
+            "localhost",
             &["localhost", "127.0.0.1"],
             &Issuer::from_params(&self.ca_params, &self.ca_key),
         )
@@ -153,19 +105,11 @@ impl Scratch {
 
     /// A client trusting only the generated CA; `localhost` resolves to `addr`.
     fn client(&self, addr: SocketAddr, identity: Option<&Pem>) -> reqwest::Client {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(self.ca.cert.as_bytes()).unwrap())
-            .resolve("localhost", addr)
+        tls::client_builder(&self.ca, addr, identity)
             .tls_info(true)
             .pool_max_idle_per_host(0)
-            .timeout(Duration::from_secs(10));
-        if let Some(pem) = identity {
-            let both = format!("{}{}", pem.cert, pem.key);
-            builder = builder.identity(reqwest::Identity::from_pem(both.as_bytes()).unwrap());
-        }
-        builder.build().unwrap()
+            .build()
+            .unwrap()
     }
 }
 
@@ -251,7 +195,7 @@ async fn status(
 #[test]
 fn good_config_files_load() {
     let scratch = Scratch::new("good");
-    let mut good: Vec<String> = std::fs::read_dir(FIXTURES)
+    let mut good: Vec<String> = std::fs::read_dir(tls::WEB_FIXTURES)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.ends_with(".good.yml"))

@@ -4,6 +4,8 @@
 //! only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
