@@ -529,6 +529,34 @@ impl Stack {
     }
 }
 
+/// The exporter binary with `args`, listening on a free loopback port, and the [`Stack`]
+/// around it, all ready; returns the exporter, its base URL and the stack.
+async fn start_with_stack(
+    dir: &Path,
+    args: &[String],
+    client: &reqwest::Client,
+) -> (Proc, String, Stack) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut args = args.to_vec();
+    args.push(format!("--web.listen-address=127.0.0.1:{port}"));
+    let mut exporter = Proc::spawn(
+        "exporter",
+        env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
+        &args,
+        dir,
+    );
+    let stack = Stack::start(dir, port, client).await;
+    wait_ok(
+        client,
+        &format!("{base}/-/ready"),
+        BOOT_WITHIN,
+        &mut exporter,
+    )
+    .await;
+    (exporter, base, stack)
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.hook.abort();
@@ -544,25 +572,8 @@ async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
         .build()
         .expect("client");
 
-    let exporter_port = free_port();
-    let exporter_base = format!("http://127.0.0.1:{exporter_port}");
-    let mut exporter = Proc::spawn(
-        "exporter",
-        env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
-        &[
-            "demo".into(),
-            format!("--web.listen-address=127.0.0.1:{exporter_port}"),
-        ],
-        &dir,
-    );
-    let mut stack = Stack::start(&dir, exporter_port, &client).await;
-    wait_ok(
-        &client,
-        &format!("{exporter_base}/-/ready"),
-        BOOT_WITHIN,
-        &mut exporter,
-    )
-    .await;
+    let (mut exporter, exporter_base, mut stack) =
+        start_with_stack(&dir, &["demo".into()], &client).await;
     let prom_base = stack.prom_base.clone();
 
     // Watch the exporter until a StartTaskFailed task shows up, then until its alert arrives.
@@ -886,24 +897,13 @@ async fn callbacks_alone_discover_every_task_and_start_task_failed_pages() {
             c.secret_access_key.expose()
         ),
     );
-    let exporter_port = free_port();
-    let exporter_base = format!("http://127.0.0.1:{exporter_port}");
-    let mut exporter = Proc::spawn(
-        "exporter",
-        env!("CARGO_BIN_EXE_volcengine-rtc-exporter"),
+    let (mut exporter, exporter_base, mut stack) = start_with_stack(
+        &dir,
         &[
             format!("--config.file={}", dir.join("config.yaml").display()),
             format!("--storage.path={}", dir.join("data").display()),
-            format!("--web.listen-address=127.0.0.1:{exporter_port}"),
         ],
-        &dir,
-    );
-    let mut stack = Stack::start(&dir, exporter_port, &client).await;
-    wait_ok(
         &client,
-        &format!("{exporter_base}/-/ready"),
-        BOOT_WITHIN,
-        &mut exporter,
     )
     .await;
 

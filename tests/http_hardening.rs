@@ -251,14 +251,9 @@ async fn every_refusal_reaches_curl_over_http2_and_http1_with_a_body() {
     frozen
         .request(1, "GET", "/metrics", &[("authorization", &auth)], true)
         .await;
-    let started = Instant::now();
-    while frozen.seen().headers < 1 {
-        assert!(
-            started.elapsed() < 10 * SEC,
-            "the frozen scrape was not answered"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    frozen
+        .wait_for_headers(1, 10 * SEC, "the frozen scrape's answer")
+        .await;
     let url = format!("{base}/api/v1/targets");
     for (version, shown) in [("--http2", "2"), ("--http1.1", "1.1")] {
         let args = [
@@ -582,13 +577,9 @@ async fn a_zero_window_or_stalled_uploads_on_one_connection_do_not_hold_every_pl
     }
     // Both are being answered (or refused) before the HTTP/1.1 scrape is measured.
     let began = Instant::now();
-    while frozen.seen().headers < 4 {
-        assert!(
-            began.elapsed() < 5 * SEC,
-            "the frozen connection got no answers"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    frozen
+        .wait_for_headers(4, 5 * SEC, "answers on the frozen connection")
+        .await;
     assert_eq!(frozen.seen().data_bytes, 0, "DATA sent into a window of 0");
     assert!(
         frozen.seen().refused >= 1,
@@ -623,15 +614,9 @@ async fn a_zero_window_or_stalled_uploads_on_one_connection_do_not_hold_every_pl
     );
     // Streams past 16 were refused; the 16 taken were answered (4 with 408, the rest 503
     // once their bodies stopped coming).
-    let began = Instant::now();
-    while uploads.seen().headers < 16 {
-        assert!(
-            began.elapsed() < 10 * SEC,
-            "the stalled uploads were not all answered: {:?}",
-            uploads.seen()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    uploads
+        .wait_for_headers(16, 10 * SEC, "an answer to every stalled upload")
+        .await;
     let stalled = counter(
         &client,
         &base,
@@ -1052,6 +1037,19 @@ mod h2raw {
         }
 
         /// Waits (at most `within`) for the server to close the connection; returns when.
+        /// Waits until `n` HEADERS frames have come; panics after `within` with `what`.
+        pub async fn wait_for_headers(&self, n: usize, within: Duration, what: &str) {
+            let began = Instant::now();
+            while self.seen().headers < n {
+                assert!(
+                    began.elapsed() < within,
+                    "no {what} within {within:?}: {:?}",
+                    self.seen()
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
         pub async fn wait_closed(&self, within: Duration) -> Instant {
             let began = Instant::now();
             loop {
