@@ -178,17 +178,7 @@ async fn demo_discovers_its_unlisted_tasks_from_its_own_callbacks() {
     failed_reason.push(("reason", "StartTaskFailed"));
     let failed_reason = key("volcengine_rtc_task_stop_reason", &failed_reason);
 
-    let mut child = common::ChildProcess::spawn(
-        &[
-            "demo",
-            "--web.listen-address=127.0.0.1:0",
-            "--web.enable-targets-api",
-        ],
-        &[],
-    );
-    let addr = child
-        .wait_for_word_after("exporter listening on ", 20 * SEC)
-        .await;
+    let (mut child, addr) = common::start_demo(&["--web.enable-targets-api"]).await;
     let base = format!("http://{addr}");
     assert!(
         child

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use common::{get, key, parse_exposition, tkey, ChildProcess, SimServer};
+use common::{get, key, parse_exposition, tkey, SimServer};
 use volc_rtc_exporter::clock::system_time_to_ms;
 use volc_rtc_exporter::model::{Kind, TargetKey};
 use volc_rtc_exporter::sim::scenario::{sim_credentials, SIM_ACCESS_KEY_ID};
@@ -336,10 +336,7 @@ fn demo_record_status(app: &str, room: &str, task: &str, team: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_metrics_and_stops_on_sigterm() {
-    let mut child = ChildProcess::spawn(&["demo", "--web.listen-address=127.0.0.1:0"], &[]);
-    let addr = child
-        .wait_for_word_after("exporter listening on ", Duration::from_secs(20))
-        .await;
+    let (mut child, addr) = common::start_demo(&[]).await;
     let url = format!("http://{addr}/metrics");
     // The demo's StartTaskFailed recording, labelled like every target of the demo.
     let failed_status = demo_record_status(

@@ -33,17 +33,6 @@ const SEC: Duration = Duration::from_secs(1);
 
 // ----- the binary -----
 
-/// `demo` on 127.0.0.1:0 with `flags`; returns it and its address once it listens.
-async fn demo(flags: &[&str]) -> (ChildProcess, String) {
-    let mut args = vec!["demo", "--web.listen-address=127.0.0.1:0"];
-    args.extend_from_slice(flags);
-    let mut child = ChildProcess::spawn(&args, &[]);
-    let addr = child
-        .wait_for_word_after("exporter listening on ", 20 * SEC)
-        .await;
-    (child, addr)
-}
-
 /// A client for plain HTTP/1.1 on loopback.
 fn http1() -> reqwest::Client {
     reqwest::Client::builder()
@@ -189,7 +178,7 @@ async fn every_refusal_reaches_curl_over_http2_and_http1_with_a_body() {
     let hash = bcrypt::hash("scrape-me", 4).expect("bcrypt");
     let web = pki.web_config(&[("prometheus", &hash)]);
     let web_flag = format!("--web.config.file={}", web.display());
-    let (child, addr) = demo(&[
+    let (child, addr) = common::start_demo(&[
         &web_flag,
         "--web.enable-targets-api",
         "--web.max-requests=1",
@@ -303,7 +292,7 @@ async fn a_wrong_password_flood_does_not_hold_up_good_logins() {
     )
     .expect("write web.yml");
     let web_flag = format!("--web.config.file={}", web.display());
-    let (child, addr) = demo(&[&web_flag]).await;
+    let (child, addr) = common::start_demo(&[&web_flag]).await;
     let base = format!("http://{addr}");
     let client = http1();
     let scrape = |user: &'static str, password: &'static str| {
@@ -423,7 +412,7 @@ async fn closed_at<S: tokio::io::AsyncRead + Unpin>(mut stream: S) -> Instant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_that_stall_before_or_between_requests_are_closed() {
-    let (_child, addr) = demo(&["--web.read-header-timeout=2s"]).await;
+    let (_child, addr) = common::start_demo(&["--web.read-header-timeout=2s"]).await;
     let base = format!("http://{addr}");
     let started = Instant::now();
     let mut waits = tokio::task::JoinSet::new();
@@ -503,7 +492,7 @@ async fn tls_connections_that_stall_before_a_request_are_closed() {
     let pki = Pki::new("tls-stall");
     let web = pki.web_config(&[]);
     let web_flag = format!("--web.config.file={}", web.display());
-    let (_child, addr) = demo(&[&web_flag, "--web.read-header-timeout=2s"]).await;
+    let (_child, addr) = common::start_demo(&[&web_flag, "--web.read-header-timeout=2s"]).await;
     let started = Instant::now();
     let mut waits = tokio::task::JoinSet::new();
     let server_name = rustls_pki_types::ServerName::try_from("localhost").expect("name");
@@ -543,7 +532,7 @@ async fn tls_connections_that_stall_before_a_request_are_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_zero_window_or_stalled_uploads_on_one_connection_do_not_hold_every_place() {
-    let (_child, addr) = demo(&[
+    let (_child, addr) = common::start_demo(&[
         "--web.enable-targets-api",
         "--web.write-timeout=3s",
         "--web.read-timeout=3s",
@@ -632,7 +621,7 @@ async fn a_zero_window_or_stalled_uploads_on_one_connection_do_not_hold_every_pl
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_bodies_sent_one_byte_short_get_408_and_their_connections_close() {
-    let (child, addr) = demo(&["--web.read-timeout=2s"]).await;
+    let (child, addr) = common::start_demo(&["--web.read-timeout=2s"]).await;
     let pid = child.child.id();
     let before = peak_rss(pid);
     let started = Instant::now();
@@ -671,7 +660,7 @@ async fn callback_bodies_sent_one_byte_short_get_408_and_their_connections_close
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_bad_registration_body_costs_little_and_gets_a_short_answer() {
-    let (child, addr) = demo(&["--web.enable-targets-api"]).await;
+    let (child, addr) = common::start_demo(&["--web.enable-targets-api"]).await;
     let url = format!("http://{addr}/api/v1/targets");
     let client = http1();
     // Warm up: the first answers allocate what every later one reuses.

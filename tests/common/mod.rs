@@ -677,6 +677,18 @@ pub async fn start_binary(
     (child, format!("http://{addr}"))
 }
 
+/// `demo` on an ephemeral loopback port with `flags`; returns it and its address (`host:port`)
+/// once it listens.
+pub async fn start_demo(flags: &[&str]) -> (ChildProcess, String) {
+    let mut args = vec!["demo", "--web.listen-address=127.0.0.1:0"];
+    args.extend_from_slice(flags);
+    let mut child = ChildProcess::spawn(&args, &[]);
+    let addr = child
+        .wait_for_word_after("exporter listening on ", Duration::from_secs(20))
+        .await;
+    (child, addr)
+}
+
 /// `/metrics` of the exporter at `base`, parsed; panics unless it answers 200 with valid text.
 pub async fn scrape_at(base: &str) -> Metrics {
     let (status, text) = http_get(&format!("{base}/metrics"))
