@@ -196,16 +196,7 @@ async fn start_sim(
     let simulator = Arc::new(Simulator::new(options, Clock::system()));
     simulator.add_credentials(&sim_credentials());
     simulator.add_tasks(tasks);
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("binding the simulator on 127.0.0.1")?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(sim::serve(listener, simulator.clone(), stop.clone()));
-    let endpoint = Endpoint {
-        scheme: "http".into(),
-        host: "127.0.0.1".into(),
-        port: Some(port),
-    };
+    let endpoint = common::serve_simulator(simulator.clone(), stop).await?;
     Ok((simulator, endpoint))
 }
 

@@ -38,7 +38,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context as _};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::budget::max_starts_in_window;
@@ -355,16 +354,7 @@ async fn start_sim(
         options,
         Clock::system(),
     ));
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("binding the simulator on 127.0.0.1")?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(sim::serve(listener, simulator.clone(), stop.clone()));
-    let endpoint = Endpoint {
-        scheme: "http".into(),
-        host: "127.0.0.1".into(),
-        port: Some(port),
-    };
+    let endpoint = common::serve_simulator(simulator.clone(), stop).await?;
     Ok((simulator, endpoint))
 }
 

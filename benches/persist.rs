@@ -14,16 +14,14 @@ use std::time::Duration;
 
 use volc_rtc_exporter::clock::Stopwatch;
 
-use volc_rtc_exporter::model::{status, RecordFile, TaskSnapshot};
 use volc_rtc_exporter::persist::{
     self, Change, EventRetention, Source, StopCount, StoredPhase, StoredSnapshot, TargetRecord,
     TaskRef, WriterConfig, FILE_NAME,
 };
 
-use common::{own_rss_kib, record_target};
+use common::{ended_record, own_rss_kib, record_target, FILES};
 
 const T0: i64 = 1_700_000_000_000;
-const FILES: usize = 3;
 const CHILD_VAR: &str = "VOLC_PERSIST_BENCH_CHILD";
 
 struct Sizes {
@@ -58,22 +56,7 @@ fn finished(i: usize, generation: i64) -> Change {
         vec![("team".into(), "media".into())],
     );
     let start = T0 + i as i64 * 1_000;
-    let snap = TaskSnapshot {
-        status: status::ENDED,
-        start_time_ms: start,
-        end_time_ms: start + 3_600_000,
-        stop_reason: "StopByAPI".into(),
-        files: (0..FILES)
-            .map(|f| RecordFile {
-                vid: Some(format!("Task{i:05}_video_{f}_main")),
-                object_key: Some(format!("record/Room{i:05}/Task{i:05}/{f}.mp4")),
-                duration_ms: Some(3_599_123 + f as i64 + generation),
-                size_bytes: Some(734_003_200 + (i * 7 + f) as i64 + generation),
-                start_time_ms: Some(start),
-            })
-            .collect(),
-        ..Default::default()
-    };
+    let snap = ended_record(i, T0, 3_600_000, generation);
     let mut record = TargetRecord::new(&target, Source::Config, T0);
     record.snapshot = Some(StoredSnapshot::from(&snap));
     record.up = Some(true);

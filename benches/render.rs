@@ -27,16 +27,15 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::Format;
-use volc_rtc_exporter::model::{status, RecordFile, Target, TaskSnapshot};
+use volc_rtc_exporter::model::{Target, TaskSnapshot};
 use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::server::{serve, App, LandingInfo, Options};
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
-use common::{own_rss_kib, record_target};
+use common::{ended_record, own_rss_kib, record_target, FILES};
 
 const FULL_TARGETS: usize = 10_000;
-const FILES: usize = 3;
 const FULL_RENDERS: usize = 31;
 /// Sizes when run without `--bench`.
 const SMOKE_TARGETS: usize = 200;
@@ -44,24 +43,7 @@ const SMOKE_RENDERS: usize = 3;
 const T0: i64 = 1_700_000_000_123;
 
 fn snapshot(i: usize, generation: i64) -> TaskSnapshot {
-    let start = T0 + i as i64 * 1_000;
-    let files = (0..FILES)
-        .map(|f| RecordFile {
-            vid: Some(format!("Task{i:05}_video_{f}_main")),
-            object_key: Some(format!("record/Room{i:05}/Task{i:05}/{f}.mp4")),
-            duration_ms: Some(3_599_123 + f as i64 + generation),
-            size_bytes: Some(734_003_200 + (i * 7 + f) as i64 + generation),
-            start_time_ms: Some(start),
-        })
-        .collect();
-    TaskSnapshot {
-        status: status::ENDED,
-        start_time_ms: start,
-        end_time_ms: start + 3_600_456,
-        stop_reason: "StopByAPI".into(),
-        files,
-        ..Default::default()
-    }
+    ended_record(i, T0, 3_600_456, generation)
 }
 
 /// This process's `VmRSS` and `VmHWM`, KiB (0 when `/proc` does not say).

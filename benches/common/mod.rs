@@ -2,7 +2,13 @@
 //! read from `/proc`. Each bench uses only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
-use volc_rtc_exporter::model::{Kind, Target, TargetKey};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use volc_rtc_exporter::config::Endpoint;
+use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::sim::{self, Simulator};
 
 /// A record target of `app` for `room` and `task`, with `labels`.
 pub fn record_target(
@@ -20,6 +26,48 @@ pub fn record_target(
         },
         labels: labels.into(),
     }
+}
+
+/// How many files each record task of [`ended_record`] has.
+pub const FILES: usize = 3;
+
+/// Record task `i`, started at `t0` + `i` seconds and stopped by API `run_ms` later, with
+/// [`FILES`] files whose durations and sizes grow with `generation`.
+pub fn ended_record(i: usize, t0: i64, run_ms: i64, generation: i64) -> TaskSnapshot {
+    let start = t0 + i as i64 * 1_000;
+    TaskSnapshot {
+        status: status::ENDED,
+        start_time_ms: start,
+        end_time_ms: start + run_ms,
+        stop_reason: "StopByAPI".into(),
+        files: (0..FILES)
+            .map(|f| RecordFile {
+                vid: Some(format!("Task{i:05}_video_{f}_main")),
+                object_key: Some(format!("record/Room{i:05}/Task{i:05}/{f}.mp4")),
+                duration_ms: Some(3_599_123 + f as i64 + generation),
+                size_bytes: Some(734_003_200 + (i * 7 + f) as i64 + generation),
+                start_time_ms: Some(start),
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// Serves `simulator` on an ephemeral 127.0.0.1 port until `stop`; returns its endpoint.
+pub async fn serve_simulator(
+    simulator: Arc<Simulator>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Endpoint> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .context("binding the simulator on 127.0.0.1")?;
+    let port = listener.local_addr()?.port();
+    tokio::spawn(sim::serve(listener, simulator, stop.clone()));
+    Ok(Endpoint {
+        scheme: "http".into(),
+        host: "127.0.0.1".into(),
+        port: Some(port),
+    })
 }
 
 /// How a bench binary starts: whether this is the full run (`cargo bench` passes `--bench`;
