@@ -22,13 +22,16 @@ const APP: &str = "cb-app";
 const SEC: Duration = Duration::from_secs(1);
 const KEY: &str = "callback-key-for-tests-0123456789";
 
-fn accepted(m: &Metrics) -> f64 {
+/// The sum of the `volcengine_rtc_callbacks_total` series whose key passes `keep`.
+fn callbacks(m: &Metrics, keep: impl Fn(&str) -> bool) -> f64 {
     m.iter()
-        .filter(|(k, _)| {
-            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("outcome=\"accepted\"")
-        })
+        .filter(|(k, _)| k.starts_with("volcengine_rtc_callbacks_total{") && keep(k))
         .map(|(_, v)| v)
         .sum()
+}
+
+fn accepted(m: &Metrics) -> f64 {
+    callbacks(m, |k| k.contains("outcome=\"accepted\""))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -100,13 +103,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     let resp = client.get(&url).send().await.expect("GET");
     assert_eq!(resp.status().as_u16(), 405, "POST only");
     let m = common::scrape_at(&base).await;
-    let bad: f64 = m
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("bad_signature")
-        })
-        .map(|(_, v)| v)
-        .sum();
+    let bad = callbacks(&m, |k| k.contains("bad_signature"));
     assert_eq!(bad, 1.0);
     let stderr = child.stderr();
     assert!(!stderr.contains(KEY), "the key never shows");
@@ -125,13 +122,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     let delivery = sender.send(&again[0]).await;
     assert_eq!(delivery.status, Some(200));
     let m = common::scrape_at(&base).await;
-    let duplicates: f64 = m
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("volcengine_rtc_callbacks_total{") && k.contains("duplicate")
-        })
-        .map(|(_, v)| v)
-        .sum();
+    let duplicates = callbacks(&m, |k| k.contains("duplicate"));
     assert_eq!(duplicates, 1.0, "seen before the restart: a duplicate");
     let (_, listed) = common::http_get(&format!("{base}/targets"))
         .await
@@ -195,13 +186,7 @@ async fn demo_discovers_its_unlisted_tasks_from_its_own_callbacks() {
         })
         .await;
     assert!(accepted(&m) > 0.0, "accepted deliveries are counted");
-    let bad: f64 = m
-        .iter()
-        .filter(|(k, _)| {
-            k.starts_with("volcengine_rtc_callbacks_total{") && !k.contains("outcome=\"accepted\"")
-        })
-        .map(|(_, v)| v)
-        .sum();
+    let bad = callbacks(&m, |k| !k.contains("outcome=\"accepted\""));
     assert_eq!(bad, 0.0, "every demo delivery verifies: {m:?}");
 
     // The source, on the page and in the API.

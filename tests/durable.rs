@@ -548,7 +548,6 @@ async fn a_restart_keeps_each_targets_last_poll_time_outcome_and_error() {
     let api = ["--web.enable-targets-api"];
     let (mut child, base) = common::start_binary(&cfg, &store, &api).await;
     // Registered one at a time, each is polled at once, then not for an hour.
-    let http = reqwest::Client::new();
     for (room, task) in [
         ("room-ok", "task-ok"),
         ("room-reset", "task-reset"),
@@ -557,13 +556,7 @@ async fn a_restart_keeps_each_targets_last_poll_time_outcome_and_error() {
         let body = format!(
             r#"[{{"kind":"record","app_id":"{APP}","room_id":"{room}","task_id":"{task}"}}]"#
         );
-        let resp = http
-            .post(format!("{base}/api/v1/targets"))
-            .body(body)
-            .send()
-            .await
-            .expect("POST /api/v1/targets");
-        assert!(resp.status().is_success(), "{}", resp.status());
+        common::targets_api(reqwest::Method::POST, &base, body).await;
     }
     let before = child
         .poll_until(30 * SEC, "every target to be polled", async || {

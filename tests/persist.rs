@@ -99,6 +99,13 @@ fn open(dir: &Path) -> Opened {
     }
 }
 
+/// Submits `change` to `o`, waits until it is durable, closes the writer and opens `dir` again.
+async fn commit_and_reopen(o: &Opened, change: Change, dir: &Path) -> Opened {
+    o.writer.submit(change).durable().await.unwrap();
+    o.writer.close(Duration::from_secs(5));
+    open(dir)
+}
+
 fn stops(o: &Opened, reason: &str) -> u64 {
     o.state
         .stops
@@ -329,13 +336,7 @@ async fn a_second_process_is_refused_at_once() {
     );
     assert!(started.elapsed() < Duration::from_secs(10));
     // The refused process did no harm, and the store keeps working.
-    o.writer
-        .submit(finished(2, T0, "StopByAPI"))
-        .durable()
-        .await
-        .unwrap();
-    o.writer.close(Duration::from_secs(5));
-    let o = open(dir.path());
+    let o = commit_and_reopen(&o, finished(2, T0, "StopByAPI"), dir.path()).await;
     assert_eq!(stops(&o, "StopByAPI"), 2);
     o.writer.close(Duration::from_secs(5));
     // Once the first process is gone, a second one opens it.
@@ -443,13 +444,7 @@ async fn a_garbage_file_is_moved_aside_and_the_store_starts_empty() {
     assert!(o.state.targets.is_empty());
     assert!(o.writer.stats().errors(Op::Load) + o.writer.stats().errors(Op::Open) >= 1);
     // The new store works.
-    o.writer
-        .submit(finished(1, T0, "StopByAPI"))
-        .durable()
-        .await
-        .unwrap();
-    o.writer.close(Duration::from_secs(5));
-    let o = open(dir.path());
+    let o = commit_and_reopen(&o, finished(1, T0, "StopByAPI"), dir.path()).await;
     assert_eq!(o.state.targets.len(), 1);
     assert!(o.recovered.is_none());
 }

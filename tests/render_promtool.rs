@@ -6,8 +6,7 @@
 
 mod tools;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use volc_rtc_exporter::exposition::Format;
@@ -169,20 +168,11 @@ for family in text_string_to_metric_families(sys.stdin.read()):
 
 /// The OpenMetrics parser's samples as (type, name, labels JSON, value), or its error.
 fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, String, String)>, String> {
-    let mut child = Command::new(tools::python())
-        .args(["-c", PARSE_OPENMETRICS])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 with prometheus_client must be installed (scripts/install-test-deps)");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("write to python");
-    let out = child.wait_with_output().expect("python runs");
+    let out = tools::run_with_input(
+        Command::new(tools::python()).args(["-c", PARSE_OPENMETRICS]),
+        text.as_bytes(),
+        "python3 with prometheus_client must be installed (scripts/install-test-deps)",
+    );
     if !out.status.success() {
         return Err(tools::output_text(&out));
     }
@@ -196,22 +186,20 @@ fn parse_openmetrics(text: &str) -> Result<Vec<(String, String, String, String)>
         .collect())
 }
 
+/// `promtool check metrics` on `text`: its exit code and what it printed.
+fn promtool_check_metrics(text: &str) -> (Option<i32>, String) {
+    let out = tools::run_with_input(
+        Command::new(tools::promtool_program()).args(["check", "metrics"]),
+        text.as_bytes(),
+        "promtool must be installed (scripts/install-test-deps)",
+    );
+    (out.status.code(), tools::output_text(&out))
+}
+
+/// Whether `promtool check metrics` passes `text` (exit code 0), and what it printed.
 fn promtool_check(text: &str) -> (bool, String) {
-    let mut child = Command::new(tools::promtool_program())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool must be installed (scripts/install-test-deps)");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(text.as_bytes())
-        .expect("write to promtool");
-    let out = child.wait_with_output().expect("promtool runs");
-    (out.status.success(), tools::output_text(&out))
+    let (code, report) = promtool_check_metrics(text);
+    (code == Some(0), report)
 }
 
 #[test]
@@ -267,24 +255,9 @@ fn openmetrics_body_passes_promtool_and_the_python_parser() {
     // promtool parses OpenMetrics with its text-format parser: the body must parse, and the
     // only lint findings allowed are the ones that reading OpenMetrics as text causes (a
     // counter's `_total` and `_created` series look like families without HELP).
-    let out = Command::new(tools::promtool_program())
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            child
-                .stdin
-                .take()
-                .expect("stdin is piped")
-                .write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .expect("promtool must be installed (scripts/install-test-deps)");
-    let report = tools::output_text(&out);
+    let (code, report) = promtool_check_metrics(&text);
     assert!(
-        matches!(out.status.code(), Some(0 | 3)) && !report.contains("error"),
+        matches!(code, Some(0 | 3)) && !report.contains("error"),
         "promtool: {report}\n---\n{text}"
     );
     let counters = [

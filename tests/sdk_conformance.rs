@@ -7,8 +7,7 @@
 
 mod tools;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use rand::rngs::StdRng;
@@ -207,23 +206,12 @@ fn sdk(cases: &[Case], xdates: &[String]) -> Vec<Value> {
         .collect();
     let script = tools::repo_path("tests/py/sdk_sign.py");
     let python = tools::python();
-    let mut child = Command::new(&python)
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {python} (needed for the SDK conformance test; see scripts/install-test-deps): {e}")
-        });
     let body = serde_json::to_vec(&input).expect("serialize cases");
-    child
-        .stdin
-        .take()
-        .expect("stdin piped")
-        .write_all(&body)
-        .expect("write cases to sdk_sign.py");
-    let out = child.wait_with_output().expect("wait for sdk_sign.py");
+    let out = tools::run_with_input(
+        Command::new(&python).arg(&script),
+        &body,
+        &format!("cannot run {python} (needed for the SDK conformance test; see scripts/install-test-deps)"),
+    );
     assert!(
         out.status.success(),
         "sdk_sign.py failed ({}); is the vendor SDK installed (pip install volcengine)?\n{}",

@@ -203,17 +203,10 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
         .wait_for_word_after("message=listening address=", 20 * SEC)
         .await;
     let base = format!("http://{addr}");
-    let http = reqwest::Client::new();
     let body = format!(
         "[{{\"kind\":\"record\",\"app_id\":\"{APP}\",\"room_id\":\"api-room\",\"task_id\":\"api-task\"}}]"
     );
-    let resp = http
-        .post(format!("{base}/api/v1/targets"))
-        .body(body.clone())
-        .send()
-        .await
-        .expect("POST");
-    assert!(resp.status().is_success(), "{}", resp.status());
+    common::targets_api(reqwest::Method::POST, &base, body.clone()).await;
     let status = tkey("task_status", &target.key, &[]);
     let failed = key(
         "volcengine_rtc_task_stops_total",
@@ -253,13 +246,7 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
     let ghost = format!(
         "[{{\"kind\":\"record\",\"app_id\":\"{APP}\",\"room_id\":\"nowhere\",\"task_id\":\"ghost\"}}]"
     );
-    let resp = http
-        .post(format!("{base}/api/v1/targets"))
-        .body(ghost)
-        .send()
-        .await
-        .expect("POST");
-    assert!(resp.status().is_success());
+    common::targets_api(reqwest::Method::POST, &base, ghost).await;
     let row = child
         .poll_until(20 * SEC, "the ghost's failed poll listed", async || {
             let (_, listed) = common::http_get(&format!("{base}/api/v1/targets"))
@@ -283,13 +270,7 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
     );
     assert!(row["last_poll"].is_string(), "{row}");
     // Deregistered, it leaves.
-    let resp = http
-        .delete(format!("{base}/api/v1/targets"))
-        .body(body)
-        .send()
-        .await
-        .expect("DELETE");
-    assert!(resp.status().is_success(), "{}", resp.status());
+    common::targets_api(reqwest::Method::DELETE, &base, body).await;
     let m = common::scrape_at(&base).await;
     assert_eq!(get(&m, &status), None);
     child.terminate(10 * SEC).await;

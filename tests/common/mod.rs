@@ -677,6 +677,18 @@ pub async fn start_binary(
     (child, format!("http://{addr}"))
 }
 
+/// Sends `body` to the targets API at `{base}/api/v1/targets` with `method` (`POST`
+/// registers, `DELETE` deregisters); panics unless it answers 2xx.
+pub async fn targets_api(method: reqwest::Method, base: &str, body: String) {
+    let resp = reqwest::Client::new()
+        .request(method.clone(), format!("{base}/api/v1/targets"))
+        .body(body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{method} /api/v1/targets: {e}"));
+    assert!(resp.status().is_success(), "{method}: {}", resp.status());
+}
+
 /// `demo` on an ephemeral loopback port with `flags`; returns it and its address (`host:port`)
 /// once it listens.
 pub async fn start_demo(flags: &[&str]) -> (ChildProcess, String) {

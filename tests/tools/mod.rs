@@ -7,7 +7,7 @@
 //! `allow(dead_code)`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -62,6 +62,27 @@ pub fn read_repo_file(path: &str) -> String {
 /// A YAML file of the repository, parsed; panics naming the file when it is not valid YAML.
 pub fn repo_yaml(path: &str) -> serde_yaml::Value {
     serde_yaml::from_str(&read_repo_file(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Runs `cmd` with `input` on its stdin, its stdout and stderr collected; panics with
+/// `cannot_start` (what to install) and the error when it does not start.
+pub fn run_with_input(cmd: &mut Command, input: &[u8], cannot_start: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{cannot_start}: {e}"));
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(input)
+        .unwrap_or_else(|e| panic!("write to {program}: {e}"));
+    child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("wait for {program}: {e}"))
 }
 
 /// The program to run for an external tool: `$env` when set, else the first of `candidates`
