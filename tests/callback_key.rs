@@ -77,15 +77,12 @@ async fn deliver(url: &str, secret: &str, id: &str) -> u16 {
 }
 
 fn config(dir: &Path, callbacks: &str) -> PathBuf {
-    let cfg = dir.join("config.yaml");
     // The API is a closed loopback port: discovered targets fail their polls, which does not
     // matter here.
-    std::fs::write(
-        &cfg,
+    common::write_config(
+        dir,
         format!("api:\n  endpoint: http://127.0.0.1:9\n{callbacks}targets: []\n"),
     )
-    .expect("write the config");
-    cfg
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

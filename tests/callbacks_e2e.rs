@@ -51,16 +51,14 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     sim.add_tasks([ok, failed]);
     let sim = SimServer::start(sim).await;
     let dir = common::scratch_dir("callbacks-e2e");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(
-        &cfg,
+    let cfg = common::write_config(
+        &dir,
         format!(
             "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
              settle_interval: 1s\ncallbacks:\n  secret_key: \"{KEY}\"\ntargets: []\n",
             sim.addr.port()
         ),
-    )
-    .expect("write the config");
+    );
     let store = dir.join("data");
     let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
     let url = format!("{base}/callbacks/volcengine-rtc");

@@ -190,8 +190,7 @@ async fn once_prints_exact_values_and_names_failed_targets() {
         common::target(Kind::Webcast, APP, "Lobby", "web-1"),
     ];
     let dir = common::scratch_dir("once");
-    let path = dir.join("config.yaml");
-    std::fs::write(&path, once_config(&sim, &good)).expect("write the config");
+    let path = common::write_config(&dir, once_config(&sim, &good));
     let arg = format!("--config.file={}", path.display());
     let secret = sim_credentials().secret_access_key.expose().to_string();
     let env = [
@@ -481,15 +480,13 @@ async fn empty_storage_path_keeps_state_in_memory() {
     let dir = common::scratch_dir("memory-store");
     let work = dir.join("work");
     std::fs::create_dir_all(&work).expect("mkdir");
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
+    let config = common::write_config(
+        &dir,
         format!(
             "api:\n  endpoint: http://127.0.0.1:9\ntargets:\n  - kind: record\n    app_id: {APP}\n    \
              room_id: r1\n    task_id: t1\n"
         ),
-    )
-    .expect("write the config");
+    );
     let config_arg = format!("--config.file={}", config.display());
     let mut cmd = common::binary_command(
         &[

@@ -109,8 +109,7 @@ async fn kill_9_twenty_times_while_tasks_end_counts_every_stop_exactly_once() {
     let (tasks, targets) = ending_tasks(N, now_ms() + 1_000, 600);
     let sim = SimServer::start(sim_with(tasks)).await;
     let dir = common::scratch_dir("durable-kill");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+    let cfg = common::write_config(&dir, config(&sim, &targets));
     let store = dir.join("data");
 
     let mut shown = 0.0;
@@ -180,8 +179,7 @@ async fn a_restart_serves_everything_at_once_and_does_not_poll_finished_tasks() 
     let removed = targets[N - 1].clone();
     let sim = SimServer::start(sim_with(tasks)).await;
     let dir = common::scratch_dir("durable-restart");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+    let cfg = common::write_config(&dir, config(&sim, &targets));
     let store = dir.join("data");
 
     let (mut child, base) = common::start_binary(&cfg, &store, &[]).await;
@@ -252,8 +250,7 @@ async fn store_faults_corrupt_file_read_only_folder_and_a_second_process() {
     let (tasks, targets) = ending_tasks(2, now_ms() - 600_000, 1_000);
     let sim = SimServer::start(sim_with(tasks)).await;
     let dir = common::scratch_dir("durable-faults");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(&cfg, config(&sim, &targets)).expect("write the config");
+    let cfg = common::write_config(&dir, config(&sim, &targets));
 
     // A second process on the same folder is refused at once, and the first is unharmed.
     let store = dir.join("data");
@@ -631,8 +628,7 @@ async fn a_store_from_before_last_polls_were_kept_opens_and_shows_no_made_up_out
     drop(opened);
 
     let (_silent, endpoint) = silent_api().await;
-    let cfg = dir.join("config.yaml");
-    std::fs::write(&cfg, hourly_config(&endpoint, "60s")).expect("write the config");
+    let cfg = common::write_config(&dir, hourly_config(&endpoint, "60s"));
     let (mut child, base) = common::start_binary(&cfg, &store, &["--web.enable-targets-api"]).await;
     let polls = last_polls(&base).await;
     let at = serde_json::Value::from(volc_rtc_exporter::clock::rfc3339_ms(polled_ms));

@@ -701,9 +701,8 @@ async fn wrong_credentials(access_key: &str, secret: &str) {
     let sim = Simulator::from_scenario(&scenario, SimOptions::default(), Clock::system());
     let sim = SimServer::start(sim).await;
     let dir = common::scratch_dir("auth");
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
+    let config = common::write_config(
+        &dir,
         format!(
             "api:\n  endpoint: http://127.0.0.1:{}\n  timeout: 2s\n\
              credentials:\n  access_key_id: \"{access_key}\"\n  secret_access_key: \"{secret}\"\n  session_token: \"{SESSION_TOKEN}\"\n\
@@ -712,8 +711,7 @@ async fn wrong_credentials(access_key: &str, secret: &str) {
             sim.addr.port(),
             common::targets_yaml(&scenario.targets)
         ),
-    )
-    .expect("write the config");
+    );
     let config_arg = format!("--config.file={}", config.display());
     let mut child = common::ChildProcess::spawn(
         &[

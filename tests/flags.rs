@@ -413,16 +413,13 @@ fn dead_api_config(dir: &Path) -> std::path::PathBuf {
         "- kind: record\n  app_id: app1\n  room_id: r2\n  task_id: from-file\n",
     )
     .expect("write the targets file");
-    let config = dir.join("config.yaml");
-    std::fs::write(
-        &config,
+    common::write_config(
+        dir,
         "api:\n  endpoint: http://127.0.0.1:9\n  timeout: 1s\ncredentials:\n  \
          access_key_id: AKLTflags\n  secret_access_key: c2VjcmV0\ntarget_files: \
          [\"targets/*.yaml\"]\ntargets:\n  - kind: record\n    app_id: app1\n    \
          room_id: r1\n    task_id: from-config\n",
     )
-    .expect("write the config");
-    config
 }
 
 /// Every stderr line of a `--log.format=json` run is a JSON object with a level and message.

@@ -1039,8 +1039,7 @@ async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_targets_api_without_auth_is_warned_about() {
     let dir = common::scratch_dir("http-warn");
-    let config = dir.join("config.yaml");
-    std::fs::write(&config, config_yaml(&["room-1"])).unwrap();
+    let config = common::write_config(&dir, config_yaml(&["room-1"]));
     let config_arg = format!("--config.file={}", config.display());
     let mut child = ChildProcess::spawn(
         &[

@@ -50,10 +50,9 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
     let dir = common::scratch_dir("target-files");
     let files = dir.join("targets");
     std::fs::create_dir_all(&files).expect("mkdir");
-    let cfg = dir.join("config.yaml");
     // The config lists target 0 too: one target from two sources.
-    std::fs::write(
-        &cfg,
+    let cfg = common::write_config(
+        &dir,
         format!(
             "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
              settle_interval: 1s\ntarget_files:\n  - targets/*.yaml\n\
@@ -61,8 +60,7 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
             sim.addr.port(),
             common::targets_yaml(&targets[..1])
         ),
-    )
-    .expect("write the config");
+    );
     let a = files.join("a.yaml");
     std::fs::write(&a, file_text(&[&targets[0], &targets[1]])).expect("write a.yaml");
     let store = dir.join("data");
@@ -172,16 +170,14 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
     let sim = SimServer::start(sim).await;
     let target = common::target(Kind::Record, APP, "api-room", "api-task");
     let dir = common::scratch_dir("targets-api");
-    let cfg = dir.join("config.yaml");
-    std::fs::write(
-        &cfg,
+    let cfg = common::write_config(
+        &dir,
         format!(
             "api:\n  endpoint: http://127.0.0.1:{}\nschedule:\n  active_interval: 1s\n  \
              settle_interval: 1s\ntargets: []\n",
             sim.addr.port()
         ),
-    )
-    .expect("write the config");
+    );
     let store = dir.join("data");
     let secret = sim_credentials().secret_access_key.expose().to_string();
     let spawn = || {

@@ -616,6 +616,13 @@ pub fn scratch_dir(what: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Writes `text` to `config.yaml` in `dir` and returns its path.
+pub fn write_config(dir: &std::path::Path, text: impl AsRef<[u8]>) -> std::path::PathBuf {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    path
+}
+
 /// YAML for `targets` (IDs are plain, so no quoting is needed beyond double quotes).
 pub fn targets_yaml(targets: &[Target]) -> String {
     let mut s = String::from("targets:\n");
