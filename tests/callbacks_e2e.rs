@@ -73,14 +73,7 @@ async fn callbacks_discover_every_task_without_a_target_list() {
     ));
     let a = common::target(Kind::Record, APP, "room-a", "rec-a");
     let b = common::target(Kind::Record, APP, "room-b", "rec-b");
-    let failed_stops = key(
-        "volcengine_rtc_task_stops_total",
-        &[
-            ("kind", "record"),
-            ("app_id", APP),
-            ("reason", "StartTaskFailed"),
-        ],
-    );
+    let failed_stops = common::stops_key("record", APP, "StartTaskFailed");
     let m = child
         .scrape_until(&base, 30 * SEC, "the tasks to be discovered", |m| {
             get(m, &tkey("task_status", &a.key, &[])) == Some(3.0)

@@ -305,10 +305,7 @@ async fn once_prints_exact_values_and_names_failed_targets() {
 }
 
 fn stops_key(kind: &str, reason: &str) -> String {
-    key(
-        "volcengine_rtc_task_stops_total",
-        &[("kind", kind), ("app_id", APP), ("reason", reason)],
-    )
+    common::stops_key(kind, APP, reason)
 }
 
 fn requests_key(action: &str, outcome: &str) -> String {

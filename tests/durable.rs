@@ -33,14 +33,7 @@ fn config(sim: &SimServer, targets: &[Target]) -> String {
 }
 
 fn stops(m: &Metrics, reason: &str) -> f64 {
-    get(
-        m,
-        &common::key(
-            "volcengine_rtc_task_stops_total",
-            &[("kind", "record"), ("app_id", APP), ("reason", reason)],
-        ),
-    )
-    .unwrap_or(0.0)
+    get(m, &common::stops_key("record", APP, reason)).unwrap_or(0.0)
 }
 
 fn all_stops(m: &Metrics) -> f64 {

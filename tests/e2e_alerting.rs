@@ -123,6 +123,14 @@ impl Drop for Proc {
     }
 }
 
+/// The client the tests reach every process with: a 10 s timeout per request.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client")
+}
+
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().expect("local addr").port()
@@ -567,10 +575,7 @@ impl Drop for Stack {
 async fn start_task_failed_reaches_alertmanager_and_dashboards_evaluate() {
     let tmp = TempDir::new();
     let dir = tmp.0.clone();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = http_client();
 
     let (mut exporter, exporter_base, mut stack) =
         start_with_stack(&dir, &["demo".into()], &client).await;
@@ -862,10 +867,7 @@ async fn callbacks_alone_discover_every_task_and_start_task_failed_pages() {
 
     let tmp = TempDir::new();
     let dir = tmp.0.clone();
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = http_client();
 
     let began = Instant::now();
     let world_start = volc_rtc_exporter::clock::now();

@@ -114,14 +114,7 @@ fn phase(m: &Metrics, kind: &str, phase: &str) -> f64 {
 }
 
 fn stops(m: &Metrics, kind: &str, reason: &str) -> f64 {
-    get(
-        m,
-        &key(
-            "volcengine_rtc_task_stops_total",
-            &[("kind", kind), ("app_id", APP), ("reason", reason)],
-        ),
-    )
-    .unwrap_or(-1.0)
+    get(m, &common::stops_key(kind, APP, reason)).unwrap_or(-1.0)
 }
 
 /// One target per task, by its IDs.

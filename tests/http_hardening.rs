@@ -660,6 +660,18 @@ async fn callback_bodies_sent_one_byte_short_get_408_and_their_connections_close
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_bad_registration_body_costs_little_and_gets_a_short_answer() {
+    /// POSTs `body` to `url`: the status and the answer's body.
+    async fn post(client: &reqwest::Client, url: &str, body: String) -> (u16, bytes::Bytes) {
+        let response = client
+            .post(url)
+            .body(body)
+            .send()
+            .await
+            .expect("POST answers");
+        let status = response.status().as_u16();
+        (status, response.bytes().await.expect("answer body"))
+    }
+
     let (child, addr) = common::start_demo(&["--web.enable-targets-api"]).await;
     let url = format!("http://{addr}/api/v1/targets");
     let client = http1();
@@ -685,16 +697,7 @@ async fn a_large_bad_registration_body_costs_little_and_gets_a_short_answer() {
         let client = client.clone();
         let url = url.clone();
         let body = body.clone();
-        async move {
-            let response = client
-                .post(&url)
-                .body(body)
-                .send()
-                .await
-                .expect("POST answers");
-            let status = response.status().as_u16();
-            (status, response.bytes().await.expect("answer body"))
-        }
+        async move { post(&client, &url, body).await }
     });
     for (status, answer) in futures_join(posts).await {
         assert_eq!(status, 413, "{}", String::from_utf8_lossy(&answer));
@@ -713,14 +716,8 @@ async fn a_large_bad_registration_body_costs_little_and_gets_a_short_answer() {
     }
     body.push(']');
     assert!(body.len() <= 1 << 20);
-    let response = client
-        .post(&url)
-        .body(body)
-        .send()
-        .await
-        .expect("POST answers");
-    assert_eq!(response.status(), 400);
-    let answer = response.bytes().await.expect("answer body");
+    let (status, answer) = post(&client, &url, body).await;
+    assert_eq!(status, 400);
     assert!(answer.len() < 1 << 20, "answer of {} bytes", answer.len());
     let json: serde_json::Value = serde_json::from_slice(&answer).expect("JSON answer");
     assert_eq!(json["problems"].as_array().map(Vec::len), Some(100));

@@ -93,6 +93,18 @@ fn closed_port() -> u16 {
     port
 }
 
+/// The first request line the proxy saw within 30 s; panics with the stderr of `out` (the run
+/// that should have used the proxy) when there was none.
+fn first_request(seen: &mpsc::Receiver<String>, out: &Output) -> String {
+    seen.recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| {
+            panic!(
+                "the proxy saw no request:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+}
+
 #[test]
 fn https_proxy_carries_the_api_requests() {
     let (proxy, seen) = recording_proxy();
@@ -103,14 +115,7 @@ fn https_proxy_carries_the_api_requests() {
         &[("HTTPS_PROXY", format!("http://127.0.0.1:{proxy}"))],
     );
     let _ = std::fs::remove_dir_all(cfg.parent().expect("dir"));
-    let first = seen
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            panic!(
-                "the proxy saw no request:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let first = first_request(&seen, &out);
     assert_eq!(first, format!("CONNECT 127.0.0.2:{api} HTTP/1.1"));
     assert!(
         !out.status.success(),
@@ -124,14 +129,7 @@ fn http_proxy_and_no_proxy() {
     let api = closed_port();
     let cfg = config(&format!("http://127.0.0.2:{api}"));
     let out = once(&cfg, &[("HTTP_PROXY", format!("http://127.0.0.1:{proxy}"))]);
-    let first = seen
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            panic!(
-                "the proxy saw no request:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let first = first_request(&seen, &out);
     assert!(
         first.starts_with(&format!("GET http://127.0.0.2:{api}/?"))
             && first.contains("Action=GetRecordTask"),

@@ -31,22 +31,30 @@ fn file_text(targets: &[&Target]) -> String {
     s
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn target_files_are_followed_while_running_and_across_a_restart() {
-    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
-    let start_ms = now - 3_600_000;
+/// A record task of [`APP`] that started an hour ago and ended a minute later for `reason`.
+fn ended_an_hour_ago(room: &str, task: &str, reason: &str) -> SimTask {
+    let start_ms = system_time_to_ms(volc_rtc_exporter::clock::now()) - 3_600_000;
+    SimTask::record(APP, room, task, start_ms).ends(start_ms + 60_000, reason)
+}
+
+/// The simulator on loopback with `tasks`, taking the simulator's credentials.
+async fn simulator(tasks: Vec<SimTask>) -> SimServer {
     let sim = Simulator::new(SimOptions::default(), Clock::system());
     sim.add_credentials(&sim_credentials());
+    sim.add_tasks(tasks);
+    SimServer::start(sim).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_files_are_followed_while_running_and_across_a_restart() {
+    let mut tasks = Vec::new();
     let mut targets = Vec::new();
     for i in 0..4 {
         let (room, task) = (format!("room-{i}"), format!("task-{i}"));
-        sim.add_task(
-            SimTask::record(APP, &room, &task, start_ms)
-                .ends(start_ms + 60_000, stop_reason::IDLE_TIME_OUT),
-        );
+        tasks.push(ended_an_hour_ago(&room, &task, stop_reason::IDLE_TIME_OUT));
         targets.push(common::target(Kind::Record, APP, &room, &task));
     }
-    let sim = SimServer::start(sim).await;
+    let sim = simulator(tasks).await;
     let dir = common::scratch_dir("target-files");
     let files = dir.join("targets");
     std::fs::create_dir_all(&files).expect("mkdir");
@@ -159,15 +167,12 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
-    let now = system_time_to_ms(volc_rtc_exporter::clock::now());
-    let start_ms = now - 3_600_000;
-    let sim = Simulator::new(SimOptions::default(), Clock::system());
-    sim.add_credentials(&sim_credentials());
-    sim.add_task(
-        SimTask::record(APP, "api-room", "api-task", start_ms)
-            .ends(start_ms + 60_000, stop_reason::START_TASK_FAILED),
-    );
-    let sim = SimServer::start(sim).await;
+    let sim = simulator(vec![ended_an_hour_ago(
+        "api-room",
+        "api-task",
+        stop_reason::START_TASK_FAILED,
+    )])
+    .await;
     let target = common::target(Kind::Record, APP, "api-room", "api-task");
     let dir = common::scratch_dir("targets-api");
     let cfg = common::write_config(
@@ -204,14 +209,7 @@ async fn targets_registered_through_the_api_are_polled_and_survive_a_restart() {
     );
     common::targets_api(reqwest::Method::POST, &base, body.clone()).await;
     let status = tkey("task_status", &target.key, &[]);
-    let failed = key(
-        "volcengine_rtc_task_stops_total",
-        &[
-            ("kind", "record"),
-            ("app_id", APP),
-            ("reason", "StartTaskFailed"),
-        ],
-    );
+    let failed = common::stops_key("record", APP, "StartTaskFailed");
     let m = child
         .scrape_until(&base, 20 * SEC, "the registered target polled", |m| {
             get(m, &failed) == Some(1.0)

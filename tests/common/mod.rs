@@ -359,6 +359,15 @@ pub fn requests(m: &Metrics, action: &str, outcome: Outcome) -> f64 {
     .unwrap_or(0.0)
 }
 
+/// The key of `volcengine_rtc_task_stops_total` for tasks of `kind` (`record`, `webcast`) in
+/// `app` that stopped for `reason`.
+pub fn stops_key(kind: &str, app: &str, reason: &str) -> String {
+    key(
+        "volcengine_rtc_task_stops_total",
+        &[("kind", kind), ("app_id", app), ("reason", reason)],
+    )
+}
+
 /// The value of a series, if present.
 pub fn get(m: &Metrics, key: &str) -> Option<f64> {
     m.get(key).copied()
