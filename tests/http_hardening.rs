@@ -787,14 +787,11 @@ async fn running_out_of_open_files_is_logged_once_and_the_server_recovers() {
         silent.push(TcpStream::connect(&addr).await.expect("connect"));
     }
     let began = Instant::now();
-    while !child.stderr().contains("ulimit -n") {
-        assert!(
-            began.elapsed() < 10 * SEC,
-            "no log about open files:\n{}",
-            child.stderr()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    child
+        .poll_until(10 * SEC, "a log about open files", async || {
+            child.stderr().contains("ulimit -n").then_some(())
+        })
+        .await;
     // The silent ones are closed after the header timeout, and the server answers again
     // (while they stay connected on this side).
     let mut answered = None;
