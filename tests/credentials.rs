@@ -110,13 +110,10 @@ fn watch(h: &CredentialsHandle) -> CancellationToken {
     stop
 }
 
-/// Polls `cond` every 100 ms (of tokio time) until it holds; panics after `within`.
+/// Polls `cond` (see [`common::wait_until`]; in tokio time) until it holds; panics after
+/// `within`.
 async fn until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < deadline, "no {what} within {within:?}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::wait_until(within, what, || std::future::ready(cond())).await
 }
 
 /// Long enough for the watcher to see a change and confirm it.
