@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests: the simulator and the exporter on loopback ports,
 //! `/metrics` scraped over HTTP and parsed into a map of series → value, and poll-until loops
-//! with deadlines (no fixed sleeps where a condition can be waited for). Each test file uses
-//! only part of this module, hence `allow(dead_code)`.
+//! with deadlines (no fixed sleeps where a condition can be waited for); the real binary as a
+//! child process ([`start_binary`], [`start_demo`], [`ChildProcess::scrape_until`]) with its
+//! config file, reloads and targets API; and, in [`tls`], certificates made for a test. Each
+//! test file uses only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
 
 pub mod tls;
