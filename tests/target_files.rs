@@ -113,14 +113,16 @@ async fn target_files_are_followed_while_running_and_across_a_restart() {
         })
         .await;
     assert_eq!(get(&m, &status(1)), Some(3.0), "previous targets kept");
-    let stderr = child.stderr();
-    assert!(
-        stderr.contains(&format!(
-            "{}:2:11: YAML syntax error: this `[` is not closed",
-            a.display()
-        )),
-        "the log places the problem:\n{stderr}"
+    // The log line may reach us a moment after the metric does.
+    let placed = format!(
+        "{}:2:11: YAML syntax error: this `[` is not closed",
+        a.display()
     );
+    child
+        .poll_until(5 * SEC, "the log to place the problem", || async {
+            child.stderr().contains(&placed).then_some(())
+        })
+        .await;
 
     // a.yaml removed: target 1 leaves, target 0 stays (the config lists it).
     std::fs::remove_file(&a).expect("remove a.yaml");
