@@ -224,11 +224,6 @@ impl WebConfig {
         self.tls.as_ref()
     }
 
-    /// An acceptor for the next handshake (with the current certificates), when TLS is on.
-    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.tls.as_ref().map(|tls| tls.acceptor())
-    }
-
     /// Wraps an accepted connection: the TLS handshake (bounded by [`HANDSHAKE_TIMEOUT`]) when
     /// TLS is on, the stream as it is otherwise. Call it in the connection's own task, so a
     /// slow client does not hold up accepting others.
