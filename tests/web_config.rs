@@ -21,7 +21,9 @@ use hyper_util::server::conn::auto;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use reqwest::header::WWW_AUTHENTICATE;
 use tokio::net::TcpListener;
-use volc_rtc_exporter::web_config::{Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError};
+use volc_rtc_exporter::http::web_config::{
+    Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError,
+};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/web");
 

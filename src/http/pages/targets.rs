@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::{
-    close_page, escape_into, open_page, status_name, write_ago, write_due, write_utc, Health,
-    PageInfo, TargetRow,
+use super::html::{
+    close_page, escape_into, open_page, status_name, write_ago, write_due, write_utc,
 };
+use super::row::{Health, PageInfo, TargetRow};
 use crate::model::status;
 use crate::scheduler::Phase;
 
