@@ -27,9 +27,9 @@ use std::time::{Duration, UNIX_EPOCH};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::Format;
+use volc_rtc_exporter::http::{serve, App, LandingInfo, Options};
 use volc_rtc_exporter::model::{Target, TaskSnapshot};
 use volc_rtc_exporter::render::{page, render};
-use volc_rtc_exporter::server::{serve, App, LandingInfo, Options};
 use volc_rtc_exporter::store::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 

@@ -89,7 +89,7 @@ pub struct WebArgs {
     #[arg(
         long = "web.max-requests",
         value_name = "N",
-        default_value_t = crate::server::DEFAULT_MAX_REQUESTS
+        default_value_t = crate::http::DEFAULT_MAX_REQUESTS
     )]
     pub max_requests: usize,
 
@@ -183,8 +183,8 @@ pub enum LogLevel {
 impl WebArgs {
     /// The `--web.*` switches for the server; `enable_lifecycle` is the exporter's own flag
     /// (`demo` has no config file to reload).
-    pub fn options(&self, enable_lifecycle: bool) -> crate::server::Options {
-        crate::server::Options {
+    pub fn options(&self, enable_lifecycle: bool) -> crate::http::Options {
+        crate::http::Options {
             max_requests: self.max_requests,
             enable_lifecycle,
             enable_targets_api: self.enable_targets_api,
@@ -297,7 +297,7 @@ mod tests {
         assert_eq!(cli.log_format, LogFormat::Json);
         assert_eq!(cli.web.listen_address, ":19966");
         assert!(Cli::try_parse_from(["x", "--web.listen-address=nope"]).is_err());
-        assert_eq!(cli.web.options(false), crate::server::Options::default());
+        assert_eq!(cli.web.options(false), crate::http::Options::default());
         let cli = Cli::try_parse_from([
             "x",
             "--web.config.file=web.yml",

@@ -14,12 +14,12 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
 use crate::exporter::{self, Exporter, WebSetup};
+use crate::http::web_config::{SharedWebConfig, WebConfig};
+use crate::http::Options;
 use crate::model::Target;
 use crate::persist;
 use crate::reload::{self, Reloader};
-use crate::server::Options;
 use crate::telemetry::Telemetry;
-use crate::web_config::{SharedWebConfig, WebConfig};
 
 #[cfg(feature = "sim")]
 mod demo;

@@ -34,27 +34,27 @@
 //!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
 //!   step with the store and the scheduler: what a restart restores, what each answer writes.
 //! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
-//! - [`server`] — HTTP on hyper: `/metrics` (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`,
-//!   `/-/reload`, `/api/v1/targets`, behind the web config (TLS, basic auth) and the
-//!   `--web.max-requests` cap (a few places per connection), each connection watched for
-//!   stalls (header, idle and write timeouts), bodies read against a deadline and drained
-//!   before a refusal, its own counters (refused logins, closed connections); on the shared
-//!   [`accept`] loop with its graceful drain and rate-limited "out of open files" log;
-//!   [`pages`] — the HTML of `/` and `/targets`, rendered purely from a snapshot of the targets.
+//! - [`http`] — HTTP on hyper, in one folder whose module doc says what is where: `/metrics`
+//!   (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/targets`, behind
+//!   the web config and the `--web.max-requests` cap (a few places per connection), each
+//!   connection watched for stalls (header, idle and write timeouts), bodies read against a
+//!   deadline and drained before a refusal, its own counters (refused logins, closed
+//!   connections); [`http::accept`] — the accept loop (shared with the simulator) with its
+//!   graceful drain and rate-limited "out of open files" log; [`http::web_config`] —
+//!   `--web.config.file` (exporter-toolkit format): TLS and mTLS with certificates re-read when
+//!   they change, basic auth against bcrypt hashes (verdicts cached, bcrypt a few at a time
+//!   behind a bounded, fair queue); [`http::pages`] — the HTML of `/` and `/targets`, rendered
+//!   purely from a snapshot of the targets.
 //! - [`reload`] — SIGHUP and `POST /-/reload`: the config and web config files read and checked
 //!   again, then handed to an [`reload::Apply`] hook; a broken file keeps the running config.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
-//! - [`web_config`] — `--web.config.file` (exporter-toolkit format): TLS and mTLS with
-//!   certificates re-read when they change, basic auth against bcrypt hashes (verdicts
-//!   cached, bcrypt a few at a time behind a bounded, fair queue).
 //! - [`sources`] — targets from watched target files and the registration API, merged with the
 //!   config's into one set; the diff a reload applies.
 //! - [`callbacks`] — RTC's signed event callbacks: each delivery verified, de-duplicated and
 //!   judged by a pure function into an answer and an action (register a discovered task, apply
 //!   its files, poll it); `volcengine_rtc_callbacks_total`; the `callbacks:` settings.
 
-pub mod accept;
 pub mod budget;
 pub mod callbacks;
 pub mod cli;
@@ -66,14 +66,13 @@ pub mod durable;
 pub mod duration;
 pub mod exporter;
 pub mod exposition;
+pub mod http;
 pub mod logging;
 pub mod model;
-pub mod pages;
 pub mod persist;
 pub mod reload;
 pub mod render;
 pub mod scheduler;
-pub mod server;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sources;
@@ -81,7 +80,6 @@ pub mod state_log;
 pub mod store;
 pub mod telemetry;
 pub mod volc;
-pub mod web_config;
 
 /// The git revision this binary was built from (`VOLC_EXPORTER_REVISION` at build time), or
 /// `unknown`.

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Environment, ProcessEnv, Settings};
+use crate::http::web_config::{SharedWebConfig, WebConfig, WebConfigError};
+use crate::http::{Reload, Reloading};
 use crate::telemetry::Telemetry;
-use crate::web_config::{SharedWebConfig, WebConfig, WebConfigError};
 
 /// What applying new settings did, one human-readable line per change (logged at info, and
 /// the body of a successful `POST /-/reload`).
@@ -240,6 +241,18 @@ impl Reloader {
                 let _ = me.reload_async("SIGHUP").await;
             }
         }))
+    }
+}
+
+/// `POST /-/reload`: [`Reloader::reload_async`], answered with the summary or the error.
+impl Reload for Reloader {
+    fn run(self: Arc<Self>, trigger: &'static str) -> Reloading {
+        Box::pin(async move {
+            self.reload_async(trigger)
+                .await
+                .map(|summary| summary.to_string())
+                .map_err(|err| err.to_string())
+        })
     }
 }
 

@@ -317,7 +317,7 @@ impl Telemetry {
     }
 
     /// Adds a collector made elsewhere, e.g. the HTTP server's counters
-    /// (`crate::server::HttpStats::collector`), which this module cannot name without an
+    /// (`crate::http::HttpStats::collector`), which this module cannot name without an
     /// import cycle.
     pub fn register_collector(&self, collector: Box<dyn prometheus::core::Collector>) {
         let _ = self.registry.register(collector);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use volc_rtc_exporter::pages::{landing_page, targets_page, TargetRow, TargetsQuery};
+use volc_rtc_exporter::http::pages::{landing_page, targets_page, TargetRow, TargetsQuery};
 
 use pages_common::{fixture, info};
 

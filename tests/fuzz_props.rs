@@ -13,11 +13,11 @@ use serde_json::Value;
 use volc_rtc_exporter::callbacks::{self, verify, Dedup, Outcome, Policy};
 use volc_rtc_exporter::config;
 use volc_rtc_exporter::credentials::{MapEnv, Secret};
+use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
 use volc_rtc_exporter::model::Kind;
 use volc_rtc_exporter::persist::EventRetention;
 use volc_rtc_exporter::sources::api;
 use volc_rtc_exporter::volc::parse;
-use volc_rtc_exporter::web_config::{LoadOptions, WebConfig};
 
 const KEY: &str = "fuzz-callback-key-7c1e";
 

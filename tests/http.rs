@@ -1,6 +1,6 @@
 //! The exporter's HTTP side on loopback, following the exporter-toolkit's own web config tests
 //! (good and bad config files; users right, wrong and unknown; with and without TLS; client
-//! certificates), through the real server (`server::serve`) and the real binary:
+//! certificates), through the real server (`http::serve`) and the real binary:
 //!
 //! - basic auth on every path but the probes, `401` with `WWW-Authenticate`;
 //! - TLS and mTLS with certificates made here with rcgen, reqwest (rustls) trusting only them;
@@ -29,15 +29,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::config::{MapEnv, Settings};
 use volc_rtc_exporter::exposition::Page;
-use volc_rtc_exporter::model::{Kind, Target, TargetKey};
-use volc_rtc_exporter::pages::TargetRow;
-use volc_rtc_exporter::reload::{Apply, ApplySummary, Reloader};
-use volc_rtc_exporter::server::{
+use volc_rtc_exporter::http::pages::TargetRow;
+use volc_rtc_exporter::http::web_config::{SharedWebConfig, WebConfig};
+use volc_rtc_exporter::http::{
     serve, ApiRefusal, App, LandingInfo, Options, Registered, Targets, Unregistered,
 };
+use volc_rtc_exporter::model::{Kind, Target, TargetKey};
+use volc_rtc_exporter::reload::{Apply, ApplySummary, Reloader};
 use volc_rtc_exporter::sources::Source;
 use volc_rtc_exporter::telemetry::Telemetry;
-use volc_rtc_exporter::web_config::{SharedWebConfig, WebConfig};
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0LWZvci1jbGktdGVzdHMtb25seQ==";

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use volc_rtc_exporter::model::{status, stop_reason, Kind};
-use volc_rtc_exporter::pages::{
+use volc_rtc_exporter::http::pages::{
     landing_page, targets_page, PageInfo, TargetRow, TargetsQuery, DEFAULT_ROWS_PER_GROUP,
 };
+use volc_rtc_exporter::model::{status, stop_reason, Kind};
 use volc_rtc_exporter::scheduler::Phase;
 
 use pages_common::{ended, failing, fixture, info, row, EVIL_APP, HOUR_MS, NOW_MS};

@@ -15,9 +15,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::{Chunk, Format, Page};
+use volc_rtc_exporter::http::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
 use volc_rtc_exporter::render;
-use volc_rtc_exporter::server::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
 use volc_rtc_exporter::store::{Store, BLOCK};
 use volc_rtc_exporter::telemetry::Telemetry;
 

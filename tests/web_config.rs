@@ -24,7 +24,9 @@ use hyper_util::server::conn::auto;
 use rcgen::{CertificateParams, Issuer, KeyPair};
 use reqwest::header::WWW_AUTHENTICATE;
 use tokio::net::TcpListener;
-use volc_rtc_exporter::web_config::{Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError};
+use volc_rtc_exporter::http::web_config::{
+    Caller, LoadOptions, Unauthorized, WebConfig, WebConfigError,
+};
 
 /// A scratch directory holding the fixtures and a fresh PKI:
 /// `ca.crt` signs `server.crt`/`server.key` (for localhost and 127.0.0.1); `other.key` is an

@@ -66,7 +66,7 @@ pub async fn demo(
 ) -> anyhow::Result<()> {
     let web_config = web.load()?;
     let tls = web_config.tls_enabled();
-    let web_config = crate::web_config::SharedWebConfig::new(web_config);
+    let web_config = crate::http::web_config::SharedWebConfig::new(web_config);
     let started = crate::clock::now();
     let scenario = sim::demo_scenario(started);
     let simulator = Arc::new(sim::Simulator::from_scenario(

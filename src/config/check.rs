@@ -5,7 +5,9 @@
 //! holds. Nothing stops the walk: all problems come back together, sorted by place. Warnings
 //! (allowed but suspicious) go to [`Settings::warnings`].
 //!
-//! The tree is consumed as it is read, so a large `targets:` list is not held twice.
+//! The tree is consumed as it is read, so a large `targets:` list is not held twice. The
+//! target lists (a `targets:` section, or a targets file on its own) are checked by the same
+//! [`Checker`], in the sibling module `targets`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -15,11 +17,11 @@ use std::time::Duration;
 use super::yaml::{self, Node, Pos, Value};
 use super::{
     default_budget, duration, ApiSettings, ConfigError, CredentialSource, Endpoint, Problem,
-    ScheduleSettings, Settings, RECORD_VERSIONS, RESERVED_LABELS, VENDOR_QUOTA, WEBCAST_VERSIONS,
+    ScheduleSettings, Settings, RECORD_VERSIONS, VENDOR_QUOTA, WEBCAST_VERSIONS,
 };
 use crate::callbacks::settings::{CallbackSettings, CallbacksConfig};
 use crate::credentials::{self, CredentialConfig, Credentials, Environment, Secret};
-use crate::model::{Action, Kind, Labels, Target, TargetKey};
+use crate::model::{Action, Labels, Target};
 
 const ROOT_KEYS: &[&str] = &[
     "api",
@@ -60,7 +62,6 @@ const EMPTY: &str =
     "the config is empty; it needs at least a `targets:` list (see examples/config.yaml)";
 /// What a list must look like, in messages.
 const LIST: &str = "a list (each entry starting with `- `)";
-const TARGET_KEYS: &[&str] = &["kind", "app_id", "room_id", "task_id", "labels"];
 /// The sections a misplaced top-level key may belong in, for the "did you mean" hint.
 const SECTIONS: [(&str, &[&str]); 4] = [
     ("api", API_KEYS),
@@ -73,9 +74,6 @@ const SECTIONS: [(&str, &[&str]); 4] = [
 /// instants or nanoseconds can overflow.
 const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The most concurrent requests accepted.
-/// Past this many label sets, new ones are no longer remembered for sharing: a file whose every
-/// target has labels of its own would only grow the index.
-const MAX_LABEL_SETS: usize = 4096;
 const MAX_IN_FLIGHT: usize = 10_000;
 /// The highest budget accepted, requests per second per action.
 const MAX_BUDGET: f64 = 10_000.0;
@@ -210,25 +208,25 @@ pub(super) fn targets(text: &str, origin: &str) -> Result<Vec<Target>, ConfigErr
 
 /// Targets checked so far, each with its index in the list and its place.
 #[derive(Default)]
-struct TargetList {
-    targets: Vec<Target>,
-    places: Vec<(usize, Pos)>,
-    seen: usize,
+pub(super) struct TargetList {
+    pub(super) targets: Vec<Target>,
+    pub(super) places: Vec<(usize, Pos)>,
+    pub(super) seen: usize,
 }
 
 /// A value found under a key: where the key is, where the value is shown, and the value.
-struct Field {
-    key: Pos,
-    at: Pos,
-    node: Node,
+pub(super) struct Field {
+    pub(super) key: Pos,
+    pub(super) at: Pos,
+    pub(super) node: Node,
 }
 
 /// A mapping's entries that passed the key checks, in file order.
 #[derive(Default)]
-struct Fields(Vec<(Rc<str>, Field)>);
+pub(super) struct Fields(pub(super) Vec<(Rc<str>, Field)>);
 
 impl Fields {
-    fn take(&mut self, name: &str) -> Option<Field> {
+    pub(super) fn take(&mut self, name: &str) -> Option<Field> {
         let i = self.0.iter().position(|(k, _)| &**k == name)?;
         Some(self.0.remove(i).1)
     }
@@ -236,14 +234,14 @@ impl Fields {
 
 /// A single value as written: absent or empty, of another shape (already reported), or its
 /// text and place.
-enum One {
+pub(super) enum One {
     Absent,
     Refused,
     Text(Rc<str>, Pos),
 }
 
 impl One {
-    fn text(self) -> Option<(Rc<str>, Pos)> {
+    pub(super) fn text(self) -> Option<(Rc<str>, Pos)> {
         match self {
             One::Text(text, pos) => Some((text, pos)),
             One::Absent | One::Refused => None,
@@ -261,7 +259,7 @@ fn shown(path: &str) -> String {
 }
 
 /// A value as shown in a message: escaped, and cut when long.
-fn show(value: &str) -> String {
+pub(super) fn show(value: &str) -> String {
     let escaped: String = value.escape_debug().collect();
     if escaped.chars().count() > 80 {
         let cut: String = escaped.chars().take(77).collect();
@@ -272,13 +270,6 @@ fn show(value: &str) -> String {
 }
 
 pub use crate::model::is_valid_id;
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name rule.
-fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
 
 /// The valid name nearest to `name` by edit distance (ignoring case), if near enough to be a
 /// plausible typo; else one that `name` merely extends or shortens (`recording`, `record`).
@@ -328,12 +319,12 @@ fn unknown_key(name: &str, path: &str, valid: &[&str]) -> String {
 
 /// The findings so far: problems and warnings, each with its place when it has one.
 #[derive(Default)]
-struct Checker {
-    problems: Vec<(Option<Pos>, String)>,
+pub(super) struct Checker {
+    pub(super) problems: Vec<(Option<Pos>, String)>,
     warnings: Vec<(Option<Pos>, String)>,
     /// The label sets seen so far, each held once ([`Checker::shared_labels`]).
-    label_sets: HashSet<Labels>,
-    no_labels: Labels,
+    pub(super) label_sets: HashSet<Labels>,
+    pub(super) no_labels: Labels,
 }
 
 /// Findings as [`Problem`]s of `origin`, in file order (those without a place last).
@@ -349,16 +340,16 @@ fn sorted(origin: &str, mut found: Vec<(Option<Pos>, String)>) -> Vec<Problem> {
 }
 
 impl Checker {
-    fn problem(&mut self, pos: Option<Pos>, message: String) {
+    pub(super) fn problem(&mut self, pos: Option<Pos>, message: String) {
         self.problems.push((pos, message));
     }
 
-    fn warn(&mut self, pos: Pos, message: String) {
+    pub(super) fn warn(&mut self, pos: Pos, message: String) {
         self.warnings.push((Some(pos), message));
     }
 
     /// The warnings as lines, or every problem.
-    fn finish(self, origin: &str) -> Result<Vec<String>, ConfigError> {
+    pub(super) fn finish(self, origin: &str) -> Result<Vec<String>, ConfigError> {
         if !self.problems.is_empty() {
             return Err(ConfigError {
                 problems: sorted(origin, self.problems),
@@ -369,14 +360,14 @@ impl Checker {
     }
 
     /// `what` (at `pos`) must be `expected` but is `found`.
-    fn shape(&mut self, pos: Pos, what: &str, expected: &str, found: &Value) {
+    pub(super) fn shape(&mut self, pos: Pos, what: &str, expected: &str, found: &Value) {
         let message = format!("{what} must be {expected}, found {}", found.describe());
         self.problem(Some(pos), message);
     }
 
     /// A mapping's entries with plain keys seen for the first time and, given `valid`, only
     /// known keys; the others are reported.
-    fn entries(
+    pub(super) fn entries(
         &mut self,
         entries: Box<[(Node, Node)]>,
         path: &str,
@@ -441,7 +432,7 @@ impl Checker {
     }
 
     /// The single value at `path`, if any.
-    fn one(&mut self, field: Option<Field>, path: &str) -> One {
+    pub(super) fn one(&mut self, field: Option<Field>, path: &str) -> One {
         let Some(field) = field else {
             return One::Absent;
         };
@@ -720,227 +711,6 @@ impl Checker {
         }
     }
 
-    /// The targets of a list, named `targets[i]`; `empty_at` is where an empty list under
-    /// `targets:` draws its warning. Duplicates are reported against the first target with
-    /// their key and left out.
-    fn target_list(&mut self, items: Box<[Node]>, empty_at: Option<Pos>) -> Vec<Target> {
-        if let (true, Some(at)) = (items.is_empty(), empty_at) {
-            let message =
-                "`targets` is empty, so nothing will be polled; add targets to follow tasks, or \
-                 `target_files:` or `callbacks:` to find them";
-            self.warn(at, message.into());
-        }
-        let mut list = TargetList {
-            targets: Vec::with_capacity(items.len()),
-            places: Vec::with_capacity(items.len()),
-            seen: 0,
-        };
-        for item in items.into_vec() {
-            self.target_item(&mut list, item);
-        }
-        self.unique_targets(list)
-    }
-
-    /// Checks the next item of a target list; a good target joins `list`.
-    fn target_item(&mut self, list: &mut TargetList, item: Node) {
-        let i = list.seen;
-        list.seen += 1;
-        let (path, pos) = (format!("targets[{i}]"), item.pos);
-        let entries = match item.value {
-            Value::Map(entries) => entries,
-            other => {
-                let expected = format!("a mapping with keys ({})", TARGET_KEYS.join(", "));
-                self.shape(pos, &format!("`{path}`"), &expected, &other);
-                return;
-            }
-        };
-        let fields = self.entries(entries, &path, Some(TARGET_KEYS));
-        if let Some(target) = self.target(&path, pos, fields) {
-            list.targets.push(target);
-            list.places.push((i, pos));
-        }
-    }
-
-    /// The checked targets with duplicates reported (and dropped).
-    fn unique_targets(&mut self, list: TargetList) -> Vec<Target> {
-        let TargetList {
-            targets: mut out,
-            places,
-            ..
-        } = list;
-        let mut first_seen: HashMap<&TargetKey, (usize, Pos)> = HashMap::with_capacity(out.len());
-        let mut duplicates = HashSet::new();
-        for (target, &(i, pos)) in out.iter().zip(&places) {
-            match first_seen.get(&target.key) {
-                Some(&(first, first_pos)) => {
-                    let message = format!(
-                        "duplicate target: `targets[{i}]` has the same kind, app_id, room_id and task_id as `targets[{first}]` at line {}; remove one of them",
-                        first_pos.line
-                    );
-                    self.problems.push((Some(pos), message));
-                    duplicates.insert(i);
-                }
-                None => {
-                    first_seen.insert(&target.key, (i, pos));
-                }
-            }
-        }
-        drop(first_seen);
-        let mut list = places.iter();
-        out.retain(|_| list.next().is_some_and(|(i, _)| !duplicates.contains(i)));
-        out
-    }
-
-    fn id(&mut self, field: &str, one: One) -> Option<String> {
-        let (s, at) = one.text()?;
-        if is_valid_id(&s) {
-            return Some(s.to_string());
-        }
-        let why = if s.is_empty() {
-            "is empty".to_owned()
-        } else if s.len() > 128 {
-            format!("is {} characters long", s.chars().count())
-        } else {
-            format!("is {}", show(&s))
-        };
-        let message = format!(
-            "`{field}` {why}; IDs are 1 to 128 characters from a-z A-Z 0-9 _ @ . - (use the exact ID given to StartRecord/StartWebcast)"
-        );
-        self.problem(Some(at), message);
-        None
-    }
-
-    fn target(&mut self, path: &str, pos: Pos, mut f: Fields) -> Option<Target> {
-        let mut get = |c: &mut Checker, key: &str| {
-            let field = f.take(key);
-            c.one(field, &format!("{path}.{key}"))
-        };
-        let (kind, app_id, room_id, task_id) = (
-            get(self, "kind"),
-            get(self, "app_id"),
-            get(self, "room_id"),
-            get(self, "task_id"),
-        );
-        let labels = f.take("labels");
-        let kind = match kind {
-            One::Absent => {
-                let message =
-                    format!("`{path}` has no `kind`; add `kind: record` or `kind: webcast`");
-                self.problem(Some(pos), message);
-                None
-            }
-            One::Refused => None,
-            One::Text(s, _) if &*s == "record" => Some(Kind::Record),
-            One::Text(s, _) if &*s == "webcast" => Some(Kind::Webcast),
-            One::Text(s, at) => {
-                let hint = closest(&s, &["record", "webcast"])
-                    .map(|k| format!("did you mean `{k}`? "))
-                    .unwrap_or_default();
-                let message = format!(
-                    "`{path}.kind` is {}; {hint}use `record` (GetRecordTask) or `webcast` (GetWebCastTask)",
-                    show(&s)
-                );
-                self.problem(Some(at), message);
-                None
-            }
-        };
-        for (key, one, what) in [
-            ("app_id", &app_id, "the RTC AppId"),
-            ("room_id", &room_id, "the RoomId the task records"),
-        ] {
-            if matches!(one, One::Absent) {
-                let message = format!("`{path}` has no `{key}`; add `{key}: ...` ({what})");
-                self.problem(Some(pos), message);
-            }
-        }
-        let app_id = self.id(&format!("{path}.app_id"), app_id);
-        let room_id = self.id(&format!("{path}.room_id"), room_id);
-        let had_task = !matches!(task_id, One::Absent);
-        let task_id = self.id(&format!("{path}.task_id"), task_id);
-        if kind == Some(Kind::Record) && !had_task {
-            let message = format!(
-                "`{path}` is a record target without `task_id`; GetRecordTask needs one: add `task_id: ...` (only webcast targets may leave it out, meaning the room's newest task)"
-            );
-            self.problem(Some(pos), message);
-        }
-        let labels = self.labels(&format!("{path}.labels"), labels);
-        let key = TargetKey {
-            kind: kind?,
-            app_id: app_id?,
-            room_id: room_id?,
-            task_id,
-        };
-        if had_task && key.task_id.is_none() {
-            return None;
-        }
-        Some(Target {
-            key,
-            labels: self.shared_labels(labels?),
-        })
-    }
-
-    /// The one shared copy of `labels`: targets with equal label sets hold the same [`Labels`].
-    fn shared_labels(&mut self, labels: Vec<(String, String)>) -> Labels {
-        if labels.is_empty() {
-            return self.no_labels.clone();
-        }
-        if let Some(shared) = self.label_sets.get(labels.as_slice()) {
-            return shared.clone();
-        }
-        let shared: Labels = labels.into();
-        if self.label_sets.len() < MAX_LABEL_SETS {
-            self.label_sets.insert(shared.clone());
-        }
-        shared
-    }
-
-    /// A target's `labels:`, sorted by name; `None` when any is wrong.
-    fn labels(&mut self, path: &str, field: Option<Field>) -> Option<Vec<(String, String)>> {
-        let Some(field) = field else {
-            return Some(Vec::new());
-        };
-        let entries = match field.node.value {
-            Value::Null => return Some(Vec::new()),
-            Value::Map(entries) => self.entries(entries, path, None),
-            other => {
-                let expected = "a mapping of `name: value` pairs";
-                self.shape(field.at, &format!("`{path}`"), expected, &other);
-                return None;
-            }
-        };
-        let mut ok = true;
-        let mut labels = Vec::with_capacity(entries.0.len());
-        for (name, field) in entries.0 {
-            let (key, child) = (field.key, format!("{path}.{name}"));
-            let why = match self.one(Some(field), &child) {
-                _ if !is_label_name(&name) => format!(
-                    ": label name {} is not a valid Prometheus label name; use letters, digits and `_`, not starting with a digit",
-                    show(&name)
-                ),
-                _ if name.starts_with("__") => format!(
-                    ": label name `{name}` starts with `__`, which Prometheus reserves; rename it"
-                ),
-                _ if RESERVED_LABELS.contains(&&*name) => format!(
-                    ": label name `{name}` collides with a label the exporter sets itself ({}); rename it, e.g. `{name}_name`",
-                    RESERVED_LABELS.join(", ")
-                ),
-                One::Text(value, _) => {
-                    labels.push((name.to_string(), value.to_string()));
-                    continue;
-                }
-                One::Refused => {
-                    ok = false;
-                    continue;
-                }
-                One::Absent => " has no value; give it one (quote it if it looks like a number or `null`) or remove it".into(),
-            };
-            self.problem(Some(key), format!("`{child}`{why}"));
-            ok = false;
-        }
-        labels.sort();
-        ok.then_some(labels)
-    }
-
     fn credentials(
         &mut self,
         f: &mut Fields,
@@ -1032,15 +802,6 @@ mod tests {
         assert!(!std::sync::Arc::ptr_eq(&t[0].labels, &t[2].labels));
         assert_eq!(*t[2].labels, [("team".to_string(), "y".to_string())]);
         assert!(t[3].labels.is_empty());
-    }
-
-    #[test]
-    fn label_name_rule() {
-        assert!(is_label_name("team"));
-        assert!(is_label_name("_x1"));
-        assert!(!is_label_name("1x"));
-        assert!(!is_label_name("a-b"));
-        assert!(!is_label_name(""));
     }
 
     #[test]

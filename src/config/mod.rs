@@ -10,7 +10,8 @@
 //!    key, or the section a misplaced key belongs in), duplicate keys, values of the wrong
 //!    shape and values that do not hold (IDs, durations, budgets, labels, endpoint, duplicate
 //!    targets, credentials via [`crate::credentials::resolve`]) are all findings, placed at
-//!    the node they are about. [`duration`] reads Prometheus durations.
+//!    the node they are about; `targets` holds the part of that walk that checks target lists.
+//!    [`duration`] reads Prometheus durations.
 //!
 //! [`load_targets`] reads a file that holds only a list of targets (YAML, or JSON, which is
 //! YAML), each written as under `targets:`, with the same checks and messages.
@@ -28,6 +29,7 @@
 
 mod check;
 pub use crate::duration;
+mod targets;
 pub mod yaml;
 
 use std::collections::BTreeSet;

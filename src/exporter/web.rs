@@ -19,15 +19,15 @@ use tokio_util::sync::CancellationToken;
 use super::{Exporter, ExporterError};
 use crate::callbacks::CallbackSettings;
 use crate::config::Settings;
+use crate::http::pages::TargetRow;
+use crate::http::web_config::SharedWebConfig;
+use crate::http::{self, App, LandingInfo, Options, Targets};
+use crate::http::{ApiRefusal, Registered, Unregistered};
 use crate::model::{Action, Target, TargetKey};
-use crate::pages::TargetRow;
 use crate::persist::Source as PersistSource;
 use crate::reload::{Apply, ApplySummary, Reloader};
-use crate::server::{self, App, LandingInfo, Options, Targets};
-use crate::server::{ApiRefusal, Registered, Unregistered};
 use crate::sources::Source;
 use crate::volc::client::Client;
-use crate::web_config::SharedWebConfig;
 
 /// The HTTP side's setup: the `--web.*` switches, the web config in force, and what
 /// `POST /-/reload` runs.
@@ -285,7 +285,7 @@ pub async fn run_with(
         app = app.with_callbacks(settings.path.clone(), Arc::new(endpoint));
     }
     exporter.telemetry.register_collector(app.stats.collector());
-    let http = tokio::spawn(server::serve(listener, Arc::new(app), shutdown.clone()));
+    let http = tokio::spawn(http::serve(listener, Arc::new(app), shutdown.clone()));
     exporter.refresh_gauges();
     let files = exporter.follow_files(&shutdown).await;
     exporter.watch_credentials(&shutdown);

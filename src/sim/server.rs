@@ -1,5 +1,5 @@
 //! The simulator's HTTP/1.1 server: hyper on an already-bound listener, on the crate's shared
-//! accept loop ([`crate::accept`]): one task per connection, graceful shutdown when the
+//! accept loop ([`crate::http::accept`]): one task per connection, graceful shutdown when the
 //! `CancellationToken` fires (in-flight answers get [`GRACE`] to finish, then connections are
 //! dropped).
 
@@ -37,7 +37,7 @@ pub async fn serve(
 ) -> io::Result<()> {
     let connection =
         move |stream: TcpStream, _peer, closing| serve_connection(stream, sim.clone(), closing);
-    crate::accept::serve(listener, connection, shutdown, GRACE, "simulator").await;
+    crate::http::accept::serve(listener, connection, shutdown, GRACE, "simulator").await;
     Ok(())
 }
 

@@ -3,8 +3,8 @@
 //! "now" so every relative time is known.
 #![allow(dead_code)]
 
+use volc_rtc_exporter::http::pages::{PageInfo, TargetRow};
 use volc_rtc_exporter::model::{status, stop_reason, Kind};
-use volc_rtc_exporter::pages::{PageInfo, TargetRow};
 use volc_rtc_exporter::scheduler::Phase;
 
 /// 2026-12-01 11:00:00 UTC.
@@ -64,7 +64,7 @@ pub fn info() -> PageInfo {
             "/etc/volc/targets/*.yaml".to_string(),
         ),
     ];
-    info.extra_links = vec![volc_rtc_exporter::pages::Link::new(
+    info.extra_links = vec![volc_rtc_exporter::http::pages::Link::new(
         "api/v1/targets",
         "Targets API",
     )];

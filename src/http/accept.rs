@@ -4,7 +4,7 @@
 //! accepting, ask every connection to finish its request in flight, wait at most a grace
 //! period, then drop whatever remains).
 //!
-//! The caller turns each accepted stream into a connection future ([`Connection`]), which is
+//! The caller turns each accepted stream into a connection future ([`ServeConnection`]), which is
 //! handed a token that is cancelled when shutdown begins; it should then shut down gracefully
 //! (hyper's `graceful_shutdown`) and complete.
 
@@ -21,7 +21,7 @@ pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// What the accept loop does with one accepted connection: given the stream, the peer and a
 /// token cancelled when shutdown begins, the future that serves it to the end.
-pub trait Connection: Send + 'static {
+pub trait ServeConnection: Send + 'static {
     type Future: Future<Output = ()> + Send + 'static;
     fn serve(
         &self,
@@ -31,7 +31,7 @@ pub trait Connection: Send + 'static {
     ) -> Self::Future;
 }
 
-impl<F, Fut> Connection for F
+impl<F, Fut> ServeConnection for F
 where
     F: Fn(TcpStream, SocketAddr, CancellationToken) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
@@ -47,7 +47,7 @@ where
 /// most `grace`, and drops whatever remains. Returns the number of connections dropped.
 pub async fn serve(
     listener: TcpListener,
-    connection: impl Connection,
+    connection: impl ServeConnection,
     shutdown: CancellationToken,
     grace: Duration,
     name: &'static str,

@@ -21,7 +21,7 @@ use prometheus::{IntCounterVec, Opts};
 use tokio::time::Instant;
 
 use super::connection::CloseReason;
-use crate::web_config::Unauthorized;
+use super::web_config::Unauthorized;
 
 /// The least time between two log lines about failed logins.
 pub const AUTH_LOG_EVERY: Duration = Duration::from_secs(60);

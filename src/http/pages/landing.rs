@@ -6,7 +6,8 @@ use std::fmt::Write as _;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::{close_page, escape_into, open_page, status_name, write_ago, PageInfo, TargetRow};
+use super::html::{close_page, escape_into, open_page, status_name, write_ago, write_utc};
+use super::row::{PageInfo, TargetRow};
 use crate::model::Kind;
 use crate::scheduler::Phase;
 
@@ -33,7 +34,7 @@ pub fn landing_page(info: &PageInfo, rows: &[TargetRow]) -> String {
     out.push_str("</code>, revision <code>");
     escape_into(&mut out, &info.revision);
     out.push_str("</code> · as of ");
-    super::write_utc(&mut out, info.now_ms);
+    write_utc(&mut out, info.now_ms);
     out.push_str("</p>\n");
     if !info.facts.is_empty() {
         out.push_str("<dl class=\"facts\">");
@@ -176,7 +177,7 @@ fn write_failed_tasks(out: &mut String, now_ms: i64, rows: &[TargetRow]) {
         out.push_str("<tr><td>");
         write_ago(out, now_ms, *end);
         out.push_str("<br><span class=\"muted\">");
-        super::write_utc(out, *end);
+        write_utc(out, *end);
         out.push_str("</span></td><td>");
         write_target_link(out, row);
         let _ = write!(out, "</td><td>{}</td><td>", row.kind.as_str());

@@ -518,29 +518,6 @@ pub enum MaybeTlsStream {
     Tls(Box<TlsStream<TcpStream>>),
 }
 
-impl MaybeTlsStream {
-    /// Whether the connection is TLS.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, MaybeTlsStream::Tls(_))
-    }
-
-    /// The protocol agreed by ALPN (`h2` or `http/1.1`), if any.
-    pub fn alpn_protocol(&self) -> Option<&[u8]> {
-        match self {
-            MaybeTlsStream::Plain(_) => None,
-            MaybeTlsStream::Tls(tls) => tls.get_ref().1.alpn_protocol(),
-        }
-    }
-
-    /// The client's certificate chain, when it sent one.
-    pub fn peer_certificates(&self) -> Option<&[CertificateDer<'static>]> {
-        match self {
-            MaybeTlsStream::Plain(_) => None,
-            MaybeTlsStream::Tls(tls) => tls.get_ref().1.peer_certificates(),
-        }
-    }
-}
-
 impl AsyncRead for MaybeTlsStream {
     fn poll_read(
         self: Pin<&mut Self>,

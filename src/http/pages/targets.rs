@@ -9,10 +9,10 @@ use std::fmt::Write as _;
 
 use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::{
-    close_page, escape_into, open_page, status_name, write_ago, write_due, write_utc, Health,
-    PageInfo, TargetRow,
+use super::html::{
+    close_page, escape_into, open_page, status_name, write_ago, write_due, write_utc,
 };
+use super::row::{Health, PageInfo, TargetRow};
 use crate::model::status;
 use crate::scheduler::Phase;
 
@@ -334,62 +334,15 @@ fn write_row(out: &mut String, now_ms: i64, row: &TargetRow) {
     if health == Health::Down {
         out.push_str(" class=\"fail\"");
     }
-    out.push_str("><td><span class=\"id\">");
-    escape_into(out, &row.room_id);
-    out.push_str("</span> / ");
-    match &row.task_id {
-        Some(task) => {
-            out.push_str("<span class=\"id\">");
-            escape_into(out, task);
-            out.push_str("</span>");
-        }
-        None => out.push_str("<i>newest task</i>"),
-    }
-    let _ = write!(out, " <span class=\"muted\">{}</span>", row.kind.as_str());
-    if !row.labels.is_empty() {
-        out.push_str("<br>");
-        for (name, value) in &row.labels {
-            out.push_str("<span class=\"lbl\">");
-            escape_into(out, name);
-            out.push('=');
-            escape_into(out, value);
-            out.push_str("</span>");
-        }
-    }
+    out.push_str("><td>");
+    write_target_cell(out, row);
 
     let _ = write!(
         out,
         "</td><td><span class=\"badge {0}\">{0}</span></td><td>",
         health.as_str()
     );
-    match row.status {
-        Some(s) => {
-            let class = if row.task_failed() {
-                "tf"
-            } else if s == status::RUNNING {
-                "up"
-            } else {
-                "pending"
-            };
-            let _ = write!(
-                out,
-                "<span class=\"badge {class}\">{}</span>",
-                status_name(s)
-            );
-        }
-        None if row.task_failed() => out.push_str("<span class=\"badge tf\">Failed</span>"),
-        None => out.push_str("<span class=\"muted\">—</span>"),
-    }
-    if let Some(reason) = &row.stop_reason {
-        out.push_str("<br><span class=\"muted\">");
-        escape_into(out, reason);
-        out.push_str("</span>");
-    }
-    if let Some(end) = row.end_time_ms.filter(|&t| t > 0) {
-        out.push_str("<br><span class=\"muted\">ended ");
-        write_ago(out, now_ms, end);
-        out.push_str("</span>");
-    }
+    write_task_cell(out, now_ms, row);
 
     out.push_str("</td><td>");
     match row.last_poll_ms {
@@ -429,6 +382,64 @@ fn write_row(out: &mut String, now_ms: i64, row: &TargetRow) {
         escape_into(out, source);
     }
     out.push_str("</td></tr>\n");
+}
+
+/// The first cell of a row: room, task, kind and labels.
+fn write_target_cell(out: &mut String, row: &TargetRow) {
+    out.push_str("<span class=\"id\">");
+    escape_into(out, &row.room_id);
+    out.push_str("</span> / ");
+    match &row.task_id {
+        Some(task) => {
+            out.push_str("<span class=\"id\">");
+            escape_into(out, task);
+            out.push_str("</span>");
+        }
+        None => out.push_str("<i>newest task</i>"),
+    }
+    let _ = write!(out, " <span class=\"muted\">{}</span>", row.kind.as_str());
+    if !row.labels.is_empty() {
+        out.push_str("<br>");
+        for (name, value) in &row.labels {
+            out.push_str("<span class=\"lbl\">");
+            escape_into(out, name);
+            out.push('=');
+            escape_into(out, value);
+            out.push_str("</span>");
+        }
+    }
+}
+
+/// The task cell of a row: its status, stop reason and end.
+fn write_task_cell(out: &mut String, now_ms: i64, row: &TargetRow) {
+    match row.status {
+        Some(s) => {
+            let class = if row.task_failed() {
+                "tf"
+            } else if s == status::RUNNING {
+                "up"
+            } else {
+                "pending"
+            };
+            let _ = write!(
+                out,
+                "<span class=\"badge {class}\">{}</span>",
+                status_name(s)
+            );
+        }
+        None if row.task_failed() => out.push_str("<span class=\"badge tf\">Failed</span>"),
+        None => out.push_str("<span class=\"muted\">—</span>"),
+    }
+    if let Some(reason) = &row.stop_reason {
+        out.push_str("<br><span class=\"muted\">");
+        escape_into(out, reason);
+        out.push_str("</span>");
+    }
+    if let Some(end) = row.end_time_ms.filter(|&t| t > 0) {
+        out.push_str("<br><span class=\"muted\">ended ");
+        write_ago(out, now_ms, end);
+        out.push_str("</span>");
+    }
 }
 
 #[cfg(test)]

@@ -224,11 +224,6 @@ impl WebConfig {
         self.tls.as_ref()
     }
 
-    /// An acceptor for the next handshake (with the current certificates), when TLS is on.
-    pub fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.tls.as_ref().map(|tls| tls.acceptor())
-    }
-
     /// Wraps an accepted connection: the TLS handshake (bounded by [`HANDSHAKE_TIMEOUT`]) when
     /// TLS is on, the stream as it is otherwise. Call it in the connection's own task, so a
     /// slow client does not hold up accepting others.
@@ -518,35 +513,7 @@ impl<'a> Checker<'a> {
 
     fn tls(&mut self, raw: RawTls, base: &Path, http2: bool) -> Option<tls::TlsSettings> {
         let section = "tls_server_config";
-        for (present, key, why) in [
-            (
-                raw.cert.is_some(),
-                "cert",
-                "write the certificate to a file and name it in cert_file",
-            ),
-            (
-                raw.key.is_some(),
-                "key",
-                "write the key to a file (mode 0600) and name it in key_file",
-            ),
-            (
-                raw.client_ca.is_some(),
-                "client_ca",
-                "write the CA certificates to a file and name it in client_ca_file",
-            ),
-            (
-                raw.client_allowed_sans.is_some(),
-                "client_allowed_sans",
-                "remove it and sign the allowed clients' certificates with a dedicated client CA",
-            ),
-        ] {
-            if present {
-                self.problem(
-                    &[section, key],
-                    format!("is not supported by this exporter; {why}"),
-                );
-            }
-        }
+        self.inline_tls_material(&raw);
 
         let path_of = |value: &Option<String>| {
             value
@@ -578,22 +545,7 @@ impl<'a> Checker<'a> {
                 "is missing: name the PEM file with the server certificate's private key, or remove tls_server_config to serve plain HTTP",
             );
         }
-        let client_auth = ClientAuth::parse(&auth_name);
-        match client_auth {
-            None => self.problem(
-                &[section, "client_auth_type"],
-                format!("{auth_name:?} is not a client auth type; write one of {}", ClientAuth::NAMES.join(", ")),
-            ),
-            Some(ClientAuth::NoClientCert) if client_ca_file.is_some() => self.problem(
-                &[section, "client_ca_file"],
-                "is set but client_auth_type is NoClientCert, so it would not be used; set client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven), or remove client_ca_file",
-            ),
-            Some(auth) if auth.verifies() && client_ca_file.is_none() => self.problem(
-                &[section, "client_auth_type"],
-                format!("{auth_name} verifies client certificates against a CA, so client_ca_file must name the CA's PEM file"),
-            ),
-            Some(_) => {}
-        }
+        let client_auth = self.client_auth(&auth_name, client_ca_file.is_some());
 
         let versions = self.versions(raw.min_version.as_deref(), raw.max_version.as_deref());
         let offers_tls12 = versions
@@ -623,6 +575,63 @@ impl<'a> Checker<'a> {
             prefer_server_order: raw.prefer_server_cipher_suites.unwrap_or(true),
             alpn,
         })
+    }
+
+    /// Certificates, keys and CAs written inline, which the toolkit accepts and this exporter
+    /// does not.
+    fn inline_tls_material(&mut self, raw: &RawTls) {
+        let section = "tls_server_config";
+        for (present, key, why) in [
+            (
+                raw.cert.is_some(),
+                "cert",
+                "write the certificate to a file and name it in cert_file",
+            ),
+            (
+                raw.key.is_some(),
+                "key",
+                "write the key to a file (mode 0600) and name it in key_file",
+            ),
+            (
+                raw.client_ca.is_some(),
+                "client_ca",
+                "write the CA certificates to a file and name it in client_ca_file",
+            ),
+            (
+                raw.client_allowed_sans.is_some(),
+                "client_allowed_sans",
+                "remove it and sign the allowed clients' certificates with a dedicated client CA",
+            ),
+        ] {
+            if present {
+                self.problem(
+                    &[section, key],
+                    format!("is not supported by this exporter; {why}"),
+                );
+            }
+        }
+    }
+
+    /// `client_auth_type`, checked against whether `client_ca_file` is set.
+    fn client_auth(&mut self, auth_name: &str, has_client_ca: bool) -> Option<ClientAuth> {
+        let section = "tls_server_config";
+        let client_auth = ClientAuth::parse(auth_name);
+        match client_auth {
+            None => self.problem(
+                &[section, "client_auth_type"],
+                format!("{auth_name:?} is not a client auth type; write one of {}", ClientAuth::NAMES.join(", ")),
+            ),
+            Some(ClientAuth::NoClientCert) if has_client_ca => self.problem(
+                &[section, "client_ca_file"],
+                "is set but client_auth_type is NoClientCert, so it would not be used; set client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven), or remove client_ca_file",
+            ),
+            Some(auth) if auth.verifies() && !has_client_ca => self.problem(
+                &[section, "client_auth_type"],
+                format!("{auth_name} verifies client certificates against a CA, so client_ca_file must name the CA's PEM file"),
+            ),
+            Some(_) => {}
+        }
+        client_auth
     }
 
     fn versions(
