@@ -135,6 +135,7 @@ impl Durable {
             if matches!(phase, Phase::Done | Phase::Expired) && !room {
                 summary.parked += 1;
                 scheduler.restore(id, &target, restored, now, wall);
+                store.set_parked(id, true);
             } else {
                 let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
                 queued[target.key.kind.action()][lane].push((id, target.clone(), restored));

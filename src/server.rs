@@ -362,12 +362,13 @@ type Answer = Response<Body>;
 
 /// A response body sent frame by frame from shared buffers: hyper writes each large `Bytes`
 /// as it is (vectored), so a page is not copied per request and a client that does not read
-/// holds only references. Runs of small pieces (the deflate pieces of a gzip page, headers)
+/// holds only references (frames may also be made as they are taken, as the text of a chunk
+/// kept compressed is). Runs of small pieces (the deflate pieces of a gzip page, headers)
 /// are joined into frames of up to [`JOINED_FRAME`] bytes as they are sent: many small writes
 /// would each leave a short TCP segment that Nagle's algorithm holds back until the peer's
 /// delayed ACK, 40 ms later. Its exact size is known, so the answer has a `Content-Length`.
 pub struct Body {
-    frames: std::iter::Peekable<std::vec::IntoIter<Bytes>>,
+    frames: std::iter::Peekable<Box<dyn Iterator<Item = Bytes> + Send>>,
     remaining: u64,
     /// The request's place under `--web.max-requests`, given back when the body is dropped
     /// (sent, or the client went away).
@@ -382,9 +383,16 @@ pub const JOINED_FRAME: usize = 64 * 1024;
 impl Body {
     pub fn new(frames: Vec<Bytes>) -> Body {
         let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        Body::streamed(remaining, frames.into_iter())
+    }
+
+    /// A body of `len` bytes whose frames `frames` makes as they are taken. Frames that end
+    /// short of `len` end the body early (the connection is closed).
+    pub fn streamed(len: u64, frames: impl Iterator<Item = Bytes> + Send + 'static) -> Body {
+        let frames: Box<dyn Iterator<Item = Bytes> + Send> = Box::new(frames);
         Body {
-            frames: frames.into_iter().peekable(),
-            remaining,
+            frames: frames.peekable(),
+            remaining: len,
             _permit: None,
         }
     }
@@ -425,7 +433,7 @@ impl hyper::body::Body for Body {
             }
             joined.freeze()
         };
-        self.remaining -= frame.len() as u64;
+        self.remaining = self.remaining.saturating_sub(frame.len() as u64);
         Poll::Ready(Some(Ok(Frame::data(frame))))
     }
 
@@ -823,14 +831,14 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
     let made = tokio::task::spawn_blocking(move || {
         let page = (job.app.render)(format);
         if gzip {
-            page.gzip(job.threads)
+            page.gzip(job.threads).map(Body::new)
         } else {
-            Ok(page.identity())
+            Ok(Body::streamed(page.len() as u64, page.identity()))
         }
     })
     .await;
-    let frames = match made {
-        Ok(Ok(frames)) => frames,
+    let body = match made {
+        Ok(Ok(body)) => body,
         Ok(Err(err)) => {
             tracing::error!(error = %err, "compressing /metrics failed");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Compression failed\n");
@@ -840,7 +848,7 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed\n");
         }
     };
-    let mut answer = Response::new(Body::new(frames));
+    let mut answer = Response::new(body);
     let headers = answer.headers_mut();
     headers.insert(
         CONTENT_TYPE,

@@ -10,18 +10,34 @@
 //!   task_id="…"` then the target's own labels), built once in [`Store::new`] and shared by
 //!   all of the target's series,
 //! - `TAIL` is the rest of the line (`} 2\n`, or `,file="v1"} 1048576\n`), formatted when the
-//!   target's poll result is recorded and kept in one small string per target, with the end
-//!   offset of each family's tails.
+//!   target's poll result is recorded and kept in one small string per target (in the hot
+//!   part, below), with the end offset of each family's tails.
 //!
 //! # How a scrape stays cheap
 //!
-//! Targets are grouped in blocks of [`BLOCK`] consecutive ids. For every (family, block) the
-//! store keeps a ready [`Chunk`]: the family's lines of the block's targets (`NAME{`, `PREFIX`
-//! and each tail), shared by reference with every scrape served from it, plus its compressed
-//! form once a gzip scrape needed it. Recording a poll bumps the generation of only the
-//! (family, block) pairs whose lines changed; [`Store::page`] rebuilds just those chunks (a
-//! copy under the read lock) and so a gzip scrape compresses only what changed since the last
-//! one. Polls take the write lock only for the few microseconds it takes to re-format one
+//! Every family's lines are kept in two parts, each in blocks of [`BLOCK`] slots:
+//!
+//! - the **hot** part: the targets that may still change (new, active, settling, and a room
+//!   still watched), each with its tails kept as text;
+//! - the **cold** part: the targets the poller has parked ([`Store::set_parked`]: done or
+//!   expired, never polled again). Their tails are not kept; they are made again from the
+//!   target's state when its block's chunks are.
+//!
+//! A part has no holes: a target leaving a part (parked, polled again, removed) is replaced
+//! by the part's last one. A family's lines are its cold blocks, then its hot blocks; the
+//! order of series within a family is not otherwise meaningful.
+//!
+//! For every (part, family, block) the store keeps a ready [`Chunk`], shared by reference with
+//! every scrape served from it: a hot chunk as text, compressed (raw deflate, fastest level)
+//! the first time a gzip scrape needs it; a cold chunk compressed as it is made and kept
+//! compressed only, about a tenth of the memory (an identity scrape inflates it again, a chunk
+//! at a time, as the body is sent). Recording a poll bumps the generation of only the
+//! (family, block) pairs whose lines changed; [`Store::page`] rebuilds just those chunks
+//! (under the read lock, so a page is one consistent state) and so a gzip scrape compresses
+//! only what changed since the last one. Since the running targets are kept apart from the
+//! finished ones, a round of polls makes only the few hot blocks' chunks fresh, however many
+//! finished targets the exporter has accumulated: a scrape costs in proportion to what
+//! changed. Polls take the write lock only for the few microseconds it takes to re-format one
 //! target. The per-target families are gauges, so their chunks serve both formats.
 //!
 //! # Lifecycle of a target's series
@@ -54,7 +70,7 @@ use crate::exposition::{
 };
 use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
 
-/// Targets per block: the unit a changed target makes the store copy and compress again.
+/// Slots per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
 pub const BLOCK: usize = 128;
 
@@ -225,8 +241,9 @@ pub struct Store {
     /// Each family's `# HELP`/`# TYPE`, the same in both formats (all gauges).
     headers: [Arc<Chunk>; N_FAMILIES],
     inner: RwLock<Inner>,
-    /// The ready chunks, `[block * N_FAMILIES + family]`. Locked before `inner`.
-    chunks: Mutex<Vec<Cached>>,
+    /// The ready chunks of each part, `[part][block * N_FAMILIES + family]`. Locked before
+    /// `inner`.
+    chunks: Mutex<[Vec<Cached>; 2]>,
 }
 
 struct Inner {
@@ -237,8 +254,56 @@ struct Inner {
     /// The id of every target by key.
     index: HashMap<TargetKey, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
+    /// Where the targets' lines are, `[Part::Hot]` and `[Part::Cold]`.
+    parts: [Layout; 2],
+}
+
+/// The part of every family a target's lines are in: targets that may still change (hot), or
+/// targets the poller has parked (cold), whose chunks stay as they are while others change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Part {
+    #[default]
+    Hot = 0,
+    Cold = 1,
+}
+
+/// The page order of the parts: cold, then hot.
+const PART_ORDER: [Part; 2] = [Part::Cold, Part::Hot];
+
+/// A target's place in the layout: its part and its slot there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Place {
+    part: Part,
+    slot: usize,
+}
+
+impl Place {
+    fn block(self) -> usize {
+        self.slot / BLOCK
+    }
+}
+
+/// One part of every family: its targets in slot order, in blocks of [`BLOCK`] slots, with no
+/// free slot between them (a target leaving is replaced by the part's last one).
+#[derive(Default)]
+struct Layout {
+    /// The target in each slot.
+    slots: Vec<TargetId>,
     /// `generations[block][family]`: bumped whenever that family's lines in the block change.
     generations: Vec<[u64; N_FAMILIES]>,
+}
+
+impl Layout {
+    /// The lines of the families in `families` (bit `f` for family `f`) changed in `block`.
+    fn bump(&mut self, block: usize, families: u32) {
+        if let Some(g) = self.generations.get_mut(block) {
+            for (f, g) in g.iter_mut().enumerate() {
+                if families & (1 << f) != 0 {
+                    *g += 1;
+                }
+            }
+        }
+    }
 }
 
 /// A chunk and the generation of its (family, block) it was built from.
@@ -252,6 +317,8 @@ struct Cached {
 struct Entry {
     /// The target; `None` for a free id.
     target: Option<Arc<Target>>,
+    /// Where its lines are (meaningless for a free id).
+    place: Place,
     /// The target's escaped label set, built once.
     prefix: Box<str>,
     snapshot: Option<TaskSnapshot>,
@@ -268,7 +335,8 @@ struct Entry {
     terminal_since_ms: Option<i64>,
     /// Its series were removed by [`Store::expire`].
     expired: bool,
-    /// The tails of every series line, family after family.
+    /// The tails of every series line, family after family. Empty for a target in the cold
+    /// part: its tails are made again from its state when its block's chunks are.
     text: String,
     /// `ends[f]`: where family `f`'s tails end in `text` (they start where `f - 1`'s end).
     ends: [usize; N_FAMILIES],
@@ -354,18 +422,39 @@ impl Entry {
         }
     }
 
-    /// This target's tails of family `f`.
+    /// The families this target has lines in (bit `f` for family `f`).
+    fn families(&self) -> u32 {
+        let mut families = 0;
+        let mut start = 0;
+        for (f, &end) in self.ends.iter().enumerate() {
+            if end > start {
+                families |= 1 << f;
+            }
+            start = end;
+        }
+        families
+    }
+
+    /// This target's tails of family `f` (kept in the hot part only).
     fn tails(&self, f: usize) -> &[u8] {
-        let start = if f == 0 { 0 } else { self.ends[f - 1] };
-        self.text
-            .as_bytes()
-            .get(start..self.ends[f])
-            .unwrap_or_default()
+        family_tails(&self.text, &self.ends, f)
+    }
+
+    /// This target's tails as its state makes them, and where each family's end.
+    fn made_tails(&self) -> (String, [usize; N_FAMILIES]) {
+        let kind = self.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
+        let mut t = String::new();
+        let mut ends = [0usize; N_FAMILIES];
+        if !self.expired {
+            self.write_tails(kind, &mut t, &mut ends);
+        }
+        (t, ends)
     }
 
     /// Re-format this target's tails from its state; returns which families' tails changed
     /// (bit `f` for family `f`).
     fn rebuild(&mut self, kind: Kind, prefix_len: usize) -> u32 {
+        let old_families = self.families();
         let old_text = std::mem::take(&mut self.text);
         let old_ends = self.ends;
         let mut t = String::with_capacity(old_text.len());
@@ -383,10 +472,14 @@ impl Entry {
             body_len += lines * (FAMILIES[f].open.len() + prefix_len);
             start = end;
         }
-        t.shrink_to_fit();
-        self.text = t;
         self.ends = ends;
         self.body_len = body_len;
+        if self.place.part == Part::Cold {
+            // Its old tails are not kept: say every family it had or has lines in.
+            return old_families | self.families();
+        }
+        t.shrink_to_fit();
+        self.text = t;
         let mut changed = 0;
         let mut start = 0;
         for (f, &end) in old_ends.iter().enumerate() {
@@ -508,23 +601,24 @@ impl Store {
             .enumerate()
             .map(|(id, t)| {
                 index.entry(t.key.clone()).or_insert(id);
-                Entry::of(Arc::new(t))
+                let mut entry = Entry::of(Arc::new(t));
+                entry.place = Place {
+                    part: Part::Hot,
+                    slot: id,
+                };
+                entry
             })
             .collect();
-        let blocks = entries.len().div_ceil(BLOCK);
+        let hot = Layout {
+            slots: (0..entries.len()).collect(),
+            generations: vec![[1; N_FAMILIES]; entries.len().div_ceil(BLOCK)],
+        };
         let headers = std::array::from_fn(|f| {
             let fam = &FAMILIES[f];
             let mut text = Vec::new();
             push_header(&mut text, Format::Text, fam.name, fam.help, "gauge");
             Arc::new(Chunk::new(text))
         });
-        let empty = Arc::new(Chunk::new(Vec::new()));
-        let chunks = (0..blocks * N_FAMILIES)
-            .map(|_| Cached {
-                generation: 0,
-                chunk: empty.clone(),
-            })
-            .collect();
         Store {
             headers,
             inner: RwLock::new(Inner {
@@ -532,9 +626,9 @@ impl Store {
                 free: Vec::new(),
                 index,
                 stops,
-                generations: vec![[1; N_FAMILIES]; blocks],
+                parts: [hot, Layout::default()],
             }),
-            chunks: Mutex::new(chunks),
+            chunks: Mutex::new([Vec::new(), Vec::new()]),
         }
     }
 
@@ -605,16 +699,12 @@ impl Store {
                 inner.entries.len() - 1
             }
         };
-        let blocks = inner.entries.len().div_ceil(BLOCK);
-        if inner.generations.len() < blocks {
-            inner.generations.resize(blocks, [1; N_FAMILIES]);
-        }
-        let changed = entry.rebuild(key.kind, entry.prefix.len());
+        entry.rebuild(key.kind, entry.prefix.len());
         if let Some(slot) = inner.entries.get_mut(id) {
             *slot = entry;
         }
         inner.index.insert(key, id);
-        inner.bump(id, changed);
+        inner.place(id, Part::Hot);
         (id, true)
     }
 
@@ -664,13 +754,31 @@ impl Store {
     pub fn remove(&self, id: TargetId) -> Option<Arc<Target>> {
         let mut guard = self.write();
         let inner = &mut *guard;
-        let e = inner.entries.get_mut(id)?;
-        let target = e.target.take()?;
-        *e = Entry::default();
+        let target = inner.entries.get(id)?.target.clone()?;
+        inner.unplace(id);
+        if let Some(e) = inner.entries.get_mut(id) {
+            *e = Entry::default();
+        }
         inner.index.remove(&target.key);
         inner.free.push(id);
-        inner.bump(id, u32::MAX);
         Some(target)
+    }
+
+    /// Tells the store whether the poller has parked target `id` (a done or expired task:
+    /// never polled again unless news comes). A parked target's lines move to the cold part of
+    /// each family, whose chunks stay compressed while the other targets change; one that is
+    /// polled again moves back. Its lines themselves do not change, and a parked target that
+    /// changes anyway (a callback, a reload) is still shown as it is. Ignored for an unknown id.
+    pub fn set_parked(&self, id: TargetId, parked: bool) {
+        let mut inner = self.write();
+        let part = if parked { Part::Cold } else { Part::Hot };
+        let Some(e) = inner.entries.get(id).filter(|e| e.target.is_some()) else {
+            return;
+        };
+        if e.place.part != part {
+            inner.unplace(id);
+            inner.place(id, part);
+        }
     }
 
     /// Target `id`'s state, for the durable store.
@@ -868,11 +976,10 @@ impl Store {
                 e.terminal_since_ms
             };
             if ended.is_some_and(|end| now_ms >= end.saturating_add(retention_ms)) {
+                let families = e.families();
                 e.expired = true;
                 e.clear_series();
-                if let Some(g) = inner.generations.get_mut(id / BLOCK) {
-                    g.iter_mut().for_each(|g| *g += 1);
-                }
+                inner.parts[e.place.part as usize].bump(e.place.block(), families);
                 expired.push(id);
             }
         }
@@ -900,9 +1007,8 @@ impl Store {
     pub fn render(&self, out: &mut Vec<u8>) {
         let mut page = Page::new();
         self.page(Format::Text, None, &mut page);
-        out.reserve(page.len());
-        for chunk in page.chunks() {
-            out.extend_from_slice(chunk.text());
+        if let Err(err) = page.write_to(out) {
+            tracing::error!(error = %err, "reading a compressed chunk back failed");
         }
     }
 
@@ -918,79 +1024,173 @@ impl Store {
     pub fn page(&self, format: Format, started: Option<f64>, page: &mut Page) {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = self.read();
-        let wanted = inner.generations.len() * N_FAMILIES;
-        if chunks.len() < wanted {
-            let empty = Arc::new(Chunk::new(Vec::new()));
-            chunks.resize_with(wanted, || Cached {
-                generation: 0,
-                chunk: empty.clone(),
-            });
-        }
-        for (b, generations) in inner.generations.iter().enumerate() {
-            for (f, &generation) in generations.iter().enumerate() {
-                let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
+        let mut scratch = Vec::new();
+        for (p, (part, chunks)) in inner.parts.iter().zip(chunks.iter_mut()).enumerate() {
+            let wanted = part.generations.len() * N_FAMILIES;
+            if chunks.len() < wanted {
+                let empty = Arc::new(Chunk::new(Vec::new()));
+                chunks.resize_with(wanted, || Cached {
+                    generation: 0,
+                    chunk: empty.clone(),
+                });
+            }
+            for (b, generations) in part.generations.iter().enumerate() {
+                let Some(cached) = chunks.get_mut(b * N_FAMILIES..(b + 1) * N_FAMILIES) else {
                     continue;
                 };
-                if cached.generation != generation {
-                    cached.chunk = Arc::new(Chunk::new(self.block_text(&inner, f, b)));
-                    cached.generation = generation;
+                if cached
+                    .iter()
+                    .zip(generations)
+                    .all(|(c, &g)| c.generation == g)
+                {
+                    continue;
+                }
+                let entries = part
+                    .slots
+                    .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&id| inner.entries.get(id))
+                    .filter(|e| e.target.is_some());
+                if p == Part::Cold as usize {
+                    // Parked targets: their tails made again once for the block, their
+                    // chunks kept compressed only.
+                    let made: Vec<(&Entry, String, [usize; N_FAMILIES])> = entries
+                        .map(|e| {
+                            let (text, ends) = e.made_tails();
+                            (e, text, ends)
+                        })
+                        .collect();
+                    for (f, (cached, &generation)) in cached.iter_mut().zip(generations).enumerate()
+                    {
+                        if cached.generation == generation {
+                            continue;
+                        }
+                        scratch.clear();
+                        let rows = made
+                            .iter()
+                            .map(|(e, text, ends)| (&*e.prefix, family_tails(text, ends, f)));
+                        family_lines(f, rows, &mut scratch);
+                        let chunk = Chunk::compressed(&scratch)
+                            .unwrap_or_else(|_| Chunk::new(scratch.clone()));
+                        cached.chunk = Arc::new(chunk);
+                        cached.generation = generation;
+                    }
+                } else {
+                    for (f, (cached, &generation)) in cached.iter_mut().zip(generations).enumerate()
+                    {
+                        if cached.generation == generation {
+                            continue;
+                        }
+                        let mut text = Vec::new();
+                        let rows = entries.clone().map(|e| (&*e.prefix, e.tails(f)));
+                        family_lines(f, rows, &mut text);
+                        cached.chunk = Arc::new(Chunk::new(text));
+                        cached.generation = generation;
+                    }
                 }
             }
         }
         let stops = stops_text(&inner, format, started);
         drop(inner);
-        let blocks = chunks.len() / N_FAMILIES;
         for (f, header) in self.headers.iter().enumerate() {
-            let family = (0..blocks).filter_map(|b| chunks.get(b * N_FAMILIES + f));
-            if family.clone().all(|c| c.chunk.text().is_empty()) {
+            let family = PART_ORDER.iter().flat_map(|&p| {
+                let part = &chunks[p as usize];
+                (0..part.len() / N_FAMILIES).filter_map(move |b| part.get(b * N_FAMILIES + f))
+            });
+            let mut lines = family.filter(|c| !c.chunk.is_empty()).peekable();
+            if lines.peek().is_none() {
                 continue;
             }
             page.push(header.clone());
-            for cached in family.filter(|c| !c.chunk.text().is_empty()) {
+            for cached in lines {
                 page.push(cached.chunk.clone());
             }
         }
         drop(chunks);
         page.push_text(stops);
     }
+}
 
-    /// Family `f`'s lines of the targets in block `b`.
-    fn block_text(&self, inner: &Inner, f: usize, b: usize) -> Vec<u8> {
-        let ids = b * BLOCK..((b + 1) * BLOCK).min(inner.entries.len());
-        let fam = &FAMILIES[f];
-        let rows = || {
-            ids.clone()
-                .filter_map(|id| inner.entries.get(id))
-                .filter(|e| e.target.is_some())
-                .map(|e| (e, &e.prefix))
-        };
-        let len: usize = rows()
-            .map(|(e, prefix)| {
-                let tails = e.tails(f);
-                let lines = tails.iter().filter(|&&c| c == b'\n').count();
-                tails.len() + lines * (fam.open.len() + prefix.len())
-            })
-            .sum();
-        let mut out = Vec::with_capacity(len);
-        for (e, prefix) in rows() {
-            for line in e.tails(f).split_inclusive(|&b| b == b'\n') {
-                out.extend_from_slice(fam.open.as_bytes());
-                out.extend_from_slice(prefix.as_bytes());
-                out.extend_from_slice(line);
-            }
+/// The tails of family `f` in `text`, whose families end at `ends`.
+fn family_tails<'a>(text: &'a str, ends: &[usize; N_FAMILIES], f: usize) -> &'a [u8] {
+    let start = f.checked_sub(1).map_or(0, |g| ends[g]);
+    text.as_bytes().get(start..ends[f]).unwrap_or_default()
+}
+
+/// Appends family `f`'s lines of `rows`, each a target's label prefix and tails, to `out`.
+fn family_lines<'a>(
+    f: usize,
+    rows: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    out: &mut Vec<u8>,
+) {
+    let fam = &FAMILIES[f];
+    let len: usize = rows
+        .clone()
+        .map(|(prefix, tails)| {
+            let lines = tails.iter().filter(|&&c| c == b'\n').count();
+            tails.len() + lines * (fam.open.len() + prefix.len())
+        })
+        .sum();
+    out.reserve_exact(len);
+    for (prefix, tails) in rows {
+        for line in tails.split_inclusive(|&b| b == b'\n') {
+            out.extend_from_slice(fam.open.as_bytes());
+            out.extend_from_slice(prefix.as_bytes());
+            out.extend_from_slice(line);
         }
-        out
     }
 }
 
 impl Inner {
     /// Target `id`'s lines of the families in `changed` (bit `f` for family `f`) changed.
     fn bump(&mut self, id: TargetId, changed: u32) {
-        if let Some(g) = self.generations.get_mut(id / BLOCK) {
-            for (f, g) in g.iter_mut().enumerate() {
-                if changed & (1 << f) != 0 {
-                    *g += 1;
-                }
+        if let Some(e) = self.entries.get(id).filter(|e| e.target.is_some()) {
+            let place = e.place;
+            self.parts[place.part as usize].bump(place.block(), changed);
+        }
+    }
+
+    /// Puts target `id`'s lines at the end of `part`.
+    fn place(&mut self, id: TargetId, part: Part) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let layout = &mut self.parts[part as usize];
+        let slot = layout.slots.len();
+        layout.slots.push(id);
+        let blocks = layout.slots.len().div_ceil(BLOCK);
+        if layout.generations.len() < blocks {
+            layout.generations.resize(blocks, [1; N_FAMILIES]);
+        }
+        e.place = Place { part, slot };
+        layout.bump(e.place.block(), e.families());
+        e.text = match part {
+            Part::Cold => String::new(),
+            Part::Hot if e.text.is_empty() => e.made_tails().0,
+            Part::Hot => std::mem::take(&mut e.text),
+        };
+    }
+
+    /// Takes target `id`'s lines out of its part; the part's last target takes its slot.
+    fn unplace(&mut self, id: TargetId) {
+        let Some(e) = self.entries.get(id) else {
+            return;
+        };
+        let (place, families) = (e.place, e.families());
+        let layout = &mut self.parts[place.part as usize];
+        if layout.slots.get(place.slot) != Some(&id) {
+            return;
+        }
+        layout.bump(place.block(), families);
+        layout.slots.swap_remove(place.slot);
+        let last = layout.slots.len();
+        if let Some(&moved) = layout.slots.get(place.slot) {
+            if let Some(m) = self.entries.get_mut(moved) {
+                let families = m.families();
+                layout.bump(last / BLOCK, families);
+                layout.bump(place.block(), families);
+                m.place.slot = place.slot;
             }
         }
     }
@@ -1644,7 +1844,7 @@ mod tests {
             .zip(second.chunks())
             .take(second.chunks().len() - 1)
             .filter(|(a, b)| !Arc::ptr_eq(a, b))
-            .map(|(a, _)| String::from_utf8(a.text().to_vec()).unwrap())
+            .map(|(a, _)| String::from_utf8(a.text().unwrap().to_vec()).unwrap())
             .collect();
         assert_eq!(rebuilt.len(), 2, "{rebuilt:?}");
         assert!(rebuilt[0].starts_with("volcengine_rtc_task_duration_seconds{"));
@@ -1657,7 +1857,179 @@ mod tests {
         let fresh: usize = third.chunks().iter().filter(|c| !c.is_deflated()).count();
         assert_eq!(fresh, 3, "two rebuilt chunks and the stop counter");
         // And the page still reads the same as a full render.
-        assert_eq!(third.to_vec(), rendered(&store).into_bytes());
+        assert_eq!(third.to_vec().unwrap(), rendered(&store).into_bytes());
+    }
+
+    /// A store of `n` record targets `t0`, `t1`, … each polled once (running, two files).
+    fn polled_store(n: usize) -> Store {
+        let targets: Vec<Target> = (0..n)
+            .map(|i| target(Kind::Record, Some(&format!("t{i}")), &[("team", "a")]))
+            .collect();
+        let store = Store::new(targets);
+        for id in 0..n {
+            let mut snap = running(T0);
+            snap.files = (0..2)
+                .map(|f| RecordFile {
+                    vid: Some(format!("v{id}-{f}")),
+                    size_bytes: Some(1_000 + f),
+                    duration_ms: Some(2_000 + f),
+                    ..Default::default()
+                })
+                .collect();
+            store.record_success(id, snap, at(T0 + 1_000));
+        }
+        store
+    }
+
+    fn page_of(store: &Store) -> Page {
+        let mut page = Page::new();
+        store.page(Format::Text, None, &mut page);
+        page
+    }
+
+    /// Each family's lines, sorted: the page's content regardless of the order of its series.
+    fn families(text: &str) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("# HELP ") {
+                let name = name.split(' ').next().unwrap().to_string();
+                out.push((name, Vec::new()));
+            } else if !line.starts_with('#') {
+                out.last_mut().unwrap().1.push(line.to_string());
+            }
+        }
+        for (_, lines) in &mut out {
+            lines.sort();
+        }
+        out
+    }
+
+    #[test]
+    fn a_parked_target_keeps_its_exact_lines_in_the_cold_part() {
+        let store = polled_store(3 * BLOCK);
+        let before = rendered(&store);
+        for id in (0..3 * BLOCK).filter(|id| id % 10 != 9) {
+            store.set_parked(id, true);
+        }
+        let page = page_of(&store);
+        let after = String::from_utf8(page.to_vec().unwrap()).unwrap();
+        assert_eq!(after.len(), before.len());
+        assert_eq!(families(&after), families(&before));
+        // The cold chunks are kept compressed only, the hot ones as text; in each family the
+        // parked targets come first.
+        let cold = page.chunks().iter().filter(|c| c.is_compressed_only());
+        assert_eq!(
+            cold.count(),
+            3 * 9,
+            "3 blocks of 346 parked targets x 9 families"
+        );
+        let status: Vec<usize> = after
+            .lines()
+            .filter_map(|l| l.strip_prefix("volcengine_rtc_task_status{"))
+            .map(|l| {
+                let id = l.split("task_id=\"t").nth(1).unwrap();
+                id.split('"').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(status.len(), 3 * BLOCK);
+        assert!(status[..346].iter().all(|id| id % 10 != 9), "{status:?}");
+        assert!(status[346..].iter().all(|id| id % 10 == 9), "{status:?}");
+        // Parked or not, a change shows; back in the hot part, the same lines again.
+        store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
+        let l = r#"{kind="record",app_id="app1",room_id="r1",task_id="t0",team="a"}"#;
+        assert!(rendered(&store).contains(&format!("volcengine_rtc_target_up{l} 0\n")));
+        store.record_success(0, store.snapshot(0).unwrap(), at(T0 + 1_000));
+        for id in 0..3 * BLOCK {
+            store.set_parked(id, false);
+        }
+        assert_eq!(families(&rendered(&store)), families(&before));
+        // Every target still appears once per family, in the hot part alone.
+        let page = page_of(&store);
+        assert!(page.chunks().iter().all(|c| !c.is_compressed_only()));
+        assert_eq!(page.to_vec().unwrap(), rendered(&store).into_bytes());
+    }
+
+    #[test]
+    fn polls_of_running_targets_compress_only_the_hot_chunks_again() {
+        // One running target in ten, spread over every block of ids, as ids are reused.
+        let n = 10 * BLOCK;
+        let store = polled_store(n);
+        let running = |id: &usize| id % 10 == 9;
+        for id in (0..n).filter(|id| !running(id)) {
+            store.set_parked(id, true);
+        }
+        let first = page_of(&store);
+        first.gzip(1).unwrap();
+        let chunks = first.chunks().len();
+        // A round of polls: every running target's duration and last success change.
+        for id in (0..n).filter(running) {
+            store.record_success(id, store.snapshot(id).unwrap(), at(T0 + 16_000));
+        }
+        let second = page_of(&store);
+        assert_eq!(second.chunks().len(), chunks);
+        let fresh = second.chunks().iter().filter(|c| !c.is_deflated()).count();
+        // The 128 running targets fill one hot block: its duration and last-success chunks,
+        // and the stop counter (made per page). Not the 10 blocks of ids they are spread over.
+        assert_eq!(fresh, 3);
+        let gz = second.gzip(1).unwrap().concat();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut body)
+            .unwrap();
+        assert_eq!(body, rendered(&store).into_bytes());
+        // A target parked since the last page makes only the cold part's last block fresh.
+        store.set_parked(9, true);
+        let third = page_of(&store);
+        let old: HashSet<*const Chunk> = second.chunks().iter().map(Arc::as_ptr).collect();
+        let remade: Vec<&Arc<Chunk>> = third
+            .chunks()
+            .iter()
+            .filter(|c| !old.contains(&Arc::as_ptr(c)))
+            .collect();
+        // The hot block and the last cold block (9 families each), and the stop counter; the
+        // cold chunks were compressed as they were made.
+        assert_eq!(remade.len(), 2 * 9 + 1);
+        assert_eq!(remade.iter().filter(|c| c.is_compressed_only()).count(), 9);
+        assert_eq!(
+            third.chunks().iter().filter(|c| !c.is_deflated()).count(),
+            9 + 1
+        );
+    }
+
+    #[test]
+    fn parking_removing_and_inserting_keep_every_series_once() {
+        let store = polled_store(2 * BLOCK + 5);
+        for id in (0..2 * BLOCK + 5).step_by(3) {
+            store.set_parked(id, true);
+        }
+        let _ = page_of(&store);
+        for id in (0..2 * BLOCK + 5).step_by(7) {
+            assert!(store.remove(id).is_some());
+        }
+        store.set_parked(1, true);
+        store.set_parked(3, false);
+        for i in 0..20 {
+            let (id, fresh) = store.insert(target(Kind::Record, Some(&format!("new{i}")), &[]));
+            assert!(fresh);
+            store.record_success(id, running(T0), at(T0 + 5_000));
+            store.set_parked(id, i % 2 == 0);
+        }
+        store.set_parked(10_000, true);
+        let text = rendered(&store);
+        let mut seen = HashSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                seen.insert(line.rsplit_once(' ').unwrap().0),
+                "twice: {line}"
+            );
+        }
+        let statuses = text
+            .lines()
+            .filter(|l| l.starts_with("volcengine_rtc_task_status{"))
+            .count();
+        assert_eq!(statuses, store.len());
+        assert_eq!(page_of(&store).to_vec().unwrap(), text.into_bytes());
+        let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
+        assert_eq!(predicted, series(&store).len());
     }
 
     #[test]
@@ -1667,7 +2039,7 @@ mod tests {
         store.record_success(0, ended(T0 + 30, T0 + 40, "Brand\"New"), at(T0 + 2_500));
         let mut page = Page::new();
         store.page(Format::OpenMetrics, Some(1_690_000_000.5), &mut page);
-        let text = String::from_utf8(page.to_vec()).unwrap();
+        let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
         let stops = &text[text.find("# HELP volcengine_rtc_task_stops ").unwrap()..];
         let l = |reason: &str| format!("{{kind=\"webcast\",app_id=\"app1\",reason=\"{reason}\"}}");
         assert_eq!(
@@ -1705,7 +2077,7 @@ mod tests {
         // Without a start time the counted-from-start reasons have no `_created`.
         let mut page = Page::new();
         store.page(Format::OpenMetrics, None, &mut page);
-        let text = String::from_utf8(page.to_vec()).unwrap();
+        let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
         assert_eq!(text.matches("_created{").count(), 2);
     }
 
