@@ -57,8 +57,10 @@
 //!   answer. For every configured (kind, app_id) the reasons the API documents start at 0 so
 //!   that `increase()` sees the first stop.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
@@ -252,10 +254,33 @@ struct Inner {
     /// Ids freed by [`Store::remove`], reused by [`Store::insert`].
     free: Vec<TargetId>,
     /// The id of every target by key.
-    index: HashMap<TargetKey, TargetId>,
+    index: HashMap<KeyOf, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
     /// Where the targets' lines are, `[Part::Hot]` and `[Part::Cold]`.
     parts: [Layout; 2],
+}
+
+/// A target as a key of the index: its key, without a second copy of the key's strings.
+struct KeyOf(Arc<Target>);
+
+impl PartialEq for KeyOf {
+    fn eq(&self, other: &KeyOf) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for KeyOf {}
+
+impl Hash for KeyOf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl Borrow<TargetKey> for KeyOf {
+    fn borrow(&self) -> &TargetKey {
+        &self.0.key
+    }
 }
 
 /// The part of every family a target's lines are in: targets that may still change (hot), or
@@ -319,7 +344,8 @@ struct Entry {
     target: Option<Arc<Target>>,
     /// Where its lines are (meaningless for a free id).
     place: Place,
-    /// The target's escaped label set, built once.
+    /// The target's escaped label set, built once; empty in the cold part, where it is made
+    /// again with its block's chunks.
     prefix: Box<str>,
     snapshot: Option<TaskSnapshot>,
     /// When the last success was recorded, ms since the epoch.
@@ -453,7 +479,12 @@ impl Entry {
 
     /// Re-format this target's tails from its state; returns which families' tails changed
     /// (bit `f` for family `f`).
-    fn rebuild(&mut self, kind: Kind, prefix_len: usize) -> u32 {
+    fn rebuild(&mut self) -> u32 {
+        let kind = self.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
+        let prefix_len = match (&self.target, self.place.part) {
+            (Some(target), Part::Cold) => label_prefix(target).len(),
+            _ => self.prefix.len(),
+        };
         let old_families = self.families();
         let old_text = std::mem::take(&mut self.text);
         let old_ends = self.ends;
@@ -600,8 +631,9 @@ impl Store {
             .into_iter()
             .enumerate()
             .map(|(id, t)| {
-                index.entry(t.key.clone()).or_insert(id);
-                let mut entry = Entry::of(Arc::new(t));
+                let t = Arc::new(t);
+                index.entry(KeyOf(t.clone())).or_insert(id);
+                let mut entry = Entry::of(t);
                 entry.place = Place {
                     part: Part::Hot,
                     slot: id,
@@ -682,8 +714,8 @@ impl Store {
             return (id, false);
         }
         seed_stops(&mut inner.stops, &target.key);
-        let key = target.key.clone();
-        let mut entry = Entry::of(Arc::new(target));
+        let target = Arc::new(target);
+        let mut entry = Entry::of(target.clone());
         entry.snapshot = state.snapshot;
         entry.up = state.up;
         entry.last_success_ms = state.last_success_ms;
@@ -699,11 +731,11 @@ impl Store {
                 inner.entries.len() - 1
             }
         };
-        entry.rebuild(key.kind, entry.prefix.len());
+        entry.rebuild();
         if let Some(slot) = inner.entries.get_mut(id) {
             *slot = entry;
         }
-        inner.index.insert(key, id);
+        inner.index.insert(KeyOf(target), id);
         inner.place(id, Part::Hot);
         (id, true)
     }
@@ -719,10 +751,15 @@ impl Store {
         if e.target.as_ref().is_none_or(|t| t.key != target.key) {
             return false;
         }
-        e.prefix = label_prefix(&target);
-        e.target = Some(Arc::new(target));
-        let kind = e.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
-        e.rebuild(kind, e.prefix.len());
+        let target = Arc::new(target);
+        if e.place.part == Part::Hot {
+            e.prefix = label_prefix(&target);
+        }
+        e.target = Some(target.clone());
+        e.rebuild();
+        // The index keeps the target it was given: the new one replaces it.
+        inner.index.remove(&target.key);
+        inner.index.insert(KeyOf(target), id);
         inner.bump(id, u32::MAX);
         true
     }
@@ -736,15 +773,15 @@ impl Store {
         let Some(e) = inner.entries.get_mut(id) else {
             return false;
         };
-        let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+        if e.target.is_none() {
             return false;
-        };
+        }
         match e.snapshot.as_mut() {
             Some(snap) if snap.files != files => snap.files = files,
             _ => return false,
         }
         e.expired = false;
-        let changed = e.rebuild(kind, e.prefix.len());
+        let changed = e.rebuild();
         inner.bump(id, changed);
         true
     }
@@ -907,7 +944,7 @@ impl Store {
             outcome: Outcome::Success,
             error: None,
         });
-        let changed_families = e.rebuild(key.kind, e.prefix.len());
+        let changed_families = e.rebuild();
         inner.bump(id, changed_families);
         let update = Update {
             changed,
@@ -923,16 +960,16 @@ impl Store {
     pub fn record_failure(&self, id: TargetId, outcome: Outcome, error: &str, at: SystemTime) {
         let mut inner = self.write();
         if let Some(e) = inner.entries.get_mut(id) {
-            let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+            if e.target.is_none() {
                 return;
-            };
+            }
             e.up = Some(false);
             e.last_poll = Some(LastPoll {
                 at_ms: millis_since_epoch(at),
                 outcome,
                 error: Some(error.to_string()),
             });
-            let changed_families = e.rebuild(kind, e.prefix.len());
+            let changed_families = e.rebuild();
             inner.bump(id, changed_families);
         }
     }
@@ -1055,10 +1092,11 @@ impl Store {
                 if p == Part::Cold as usize {
                     // Parked targets: their tails made again once for the block, their
                     // chunks kept compressed only.
-                    let made: Vec<(&Entry, String, [usize; N_FAMILIES])> = entries
+                    let made: Vec<(Box<str>, String, [usize; N_FAMILIES])> = entries
                         .map(|e| {
                             let (text, ends) = e.made_tails();
-                            (e, text, ends)
+                            let prefix = e.target.as_deref().map(label_prefix);
+                            (prefix.unwrap_or_default(), text, ends)
                         })
                         .collect();
                     for (f, (cached, &generation)) in cached.iter_mut().zip(generations).enumerate()
@@ -1069,7 +1107,7 @@ impl Store {
                         scratch.clear();
                         let rows = made
                             .iter()
-                            .map(|(e, text, ends)| (&*e.prefix, family_tails(text, ends, f)));
+                            .map(|(prefix, text, ends)| (&**prefix, family_tails(text, ends, f)));
                         family_lines(f, rows, &mut scratch);
                         let chunk = Chunk::compressed(&scratch)
                             .unwrap_or_else(|_| Chunk::new(scratch.clone()));
@@ -1165,11 +1203,20 @@ impl Inner {
         }
         e.place = Place { part, slot };
         layout.bump(e.place.block(), e.families());
-        e.text = match part {
-            Part::Cold => String::new(),
-            Part::Hot if e.text.is_empty() => e.made_tails().0,
-            Part::Hot => std::mem::take(&mut e.text),
-        };
+        match part {
+            Part::Cold => {
+                e.text = String::new();
+                e.prefix = Box::default();
+            }
+            Part::Hot => {
+                if e.text.is_empty() {
+                    e.text = e.made_tails().0;
+                }
+                if e.prefix.is_empty() {
+                    e.prefix = e.target.as_deref().map(label_prefix).unwrap_or_default();
+                }
+            }
+        }
     }
 
     /// Takes target `id`'s lines out of its part; the part's last target takes its slot.
@@ -1934,6 +1981,14 @@ mod tests {
         assert_eq!(status.len(), 3 * BLOCK);
         assert!(status[..346].iter().all(|id| id % 10 != 9), "{status:?}");
         assert!(status[346..].iter().all(|id| id % 10 == 9), "{status:?}");
+        // A parked target relabelled shows its new labels, and only those.
+        let relabelled = target(Kind::Record, Some("t1"), &[("team", "b")]);
+        assert!(store.relabel(1, relabelled));
+        let text = rendered(&store);
+        // 7 families of one line, 2 of one line per file.
+        assert_eq!(text.matches(r#"task_id="t1",team="b""#).count(), 7 + 2 * 2);
+        assert!(!text.contains(r#"task_id="t1",team="a""#));
+        assert!(store.relabel(1, target(Kind::Record, Some("t1"), &[("team", "a")])));
         // Parked or not, a change shows; back in the hot part, the same lines again.
         store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
         let l = r#"{kind="record",app_id="app1",room_id="r1",task_id="t0",team="a"}"#;
