@@ -111,7 +111,7 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// start; after that only the B-tree pages a commit rewrites are read, which the kernel's page
 /// cache serves as well. A cache as large as the file (≈ 2 KB per target) would only hold a
 /// second copy of what the target table holds already.
-const CACHE_BYTES: usize = 4 * 1024 * 1024;
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Stored types

@@ -124,6 +124,9 @@ pub struct Update {
     pub followed_task: bool,
 }
 
+/// Where each family's tails end in a target's tails (a target's text is far below 4 GiB).
+type Ends = [u32; N_FAMILIES];
+
 /// One per-target metric family.
 struct Family {
     name: &'static str,
@@ -365,7 +368,7 @@ struct Entry {
     /// part: its tails are made again from its state when its block's chunks are.
     text: String,
     /// `ends[f]`: where family `f`'s tails end in `text` (they start where `f - 1`'s end).
-    ends: [usize; N_FAMILIES],
+    ends: Ends,
     /// Bytes this target adds to the body (names and prefix included).
     body_len: usize,
 }
@@ -467,10 +470,10 @@ impl Entry {
     }
 
     /// This target's tails as its state makes them, and where each family's end.
-    fn made_tails(&self) -> (String, [usize; N_FAMILIES]) {
+    fn made_tails(&self) -> (String, Ends) {
         let kind = self.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
         let mut t = String::new();
-        let mut ends = [0usize; N_FAMILIES];
+        let mut ends: Ends = [0; N_FAMILIES];
         if !self.expired {
             self.write_tails(kind, &mut t, &mut ends);
         }
@@ -489,13 +492,14 @@ impl Entry {
         let old_text = std::mem::take(&mut self.text);
         let old_ends = self.ends;
         let mut t = String::with_capacity(old_text.len());
-        let mut ends = [0usize; N_FAMILIES];
+        let mut ends: Ends = [0; N_FAMILIES];
         if !self.expired {
             self.write_tails(kind, &mut t, &mut ends);
         }
         let mut body_len = t.len();
         let mut start = 0;
         for (f, &end) in ends.iter().enumerate() {
+            let end = end as usize;
             let lines = t
                 .as_bytes()
                 .get(start..end)
@@ -514,6 +518,7 @@ impl Entry {
         let mut changed = 0;
         let mut start = 0;
         for (f, &end) in old_ends.iter().enumerate() {
+            let end = end as usize;
             if old_text.as_bytes().get(start..end).unwrap_or_default() != self.tails(f) {
                 changed |= 1 << f;
             }
@@ -522,13 +527,13 @@ impl Entry {
         changed
     }
 
-    fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut [usize; N_FAMILIES]) {
+    fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut Ends) {
         let follows_room = kind == Kind::Webcast
             && self
                 .target
                 .as_ref()
                 .is_some_and(|t| t.key.task_id.is_none());
-        let mut close = |f: usize, t: &String| ends[f] = t.len();
+        let mut close = |f: usize, t: &String| ends[f] = u32::try_from(t.len()).unwrap_or(u32::MAX);
         if let Some(s) = &self.snapshot {
             let terminal = s.is_terminal();
             tail_int(t, s.status);
@@ -1092,7 +1097,7 @@ impl Store {
                 if p == Part::Cold as usize {
                     // Parked targets: their tails made again once for the block, their
                     // chunks kept compressed only.
-                    let made: Vec<(Box<str>, String, [usize; N_FAMILIES])> = entries
+                    let made: Vec<(Box<str>, String, Ends)> = entries
                         .map(|e| {
                             let (text, ends) = e.made_tails();
                             let prefix = e.target.as_deref().map(label_prefix);
@@ -1151,9 +1156,11 @@ impl Store {
 }
 
 /// The tails of family `f` in `text`, whose families end at `ends`.
-fn family_tails<'a>(text: &'a str, ends: &[usize; N_FAMILIES], f: usize) -> &'a [u8] {
-    let start = f.checked_sub(1).map_or(0, |g| ends[g]);
-    text.as_bytes().get(start..ends[f]).unwrap_or_default()
+fn family_tails<'a>(text: &'a str, ends: &Ends, f: usize) -> &'a [u8] {
+    let start = f.checked_sub(1).map_or(0, |g| ends[g] as usize);
+    text.as_bytes()
+        .get(start..ends[f] as usize)
+        .unwrap_or_default()
 }
 
 /// Appends family `f`'s lines of `rows`, each a target's label prefix and tails, to `out`.
