@@ -363,11 +363,26 @@ async fn memory_measurements(plan: &Plan, config: &Path, storage: &Path) -> anyh
     );
     let mut identity = 0;
     let mut gzip = 0;
+    let mut times = [Vec::new(), Vec::new()];
     for _ in 0..plan.scrapes {
-        identity = scrape(&http, &url, false).await?.1.len();
+        let (took, body) = scrape(&http, &url, false).await?;
+        identity = body.len();
+        times[0].push(took);
     }
     for _ in 0..plan.scrapes {
-        gzip = scrape(&http, &url, true).await?.1.len();
+        let (took, body) = scrape(&http, &url, true).await?;
+        gzip = body.len();
+        times[1].push(took);
+    }
+    for (label, t) in ["identity", "gzip"].iter().zip(&mut times) {
+        t.sort();
+        let at = |q: f64| t[((t.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e3;
+        println!(
+            "  {label} scrapes: median {:.1} ms, min {:.1}, max {:.1}",
+            at(0.5),
+            at(0.0),
+            at(1.0)
+        );
     }
     let (rss, hwm) = rss_kib(child.pid()).unwrap_or_default();
     let (_, anon, file) = smaps(child.pid()).unwrap_or_default();
