@@ -29,15 +29,13 @@
 
 mod common;
 
-use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read as _};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::io::Read as _;
+use std::path::Path;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{bail, Context as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::budget::max_starts_in_window;
@@ -47,7 +45,7 @@ use volc_rtc_exporter::model::{Action, Kind, Outcome};
 use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
 use volc_rtc_exporter::telemetry::Telemetry;
 
-use common::{record_target, rss_kib};
+use common::{exporter_binary, record_target, rss_kib, ChildExporter};
 
 const SECOND: Duration = Duration::from_secs(1);
 const BUDGET: f64 = 60.0;
@@ -706,118 +704,6 @@ fn config_yaml(scenario: &Scenario, endpoint: &Endpoint, plan: &Plan) -> String 
         y.push_str("}}\n");
     }
     y
-}
-
-/// The exporter binary cargo built alongside this bench.
-fn exporter_binary() -> anyhow::Result<PathBuf> {
-    if let Some(p) = option_env!("CARGO_BIN_EXE_volcengine-rtc-exporter") {
-        return Ok(PathBuf::from(p));
-    }
-    // target/<profile>/deps/exporter-<hash> -> target/<profile>/volcengine-rtc-exporter
-    let me = std::env::current_exe().context("finding this bench's executable")?;
-    let bin = me
-        .parent()
-        .and_then(Path::parent)
-        .map(|dir| dir.join("volcengine-rtc-exporter"))
-        .ok_or_else(|| anyhow!("no target directory above {}", me.display()))?;
-    Ok(bin)
-}
-
-/// The child exporter; killed (by its own pid) when dropped.
-struct ChildExporter {
-    child: Child,
-    /// The last lines it logged, for error messages.
-    log_tail: Arc<Mutex<VecDeque<String>>>,
-}
-
-impl Drop for ChildExporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl ChildExporter {
-    /// Starts the binary on `config` listening on an ephemeral loopback port; returns once it
-    /// logged the address it listens on.
-    fn start(bin: &Path, config: &Path) -> anyhow::Result<(ChildExporter, SocketAddr)> {
-        // Its store beside the config (a fresh folder per row).
-        let storage = config.with_file_name("data");
-        ChildExporter::start_with_store(bin, config, &storage)
-    }
-
-    /// Like [`ChildExporter::start`], with the store in `storage`.
-    fn start_with_store(
-        bin: &Path,
-        config: &Path,
-        storage: &Path,
-    ) -> anyhow::Result<(ChildExporter, SocketAddr)> {
-        let mut child = Command::new(bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!("--storage.path={}", storage.display()))
-            .arg("--web.listen-address=127.0.0.1:0")
-            .arg("--log.format=json")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| anyhow!("no stderr pipe"))?;
-        let log_tail = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = mpsc::channel();
-        let tail = log_tail.clone();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = listening_address(&line) {
-                    if let Some(tx) = tx.take() {
-                        let _ = tx.send(addr);
-                    }
-                }
-                let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
-                if t.len() >= 20 {
-                    t.pop_front();
-                }
-                t.push_back(line);
-            }
-        });
-        let me = ChildExporter { child, log_tail };
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => Ok((me, addr)),
-            Err(_) => bail!(
-                "the exporter did not report its address; its last lines:\n{}",
-                me.tail()
-            ),
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn exited(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-
-    fn tail(&self) -> String {
-        let t = self.log_tail.lock().unwrap_or_else(|e| e.into_inner());
-        t.iter().cloned().collect::<Vec<_>>().join("\n")
-    }
-}
-
-/// The address in the exporter's JSON `listening` log line.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    let v: serde_json::Value = serde_json::from_str(line).ok()?;
-    let message = v.get("message").or_else(|| v.pointer("/fields/message"))?;
-    if message.as_str()? != "listening" {
-        return None;
-    }
-    let addr = v.get("address").or_else(|| v.pointer("/fields/address"))?;
-    addr.as_str()?.parse().ok()
 }
 
 /// One GET of `/metrics`, timed from sending to the last body byte.

@@ -33,8 +33,61 @@ type Queued = (TargetId, Target, Restored);
 /// What the durable store knows of a target besides its state in the [`Store`].
 #[derive(Debug, Clone)]
 struct Meta {
-    sources: BTreeSet<Source>,
+    sources: Sources,
     added_ms: i64,
+}
+
+/// A target's sources, sorted, each once: a few bytes per target, where a `BTreeSet` of one
+/// takes a B-tree node of ≈ 300.
+#[derive(Debug, Clone, Default)]
+struct Sources(Vec<Source>);
+
+impl Sources {
+    fn one(source: Source) -> Sources {
+        Sources(vec![source])
+    }
+
+    fn insert(&mut self, source: Source) -> bool {
+        match self.0.binary_search(&source) {
+            Ok(_) => false,
+            Err(at) => {
+                self.0.insert(at, source);
+                true
+            }
+        }
+    }
+
+    fn remove(&mut self, source: &Source) -> bool {
+        match self.0.binary_search(source) {
+            Ok(at) => {
+                self.0.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn contains(&self, source: &Source) -> bool {
+        self.0.binary_search(source).is_ok()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Source> {
+        self.0.iter()
+    }
+
+    fn to_set(&self) -> BTreeSet<Source> {
+        self.0.iter().cloned().collect()
+    }
+}
+
+impl From<&BTreeSet<Source>> for Sources {
+    fn from(set: &BTreeSet<Source>) -> Sources {
+        Sources(set.iter().cloned().collect())
+    }
 }
 
 /// The link between the running exporter and its durable store.
@@ -135,6 +188,7 @@ impl Durable {
             if matches!(phase, Phase::Done | Phase::Expired) && !room {
                 summary.parked += 1;
                 scheduler.restore(id, &target, restored, now, wall);
+                store.set_parked(id, true);
             } else {
                 let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
                 queued[target.key.kind.action()][lane].push((id, target.clone(), restored));
@@ -142,7 +196,7 @@ impl Durable {
             lock(&durable.meta).insert(
                 id,
                 Meta {
-                    sources: record.sources.clone(),
+                    sources: Sources::from(&record.sources),
                     added_ms: record.added_ms,
                 },
             );
@@ -180,7 +234,7 @@ impl Durable {
             lock(&durable.meta).insert(
                 id,
                 Meta {
-                    sources: record.sources.clone(),
+                    sources: Sources::from(&record.sources),
                     added_ms: now_ms,
                 },
             );
@@ -232,7 +286,7 @@ impl Durable {
             _ => None,
         };
         let record = TargetRecord {
-            sources: meta.sources,
+            sources: meta.sources.to_set(),
             labels: target.labels.to_vec(),
             added_ms: meta.added_ms,
             snapshot: snapshot.map(StoredSnapshot::from),
@@ -265,7 +319,7 @@ impl Durable {
         lock(&self.meta).insert(
             id,
             Meta {
-                sources: BTreeSet::from([source]),
+                sources: Sources::one(source),
                 added_ms: now_ms,
             },
         );

@@ -568,7 +568,11 @@ impl Exporter {
                     .complete(id, PollResult::Failed(err.outcome), now, wall);
             }
         }
-        let phase = self.scheduler().phase(id);
+        let (phase, parked) = {
+            let sched = self.scheduler();
+            (sched.phase(id), sched.is_parked(id))
+        };
+        self.store.set_parked(id, parked);
         let submitted = self.durable.put(&self.store, id, phase, stop.as_ref())?;
         stop.map(|stop| (submitted, stop))
     }

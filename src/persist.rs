@@ -107,8 +107,11 @@ const STOPS: TableDefinition<&str, u64> = TableDefinition::new("stops");
 const EVENTS: TableDefinition<&str, i64> = TableDefinition::new("events");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-/// redb's page cache; the whole state of 10,000 targets is a few MiB.
-const CACHE_BYTES: usize = 32 * 1024 * 1024;
+/// redb's page cache (a tenth of it the write buffer). The store is read whole once, at
+/// start; after that only the B-tree pages a commit rewrites are read, which the kernel's page
+/// cache serves as well. A cache as large as the file (≈ 2 KB per target) would only hold a
+/// second copy of what the target table holds already.
+const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Stored types

@@ -33,8 +33,7 @@ pub fn page(store: &Store, telemetry: &Telemetry, format: Format) -> Page {
 /// Append the whole `/metrics` body in text format 0.0.4 (a copy of [`page`]'s chunks).
 pub fn render(store: &Store, telemetry: &Telemetry, out: &mut Vec<u8>) {
     let page = page(store, telemetry, Format::Text);
-    out.reserve(page.len());
-    for chunk in page.chunks() {
-        out.extend_from_slice(chunk.text());
+    if let Err(err) = page.write_to(out) {
+        tracing::error!(error = %err, "reading a compressed chunk back failed");
     }
 }

@@ -751,6 +751,12 @@ impl Scheduler {
             .map(|t| t.phase)
     }
 
+    /// Whether target `id` is parked: a done or expired task target, never polled again unless
+    /// a callback brings news. False for an unknown or removed id.
+    pub fn is_parked(&self, id: TargetId) -> bool {
+        self.targets.get(id).is_some_and(|t| t.slot == Slot::Parked)
+    }
+
     /// Sets when target `id` was added, which the never-seen not-found backoff counts its
     /// first hour from ([`NEVER_SEEN_GRACE`]). [`Scheduler::new`] sets it to its `now`; a
     /// target restored or inserted later can be given its real time. Ignored for an unknown id.

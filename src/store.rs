@@ -10,18 +10,34 @@
 //!   task_id="…"` then the target's own labels), built once in [`Store::new`] and shared by
 //!   all of the target's series,
 //! - `TAIL` is the rest of the line (`} 2\n`, or `,file="v1"} 1048576\n`), formatted when the
-//!   target's poll result is recorded and kept in one small string per target, with the end
-//!   offset of each family's tails.
+//!   target's poll result is recorded and kept in one small string per target (in the hot
+//!   part, below), with the end offset of each family's tails.
 //!
 //! # How a scrape stays cheap
 //!
-//! Targets are grouped in blocks of [`BLOCK`] consecutive ids. For every (family, block) the
-//! store keeps a ready [`Chunk`]: the family's lines of the block's targets (`NAME{`, `PREFIX`
-//! and each tail), shared by reference with every scrape served from it, plus its compressed
-//! form once a gzip scrape needed it. Recording a poll bumps the generation of only the
-//! (family, block) pairs whose lines changed; [`Store::page`] rebuilds just those chunks (a
-//! copy under the read lock) and so a gzip scrape compresses only what changed since the last
-//! one. Polls take the write lock only for the few microseconds it takes to re-format one
+//! Every family's lines are kept in two parts, each in blocks of [`BLOCK`] slots:
+//!
+//! - the **hot** part: the targets that may still change (new, active, settling, and a room
+//!   still watched), each with its tails kept as text;
+//! - the **cold** part: the targets the poller has parked ([`Store::set_parked`]: done or
+//!   expired, never polled again). Their tails are not kept; they are made again from the
+//!   target's state when its block's chunks are.
+//!
+//! A part has no holes: a target leaving a part (parked, polled again, removed) is replaced
+//! by the part's last one. A family's lines are its cold blocks, then its hot blocks; the
+//! order of series within a family is not otherwise meaningful.
+//!
+//! For every (part, family, block) the store keeps a ready [`Chunk`], shared by reference with
+//! every scrape served from it: a hot chunk as text, compressed (raw deflate, fastest level)
+//! the first time a gzip scrape needs it; a cold chunk compressed as it is made and kept
+//! compressed only, about a tenth of the memory (an identity scrape inflates it again, a chunk
+//! at a time, as the body is sent). Recording a poll bumps the generation of only the
+//! (family, block) pairs whose lines changed; [`Store::page`] rebuilds just those chunks
+//! (under the read lock, so a page is one consistent state) and so a gzip scrape compresses
+//! only what changed since the last one. Since the running targets are kept apart from the
+//! finished ones, a round of polls makes only the few hot blocks' chunks fresh, however many
+//! finished targets the exporter has accumulated: a scrape costs in proportion to what
+//! changed. Polls take the write lock only for the few microseconds it takes to re-format one
 //! target. The per-target families are gauges, so their chunks serve both formats.
 //!
 //! # Lifecycle of a target's series
@@ -41,8 +57,10 @@
 //!   answer. For every configured (kind, app_id) the reasons the API documents start at 0 so
 //!   that `increase()` sees the first stop.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::borrow::Borrow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
+use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, SystemTime};
 
@@ -105,6 +123,9 @@ pub struct Update {
     /// StartTime, or a new task).
     pub followed_task: bool,
 }
+
+/// Where each family's tails end in a target's tails (a target's text is far below 4 GiB).
+type Ends = [u32; N_FAMILIES];
 
 /// One per-target metric family.
 struct Family {
@@ -236,10 +257,33 @@ struct Inner {
     /// Ids freed by [`Store::remove`], reused by [`Store::insert`].
     free: Vec<TargetId>,
     /// The id of every target by key.
-    index: HashMap<TargetKey, TargetId>,
+    index: HashMap<KeyOf, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
     /// Where the targets' lines are, `[Part::Hot]` and `[Part::Cold]`.
     parts: [Layout; 2],
+}
+
+/// A target as a key of the index: its key, without a second copy of the key's strings.
+struct KeyOf(Arc<Target>);
+
+impl PartialEq for KeyOf {
+    fn eq(&self, other: &KeyOf) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for KeyOf {}
+
+impl Hash for KeyOf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state);
+    }
+}
+
+impl Borrow<TargetKey> for KeyOf {
+    fn borrow(&self) -> &TargetKey {
+        &self.0.key
+    }
 }
 
 /// The part of every family a target's lines are in: targets that may still change (hot), or
@@ -267,60 +311,17 @@ impl Place {
     }
 }
 
-/// One part of every family: the targets in slot order, in blocks of [`BLOCK`] slots.
+/// One part of every family: its targets in slot order, in blocks of [`BLOCK`] slots, with no
+/// free slot between them (a target leaving is replaced by the part's last one).
 #[derive(Default)]
 struct Layout {
-    /// The target in each slot; `None` for a free one. No free slot at the end.
-    slots: Vec<Option<TargetId>>,
-    /// The free slots below `slots.len()`; the lowest is taken first, so a part stays dense.
-    free: BTreeSet<usize>,
+    /// The target in each slot.
+    slots: Vec<TargetId>,
     /// `generations[block][family]`: bumped whenever that family's lines in the block change.
     generations: Vec<[u64; N_FAMILIES]>,
 }
 
 impl Layout {
-    /// A part holding `ids` in this order.
-    fn of(ids: impl Iterator<Item = TargetId>) -> Layout {
-        let slots: Vec<Option<TargetId>> = ids.map(Some).collect();
-        let blocks = slots.len().div_ceil(BLOCK);
-        Layout {
-            slots,
-            free: BTreeSet::new(),
-            generations: vec![[1; N_FAMILIES]; blocks],
-        }
-    }
-
-    /// Puts `id` in the lowest free slot; returns the slot.
-    fn take(&mut self, id: TargetId) -> usize {
-        let slot = match self.free.pop_first() {
-            Some(slot) => slot,
-            None => {
-                self.slots.push(None);
-                self.slots.len() - 1
-            }
-        };
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = Some(id);
-        }
-        let blocks = self.slots.len().div_ceil(BLOCK);
-        if self.generations.len() < blocks {
-            self.generations.resize(blocks, [1; N_FAMILIES]);
-        }
-        slot
-    }
-
-    /// Frees `slot`.
-    fn release(&mut self, slot: usize) {
-        if let Some(s) = self.slots.get_mut(slot) {
-            *s = None;
-            self.free.insert(slot);
-        }
-        while self.slots.last().is_some_and(Option::is_none) {
-            self.slots.pop();
-            self.free.remove(&self.slots.len());
-        }
-    }
-
     /// The lines of the families in `families` (bit `f` for family `f`) changed in `block`.
     fn bump(&mut self, block: usize, families: u32) {
         if let Some(g) = self.generations.get_mut(block) {
@@ -346,7 +347,8 @@ struct Entry {
     target: Option<Arc<Target>>,
     /// Where its lines are (meaningless for a free id).
     place: Place,
-    /// The target's escaped label set, built once.
+    /// The target's escaped label set, built once; empty in the cold part, where it is made
+    /// again with its block's chunks.
     prefix: Box<str>,
     snapshot: Option<TaskSnapshot>,
     /// When the last success was recorded, ms since the epoch.
@@ -362,10 +364,11 @@ struct Entry {
     terminal_since_ms: Option<i64>,
     /// Its series were removed by [`Store::expire`].
     expired: bool,
-    /// The tails of every series line, family after family.
+    /// The tails of every series line, family after family. Empty for a target in the cold
+    /// part: its tails are made again from its state when its block's chunks are.
     text: String,
     /// `ends[f]`: where family `f`'s tails end in `text` (they start where `f - 1`'s end).
-    ends: [usize; N_FAMILIES],
+    ends: Ends,
     /// Bytes this target adds to the body (names and prefix included).
     body_len: usize,
 }
@@ -461,28 +464,42 @@ impl Entry {
         families
     }
 
-    /// This target's tails of family `f`.
+    /// This target's tails of family `f` (kept in the hot part only).
     fn tails(&self, f: usize) -> &[u8] {
-        let start = if f == 0 { 0 } else { self.ends[f - 1] };
-        self.text
-            .as_bytes()
-            .get(start..self.ends[f])
-            .unwrap_or_default()
+        family_tails(&self.text, &self.ends, f)
+    }
+
+    /// This target's tails as its state makes them, and where each family's end.
+    fn made_tails(&self) -> (String, Ends) {
+        let kind = self.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
+        let mut t = String::new();
+        let mut ends: Ends = [0; N_FAMILIES];
+        if !self.expired {
+            self.write_tails(kind, &mut t, &mut ends);
+        }
+        (t, ends)
     }
 
     /// Re-format this target's tails from its state; returns which families' tails changed
     /// (bit `f` for family `f`).
-    fn rebuild(&mut self, kind: Kind, prefix_len: usize) -> u32 {
+    fn rebuild(&mut self) -> u32 {
+        let kind = self.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
+        let prefix_len = match (&self.target, self.place.part) {
+            (Some(target), Part::Cold) => label_prefix(target).len(),
+            _ => self.prefix.len(),
+        };
+        let old_families = self.families();
         let old_text = std::mem::take(&mut self.text);
         let old_ends = self.ends;
         let mut t = String::with_capacity(old_text.len());
-        let mut ends = [0usize; N_FAMILIES];
+        let mut ends: Ends = [0; N_FAMILIES];
         if !self.expired {
             self.write_tails(kind, &mut t, &mut ends);
         }
         let mut body_len = t.len();
         let mut start = 0;
         for (f, &end) in ends.iter().enumerate() {
+            let end = end as usize;
             let lines = t
                 .as_bytes()
                 .get(start..end)
@@ -490,13 +507,18 @@ impl Entry {
             body_len += lines * (FAMILIES[f].open.len() + prefix_len);
             start = end;
         }
-        t.shrink_to_fit();
-        self.text = t;
         self.ends = ends;
         self.body_len = body_len;
+        if self.place.part == Part::Cold {
+            // Its old tails are not kept: say every family it had or has lines in.
+            return old_families | self.families();
+        }
+        t.shrink_to_fit();
+        self.text = t;
         let mut changed = 0;
         let mut start = 0;
         for (f, &end) in old_ends.iter().enumerate() {
+            let end = end as usize;
             if old_text.as_bytes().get(start..end).unwrap_or_default() != self.tails(f) {
                 changed |= 1 << f;
             }
@@ -505,13 +527,13 @@ impl Entry {
         changed
     }
 
-    fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut [usize; N_FAMILIES]) {
+    fn write_tails(&self, kind: Kind, t: &mut String, ends: &mut Ends) {
         let follows_room = kind == Kind::Webcast
             && self
                 .target
                 .as_ref()
                 .is_some_and(|t| t.key.task_id.is_none());
-        let mut close = |f: usize, t: &String| ends[f] = t.len();
+        let mut close = |f: usize, t: &String| ends[f] = u32::try_from(t.len()).unwrap_or(u32::MAX);
         if let Some(s) = &self.snapshot {
             let terminal = s.is_terminal();
             tail_int(t, s.status);
@@ -614,8 +636,9 @@ impl Store {
             .into_iter()
             .enumerate()
             .map(|(id, t)| {
-                index.entry(t.key.clone()).or_insert(id);
-                let mut entry = Entry::of(Arc::new(t));
+                let t = Arc::new(t);
+                index.entry(KeyOf(t.clone())).or_insert(id);
+                let mut entry = Entry::of(t);
                 entry.place = Place {
                     part: Part::Hot,
                     slot: id,
@@ -623,7 +646,10 @@ impl Store {
                 entry
             })
             .collect();
-        let hot = Layout::of(0..entries.len());
+        let hot = Layout {
+            slots: (0..entries.len()).collect(),
+            generations: vec![[1; N_FAMILIES]; entries.len().div_ceil(BLOCK)],
+        };
         let headers = std::array::from_fn(|f| {
             let fam = &FAMILIES[f];
             let mut text = Vec::new();
@@ -693,8 +719,8 @@ impl Store {
             return (id, false);
         }
         seed_stops(&mut inner.stops, &target.key);
-        let key = target.key.clone();
-        let mut entry = Entry::of(Arc::new(target));
+        let target = Arc::new(target);
+        let mut entry = Entry::of(target.clone());
         entry.snapshot = state.snapshot;
         entry.up = state.up;
         entry.last_success_ms = state.last_success_ms;
@@ -710,16 +736,12 @@ impl Store {
                 inner.entries.len() - 1
             }
         };
-        entry.place = Place {
-            part: Part::Hot,
-            slot: inner.parts[Part::Hot as usize].take(id),
-        };
-        let changed = entry.rebuild(key.kind, entry.prefix.len());
+        entry.rebuild();
         if let Some(slot) = inner.entries.get_mut(id) {
             *slot = entry;
         }
-        inner.index.insert(key, id);
-        inner.bump(id, changed);
+        inner.index.insert(KeyOf(target), id);
+        inner.place(id, Part::Hot);
         (id, true)
     }
 
@@ -734,10 +756,15 @@ impl Store {
         if e.target.as_ref().is_none_or(|t| t.key != target.key) {
             return false;
         }
-        e.prefix = label_prefix(&target);
-        e.target = Some(Arc::new(target));
-        let kind = e.target.as_ref().map_or(Kind::Record, |t| t.key.kind);
-        e.rebuild(kind, e.prefix.len());
+        let target = Arc::new(target);
+        if e.place.part == Part::Hot {
+            e.prefix = label_prefix(&target);
+        }
+        e.target = Some(target.clone());
+        e.rebuild();
+        // The index keeps the target it was given: the new one replaces it.
+        inner.index.remove(&target.key);
+        inner.index.insert(KeyOf(target), id);
         inner.bump(id, u32::MAX);
         true
     }
@@ -751,15 +778,15 @@ impl Store {
         let Some(e) = inner.entries.get_mut(id) else {
             return false;
         };
-        let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+        if e.target.is_none() {
             return false;
-        };
+        }
         match e.snapshot.as_mut() {
             Some(snap) if snap.files != files => snap.files = files,
             _ => return false,
         }
         e.expired = false;
-        let changed = e.rebuild(kind, e.prefix.len());
+        let changed = e.rebuild();
         inner.bump(id, changed);
         true
     }
@@ -769,15 +796,13 @@ impl Store {
     pub fn remove(&self, id: TargetId) -> Option<Arc<Target>> {
         let mut guard = self.write();
         let inner = &mut *guard;
-        let e = inner.entries.get_mut(id)?;
-        let target = e.target.take()?;
-        let (place, families) = (e.place, e.families());
-        *e = Entry::default();
+        let target = inner.entries.get(id)?.target.clone()?;
+        inner.unplace(id);
+        if let Some(e) = inner.entries.get_mut(id) {
+            *e = Entry::default();
+        }
         inner.index.remove(&target.key);
         inner.free.push(id);
-        let part = &mut inner.parts[place.part as usize];
-        part.bump(place.block(), families);
-        part.release(place.slot);
         Some(target)
     }
 
@@ -787,30 +812,15 @@ impl Store {
     /// polled again moves back. Its lines themselves do not change, and a parked target that
     /// changes anyway (a callback, a reload) is still shown as it is. Ignored for an unknown id.
     pub fn set_parked(&self, id: TargetId, parked: bool) {
-        let mut guard = self.write();
-        let inner = &mut *guard;
-        let Some(e) = inner.entries.get_mut(id) else {
-            return;
-        };
-        if e.target.is_none() {
-            return;
-        }
+        let mut inner = self.write();
         let part = if parked { Part::Cold } else { Part::Hot };
-        let from = e.place;
-        if from.part == part {
+        let Some(e) = inner.entries.get(id).filter(|e| e.target.is_some()) else {
             return;
-        }
-        let families = e.families();
-        let old = &mut inner.parts[from.part as usize];
-        old.bump(from.block(), families);
-        old.release(from.slot);
-        let new = &mut inner.parts[part as usize];
-        let to = Place {
-            part,
-            slot: new.take(id),
         };
-        new.bump(to.block(), families);
-        e.place = to;
+        if e.place.part != part {
+            inner.unplace(id);
+            inner.place(id, part);
+        }
     }
 
     /// Target `id`'s state, for the durable store.
@@ -939,7 +949,7 @@ impl Store {
             outcome: Outcome::Success,
             error: None,
         });
-        let changed_families = e.rebuild(key.kind, e.prefix.len());
+        let changed_families = e.rebuild();
         inner.bump(id, changed_families);
         let update = Update {
             changed,
@@ -955,16 +965,16 @@ impl Store {
     pub fn record_failure(&self, id: TargetId, outcome: Outcome, error: &str, at: SystemTime) {
         let mut inner = self.write();
         if let Some(e) = inner.entries.get_mut(id) {
-            let Some(kind) = e.target.as_ref().map(|t| t.key.kind) else {
+            if e.target.is_none() {
                 return;
-            };
+            }
             e.up = Some(false);
             e.last_poll = Some(LastPoll {
                 at_ms: millis_since_epoch(at),
                 outcome,
                 error: Some(error.to_string()),
             });
-            let changed_families = e.rebuild(kind, e.prefix.len());
+            let changed_families = e.rebuild();
             inner.bump(id, changed_families);
         }
     }
@@ -1039,9 +1049,8 @@ impl Store {
     pub fn render(&self, out: &mut Vec<u8>) {
         let mut page = Page::new();
         self.page(Format::Text, None, &mut page);
-        out.reserve(page.len());
-        for chunk in page.chunks() {
-            out.extend_from_slice(chunk.text());
+        if let Err(err) = page.write_to(out) {
+            tracing::error!(error = %err, "reading a compressed chunk back failed");
         }
     }
 
@@ -1057,7 +1066,8 @@ impl Store {
     pub fn page(&self, format: Format, started: Option<f64>, page: &mut Page) {
         let mut chunks = self.chunks.lock().unwrap_or_else(PoisonError::into_inner);
         let inner = self.read();
-        for (part, chunks) in inner.parts.iter().zip(chunks.iter_mut()) {
+        let mut scratch = Vec::new();
+        for (p, (part, chunks)) in inner.parts.iter().zip(chunks.iter_mut()).enumerate() {
             let wanted = part.generations.len() * N_FAMILIES;
             if chunks.len() < wanted {
                 let empty = Arc::new(Chunk::new(Vec::new()));
@@ -1067,12 +1077,57 @@ impl Store {
                 });
             }
             for (b, generations) in part.generations.iter().enumerate() {
-                for (f, &generation) in generations.iter().enumerate() {
-                    let Some(cached) = chunks.get_mut(b * N_FAMILIES + f) else {
-                        continue;
-                    };
-                    if cached.generation != generation {
-                        let text = block_text(&inner, part, f, b);
+                let Some(cached) = chunks.get_mut(b * N_FAMILIES..(b + 1) * N_FAMILIES) else {
+                    continue;
+                };
+                if cached
+                    .iter()
+                    .zip(generations)
+                    .all(|(c, &g)| c.generation == g)
+                {
+                    continue;
+                }
+                let entries = part
+                    .slots
+                    .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|&id| inner.entries.get(id))
+                    .filter(|e| e.target.is_some());
+                if p == Part::Cold as usize {
+                    // Parked targets: their tails made again once for the block, their
+                    // chunks kept compressed only.
+                    let made: Vec<(Box<str>, String, Ends)> = entries
+                        .map(|e| {
+                            let (text, ends) = e.made_tails();
+                            let prefix = e.target.as_deref().map(label_prefix);
+                            (prefix.unwrap_or_default(), text, ends)
+                        })
+                        .collect();
+                    for (f, (cached, &generation)) in cached.iter_mut().zip(generations).enumerate()
+                    {
+                        if cached.generation == generation {
+                            continue;
+                        }
+                        scratch.clear();
+                        let rows = made
+                            .iter()
+                            .map(|(prefix, text, ends)| (&**prefix, family_tails(text, ends, f)));
+                        family_lines(f, rows, &mut scratch);
+                        let chunk = Chunk::compressed(&scratch)
+                            .unwrap_or_else(|_| Chunk::new(scratch.clone()));
+                        cached.chunk = Arc::new(chunk);
+                        cached.generation = generation;
+                    }
+                } else {
+                    for (f, (cached, &generation)) in cached.iter_mut().zip(generations).enumerate()
+                    {
+                        if cached.generation == generation {
+                            continue;
+                        }
+                        let mut text = Vec::new();
+                        let rows = entries.clone().map(|e| (&*e.prefix, e.tails(f)));
+                        family_lines(f, rows, &mut text);
                         cached.chunk = Arc::new(Chunk::new(text));
                         cached.generation = generation;
                     }
@@ -1086,7 +1141,7 @@ impl Store {
                 let part = &chunks[p as usize];
                 (0..part.len() / N_FAMILIES).filter_map(move |b| part.get(b * N_FAMILIES + f))
             });
-            let mut lines = family.filter(|c| !c.chunk.text().is_empty()).peekable();
+            let mut lines = family.filter(|c| !c.chunk.is_empty()).peekable();
             if lines.peek().is_none() {
                 continue;
             }
@@ -1100,36 +1155,36 @@ impl Store {
     }
 }
 
-/// Family `f`'s lines of the targets in block `b` of `part`.
-fn block_text(inner: &Inner, part: &Layout, f: usize, b: usize) -> Vec<u8> {
-    let slots = part
-        .slots
-        .get(b * BLOCK..((b + 1) * BLOCK).min(part.slots.len()))
-        .unwrap_or_default();
+/// The tails of family `f` in `text`, whose families end at `ends`.
+fn family_tails<'a>(text: &'a str, ends: &Ends, f: usize) -> &'a [u8] {
+    let start = f.checked_sub(1).map_or(0, |g| ends[g] as usize);
+    text.as_bytes()
+        .get(start..ends[f] as usize)
+        .unwrap_or_default()
+}
+
+/// Appends family `f`'s lines of `rows`, each a target's label prefix and tails, to `out`.
+fn family_lines<'a>(
+    f: usize,
+    rows: impl Iterator<Item = (&'a str, &'a [u8])> + Clone,
+    out: &mut Vec<u8>,
+) {
     let fam = &FAMILIES[f];
-    let rows = || {
-        slots
-            .iter()
-            .filter_map(|id| inner.entries.get((*id)?))
-            .filter(|e| e.target.is_some())
-            .map(|e| (e, &e.prefix))
-    };
-    let len: usize = rows()
-        .map(|(e, prefix)| {
-            let tails = e.tails(f);
+    let len: usize = rows
+        .clone()
+        .map(|(prefix, tails)| {
             let lines = tails.iter().filter(|&&c| c == b'\n').count();
             tails.len() + lines * (fam.open.len() + prefix.len())
         })
         .sum();
-    let mut out = Vec::with_capacity(len);
-    for (e, prefix) in rows() {
-        for line in e.tails(f).split_inclusive(|&b| b == b'\n') {
+    out.reserve_exact(len);
+    for (prefix, tails) in rows {
+        for line in tails.split_inclusive(|&b| b == b'\n') {
             out.extend_from_slice(fam.open.as_bytes());
             out.extend_from_slice(prefix.as_bytes());
             out.extend_from_slice(line);
         }
     }
-    out
 }
 
 impl Inner {
@@ -1138,6 +1193,59 @@ impl Inner {
         if let Some(e) = self.entries.get(id).filter(|e| e.target.is_some()) {
             let place = e.place;
             self.parts[place.part as usize].bump(place.block(), changed);
+        }
+    }
+
+    /// Puts target `id`'s lines at the end of `part`.
+    fn place(&mut self, id: TargetId, part: Part) {
+        let Some(e) = self.entries.get_mut(id) else {
+            return;
+        };
+        let layout = &mut self.parts[part as usize];
+        let slot = layout.slots.len();
+        layout.slots.push(id);
+        let blocks = layout.slots.len().div_ceil(BLOCK);
+        if layout.generations.len() < blocks {
+            layout.generations.resize(blocks, [1; N_FAMILIES]);
+        }
+        e.place = Place { part, slot };
+        layout.bump(e.place.block(), e.families());
+        match part {
+            Part::Cold => {
+                e.text = String::new();
+                e.prefix = Box::default();
+            }
+            Part::Hot => {
+                if e.text.is_empty() {
+                    e.text = e.made_tails().0;
+                }
+                if e.prefix.is_empty() {
+                    e.prefix = e.target.as_deref().map(label_prefix).unwrap_or_default();
+                }
+            }
+        }
+    }
+
+    /// Takes target `id`'s lines out of its part; the part's last target takes its slot.
+    fn unplace(&mut self, id: TargetId) {
+        let Some(e) = self.entries.get(id) else {
+            return;
+        };
+        let (place, families) = (e.place, e.families());
+        let layout = &mut self.parts[place.part as usize];
+        if layout.slots.get(place.slot) != Some(&id) {
+            return;
+        }
+        layout.bump(place.block(), families);
+        layout.slots.swap_remove(place.slot);
+        let last = layout.slots.len();
+        if let Some(&moved) = layout.slots.get(place.slot) {
+            if let Some(m) = self.entries.get_mut(moved) {
+                let families = m.families();
+                layout.bump(last / BLOCK, families);
+                layout.bump(place.block(), families);
+                m.place.slot = place.slot;
+            }
         }
     }
 }
@@ -1790,7 +1898,7 @@ mod tests {
             .zip(second.chunks())
             .take(second.chunks().len() - 1)
             .filter(|(a, b)| !Arc::ptr_eq(a, b))
-            .map(|(a, _)| String::from_utf8(a.text().to_vec()).unwrap())
+            .map(|(a, _)| String::from_utf8(a.text().unwrap().to_vec()).unwrap())
             .collect();
         assert_eq!(rebuilt.len(), 2, "{rebuilt:?}");
         assert!(rebuilt[0].starts_with("volcengine_rtc_task_duration_seconds{"));
@@ -1803,7 +1911,187 @@ mod tests {
         let fresh: usize = third.chunks().iter().filter(|c| !c.is_deflated()).count();
         assert_eq!(fresh, 3, "two rebuilt chunks and the stop counter");
         // And the page still reads the same as a full render.
-        assert_eq!(third.to_vec(), rendered(&store).into_bytes());
+        assert_eq!(third.to_vec().unwrap(), rendered(&store).into_bytes());
+    }
+
+    /// A store of `n` record targets `t0`, `t1`, … each polled once (running, two files).
+    fn polled_store(n: usize) -> Store {
+        let targets: Vec<Target> = (0..n)
+            .map(|i| target(Kind::Record, Some(&format!("t{i}")), &[("team", "a")]))
+            .collect();
+        let store = Store::new(targets);
+        for id in 0..n {
+            let mut snap = running(T0);
+            snap.files = (0..2)
+                .map(|f| RecordFile {
+                    vid: Some(format!("v{id}-{f}")),
+                    size_bytes: Some(1_000 + f),
+                    duration_ms: Some(2_000 + f),
+                    ..Default::default()
+                })
+                .collect();
+            store.record_success(id, snap, at(T0 + 1_000));
+        }
+        store
+    }
+
+    fn page_of(store: &Store) -> Page {
+        let mut page = Page::new();
+        store.page(Format::Text, None, &mut page);
+        page
+    }
+
+    /// Each family's lines, sorted: the page's content regardless of the order of its series.
+    fn families(text: &str) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = Vec::new();
+        for line in text.lines() {
+            if let Some(name) = line.strip_prefix("# HELP ") {
+                let name = name.split(' ').next().unwrap().to_string();
+                out.push((name, Vec::new()));
+            } else if !line.starts_with('#') {
+                out.last_mut().unwrap().1.push(line.to_string());
+            }
+        }
+        for (_, lines) in &mut out {
+            lines.sort();
+        }
+        out
+    }
+
+    #[test]
+    fn a_parked_target_keeps_its_exact_lines_in_the_cold_part() {
+        let store = polled_store(3 * BLOCK);
+        let before = rendered(&store);
+        for id in (0..3 * BLOCK).filter(|id| id % 10 != 9) {
+            store.set_parked(id, true);
+        }
+        let page = page_of(&store);
+        let after = String::from_utf8(page.to_vec().unwrap()).unwrap();
+        assert_eq!(after.len(), before.len());
+        assert_eq!(families(&after), families(&before));
+        // The cold chunks are kept compressed only, the hot ones as text; in each family the
+        // parked targets come first.
+        let cold = page.chunks().iter().filter(|c| c.is_compressed_only());
+        assert_eq!(
+            cold.count(),
+            3 * 9,
+            "3 blocks of 346 parked targets x 9 families"
+        );
+        let status: Vec<usize> = after
+            .lines()
+            .filter_map(|l| l.strip_prefix("volcengine_rtc_task_status{"))
+            .map(|l| {
+                let id = l.split("task_id=\"t").nth(1).unwrap();
+                id.split('"').next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert_eq!(status.len(), 3 * BLOCK);
+        assert!(status[..346].iter().all(|id| id % 10 != 9), "{status:?}");
+        assert!(status[346..].iter().all(|id| id % 10 == 9), "{status:?}");
+        // A parked target relabelled shows its new labels, and only those.
+        let relabelled = target(Kind::Record, Some("t1"), &[("team", "b")]);
+        assert!(store.relabel(1, relabelled));
+        let text = rendered(&store);
+        // 7 families of one line, 2 of one line per file.
+        assert_eq!(text.matches(r#"task_id="t1",team="b""#).count(), 7 + 2 * 2);
+        assert!(!text.contains(r#"task_id="t1",team="a""#));
+        assert!(store.relabel(1, target(Kind::Record, Some("t1"), &[("team", "a")])));
+        // Parked or not, a change shows; back in the hot part, the same lines again.
+        store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
+        let l = r#"{kind="record",app_id="app1",room_id="r1",task_id="t0",team="a"}"#;
+        assert!(rendered(&store).contains(&format!("volcengine_rtc_target_up{l} 0\n")));
+        store.record_success(0, store.snapshot(0).unwrap(), at(T0 + 1_000));
+        for id in 0..3 * BLOCK {
+            store.set_parked(id, false);
+        }
+        assert_eq!(families(&rendered(&store)), families(&before));
+        // Every target still appears once per family, in the hot part alone.
+        let page = page_of(&store);
+        assert!(page.chunks().iter().all(|c| !c.is_compressed_only()));
+        assert_eq!(page.to_vec().unwrap(), rendered(&store).into_bytes());
+    }
+
+    #[test]
+    fn polls_of_running_targets_compress_only_the_hot_chunks_again() {
+        // One running target in ten, spread over every block of ids, as ids are reused.
+        let n = 10 * BLOCK;
+        let store = polled_store(n);
+        let running = |id: &usize| id % 10 == 9;
+        for id in (0..n).filter(|id| !running(id)) {
+            store.set_parked(id, true);
+        }
+        let first = page_of(&store);
+        first.gzip(1).unwrap();
+        let chunks = first.chunks().len();
+        // A round of polls: every running target's duration and last success change.
+        for id in (0..n).filter(running) {
+            store.record_success(id, store.snapshot(id).unwrap(), at(T0 + 16_000));
+        }
+        let second = page_of(&store);
+        assert_eq!(second.chunks().len(), chunks);
+        let fresh = second.chunks().iter().filter(|c| !c.is_deflated()).count();
+        // The 128 running targets fill one hot block: its duration and last-success chunks,
+        // and the stop counter (made per page). Not the 10 blocks of ids they are spread over.
+        assert_eq!(fresh, 3);
+        let gz = second.gzip(1).unwrap().concat();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut body)
+            .unwrap();
+        assert_eq!(body, rendered(&store).into_bytes());
+        // A target parked since the last page makes only the cold part's last block fresh.
+        store.set_parked(9, true);
+        let third = page_of(&store);
+        let old: HashSet<*const Chunk> = second.chunks().iter().map(Arc::as_ptr).collect();
+        let remade: Vec<&Arc<Chunk>> = third
+            .chunks()
+            .iter()
+            .filter(|c| !old.contains(&Arc::as_ptr(c)))
+            .collect();
+        // The hot block and the last cold block (9 families each), and the stop counter; the
+        // cold chunks were compressed as they were made.
+        assert_eq!(remade.len(), 2 * 9 + 1);
+        assert_eq!(remade.iter().filter(|c| c.is_compressed_only()).count(), 9);
+        assert_eq!(
+            third.chunks().iter().filter(|c| !c.is_deflated()).count(),
+            9 + 1
+        );
+    }
+
+    #[test]
+    fn parking_removing_and_inserting_keep_every_series_once() {
+        let store = polled_store(2 * BLOCK + 5);
+        for id in (0..2 * BLOCK + 5).step_by(3) {
+            store.set_parked(id, true);
+        }
+        let _ = page_of(&store);
+        for id in (0..2 * BLOCK + 5).step_by(7) {
+            assert!(store.remove(id).is_some());
+        }
+        store.set_parked(1, true);
+        store.set_parked(3, false);
+        for i in 0..20 {
+            let (id, fresh) = store.insert(target(Kind::Record, Some(&format!("new{i}")), &[]));
+            assert!(fresh);
+            store.record_success(id, running(T0), at(T0 + 5_000));
+            store.set_parked(id, i % 2 == 0);
+        }
+        store.set_parked(10_000, true);
+        let text = rendered(&store);
+        let mut seen = HashSet::new();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                seen.insert(line.rsplit_once(' ').unwrap().0),
+                "twice: {line}"
+            );
+        }
+        let statuses = text
+            .lines()
+            .filter(|l| l.starts_with("volcengine_rtc_task_status{"))
+            .count();
+        assert_eq!(statuses, store.len());
+        assert_eq!(page_of(&store).to_vec().unwrap(), text.into_bytes());
+        let predicted: usize = store.read().entries.iter().map(|e| e.body_len).sum();
+        assert_eq!(predicted, series(&store).len());
     }
 
     #[test]
@@ -1813,7 +2101,7 @@ mod tests {
         store.record_success(0, ended(T0 + 30, T0 + 40, "Brand\"New"), at(T0 + 2_500));
         let mut page = Page::new();
         store.page(Format::OpenMetrics, Some(1_690_000_000.5), &mut page);
-        let text = String::from_utf8(page.to_vec()).unwrap();
+        let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
         let stops = &text[text.find("# HELP volcengine_rtc_task_stops ").unwrap()..];
         let l = |reason: &str| format!("{{kind=\"webcast\",app_id=\"app1\",reason=\"{reason}\"}}");
         assert_eq!(
@@ -1851,7 +2139,7 @@ mod tests {
         // Without a start time the counted-from-start reasons have no `_created`.
         let mut page = Page::new();
         store.page(Format::OpenMetrics, None, &mut page);
-        let text = String::from_utf8(page.to_vec()).unwrap();
+        let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
         assert_eq!(text.matches("_created{").count(), 2);
     }
 

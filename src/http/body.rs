@@ -45,7 +45,7 @@ pub(super) type Answer = Response<Body>;
 /// would each leave a short TCP segment that Nagle's algorithm holds back until the peer's
 /// delayed ACK, 40 ms later. Its exact size is known, so the answer has a `Content-Length`.
 pub struct Body {
-    frames: std::iter::Peekable<std::vec::IntoIter<Bytes>>,
+    frames: std::iter::Peekable<Box<dyn Iterator<Item = Bytes> + Send>>,
     remaining: u64,
     /// What the request holds until its answer's body is dropped (sent, or the client went
     /// away), and where the body reports its progress.
@@ -70,9 +70,17 @@ pub const JOINED_FRAME: usize = 64 * 1024;
 impl Body {
     pub fn new(frames: Vec<Bytes>) -> Body {
         let remaining = frames.iter().map(|f| f.len() as u64).sum();
+        Body::streamed(remaining, frames.into_iter())
+    }
+
+    /// A body of `len` bytes whose frames `frames` makes as they are taken (the text of a
+    /// chunk kept compressed, say). Frames that end short of `len` end the body early (the
+    /// connection is closed).
+    pub fn streamed(len: u64, frames: impl Iterator<Item = Bytes> + Send + 'static) -> Body {
+        let frames: Box<dyn Iterator<Item = Bytes> + Send> = Box::new(frames);
         Body {
-            frames: frames.into_iter().peekable(),
-            remaining,
+            frames: frames.peekable(),
+            remaining: len,
             hold: Hold::default(),
         }
     }
@@ -120,7 +128,7 @@ impl hyper::body::Body for Body {
             }
             joined.freeze()
         };
-        self.remaining -= frame.len() as u64;
+        self.remaining = self.remaining.saturating_sub(frame.len() as u64);
         if let Some(progress) = &self.hold.progress {
             progress.moved();
         }

@@ -311,14 +311,14 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
     let made = tokio::task::spawn_blocking(move || {
         let page = (job.app.render)(format);
         if gzip {
-            page.gzip(job.threads)
+            page.gzip(job.threads).map(Body::new)
         } else {
-            Ok(page.identity())
+            Ok(Body::streamed(page.len() as u64, page.identity()))
         }
     })
     .await;
-    let frames = match made {
-        Ok(Ok(frames)) => frames,
+    let body = match made {
+        Ok(Ok(body)) => body,
         Ok(Err(err)) => {
             tracing::error!(error = %err, "compressing /metrics failed");
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Compression failed\n");
@@ -328,7 +328,7 @@ async fn metrics(shared: &Arc<Shared>, headers: &HeaderMap) -> Answer {
             return plain(StatusCode::INTERNAL_SERVER_ERROR, "Rendering failed\n");
         }
     };
-    let mut answer = Response::new(Body::new(frames));
+    let mut answer = Response::new(body);
     let headers = answer.headers_mut();
     headers.insert(
         CONTENT_TYPE,
