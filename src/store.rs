@@ -985,7 +985,8 @@ impl Store {
     }
 
     /// Whether target `id`'s series were removed by [`Store::expire`] (and not brought back).
-    pub fn is_expired(&self, id: TargetId) -> bool {
+    #[cfg(test)]
+    fn is_expired(&self, id: TargetId) -> bool {
         self.read().entries.get(id).is_some_and(|e| e.expired)
     }
 
@@ -1030,10 +1031,12 @@ impl Store {
 
     /// About how many bytes [`Store::render`] appends (at least that many, unless targets are
     /// recorded in between): for sizing the output buffer once.
-    pub fn render_size_hint(&self) -> usize {
+    #[cfg(test)]
+    fn render_size_hint(&self) -> usize {
         Self::size_hint(&self.read())
     }
 
+    #[cfg(test)]
     fn size_hint(inner: &Inner) -> usize {
         let headers: usize = FAMILIES
             .iter()

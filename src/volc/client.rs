@@ -164,10 +164,6 @@ impl Client {
         self
     }
 
-    pub fn retry_policy(&self) -> RetryPolicy {
-        self.retry
-    }
-
     /// The credentials this client signs with (rotate them through the handle).
     pub fn credentials(&self) -> &CredentialsHandle {
         &self.creds
