@@ -245,7 +245,8 @@ impl Chunk {
     }
 
     /// Whether only the compressed form is kept.
-    pub fn is_compressed_only(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_compressed_only(&self) -> bool {
         self.text.is_none()
     }
 

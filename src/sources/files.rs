@@ -150,11 +150,6 @@ impl FileTargets {
             .iter()
             .map(|(p, e)| (Source::File(Arc::clone(p)), e.targets.as_slice()))
     }
-
-    /// How many targets all files hold together (a target in two files counts twice).
-    pub fn target_count(&self) -> usize {
-        self.files.values().map(|e| e.targets.len()).sum()
-    }
 }
 
 /// What tells whether a file changed without reading it: its identity, size and times.
