@@ -30,7 +30,7 @@ use volc_rtc_exporter::exposition::Format;
 use volc_rtc_exporter::http::{serve, App, LandingInfo, Options};
 use volc_rtc_exporter::model::{Target, TaskSnapshot};
 use volc_rtc_exporter::render::{page, render};
-use volc_rtc_exporter::store::Store;
+use volc_rtc_exporter::targets::table::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
 use common::{ended_record, own_rss_kib, record_target, FILES};

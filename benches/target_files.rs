@@ -20,7 +20,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use volc_rtc_exporter::sources::files::Loader;
+use volc_rtc_exporter::targets::files::Loader;
 
 use common::own_rss_kib;
 

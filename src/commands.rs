@@ -68,7 +68,7 @@ pub fn check(path: &Path, web_config: Option<&Path>) -> anyhow::Result<()> {
 /// The targets the target files hold now, and how many files matched. A file that does not
 /// load is an error, with every problem at its place.
 fn target_file_targets(patterns: &[PathBuf]) -> anyhow::Result<(usize, Vec<Target>)> {
-    let files = crate::sources::files::matching_files(patterns);
+    let files = crate::targets::files::matching_files(patterns);
     let mut targets = Vec::new();
     let mut problems = Vec::new();
     for file in &files {

@@ -25,7 +25,7 @@ use crate::persist::{
     StoredPoll, StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
 };
 use crate::scheduler::{Phase, Restored, Scheduler};
-use crate::store::{EntryState, PendingStop, Store, TargetId};
+use crate::targets::table::{EntryState, PendingStop, Store, TargetId};
 
 /// A restored target to queue.
 type Queued = (TargetId, Target, Restored);

@@ -27,7 +27,7 @@ use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnap
 use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
 use crate::state_log::StateLog;
-use crate::store::{PendingStop, Store, TargetId};
+use crate::targets::table::{PendingStop, Store, TargetId};
 use crate::telemetry::Telemetry;
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
@@ -162,7 +162,7 @@ impl Exporter {
         }
         // Recordings a callback announced before the restart are still announced.
         scheduler.set_announced_interval(settings.callbacks.as_ref().map(|c| c.active_interval));
-        let callback = persist::Source::Callback.to_string();
+        let callback = crate::targets::Source::Callback.to_string();
         for (id, target) in store.targets() {
             if target.key.kind == crate::model::Kind::Record
                 && durable.sources_of(id).contains(&callback)
@@ -711,9 +711,9 @@ async fn follow_target_files(
         }
         return None;
     }
-    let mut config = crate::sources::files::TargetFilesConfig::new(patterns);
+    let mut config = crate::targets::files::TargetFilesConfig::new(patterns);
     config.refresh_interval = exporter.settings().target_files_refresh_interval;
-    let watcher = match crate::sources::files::watch(config, shutdown).await {
+    let watcher = match crate::targets::files::watch(config, shutdown).await {
         Ok(w) => w,
         Err(e) => {
             tracing::error!(error = %e, "cannot follow the target files; fix `target_files`");
@@ -738,12 +738,12 @@ impl Exporter {
     /// Applies one snapshot of the target files; returns the file sources it holds.
     fn apply_target_files(
         &self,
-        files: &crate::sources::files::FileTargets,
+        files: &crate::targets::files::FileTargets,
         previous: Vec<Source>,
     ) -> Vec<Source> {
         let mut now = Vec::new();
         for (path, entry) in files.files() {
-            let source = Source::File(path.display().to_string());
+            let source = Source::file(path);
             let name = path.display().to_string();
             self.telemetry
                 .target_file_ok
@@ -761,8 +761,9 @@ impl Exporter {
             now.push(source);
         }
         for gone in previous.into_iter().filter(|s| !now.contains(s)) {
-            if let Source::File(name) = &gone {
-                let _ = self.telemetry.target_file_ok.remove_label_values(&[name]);
+            if let Source::File(path) = &gone {
+                let name = path.display().to_string();
+                let _ = self.telemetry.target_file_ok.remove_label_values(&[&name]);
                 tracing::info!(file = %name, "target file gone; its targets leave");
             }
             self.set_targets(gone, &[]);

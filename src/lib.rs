@@ -27,7 +27,10 @@
 //! - [`exposition`] — the formats (text 0.0.4, OpenMetrics 1.0) and their text helpers, and the
 //!   [`exposition::Page`] of shared, separately compressed chunks a scrape is served from; a
 //!   leaf that imports nothing else of the crate.
-//! - [`store`] — per-target state with its exposition chunks kept ready; stop counting.
+//! - [`targets`] — every target in one home: the one table ([`targets::table`]) of each
+//!   target's key, labels, sources, last answer and poll, stop counted, and its series kept
+//!   ready; where targets come from besides the config (watched target files, the
+//!   registration API) and the one merge by which any source changes the set.
 //! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
 //!   ending, each logged once.
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
@@ -49,8 +52,6 @@
 //!   again, then handed to an [`reload::Apply`] hook; a broken file keeps the running config.
 //! - `sim` (cargo feature `sim`, on by default) — a simulated OpenAPI for tests, benchmarks
 //!   and `demo`, with the server-side signature check.
-//! - [`sources`] — targets from watched target files and the registration API, merged with the
-//!   config's into one set; the diff a reload applies.
 //! - [`callbacks`] — RTC's signed event callbacks: each delivery verified, de-duplicated and
 //!   judged by a pure function into an answer and an action (register a discovered task, apply
 //!   its files, poll it); `volcengine_rtc_callbacks_total`; the `callbacks:` settings.
@@ -75,9 +76,8 @@ pub mod render;
 pub mod scheduler;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod sources;
 pub mod state_log;
-pub mod store;
+pub mod targets;
 pub mod telemetry;
 pub mod volc;
 

@@ -5,6 +5,9 @@
 //! that a snapshot is exactly what the API answered; conversions to seconds happen at render.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
 
 /// The two kinds of task the exporter follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -321,6 +324,81 @@ pub struct LastPoll {
     pub outcome: Outcome,
     /// The failure's text (never a secret); `None` for a success.
     pub error: Option<String>,
+}
+
+/// A target's place in the target table (`crate::targets::table`); the scheduler and the
+/// durable state use the same id. An
+/// id freed by a removal may be given to a new target.
+pub type TargetId = usize;
+
+/// One source of targets; a target known from several sources is one target with several
+/// sources, and it leaves when its last source drops it. Stored and shown as `config`,
+/// `file:<path>`, `api` or `callback`. The order of the variants is the precedence used when the same target
+/// comes from several sources: the config first, then target files in path order, then the
+/// registration API, then callbacks.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    /// The config file's `targets:` list.
+    Config,
+    /// A file matched by `target_files`.
+    File(Arc<Path>),
+    /// Registered with `POST /api/v1/targets`.
+    Api,
+    /// Learned from a vendor callback.
+    Callback,
+}
+
+impl Source {
+    /// A file source for `path`.
+    pub fn file(path: impl Into<PathBuf>) -> Source {
+        Source::File(Arc::from(path.into()))
+    }
+}
+
+impl fmt::Display for Source {
+    /// `config`, `file:<path>`, `api` or `callback`: the value of a `source` label or column.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Config => f.write_str("config"),
+            Source::File(path) => write!(f, "file:{}", path.display()),
+            Source::Api => f.write_str("api"),
+            Source::Callback => f.write_str("callback"),
+        }
+    }
+}
+
+/// A string that is not one of the [`Source`] forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown target source {0:?}: expected config, file:<path>, api or callback")]
+pub struct UnknownSource(pub String);
+
+impl FromStr for Source {
+    type Err = UnknownSource;
+
+    fn from_str(s: &str) -> Result<Source, UnknownSource> {
+        match s {
+            "config" => Ok(Source::Config),
+            "api" => Ok(Source::Api),
+            "callback" => Ok(Source::Callback),
+            _ => match s.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => Ok(Source::file(path)),
+                _ => Err(UnknownSource(s.to_string())),
+            },
+        }
+    }
+}
+
+impl serde::Serialize for Source {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Source {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

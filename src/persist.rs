@@ -70,7 +70,6 @@ use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -116,66 +115,7 @@ const CACHE_BYTES: usize = 2 * 1024 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Stored types
 
-/// Where a target came from. A target known from several sources is one target with several
-/// sources; it leaves the store when its last source drops it.
-///
-/// Stored as a string: `config`, `file:<path>`, `api`, `callback`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
-    /// The `targets:` list of the config file.
-    Config,
-    /// A target file (`target_files:`), by its path.
-    File(String),
-    /// The registration API (`POST /api/v1/targets`).
-    Api,
-    /// Discovered from an RTC callback.
-    Callback,
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Config => f.write_str("config"),
-            Source::File(path) => write!(f, "file:{path}"),
-            Source::Api => f.write_str("api"),
-            Source::Callback => f.write_str("callback"),
-        }
-    }
-}
-
-/// A string that is not one of the [`Source`] forms.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown target source {0:?}: expected config, file:<path>, api or callback")]
-pub struct UnknownSource(pub String);
-
-impl FromStr for Source {
-    type Err = UnknownSource;
-
-    fn from_str(s: &str) -> Result<Source, UnknownSource> {
-        match s {
-            "config" => Ok(Source::Config),
-            "api" => Ok(Source::Api),
-            "callback" => Ok(Source::Callback),
-            _ => match s.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => Ok(Source::File(path.to_string())),
-                _ => Err(UnknownSource(s.to_string())),
-            },
-        }
-    }
-}
-
-impl Serialize for Source {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Source {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Source, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use crate::model::{Source, UnknownSource};
 
 /// A target's scheduling phase as stored; the same names as the `phase` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -1669,7 +1609,7 @@ mod tests {
     fn sources_as_strings() {
         for (s, text) in [
             (Source::Config, "config"),
-            (Source::File("/etc/t.yml".into()), "file:/etc/t.yml"),
+            (Source::file("/etc/t.yml"), "file:/etc/t.yml"),
             (Source::Api, "api"),
             (Source::Callback, "callback"),
         ] {

@@ -1,4 +1,4 @@
-//! The `/metrics` body: task families from the [`crate::store::Store`] plus the self-metrics of
+//! The `/metrics` body: task families from the [`crate::targets::table::Store`] plus the self-metrics of
 //! [`crate::telemetry::Telemetry`], as a [`Page`] in the format the scraper asked for.
 //!
 //! Text format 0.0.4 is the default; OpenMetrics 1.0.0 differs only in the counters (named
@@ -6,7 +6,7 @@
 //! formats share the store's per-target chunks.
 
 use crate::exposition::{Format, Page};
-use crate::store::Store;
+use crate::targets::table::Store;
 use crate::telemetry::Telemetry;
 
 /// The `Content-Type` of the body [`render`] produces.

@@ -132,9 +132,7 @@ use tokio::time::Instant;
 use crate::config::ScheduleSettings;
 use crate::model::{status, stop_reason, Action, Outcome, PerAction, Target, TaskSnapshot};
 
-/// A target's id: its position in the slice given to [`Scheduler::new`], or the id given to
-/// [`Scheduler::insert`] / [`Scheduler::restore`] (the store's).
-pub type TargetId = usize;
+pub use crate::targets::TargetId;
 
 /// How far back the API can see: tasks that started earlier are never polled.
 pub use crate::model::VISIBILITY_WINDOW;

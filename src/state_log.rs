@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 use crate::model::{Action, Outcome, PerAction, Target, TaskSnapshot};
-use crate::store::TargetId;
+use crate::targets::table::TargetId;
 use crate::volc::parse::ApiError;
 
 /// A log event about one target: its kind, app_id, room_id and task_id as fields, then the

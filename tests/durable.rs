@@ -372,7 +372,7 @@ async fn targets_change_while_running_without_losing_state() {
         "volcengine_rtc_targets",
         &[("kind", "record"), ("phase", "done")],
     );
-    let added = e.add_targets(volc_rtc_exporter::persist::Source::Api, &targets[1..3]);
+    let added = e.add_targets(volc_rtc_exporter::targets::Source::Api, &targets[1..3]);
     assert_eq!(
         added.added, 1,
         "target 1 is known already: one target, two sources"
@@ -389,7 +389,7 @@ async fn targets_change_while_running_without_losing_state() {
     // A reload that drops 0 and 1 from the config and adds 3.
     let calls = sim.sim.total_requests(Action::GetRecordTask);
     let change = e.set_targets(
-        volc_rtc_exporter::persist::Source::Config,
+        volc_rtc_exporter::targets::Source::Config,
         &[targets[3].clone()],
     );
     assert_eq!(
@@ -421,7 +421,7 @@ async fn targets_change_while_running_without_losing_state() {
 
     // Deregistering 1 and 2 from the API removes them: no source left.
     let change = e.remove_targets(
-        &volc_rtc_exporter::persist::Source::Api,
+        &volc_rtc_exporter::targets::Source::Api,
         &[targets[1].key.clone(), targets[2].key.clone()],
     );
     assert_eq!(change.removed, 2);

@@ -36,7 +36,7 @@ use volc_rtc_exporter::http::{
 };
 use volc_rtc_exporter::model::{Kind, Target, TargetKey};
 use volc_rtc_exporter::reload::{Apply, ApplySummary, Reloader};
-use volc_rtc_exporter::sources::Source;
+use volc_rtc_exporter::targets::Source;
 use volc_rtc_exporter::telemetry::Telemetry;
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";

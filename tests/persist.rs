@@ -218,7 +218,7 @@ async fn removal_deletes_the_row_but_keeps_counts() {
     let dir = tempfile::tempdir().unwrap();
     let o = open(dir.path());
     o.writer.submit(finished(1, T0, "StopByAPI"));
-    o.writer.submit(running(2, Source::File("/t/a.yml".into())));
+    o.writer.submit(running(2, Source::file("/t/a.yml")));
     o.writer.submit(Change::Remove(key(1)));
     o.writer.flush().await.unwrap();
     o.writer.close(Duration::from_secs(5));
@@ -229,7 +229,7 @@ async fn removal_deletes_the_row_but_keeps_counts() {
     );
     assert_eq!(
         o.state.targets[0].1.sources.first(),
-        Some(&Source::File("/t/a.yml".into()))
+        Some(&Source::file("/t/a.yml"))
     );
     assert_eq!(stops(&o, "StopByAPI"), 1);
     assert!(o.state.counted.contains(&TaskRef {

@@ -14,7 +14,7 @@ use volc_rtc_exporter::model::{
     status, Kind, Outcome, RecordFile, Target, TargetKey, TaskSnapshot,
 };
 use volc_rtc_exporter::render::{page, render};
-use volc_rtc_exporter::store::Store;
+use volc_rtc_exporter::targets::table::Store;
 use volc_rtc_exporter::telemetry::Telemetry;
 
 const T0: u64 = 1_700_000_000_123;

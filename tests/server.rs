@@ -18,7 +18,7 @@ use volc_rtc_exporter::exposition::{Chunk, Format, Page};
 use volc_rtc_exporter::http::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
 use volc_rtc_exporter::render;
-use volc_rtc_exporter::store::{Store, BLOCK};
+use volc_rtc_exporter::targets::table::{Store, BLOCK};
 use volc_rtc_exporter::telemetry::Telemetry;
 
 struct Running {

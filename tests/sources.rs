@@ -12,10 +12,10 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::model::{Kind, Target, TargetKey};
-use volc_rtc_exporter::sources::api::{self, BodyError, MAX_BODY_BYTES};
-use volc_rtc_exporter::sources::files::{self, FileTargets, TargetFilesConfig};
-use volc_rtc_exporter::sources::merge::MergedTargets;
-use volc_rtc_exporter::sources::Source;
+use volc_rtc_exporter::targets::api::{self, BodyError, MAX_BODY_BYTES};
+use volc_rtc_exporter::targets::files::{self, FileTargets, TargetFilesConfig};
+use volc_rtc_exporter::targets::merge::MergedTargets;
+use volc_rtc_exporter::targets::Source;
 
 const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -24,9 +24,8 @@ use crate::http::web_config::SharedWebConfig;
 use crate::http::{self, App, LandingInfo, Options, Targets};
 use crate::http::{ApiRefusal, Registered, Unregistered};
 use crate::model::{Action, Target, TargetKey};
-use crate::persist::Source as PersistSource;
 use crate::reload::{Apply, ApplySummary, Reloader};
-use crate::sources::Source;
+use crate::targets::Source;
 use crate::volc::client::Client;
 
 /// The HTTP side's setup: the `--web.*` switches, the web config in force, and what
@@ -91,7 +90,7 @@ impl Apply for Exporter {
                 }
             }
         }
-        let change = self.set_targets(PersistSource::Config, &new.targets);
+        let change = self.set_targets(Source::Config, &new.targets);
         if change.added + change.removed + relabelled > 0 {
             lines.push(format!(
                 "targets: {} added, {} removed, {relabelled} relabelled",
@@ -159,23 +158,13 @@ impl Exporter {
     }
 }
 
-/// The exporter's source for a source of the HTTP side.
-fn persist_source(source: &Source) -> PersistSource {
-    match source {
-        Source::Config => PersistSource::Config,
-        Source::File(path) => PersistSource::File(path.display().to_string()),
-        Source::Api => PersistSource::Api,
-        Source::Callback => PersistSource::Callback,
-    }
-}
-
 impl Targets for Exporter {
     fn summary(&self) -> Option<String> {
         Some(self.landing_summary())
     }
 
     fn register(&self, targets: Vec<Target>, source: Source) -> Result<Registered, ApiRefusal> {
-        let change = self.add_targets(persist_source(&source), &targets);
+        let change = self.add_targets(source, &targets);
         Ok(Registered {
             added: change.added,
             existing: targets.len().saturating_sub(change.added),
@@ -183,7 +172,6 @@ impl Targets for Exporter {
     }
 
     fn unregister(&self, keys: Vec<TargetKey>, source: Source) -> Result<Unregistered, ApiRefusal> {
-        let source = persist_source(&source);
         let mut had = 0;
         for key in &keys {
             if let Some(id) = self.store.id_of(key) {

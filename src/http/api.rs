@@ -13,7 +13,7 @@ use super::app::{ApiRefusal, Shared, MAX_UPLOADS};
 use super::body::{json, text, Answer, RequestBody};
 use super::pages::{self, TargetRow};
 use crate::clock::rfc3339_ms;
-use crate::sources::{api, Source};
+use crate::targets::{api, Source};
 
 /// What a request to `/api/v1/targets` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use super::stats::HttpStats;
 use super::web_config::SharedWebConfig;
 use crate::exposition::{Format, Page};
 use crate::model::{Target, TargetKey};
-use crate::sources::Source;
+use crate::targets::Source;
 
 /// The default of `--web.max-requests`, as node_exporter's.
 pub const DEFAULT_MAX_REQUESTS: usize = 40;

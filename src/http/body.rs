@@ -33,7 +33,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use super::connection::{Open, Progress};
-use crate::sources::api::BodyError;
+use crate::targets::api::BodyError;
 
 /// What a handler answers.
 pub(super) type Answer = Response<Body>;

@@ -65,7 +65,7 @@
 //!
 //! **Registration API** (`--web.enable-targets-api`): `GET`, `POST` and `DELETE
 //! /api/v1/targets`; a bad body answers `400` with its problems (the first 100), one over the
-//! size or count limits `413` (see [`crate::sources::api`]); without the flag `404`.
+//! size or count limits `413` (see [`crate::targets::api`]); without the flag `404`.
 
 pub mod accept;
 mod api;

@@ -23,7 +23,7 @@ use super::connection::Connection;
 use super::pages::{self, TargetsQuery};
 use super::web_config::{Unauthorized, WebConfig};
 use crate::exposition::Format;
-use crate::sources::api;
+use crate::targets::api;
 
 /// `Content-Type` of the Prometheus text exposition format.
 pub const METRICS_CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;

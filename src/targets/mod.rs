@@ -1,6 +1,9 @@
-//! Where targets come from besides the config's `targets:` list, and how the sources become one
-//! set the exporter follows.
+//! Every target the exporter follows, in one home: where targets come from, how the sources
+//! become one set, and the table that holds each target's state.
 //!
+//! - [`table`] — the one table of targets, by [`TargetId`]: key and labels, sources and when it
+//!   was added, the last answer and the last poll, whether its stop was counted, with the
+//!   target's series kept ready for a scrape.
 //! - [`files`] — `target_files`: files matched by globs, each a YAML (or JSON) list of targets,
 //!   watched with `notify` and re-read every refresh interval as a fallback, published as a
 //!   [`files::FileTargets`] snapshot on a `tokio::sync::watch` channel. A broken file keeps its
@@ -15,44 +18,9 @@
 pub mod api;
 pub mod files;
 pub mod merge;
+pub mod table;
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// One source of targets. The order of the variants is the precedence used when the same target
-/// comes from several sources: the config first, then target files in path order, then the
-/// registration API, then callbacks.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Source {
-    /// The config file's `targets:` list.
-    Config,
-    /// A file matched by `target_files`.
-    File(Arc<Path>),
-    /// Registered with `POST /api/v1/targets`.
-    Api,
-    /// Learned from a vendor callback.
-    Callback,
-}
-
-impl Source {
-    /// A file source for `path`.
-    pub fn file(path: impl Into<PathBuf>) -> Source {
-        Source::File(Arc::from(path.into()))
-    }
-}
-
-impl fmt::Display for Source {
-    /// `config`, `file:<path>`, `api` or `callback`: the value of a `source` label or column.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::Config => f.write_str("config"),
-            Source::File(path) => write!(f, "file:{}", path.display()),
-            Source::Api => f.write_str("api"),
-            Source::Callback => f.write_str("callback"),
-        }
-    }
-}
+pub use crate::model::{Source, TargetId, UnknownSource};
 
 #[cfg(test)]
 mod tests {
