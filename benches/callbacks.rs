@@ -39,9 +39,9 @@ use volc_rtc_exporter::callbacks::settings::{CallbackSettings, KeySource, DEFAUL
 use volc_rtc_exporter::clock::{now_ms, system_time_to_ms};
 use volc_rtc_exporter::config::{default_budget, CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::credentials::Secret;
-use volc_rtc_exporter::exporter::{self, Exporter, ExporterError};
 use volc_rtc_exporter::model::{Action, Outcome, Target};
 use volc_rtc_exporter::persist::{self, Source};
+use volc_rtc_exporter::runtime::{self, Exporter, ExporterError};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, stop_reason, CallbackSender, Clock, SimCallback, SimFile, SimOptions, SimTask, Simulator,
@@ -248,7 +248,7 @@ impl Running {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(exporter::run(exporter.clone(), listener, stop.clone()));
+        let handle = tokio::spawn(runtime::run(exporter.clone(), listener, stop.clone()));
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))

@@ -13,12 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
-use crate::exporter::{self, Exporter, WebSetup};
 use crate::http::web_config::{SharedWebConfig, WebConfig};
 use crate::http::Options;
 use crate::model::Target;
 use crate::persist;
 use crate::reload::{self, Reloader};
+use crate::runtime::{self, Exporter, WebSetup};
 use crate::telemetry::Telemetry;
 
 #[cfg(feature = "sim")]
@@ -246,5 +246,5 @@ pub async fn serve(
         web: shared,
         reloader: Some(reloader),
     };
-    Ok(exporter::run_with(exporter, listener, setup, shutdown).await?)
+    Ok(runtime::run_with(exporter, listener, setup, shutdown).await?)
 }

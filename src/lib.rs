@@ -15,7 +15,10 @@
 //!   [`model::Outcome`], [`model::PerAction`], and the API's versions and ID rule.
 //! - [`clock`] — the one clock: tokio's `Instant`, and wall time derived from it, so paused
 //!   test time holds everywhere.
-//! - [`exporter`] — wires the parts below together and runs them; decides nothing itself.
+//! - [`runtime`] — wires the parts below together and runs them, deciding nothing itself: the
+//!   poll loops, housekeeping, how sources change the target set, a reload applied live, the
+//!   callbacks' effects, and the log of state changes (a target going down, an action's auth
+//!   failing, a task ending, each logged once).
 //! - [`scheduler`] — the pure scheduling core: per action, which target to poll next and when
 //!   (phases new → active → settling → done / expired, even spread, per-target backoff), and
 //!   the auth hold that pauses an action while its credentials are refused.
@@ -31,8 +34,6 @@
 //!   target's key, labels, sources, last answer and poll, stop counted, and its series kept
 //!   ready; where targets come from besides the config (watched target files, the
 //!   registration API) and the one merge by which any source changes the set.
-//! - [`state_log`] — log de-duplication: a target going down, an action's auth failing, a task
-//!   ending, each logged once.
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
 //!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
 //!   step with the store and the scheduler: what a restart restores, what each answer writes.
@@ -65,7 +66,6 @@ pub mod config;
 pub mod credentials;
 pub mod durable;
 pub mod duration;
-pub mod exporter;
 pub mod exposition;
 pub mod http;
 pub mod logging;
@@ -73,10 +73,10 @@ pub mod model;
 pub mod persist;
 pub mod reload;
 pub mod render;
+pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "sim")]
 pub mod sim;
-pub mod state_log;
 pub mod targets;
 pub mod telemetry;
 pub mod volc;

@@ -966,8 +966,8 @@ fn parsed(yaml: &str, access_key: &str) -> Settings {
 
 #[tokio::test]
 async fn the_exporter_applies_credentials_reports_the_target_diff_and_shows_its_rows() {
-    use volc_rtc_exporter::exporter::Exporter;
     use volc_rtc_exporter::model::{status, TaskSnapshot};
+    use volc_rtc_exporter::runtime::Exporter;
     use volc_rtc_exporter::scheduler::Phase;
 
     let settings = parsed(

@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::callbacks::settings::{CallbackSettings, KeySource, DEFAULT_PATH};
 use crate::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
 use crate::credentials::Secret;
-use crate::exporter::{self, Exporter};
+use crate::runtime::{self, Exporter};
 use crate::sim;
 use crate::telemetry::Telemetry;
 
@@ -160,12 +160,12 @@ pub async fn demo(
     let telemetry = Arc::new(Telemetry::new());
     let exporter = Exporter::with_store(settings, telemetry.clone(), opened)?;
     telemetry.register_storage(exporter.storage_stats().clone(), open_failed);
-    let setup = exporter::WebSetup {
+    let setup = runtime::WebSetup {
         options: web.options,
         web: web_config,
         reloader: None,
     };
-    let served = exporter::run_with(exporter, listener, setup, shutdown).await;
+    let served = runtime::run_with(exporter, listener, setup, shutdown).await;
     let _ = sim_server.await;
     if let Some(driver) = callback_driver {
         driver.abort();

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use volc_rtc_exporter::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
 use volc_rtc_exporter::credentials::Credentials;
-use volc_rtc_exporter::exporter::{self, Exporter};
 use volc_rtc_exporter::model::{Kind, Outcome, Target, TargetKey};
+use volc_rtc_exporter::runtime::{self, Exporter};
 use volc_rtc_exporter::sim::{self, Simulator};
 use volc_rtc_exporter::telemetry::Telemetry;
 
@@ -252,7 +252,7 @@ pub struct ExporterServer {
     pub base: String,
     pub exporter: Arc<Exporter>,
     shutdown: CancellationToken,
-    handle: JoinHandle<Result<(), volc_rtc_exporter::exporter::ExporterError>>,
+    handle: JoinHandle<Result<(), volc_rtc_exporter::runtime::ExporterError>>,
     http: reqwest::Client,
 }
 
@@ -265,7 +265,7 @@ impl ExporterServer {
             .expect("bind the exporter on loopback");
         let addr = listener.local_addr().expect("exporter address");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(exporter::run(exporter.clone(), listener, shutdown.clone()));
+        let handle = tokio::spawn(runtime::run(exporter.clone(), listener, shutdown.clone()));
         ExporterServer {
             base: format!("http://{addr}"),
             exporter,

@@ -43,7 +43,7 @@ impl CallbackEndpoint {
 }
 
 /// Re-reads the key file until the receiver is gone (the server stopped).
-async fn reread_key(receiver: Weak<Receiver>) {
+pub(super) async fn reread_key(receiver: Weak<Receiver>) {
     let mut tick = tokio::time::interval(crate::credentials::DEFAULT_RELOAD_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
@@ -123,7 +123,7 @@ impl Exporter {
     /// A task a callback named: followed as a target (source `callback`, if not known yet),
     /// `files` put into its values at once, and polled now. `announced`: its end will be
     /// announced too (see [`crate::scheduler::Scheduler::announce`]).
-    fn follow_now(
+    pub(super) fn follow_now(
         &self,
         target: crate::model::Target,
         files: Option<Vec<crate::model::RecordFile>>,
