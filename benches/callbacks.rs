@@ -40,13 +40,13 @@ use volc_rtc_exporter::clock::{now_ms, system_time_to_ms};
 use volc_rtc_exporter::config::{default_budget, CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::exporter::{self, Exporter, ExporterError};
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Outcome, Target};
 use volc_rtc_exporter::persist::{self, Source};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, stop_reason, CallbackSender, Clock, SimCallback, SimFile, SimOptions, SimTask, Simulator,
 };
-use volc_rtc_exporter::telemetry::Telemetry;
 
 const KEY: &str = "bench-callback-key-0123456789abcdef";
 const APP: &str = "5f3c2a1b0e9d8c7b6a594837";

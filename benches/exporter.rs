@@ -41,9 +41,9 @@ use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::budget::max_starts_in_window;
 use volc_rtc_exporter::config::{CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::exporter::Exporter;
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Kind, Outcome};
 use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
-use volc_rtc_exporter::telemetry::Telemetry;
 
 use common::{exporter_binary, record_target, rss_kib, ChildExporter};
 

@@ -28,10 +28,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::Format;
 use volc_rtc_exporter::http::{serve, App, LandingInfo, Options};
+use volc_rtc_exporter::metrics::own::Telemetry;
+use volc_rtc_exporter::metrics::{page, render};
 use volc_rtc_exporter::model::{Target, TaskSnapshot};
-use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::store::Store;
-use volc_rtc_exporter::telemetry::Telemetry;
 
 use common::{ended_record, own_rss_kib, record_target, FILES};
 

@@ -16,10 +16,10 @@ use crate::credentials::ProcessEnv;
 use crate::exporter::{self, Exporter, WebSetup};
 use crate::http::web_config::{SharedWebConfig, WebConfig};
 use crate::http::Options;
+use crate::metrics::own::Telemetry;
 use crate::model::Target;
 use crate::persist;
 use crate::reload::{self, Reloader};
-use crate::telemetry::Telemetry;
 
 #[cfg(feature = "sim")]
 mod demo;

@@ -23,12 +23,12 @@ use tokio_util::task::TaskTracker;
 use crate::budget::Limiter;
 use crate::config::Settings;
 use crate::durable::Durable;
+use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
 use crate::state_log::StateLog;
 use crate::store::{PendingStop, Store, TargetId};
-use crate::telemetry::Telemetry;
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
 
@@ -392,7 +392,7 @@ impl Exporter {
 
     /// The `/metrics` body.
     pub fn render(&self, out: &mut Vec<u8>) {
-        crate::render::render(&self.store, &self.telemetry, out);
+        crate::metrics::render(&self.store, &self.telemetry, out);
     }
 
     /// Polls until `shutdown`, then waits (bounded) for requests in flight.

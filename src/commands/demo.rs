@@ -15,8 +15,8 @@ use crate::callbacks::settings::{CallbackSettings, KeySource, DEFAULT_PATH};
 use crate::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
 use crate::credentials::Secret;
 use crate::exporter::{self, Exporter};
+use crate::metrics::own::Telemetry;
 use crate::sim;
-use crate::telemetry::Telemetry;
 
 /// How `demo` schedules: short intervals, because the simulated tasks live for seconds; a
 /// retention as long as the API's 72-hour horizon, so the scenario's tasks that finished hours
