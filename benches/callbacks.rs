@@ -39,6 +39,7 @@ use volc_rtc_exporter::callbacks::settings::{CallbackSettings, KeySource, DEFAUL
 use volc_rtc_exporter::clock::{now_ms, system_time_to_ms};
 use volc_rtc_exporter::config::{default_budget, CredentialSource, Endpoint, Settings};
 use volc_rtc_exporter::credentials::Secret;
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Outcome, Target};
 use volc_rtc_exporter::persist::{self, Source};
 use volc_rtc_exporter::runtime::{self, Exporter, ExporterError};
@@ -46,7 +47,8 @@ use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, stop_reason, CallbackSender, Clock, SimCallback, SimFile, SimOptions, SimTask, Simulator,
 };
-use volc_rtc_exporter::telemetry::Telemetry;
+
+use common::{ms, quantile};
 
 const KEY: &str = "bench-callback-key-0123456789abcdef";
 const APP: &str = "5f3c2a1b0e9d8c7b6a594837";
@@ -167,19 +169,6 @@ fn verdict(met: bool) -> &'static str {
     } else {
         "missed"
     }
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The value at quantile `q` of sorted `v` (nearest rank), or the default when empty.
-fn quantile<T: Copy + Default>(v: &[T], q: f64) -> T {
-    if v.is_empty() {
-        return T::default();
-    }
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v.get(i.min(v.len() - 1)).copied().unwrap_or_default()
 }
 
 // ---------------------------------------------------------------------------------------------

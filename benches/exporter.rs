@@ -33,19 +33,22 @@ use std::io::Read as _;
 use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::budget::max_starts_in_window;
 use volc_rtc_exporter::config::{CredentialSource, Endpoint, Settings};
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Kind, Outcome};
 use volc_rtc_exporter::runtime::Exporter;
-use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
-use volc_rtc_exporter::telemetry::Telemetry;
+use volc_rtc_exporter::sim::{self, Scenario, SimOptions};
 
-use common::{exporter_binary, record_target, rss_kib, ChildExporter};
+use common::records::{
+    config_yaml, http_client, scenario, scrape, start_sim, unlimited_sim_options, wait_for_phase,
+};
+use common::{exporter_binary, mib, ms, quantile, rss_kib, ChildExporter};
 
 const SECOND: Duration = Duration::from_secs(1);
 const BUDGET: f64 = 60.0;
@@ -218,7 +221,7 @@ async fn restart_row(plan: &Plan) -> anyhow::Result<RestartFigures> {
     let n = plan.metrics_targets;
     println!("\n[5] restart: {n} finished record targets, the release binary, its store on disk");
     let stop_sim = CancellationToken::new();
-    let scenario = settled_scenario(n, volc_rtc_exporter::clock::now());
+    let scenario = scenario(n, volc_rtc_exporter::clock::now(), |_| false);
     let (simulator, endpoint) = start_sim(&scenario, unlimited_sim_options(), &stop_sim).await?;
     let dir = std::env::temp_dir().join(format!(
         "volc-rtc-exporter-bench-restart-{}",
@@ -240,42 +243,20 @@ async fn restart_measurements(
 ) -> anyhow::Result<RestartFigures> {
     let n = plan.metrics_targets;
     let config = dir.join("config.yaml");
-    let mut yaml = config_yaml(scenario, endpoint, plan);
+    let mut yaml = child_config(scenario, endpoint, plan);
     yaml = yaml.replacen("schedule:\n", "schedule:\n  settle_interval: 1s\n", 1);
     std::fs::write(&config, yaml).with_context(|| format!("writing {}", config.display()))?;
     let storage = dir.join("data");
     let bin = exporter_binary()?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(30))
-        .build()?;
-    let done_series = "volcengine_rtc_targets{kind=\"record\",phase=\"done\"}";
+    let http = http_client(Duration::from_secs(30))?;
 
     // First run: poll until every target is done, then stop cleanly.
     let (mut child, addr) = ChildExporter::start_with_store(&bin, &config, &storage)?;
     let url = format!("http://{addr}/metrics");
-    let began = Instant::now();
-    loop {
-        let (_, body, _) = scrape(&http, &url, false).await?;
-        let body = String::from_utf8_lossy(&body);
-        let done = body
-            .lines()
-            .find_map(|l| l.strip_prefix(done_series))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if done == Some(n as f64) {
-            break;
-        }
-        if began.elapsed() > Duration::from_secs(600) || child.exited().is_some() {
-            bail!(
-                "the targets did not all settle; last lines:\n{}",
-                child.tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let took = wait_for_phase(&mut child, &http, &url, "done", n).await?;
     println!(
         "  first run: all {n} done after {:.1} s",
-        began.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let _ = Command::new("kill")
         .arg("-TERM")
@@ -341,21 +322,6 @@ async fn restart_measurements(
 // ---------------------------------------------------------------------------------------------
 // Shared pieces
 
-/// A simulator serving `scenario` on an ephemeral loopback port until `stop` is cancelled.
-async fn start_sim(
-    scenario: &Scenario,
-    options: SimOptions,
-    stop: &CancellationToken,
-) -> anyhow::Result<(Arc<sim::Simulator>, Endpoint)> {
-    let simulator = Arc::new(sim::Simulator::from_scenario(
-        scenario,
-        options,
-        Clock::system(),
-    ));
-    let endpoint = common::serve_simulator(simulator.clone(), stop).await?;
-    Ok((simulator, endpoint))
-}
-
 fn settings_for(scenario: &Scenario, endpoint: Endpoint, budget: f64) -> Settings {
     let mut settings = Settings::new(
         scenario.credentials.clone(),
@@ -365,23 +331,6 @@ fn settings_for(scenario: &Scenario, endpoint: Endpoint, budget: f64) -> Setting
     settings.api.endpoint = endpoint;
     settings.budget = [budget, budget];
     settings
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
-}
-
-/// The value at quantile `q` of sorted `v` (nearest rank), or the default when empty.
-fn quantile<T: Copy + Default>(v: &[T], q: f64) -> T {
-    if v.is_empty() {
-        return T::default();
-    }
-    let i = ((v.len() - 1) as f64 * q).round() as usize;
-    v.get(i.min(v.len() - 1)).copied().unwrap_or_default()
 }
 
 /// The value of the first sample line of `name` whose labels contain every one of `labels`.
@@ -605,132 +554,6 @@ struct MetricsFigures {
     child_rss_metric: Option<f64>,
 }
 
-const APPS: [&str; 4] = [
-    "661e8f0d1ab2c3d4e5f60718",
-    "5f3c2a1b0e9d8c7b6a594837",
-    "64b7c9e2f1a0d3b5c8e7f601",
-    "6a0b1c2d3e4f5a6b7c8d9e0f",
-];
-const TEAMS: [&str; 4] = ["live", "education", "events", "platform"];
-
-/// `n` record tasks that ended 1–3 hours ago with three settled files each (object storage,
-/// VOD, object storage), one target per task with a `team` label.
-fn settled_scenario(n: usize, now: SystemTime) -> Scenario {
-    let t0 = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut tasks = Vec::with_capacity(n);
-    let mut targets = Vec::with_capacity(n);
-    for i in 0..n {
-        let app = APPS[i % APPS.len()];
-        let room = format!("room-{:05}", i / APPS.len());
-        let task = format!("rec-{i:06}");
-        let jitter = (i % 3600) as i64 * 1_000;
-        let start = t0 - 3 * 3_600_000 + jitter / 2;
-        let end = start + 30 * 60_000 + jitter / 4;
-        let each = (end - start) / 3;
-        let files = (0..3i64)
-            .map(|f| {
-                let s = start + each * f;
-                if f == 1 {
-                    SimFile::vod(&format!("v0d{i:06}{f}"), s, each, "host")
-                } else {
-                    SimFile::object(&format!("{app}/{room}/{task}/{s}_{f}.mp4"), s, each, "host")
-                }
-            })
-            .collect();
-        let reason = if i % 2 == 0 {
-            stop_reason::STOP_BY_API
-        } else {
-            stop_reason::IDLE_TIME_OUT
-        };
-        tasks.push(
-            SimTask::record(app, &room, &task, start)
-                .ends(end, reason)
-                .files_at(end + 5_000, files),
-        );
-        targets.push(record_target(
-            app,
-            room,
-            task,
-            vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
-        ));
-    }
-    Scenario {
-        tasks,
-        targets,
-        credentials: sim::scenario::sim_credentials(),
-        faults: Vec::new(),
-    }
-}
-
-/// The config file the child runs on: the simulator's endpoint, its (not real) keys inline.
-fn config_yaml(scenario: &Scenario, endpoint: &Endpoint, plan: &Plan) -> String {
-    use std::fmt::Write as _;
-    let c = &scenario.credentials;
-    let mut y = String::with_capacity(100 * scenario.targets.len() + 1024);
-    let _ = writeln!(y, "api:\n  endpoint: {}", endpoint.base_url());
-    let _ = writeln!(
-        y,
-        "credentials:\n  access_key_id: \"{}\"\n  secret_access_key: \"{}\"",
-        c.access_key_id,
-        c.secret_access_key.expose()
-    );
-    let _ = writeln!(
-        y,
-        "budget:\n  GetRecordTask: {b}\n  GetWebCastTask: {b}",
-        b = plan.metrics_budget
-    );
-    let _ = writeln!(
-        y,
-        "schedule:\n  active_interval: {}ms",
-        plan.metrics_active.as_millis()
-    );
-    y.push_str("targets:\n");
-    for t in &scenario.targets {
-        let k = &t.key;
-        let _ = write!(
-            y,
-            "  - {{kind: {}, app_id: \"{}\", room_id: \"{}\", task_id: \"{}\", labels: {{",
-            k.kind,
-            k.app_id,
-            k.room_id,
-            k.task_id.as_deref().unwrap_or("")
-        );
-        for (i, (name, value)) in t.labels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(y, "{sep}{name}: \"{value}\"");
-        }
-        y.push_str("}}\n");
-    }
-    y
-}
-
-/// One GET of `/metrics`, timed from sending to the last body byte.
-async fn scrape(
-    http: &reqwest::Client,
-    url: &str,
-    gzip: bool,
-) -> anyhow::Result<(Duration, bytes::Bytes, bool)> {
-    let mut req = http.get(url);
-    if gzip {
-        req = req.header("Accept-Encoding", "gzip");
-    }
-    let started = Instant::now();
-    let resp = req.send().await.context("scraping /metrics")?;
-    let status = resp.status();
-    let gzipped = resp
-        .headers()
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes() == b"gzip");
-    let body = resp.bytes().await.context("reading /metrics")?;
-    let took = started.elapsed();
-    if !status.is_success() {
-        bail!("/metrics answered {status}");
-    }
-    Ok((took, body, gzipped))
-}
-
 fn gunzip(body: &[u8]) -> anyhow::Result<String> {
     let mut text = String::new();
     flate2::read::GzDecoder::new(body)
@@ -739,15 +562,10 @@ fn gunzip(body: &[u8]) -> anyhow::Result<String> {
     Ok(text)
 }
 
-/// The simulator for rows that count rather than limit: no QPS limit, signatures verified,
-/// no request log.
-fn unlimited_sim_options() -> SimOptions {
-    SimOptions {
-        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| None),
-        verify_signatures: true,
-        request_log_capacity: 0,
-        ..SimOptions::default()
-    }
+/// The config file the child runs on: the metrics rows' budget and active interval.
+fn child_config(scenario: &Scenario, endpoint: &Endpoint, plan: &Plan) -> String {
+    let schedule = format!("  active_interval: {}ms", plan.metrics_active.as_millis());
+    config_yaml(scenario, endpoint, plan.metrics_budget, &schedule)
 }
 
 async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
@@ -758,14 +576,14 @@ async fn metrics_rows(plan: &Plan) -> anyhow::Result<MetricsFigures> {
         plan.metrics_budget
     );
     let stop_sim = CancellationToken::new();
-    let scenario = settled_scenario(n, volc_rtc_exporter::clock::now());
+    let scenario = scenario(n, volc_rtc_exporter::clock::now(), |_| false);
     let options = unlimited_sim_options();
     let (simulator, endpoint) = start_sim(&scenario, options, &stop_sim).await?;
 
     let dir = std::env::temp_dir().join(format!("volc-rtc-exporter-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = dir.join("config.yaml");
-    std::fs::write(&config, config_yaml(&scenario, &endpoint, plan))
+    std::fs::write(&config, child_config(&scenario, &endpoint, plan))
         .with_context(|| format!("writing {}", config.display()))?;
     let result = child_measurements(plan, &simulator, &config).await;
     let _ = std::fs::remove_dir_all(&dir);
@@ -836,11 +654,7 @@ async fn child_measurements(
     let spawned = Instant::now();
     let (mut child, addr) = ChildExporter::start(&bin, config)?;
     let url = format!("http://{addr}/metrics");
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")?;
+    let http = http_client(Duration::from_secs(60))?;
 
     // Every target polled once: the simulator saw n requests, then the exporter says so.
     let deadline = spawned + Duration::from_secs(600);

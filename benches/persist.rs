@@ -19,7 +19,7 @@ use volc_rtc_exporter::persist::{
     TaskRef, WriterConfig, FILE_NAME,
 };
 
-use common::{ended_record, own_rss_kib, record_target, FILES};
+use common::{ended_record, ms, own_rss_kib, record_target, FILES};
 
 const T0: i64 = 1_700_000_000_000;
 const CHILD_VAR: &str = "VOLC_PERSIST_BENCH_CHILD";
@@ -102,10 +102,6 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
     v.sort();
     let i = ((v.len() as f64 - 1.0) * p).round() as usize;
     v[i]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn time_load(dir: &Path, loads: usize, expect: usize) -> Duration {

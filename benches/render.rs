@@ -28,12 +28,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::Format;
 use volc_rtc_exporter::http::{serve, App, LandingInfo, Options};
+use volc_rtc_exporter::metrics::own::Telemetry;
+use volc_rtc_exporter::metrics::{page, render};
 use volc_rtc_exporter::model::{Target, TaskSnapshot};
-use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::targets::table::Store;
-use volc_rtc_exporter::telemetry::Telemetry;
 
-use common::{ended_record, own_rss_kib, record_target, FILES};
+use common::{ended_record, ms, own_rss_kib, record_target, FILES};
 
 const FULL_TARGETS: usize = 10_000;
 const FULL_RENDERS: usize = 31;
@@ -49,10 +49,6 @@ fn snapshot(i: usize, generation: i64) -> TaskSnapshot {
 /// This process's `VmRSS` and `VmHWM`, KiB (0 when `/proc` does not say).
 fn rss_kib() -> (u64, u64) {
     own_rss_kib().unwrap_or_default()
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn time_renders(store: &Store, telemetry: &Telemetry, renders: usize) -> (Vec<Duration>, usize) {

@@ -21,25 +21,18 @@
 mod common;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::config::Endpoint;
-use volc_rtc_exporter::sim::{self, stop_reason, Clock, Scenario, SimFile, SimOptions, SimTask};
+use volc_rtc_exporter::sim::{self, Scenario};
 
-use common::{exporter_binary, record_target, rss_kib, ChildExporter};
-
-const APPS: [&str; 4] = [
-    "661e8f0d1ab2c3d4e5f60718",
-    "5f3c2a1b0e9d8c7b6a594837",
-    "64b7c9e2f1a0d3b5c8e7f601",
-    "6a0b1c2d3e4f5a6b7c8d9e0f",
-];
-const TEAMS: [&str; 4] = ["live", "education", "events", "platform"];
+use common::records::{
+    self, config_yaml, http_client, scenario, start_sim, unlimited_sim_options, wait_for_phase,
+};
+use common::{exporter_binary, mib, rss_kib, ChildExporter};
 
 struct Plan {
     full: bool,
@@ -104,131 +97,18 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// `n` record tasks, one target each with a `team` label. Task `i` runs (started a minute ago)
-/// when `running(i)`; the others ended 1–3 hours ago with three settled files (object storage,
-/// VOD, object storage).
-fn scenario(n: usize, now: SystemTime, running: impl Fn(usize) -> bool) -> Scenario {
-    let t0 = now
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    let mut tasks = Vec::with_capacity(n);
-    let mut targets = Vec::with_capacity(n);
-    for i in 0..n {
-        let app = APPS[i % APPS.len()];
-        let room = format!("room-{:05}", i / APPS.len());
-        let task = format!("rec-{i:06}");
-        let jitter = (i % 3600) as i64 * 1_000;
-        if running(i) {
-            tasks.push(SimTask::record(app, &room, &task, t0 - 60_000 - jitter));
-        } else {
-            let start = t0 - 3 * 3_600_000 + jitter / 2;
-            let end = start + 30 * 60_000 + jitter / 4;
-            let each = (end - start) / 3;
-            let files = (0..3i64)
-                .map(|f| {
-                    let s = start + each * f;
-                    if f == 1 {
-                        SimFile::vod(&format!("v0d{i:06}{f}"), s, each, "host")
-                    } else {
-                        SimFile::object(
-                            &format!("{app}/{room}/{task}/{s}_{f}.mp4"),
-                            s,
-                            each,
-                            "host",
-                        )
-                    }
-                })
-                .collect();
-            let reason = if i % 2 == 0 {
-                stop_reason::STOP_BY_API
-            } else {
-                stop_reason::IDLE_TIME_OUT
-            };
-            tasks.push(
-                SimTask::record(app, &room, &task, start)
-                    .ends(end, reason)
-                    .files_at(end + 5_000, files),
-            );
-        }
-        targets.push(record_target(
-            app,
-            room,
-            task,
-            vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
-        ));
+/// One timed GET of `/metrics` ([`records::scrape`]), failing when the answer's encoding is not
+/// the one asked for.
+async fn scrape(
+    http: &reqwest::Client,
+    url: &str,
+    gzip: bool,
+) -> anyhow::Result<(Duration, bytes::Bytes)> {
+    let (took, body, gzipped) = records::scrape(http, url, gzip).await?;
+    if gzipped != gzip {
+        bail!("asked for gzip: {gzip}, got gzip: {gzipped}");
     }
-    Scenario {
-        tasks,
-        targets,
-        credentials: sim::scenario::sim_credentials(),
-        faults: Vec::new(),
-    }
-}
-
-fn config_yaml(scenario: &Scenario, endpoint: &Endpoint, budget: f64, schedule: &str) -> String {
-    use std::fmt::Write as _;
-    let c = &scenario.credentials;
-    let mut y = String::with_capacity(100 * scenario.targets.len() + 1024);
-    let _ = writeln!(y, "api:\n  endpoint: {}", endpoint.base_url());
-    let _ = writeln!(
-        y,
-        "credentials:\n  access_key_id: \"{}\"\n  secret_access_key: \"{}\"",
-        c.access_key_id,
-        c.secret_access_key.expose()
-    );
-    let _ = writeln!(
-        y,
-        "budget:\n  GetRecordTask: {budget}\n  GetWebCastTask: {budget}"
-    );
-    let _ = writeln!(y, "schedule:\n{schedule}");
-    y.push_str("targets:\n");
-    for t in &scenario.targets {
-        let k = &t.key;
-        let _ = write!(
-            y,
-            "  - {{kind: {}, app_id: \"{}\", room_id: \"{}\", task_id: \"{}\", labels: {{",
-            k.kind,
-            k.app_id,
-            k.room_id,
-            k.task_id.as_deref().unwrap_or("")
-        );
-        for (i, (name, value)) in t.labels.iter().enumerate() {
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(y, "{sep}{name}: \"{value}\"");
-        }
-        y.push_str("}}\n");
-    }
-    y
-}
-
-/// A simulator serving `scenario` on an ephemeral loopback port until `stop` is cancelled: no
-/// QPS limit, signatures verified, no request log.
-async fn start_sim(
-    scenario: &Scenario,
-    stop: &CancellationToken,
-) -> anyhow::Result<(Arc<sim::Simulator>, Endpoint)> {
-    let options = SimOptions {
-        qps_limit: volc_rtc_exporter::model::PerAction::new(|_| None),
-        verify_signatures: true,
-        request_log_capacity: 0,
-        ..SimOptions::default()
-    };
-    let simulator = Arc::new(sim::Simulator::from_scenario(
-        scenario,
-        options,
-        Clock::system(),
-    ));
-    let listener = TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .context("binding the simulator on 127.0.0.1")?;
-    let port = listener.local_addr()?.port();
-    tokio::spawn(sim::serve(listener, simulator.clone(), stop.clone()));
-    let endpoint = Endpoint {
-        scheme: "http".into(),
-        host: "127.0.0.1".into(),
-        port: Some(port),
-    };
-    Ok((simulator, endpoint))
+    Ok((took, body))
 }
 
 fn binary() -> anyhow::Result<std::path::PathBuf> {
@@ -236,80 +116,6 @@ fn binary() -> anyhow::Result<std::path::PathBuf> {
         Some(p) => Ok(p.into()),
         None => exporter_binary(),
     }
-}
-
-fn http_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .context("building the HTTP client")
-}
-
-/// One GET of `/metrics` (with `Accept-Encoding: gzip` when `gzip`), timed from sending to the
-/// last body byte.
-async fn scrape(
-    http: &reqwest::Client,
-    url: &str,
-    gzip: bool,
-) -> anyhow::Result<(Duration, bytes::Bytes)> {
-    let mut req = http.get(url);
-    if gzip {
-        req = req.header("Accept-Encoding", "gzip");
-    }
-    let started = Instant::now();
-    let resp = req.send().await.context("scraping /metrics")?;
-    let status = resp.status();
-    let gzipped = resp
-        .headers()
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes() == b"gzip");
-    let body = resp.bytes().await.context("reading /metrics")?;
-    let took = started.elapsed();
-    if !status.is_success() {
-        bail!("/metrics answered {status}");
-    }
-    if gzipped != gzip {
-        bail!("asked for gzip: {gzip}, got gzip: {gzipped}");
-    }
-    Ok((took, body))
-}
-
-/// Scrapes until `volcengine_rtc_targets{kind="record",phase=...}` reads `n` for `phase`.
-async fn wait_for_phase(
-    child: &mut ChildExporter,
-    http: &reqwest::Client,
-    url: &str,
-    phase: &str,
-    n: usize,
-) -> anyhow::Result<Duration> {
-    let series = format!("volcengine_rtc_targets{{kind=\"record\",phase=\"{phase}\"}}");
-    let began = Instant::now();
-    loop {
-        let (_, body) = scrape(http, url, false).await?;
-        let body = String::from_utf8_lossy(&body);
-        let count = body
-            .lines()
-            .find_map(|l| l.strip_prefix(series.as_str()))
-            .and_then(|v| v.trim().parse::<f64>().ok());
-        if count == Some(n as f64) {
-            return Ok(began.elapsed());
-        }
-        if began.elapsed() > Duration::from_secs(600) {
-            bail!("not {n} {phase} after 10 minutes ({count:?})");
-        }
-        if let Some(status) = child.exited() {
-            bail!(
-                "the exporter exited ({status}); its last lines:\n{}",
-                child.tail()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn mib(kib: u64) -> f64 {
-    kib as f64 / 1024.0
 }
 
 /// `Rss`, `Anonymous` and file-backed (`Rss` − `Anonymous`) of `pid` from
@@ -336,7 +142,7 @@ async fn memory_row(plan: &Plan) -> anyhow::Result<()> {
     );
     let stop_sim = CancellationToken::new();
     let scenario = scenario(n, volc_rtc_exporter::clock::now(), |_| false);
-    let (_simulator, endpoint) = start_sim(&scenario, &stop_sim).await?;
+    let (_simulator, endpoint) = start_sim(&scenario, unlimited_sim_options(), &stop_sim).await?;
     let dir = tempfile::tempdir().context("a temporary folder")?;
     let config = dir.path().join("config.yaml");
     let schedule = "  active_interval: 2s\n  settle_interval: 2s";
@@ -352,7 +158,7 @@ async fn memory_measurements(plan: &Plan, config: &Path, storage: &Path) -> anyh
     println!("  binary: {}", bin.display());
     let (mut child, addr) = ChildExporter::start_with_store(&bin, config, storage)?;
     let url = format!("http://{addr}/metrics");
-    let http = http_client()?;
+    let http = http_client(Duration::from_secs(60))?;
     let took = wait_for_phase(&mut child, &http, &url, "done", n).await?;
     let polled = rss_kib(child.pid()).unwrap_or_default();
     println!(
@@ -413,7 +219,7 @@ async fn pauses_row(plan: &Plan) -> anyhow::Result<()> {
     );
     let stop_sim = CancellationToken::new();
     let scenario = scenario(n, volc_rtc_exporter::clock::now(), |i| i % 10 == 9);
-    let (simulator, endpoint) = start_sim(&scenario, &stop_sim).await?;
+    let (simulator, endpoint) = start_sim(&scenario, unlimited_sim_options(), &stop_sim).await?;
     let dir = tempfile::tempdir().context("a temporary folder")?;
     let config = dir.path().join("config.yaml");
     let fill = "  active_interval: 2s\n  settle_interval: 2s";
@@ -443,7 +249,7 @@ async fn pauses_measurements(
         &["--web.enable-lifecycle"],
     )?;
     let url = format!("http://{addr}/metrics");
-    let http = http_client()?;
+    let http = http_client(Duration::from_secs(60))?;
     let took = wait_for_phase(&mut child, &http, &url, "done", n - running).await?;
     println!("  {} done after {:.1} s", n - running, took.as_secs_f64());
 

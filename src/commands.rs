@@ -15,11 +15,11 @@ use crate::config::{self, Settings};
 use crate::credentials::ProcessEnv;
 use crate::http::web_config::{SharedWebConfig, WebConfig};
 use crate::http::Options;
+use crate::metrics::own::Telemetry;
 use crate::model::Target;
 use crate::persist;
 use crate::reload::{self, Reloader};
 use crate::runtime::{self, Exporter, WebSetup};
-use crate::telemetry::Telemetry;
 
 #[cfg(feature = "sim")]
 mod demo;

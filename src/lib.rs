@@ -37,7 +37,8 @@
 //! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
 //!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
 //!   step with the store and the scheduler: what a restart restores, what each answer writes.
-//! - [`render`] — the `/metrics` page; [`telemetry`] — the exporter's own metrics.
+//! - [`metrics`] — the `/metrics` page: the store's task families and [`metrics::own`], the
+//!   exporter's own metrics.
 //! - [`http`] — HTTP on hyper, in one folder whose module doc says what is where: `/metrics`
 //!   (gzip), `/`, `/targets`, `/-/healthy`, `/-/ready`, `/-/reload`, `/api/v1/targets`, behind
 //!   the web config and the `--web.max-requests` cap (a few places per connection), each
@@ -69,16 +70,15 @@ pub mod duration;
 pub mod exposition;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod persist;
 pub mod reload;
-pub mod render;
 pub mod runtime;
 pub mod scheduler;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod targets;
-pub mod telemetry;
 pub mod volc;
 
 /// The git revision this binary was built from (`VOLC_EXPORTER_REVISION` at build time), or

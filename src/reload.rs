@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{self, Environment, ProcessEnv, Settings};
 use crate::http::web_config::{SharedWebConfig, WebConfig, WebConfigError};
 use crate::http::{Reload, Reloading};
-use crate::telemetry::Telemetry;
+use crate::metrics::own::Telemetry;
 
 /// What applying new settings did, one human-readable line per change (logged at info, and
 /// the body of a successful `POST /-/reload`).

@@ -14,9 +14,9 @@ use tokio::net::{TcpListener, TcpStream};
 use volc_rtc_exporter::budget::Limiter;
 use volc_rtc_exporter::config::{ApiSettings, Endpoint};
 use volc_rtc_exporter::credentials::{CredentialConfig, Credentials, CredentialsHandle, Secret};
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Kind, Outcome, PerAction, TargetKey};
 use volc_rtc_exporter::sim::verify::{self, VerifyError, VerifyRequest, MAX_SKEW};
-use volc_rtc_exporter::telemetry::Telemetry;
 use volc_rtc_exporter::volc::client::{Client, RetryPolicy};
 use volc_rtc_exporter::volc::parse::ApiError;
 

@@ -315,7 +315,7 @@ async fn broken_files_keep_the_old_credentials_are_logged_and_counted_once_each(
     assert_no_secret(&text);
     assert_no_secret(&format!("{h:?}"));
     // The same counts on /metrics.
-    let telemetry = volc_rtc_exporter::telemetry::Telemetry::new();
+    let telemetry = volc_rtc_exporter::metrics::own::Telemetry::new();
     telemetry.register_credentials(h.clone());
     let mut out = Vec::new();
     telemetry.encode(&mut out);
@@ -387,9 +387,9 @@ mod end_to_end {
     use volc_rtc_exporter::budget::Limiter;
     use volc_rtc_exporter::config::ApiSettings;
     use volc_rtc_exporter::credentials::{Credentials, Secret};
+    use volc_rtc_exporter::metrics::own::Telemetry;
     use volc_rtc_exporter::model::{Kind, Outcome, PerAction, TargetKey};
     use volc_rtc_exporter::sim::{Clock, SimOptions, SimTask, Simulator};
-    use volc_rtc_exporter::telemetry::Telemetry;
     use volc_rtc_exporter::volc::client::Client;
 
     const APP: &str = "661e8f0d1ab2c3d4e5f60718";

@@ -588,19 +588,11 @@ async fn max_requests_caps_the_exporter_and_demo() {
         // A stalled answer holds the one place: the next scrape gets 503, the probes answer.
         let stalled_addr = addr.clone();
         let stalled = std::thread::spawn(move || stall_one_answer(&stalled_addr));
-        let started = tokio::time::Instant::now();
-        let mut refused = false;
-        while started.elapsed() < Duration::from_secs(5) {
-            if blocking(Box::new(get("/metrics"))).await == 503 {
-                refused = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            refused,
-            "{args:?}: no 503 while one answer held the only place"
-        );
+        let what = format!("{args:?}: a 503 while one answer holds the only place");
+        common::wait_until(Duration::from_secs(5), &what, || async {
+            blocking(Box::new(get("/metrics"))).await == 503
+        })
+        .await;
         assert_eq!(blocking(Box::new(get("/-/healthy"))).await, 200);
         // --web.write-timeout drops the stalled connection and frees the place.
         common::wait_until(Duration::from_secs(10), "the place is free again", || {
@@ -673,8 +665,7 @@ async fn demo_serves_behind_basic_auth_and_keeps_its_storage_path() {
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum()
         };
-        let mut seen = 0.0;
-        for _ in 0..100 {
+        let scrape_stops = async || {
             let answer = client
                 .get(format!("{base}/metrics"))
                 .basic_auth("ops", Some("demo-password"))
@@ -682,12 +673,19 @@ async fn demo_serves_behind_basic_auth_and_keeps_its_storage_path() {
                 .await
                 .expect("GET");
             assert_eq!(answer.status(), 200);
-            seen = stops(&answer.text().await.expect("body"));
-            if run == 1 || seen > 0.0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            stops(&answer.text().await.expect("body"))
+        };
+        let seen = if run == 0 {
+            child
+                .poll_until(
+                    Duration::from_secs(20),
+                    "the demo to count a stop",
+                    async || Some(scrape_stops().await).filter(|&seen| seen > 0.0),
+                )
+                .await
+        } else {
+            scrape_stops().await
+        };
         child.terminate(Duration::from_secs(10)).await;
         let stderr = child.stderr();
         match run {

@@ -34,10 +34,10 @@ use volc_rtc_exporter::http::web_config::{SharedWebConfig, WebConfig};
 use volc_rtc_exporter::http::{
     serve, ApiRefusal, App, LandingInfo, Options, Registered, Targets, Unregistered,
 };
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Kind, Target, TargetKey};
 use volc_rtc_exporter::reload::{Apply, ApplySummary, Reloader};
 use volc_rtc_exporter::targets::Source;
-use volc_rtc_exporter::telemetry::Telemetry;
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 const SECRET: &str = "c2VjcmV0LWZvci1jbGktdGVzdHMtb25seQ==";

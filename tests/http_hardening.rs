@@ -794,15 +794,16 @@ async fn running_out_of_open_files_is_logged_once_and_the_server_recovers() {
         .await;
     // The silent ones are closed after the header timeout, and the server answers again
     // (while they stay connected on this side).
-    let mut answered = None;
-    while began.elapsed() < 20 * SEC {
-        if let Some((200, _)) = common::http_get(&format!("{base}/-/healthy")).await {
-            answered = Some(began.elapsed());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let answered = answered.expect("/-/healthy answers again within 20 s");
+    let answered = child
+        .poll_until(
+            (20 * SEC).saturating_sub(began.elapsed()),
+            "/-/healthy to answer again within 20 s",
+            async || {
+                let answer = common::http_get(&format!("{base}/-/healthy")).await;
+                matches!(answer, Some((200, _))).then(|| began.elapsed())
+            },
+        )
+        .await;
     println!("answering again {answered:?} after running out of files");
     let (status, _) = common::http_get(&format!("{base}/metrics"))
         .await

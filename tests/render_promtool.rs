@@ -10,12 +10,12 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use volc_rtc_exporter::exposition::Format;
+use volc_rtc_exporter::metrics::own::Telemetry;
+use volc_rtc_exporter::metrics::{page, render};
 use volc_rtc_exporter::model::{
     status, Kind, Outcome, RecordFile, Target, TargetKey, TaskSnapshot,
 };
-use volc_rtc_exporter::render::{page, render};
 use volc_rtc_exporter::targets::table::Store;
-use volc_rtc_exporter::telemetry::Telemetry;
 
 const T0: u64 = 1_700_000_000_123;
 

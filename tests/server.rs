@@ -16,10 +16,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::exposition::{Chunk, Format, Page};
 use volc_rtc_exporter::http::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
+use volc_rtc_exporter::metrics;
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
-use volc_rtc_exporter::render;
 use volc_rtc_exporter::targets::table::{Store, BLOCK};
-use volc_rtc_exporter::telemetry::Telemetry;
 
 struct Running {
     base: String,
@@ -392,7 +392,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
     let telemetry = Arc::new(Telemetry::new());
     let running = {
         let (store, telemetry) = (store.clone(), telemetry.clone());
-        start_pages(move |format| render::page(&store, &telemetry, format)).await
+        start_pages(move |format| metrics::page(&store, &telemetry, format)).await
     };
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
@@ -415,7 +415,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
     let identity = identity.bytes().await.unwrap();
     assert_eq!(identity.len(), length);
     let mut expected = Vec::new();
-    render::render(&store, &telemetry, &mut expected);
+    metrics::render(&store, &telemetry, &mut expected);
     assert!(store_part(&identity) == store_part(&expected));
     assert!(identity.len() > 500_000, "{} bytes", identity.len());
 
@@ -428,7 +428,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
         UNIX_EPOCH + Duration::from_secs(1_800_000_000),
     );
     let mut expected = Vec::new();
-    render::render(&store, &telemetry, &mut expected);
+    metrics::render(&store, &telemetry, &mut expected);
     assert!(String::from_utf8_lossy(&expected).contains("file=\"v131_1\"} 42\n"));
 
     for round in 0..2 {

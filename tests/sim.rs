@@ -910,8 +910,8 @@ async fn connection_reset_is_a_real_reset() {
 async fn the_projects_client_agrees_with_the_simulator() {
     use volc_rtc_exporter::budget::Limiter;
     use volc_rtc_exporter::config::{ApiSettings, Endpoint};
+    use volc_rtc_exporter::metrics::own::Telemetry;
     use volc_rtc_exporter::model::TargetKey;
-    use volc_rtc_exporter::telemetry::Telemetry;
     use volc_rtc_exporter::volc::client::{Client, MAX_BODY_BYTES};
 
     let t0 = now_ms();

@@ -1,6 +1,10 @@
 //! What the benches share: record targets built by number, a process's resident memory read
-//! from `/proc`, and the exporter binary run as a child process. Each bench uses only part of this module, hence `allow(dead_code)`.
+//! from `/proc`, the exporter binary run as a child process, figures in milliseconds and
+//! MiB and their quantiles, and ([`records`]) the record-target workload of the `exporter` and
+//! `scrape_soak` benches. Each bench uses only part of this module, hence `allow(dead_code)`.
 #![allow(dead_code)]
+
+pub mod records;
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader};
@@ -238,4 +242,23 @@ fn listening_address(line: &str) -> Option<SocketAddr> {
     }
     let addr = v.get("address").or_else(|| v.pointer("/fields/address"))?;
     addr.as_str()?.parse().ok()
+}
+
+/// `d` in milliseconds.
+pub fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// KiB in MiB.
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// The value at quantile `q` of sorted `v` (nearest rank), or the default when empty.
+pub fn quantile<T: Copy + Default>(v: &[T], q: f64) -> T {
+    if v.is_empty() {
+        return T::default();
+    }
+    let i = ((v.len() - 1) as f64 * q).round() as usize;
+    v.get(i.min(v.len() - 1)).copied().unwrap_or_default()
 }

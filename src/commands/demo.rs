@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use crate::callbacks::settings::{CallbackSettings, KeySource, DEFAULT_PATH};
 use crate::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
 use crate::credentials::Secret;
+use crate::metrics::own::Telemetry;
 use crate::runtime::{self, Exporter};
 use crate::sim;
-use crate::telemetry::Telemetry;
 
 /// How `demo` schedules: short intervals, because the simulated tasks live for seconds; a
 /// retention as long as the API's 72-hour horizon, so the scenario's tasks that finished hours

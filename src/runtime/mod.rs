@@ -28,11 +28,11 @@ use tokio_util::task::TaskTracker;
 use crate::budget::Limiter;
 use crate::config::Settings;
 use crate::durable::Durable;
+use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
 use crate::targets::table::{PendingStop, Store, TargetId};
-use crate::telemetry::Telemetry;
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
 use log::StateLog;
@@ -231,7 +231,7 @@ impl Exporter {
 
     /// The `/metrics` body.
     pub fn render(&self, out: &mut Vec<u8>) {
-        crate::render::render(&self.store, &self.telemetry, out);
+        crate::metrics::render(&self.store, &self.telemetry, out);
     }
 
     /// The landing page's line about what is followed and where it is asked: every target,
@@ -277,7 +277,6 @@ mod housekeeping;
 mod poll;
 mod reload;
 mod targets;
-// ----- the HTTP side (reload hook, page rows, `--web.*` options): see exporter/web.rs -----
 
 mod callbacks;
 mod log;

@@ -124,7 +124,7 @@ pub async fn run_with(
     let render_from = exporter.clone();
     let mut app = App::new(
         Box::new(move |format| {
-            crate::render::page(&render_from.store, &render_from.telemetry, format)
+            crate::metrics::page(&render_from.store, &render_from.telemetry, format)
         }),
         ready.clone(),
         LandingInfo::new(exporter.landing_summary()),

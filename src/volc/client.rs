@@ -31,8 +31,8 @@ use tokio::time::Instant;
 use crate::budget::Limiter;
 use crate::config::ApiSettings;
 use crate::credentials::{Credentials, CredentialsHandle};
+use crate::metrics::own::Telemetry;
 use crate::model::{Outcome, PerAction, TargetKey, TaskSnapshot};
-use crate::telemetry::Telemetry;
 use crate::volc::parse::{self, ApiError};
 use crate::volc::sign::{self, SignRequest, Signed};
 

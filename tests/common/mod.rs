@@ -20,10 +20,10 @@ use tokio_util::sync::CancellationToken;
 
 use volc_rtc_exporter::config::{CredentialSource, Endpoint, ScheduleSettings, Settings};
 use volc_rtc_exporter::credentials::Credentials;
+use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Kind, Outcome, Target, TargetKey};
 use volc_rtc_exporter::runtime::{self, Exporter};
 use volc_rtc_exporter::sim::{self, Simulator};
-use volc_rtc_exporter::telemetry::Telemetry;
 
 /// Series → value. A series is `name{label="value",...}` with its labels sorted by name (no
 /// braces when it has none), so keys do not depend on the order the exporter writes them in.

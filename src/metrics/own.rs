@@ -15,6 +15,9 @@ use crate::exposition::{push_float, push_header, push_label, Format};
 use crate::model::{Action, Outcome};
 use crate::persist::{Op, Stats};
 
+/// The namespace of every self-metric.
+const NS: &str = "volcengine_rtc";
+
 /// `volcengine_rtc_credentials_reloads_total{outcome}`, read from the credentials handle when
 /// gathered.
 struct CredentialsCollector {
@@ -29,7 +32,7 @@ impl CredentialsCollector {
                 "credentials_reloads_total",
                 "Re-reads of the *_file credentials after a change: success (new ones in use) or failure (unreadable or empty; the old ones kept).",
             )
-            .namespace("volcengine_rtc"),
+            .namespace(NS),
             &["outcome"],
         )
         .ok()?;
@@ -77,13 +80,12 @@ impl StorageCollector {
     }
 
     fn metrics(&self) -> Option<(IntCounterVec, prometheus::IntGauge, prometheus::Gauge)> {
-        let ns = "volcengine_rtc";
         let errors = IntCounterVec::new(
             Opts::new(
                 "storage_errors_total",
                 "Failed store operations by op (open, load, commit, prune); failed writes are retried.",
             )
-            .namespace(ns),
+            .namespace(NS),
             &["op"],
         )
         .ok()?;
@@ -98,7 +100,7 @@ impl StorageCollector {
                 .inc_by(self.stats.errors(op) + extra);
         }
         let size = prometheus::IntGauge::with_opts(
-            Opts::new("storage_size_bytes", "Size of the store file in bytes.").namespace(ns),
+            Opts::new("storage_size_bytes", "Size of the store file in bytes.").namespace(NS),
         )
         .ok()?;
         size.set(i64::try_from(self.stats.size_bytes()).unwrap_or(i64::MAX));
@@ -107,7 +109,7 @@ impl StorageCollector {
                 "storage_last_commit_timestamp_seconds",
                 "When the last store write transaction succeeded; 0 before the first.",
             )
-            .namespace(ns),
+            .namespace(NS),
         )
         .ok()?;
         last.set(self.stats.last_commit_ms().unwrap_or(0) as f64 / 1000.0);
@@ -153,132 +155,127 @@ pub struct Telemetry {
     pub reload_success_timestamp: Gauge,
 }
 
+/// The options of self-metric `volcengine_rtc_NAME`.
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace(NS)
+}
+
+/// A labelled counter whose definition is written in this file (so it cannot be refused).
+fn int_counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    IntCounterVec::new(opts(name, help), labels).expect("static metric definition")
+}
+
+/// A labelled gauge whose definition is written in this file.
+fn gauge_vec(name: &str, help: &str, labels: &[&str]) -> GaugeVec {
+    GaugeVec::new(opts(name, help), labels).expect("static metric definition")
+}
+
+/// A labelled integer gauge whose definition is written in this file.
+fn int_gauge_vec(name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    IntGaugeVec::new(opts(name, help), labels).expect("static metric definition")
+}
+
 impl Telemetry {
     pub fn new() -> Self {
-        let registry = Registry::new();
-        let ns = "volcengine_rtc";
-        let requests = IntCounterVec::new(
-            Opts::new(
+        let telemetry = Telemetry {
+            registry: Registry::new(),
+            requests: int_counter_vec(
                 "api_requests_total",
                 "OpenAPI requests by action and outcome.",
+                &["action", "outcome"],
+            ),
+            request_duration: HistogramVec::new(
+                HistogramOpts::new(
+                    "api_request_duration_seconds",
+                    "OpenAPI request latency, per attempt.",
+                )
+                .namespace(NS)
+                .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+                &["action"],
             )
-            .namespace(ns),
-            &["action", "outcome"],
-        )
-        .expect("static metric definition");
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
-                "api_request_duration_seconds",
-                "OpenAPI request latency, per attempt.",
-            )
-            .namespace(ns)
-            .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
-            &["action"],
-        )
-        .expect("static metric definition");
-        let budget = GaugeVec::new(
-            Opts::new(
+            .expect("static metric definition"),
+            budget: gauge_vec(
                 "api_budget_requests_per_second",
                 "Configured request budget per action.",
-            )
-            .namespace(ns),
-            &["action"],
-        )
-        .expect("static metric definition");
-        let rate_limit = GaugeVec::new(
-            Opts::new(
+                &["action"],
+            ),
+            rate_limit: gauge_vec(
                 "api_rate_limit_requests_per_second",
                 "Request rate in force now (below the budget after throttling).",
-            )
-            .namespace(ns),
-            &["action"],
-        )
-        .expect("static metric definition");
-        let scheduler_lag = GaugeVec::new(
-            Opts::new(
+                &["action"],
+            ),
+            scheduler_lag: gauge_vec(
                 "scheduler_lag_seconds",
                 "How overdue the most overdue target is; 0 while the budget keeps up.",
-            )
-            .namespace(ns),
-            &["action"],
-        )
-        .expect("static metric definition");
-        let targets = IntGaugeVec::new(
-            Opts::new("targets", "Targets by kind and scheduling phase.").namespace(ns),
-            &["kind", "phase"],
-        )
-        .expect("static metric definition");
-        let build_info = IntGaugeVec::new(
-            Opts::new("exporter_build_info", "Build information; always 1.").namespace(ns),
-            &["version", "revision"],
-        )
-        .expect("static metric definition");
-        let target_file_ok = IntGaugeVec::new(
-            Opts::new(
+                &["action"],
+            ),
+            targets: int_gauge_vec(
+                "targets",
+                "Targets by kind and scheduling phase.",
+                &["kind", "phase"],
+            ),
+            build_info: int_gauge_vec(
+                "exporter_build_info",
+                "Build information; always 1.",
+                &["version", "revision"],
+            ),
+            target_file_ok: int_gauge_vec(
                 "target_file_last_load_successful",
                 "1 if the target file's last load succeeded; 0 if it failed (its previous targets are kept).",
-            )
-            .namespace(ns),
-            &["file"],
-        )
-        .expect("static metric definition");
-        let reload_successful = IntGauge::with_opts(
-            Opts::new(
+                &["file"],
+            ),
+            reload_successful: IntGauge::with_opts(opts(
                 "config_last_reload_successful",
                 "Whether the last configuration reload attempt was successful.",
-            )
-            .namespace(ns),
-        )
-        .expect("static metric definition");
-        let reload_success_timestamp = Gauge::with_opts(
-            Opts::new(
+            ))
+            .expect("static metric definition"),
+            reload_success_timestamp: Gauge::with_opts(opts(
                 "config_last_reload_success_timestamp_seconds",
                 "Timestamp of the last successful configuration reload.",
-            )
-            .namespace(ns),
-        )
-        .expect("static metric definition");
+            ))
+            .expect("static metric definition"),
+        };
+        telemetry.register_own();
+        telemetry.set_initial_values();
+        telemetry
+    }
+
+    /// Registers the metrics this struct holds, and the process collector (on Linux).
+    fn register_own(&self) {
         for c in [
-            Box::new(target_file_ok.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(requests.clone()),
-            Box::new(reload_successful.clone()),
-            Box::new(reload_success_timestamp.clone()),
-            Box::new(request_duration.clone()),
-            Box::new(budget.clone()),
-            Box::new(rate_limit.clone()),
-            Box::new(scheduler_lag.clone()),
-            Box::new(targets.clone()),
-            Box::new(build_info.clone()),
+            Box::new(self.target_file_ok.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(self.requests.clone()),
+            Box::new(self.reload_successful.clone()),
+            Box::new(self.reload_success_timestamp.clone()),
+            Box::new(self.request_duration.clone()),
+            Box::new(self.budget.clone()),
+            Box::new(self.rate_limit.clone()),
+            Box::new(self.scheduler_lag.clone()),
+            Box::new(self.targets.clone()),
+            Box::new(self.build_info.clone()),
         ] {
-            registry.register(c).expect("unique static metric names");
+            self.registry
+                .register(c)
+                .expect("unique static metric names");
         }
-        for a in Action::ALL {
-            for o in Outcome::ALL {
-                requests.with_label_values(&[a.as_str(), o.as_str()]);
-            }
-            request_duration.with_label_values(&[a.as_str()]);
-        }
-        build_info
-            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
-            .set(1);
         #[cfg(target_os = "linux")]
         {
             let pc = prometheus::process_collector::ProcessCollector::for_self();
-            let _ = registry.register(Box::new(pc));
+            let _ = self.registry.register(Box::new(pc));
         }
-        Telemetry {
-            registry,
-            requests,
-            request_duration,
-            budget,
-            rate_limit,
-            scheduler_lag,
-            targets,
-            build_info,
-            target_file_ok,
-            reload_successful,
-            reload_success_timestamp,
+    }
+
+    /// Every action's request series present from the start (at 0), and the build info at 1.
+    fn set_initial_values(&self) {
+        for a in Action::ALL {
+            for o in Outcome::ALL {
+                self.requests.with_label_values(&[a.as_str(), o.as_str()]);
+            }
+            self.request_duration.with_label_values(&[a.as_str()]);
         }
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), crate::REVISION])
+            .set(1);
     }
 
     /// Records a configuration (re)load: `ok` with the wall time `at_seconds` of a success, or

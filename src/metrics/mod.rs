@@ -1,13 +1,15 @@
 //! The `/metrics` body: task families from the [`crate::targets::table::Store`] plus the self-metrics of
-//! [`crate::telemetry::Telemetry`], as a [`Page`] in the format the scraper asked for.
+//! [`own::Telemetry`], as a [`Page`] in the format the scraper asked for.
 //!
 //! Text format 0.0.4 is the default; OpenMetrics 1.0.0 differs only in the counters (named
 //! without `_total` in `# HELP`/`# TYPE`, with `_created`) and the closing `# EOF`, so both
 //! formats share the store's per-target chunks.
 
+pub mod own;
+
 use crate::exposition::{Format, Page};
 use crate::targets::table::Store;
-use crate::telemetry::Telemetry;
+use own::Telemetry;
 
 /// The `Content-Type` of the body [`render`] produces.
 pub const CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;

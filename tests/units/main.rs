@@ -1,0 +1,11 @@
+//! The unit tests of modules whose tests need only their public items, one module per source
+//! file, in one test binary.
+
+mod budget;
+mod exposition;
+mod http_accept;
+mod http_body;
+mod http_routes;
+mod parse;
+mod parse_fixtures;
+mod sign;
