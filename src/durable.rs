@@ -1,5 +1,7 @@
 //! Keeps the durable store ([`crate::persist`]) in step with the target table ([`Store`]) and the
-//! [`Scheduler`]: what a restart finds, and what each answer writes.
+//! [`Scheduler`]: what a restart finds, and what each answer writes. It keeps nothing of its
+//! own about a target: each row is written from what the table holds (key, labels, sources,
+//! when it was added, last answer and poll, stop counted) and the phase the scheduler gives.
 //!
 //! - **At start** ([`Durable::start`]) every stored target is put back as it was: its series
 //!   are served at once, done and expired tasks stay parked, active ones resume on an even
@@ -12,7 +14,7 @@
 //!   stop twice nor loses one already shown.
 //! - **Housekeeping** prunes rows `retention` after their task's end.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -30,70 +32,9 @@ use crate::targets::table::{EntryState, PendingStop, Store, TargetId};
 /// A restored target to queue.
 type Queued = (TargetId, Target, Restored);
 
-/// What the durable store knows of a target besides its state in the [`Store`].
-#[derive(Debug, Clone)]
-struct Meta {
-    sources: Sources,
-    added_ms: i64,
-}
-
-/// A target's sources, sorted, each once: a few bytes per target, where a `BTreeSet` of one
-/// takes a B-tree node of ≈ 300.
-#[derive(Debug, Clone, Default)]
-struct Sources(Vec<Source>);
-
-impl Sources {
-    fn one(source: Source) -> Sources {
-        Sources(vec![source])
-    }
-
-    fn insert(&mut self, source: Source) -> bool {
-        match self.0.binary_search(&source) {
-            Ok(_) => false,
-            Err(at) => {
-                self.0.insert(at, source);
-                true
-            }
-        }
-    }
-
-    fn remove(&mut self, source: &Source) -> bool {
-        match self.0.binary_search(source) {
-            Ok(at) => {
-                self.0.remove(at);
-                true
-            }
-            Err(_) => false,
-        }
-    }
-
-    fn contains(&self, source: &Source) -> bool {
-        self.0.binary_search(source).is_ok()
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-
-    fn iter(&self) -> std::slice::Iter<'_, Source> {
-        self.0.iter()
-    }
-
-    fn to_set(&self) -> BTreeSet<Source> {
-        self.0.iter().cloned().collect()
-    }
-}
-
-impl From<&BTreeSet<Source>> for Sources {
-    fn from(set: &BTreeSet<Source>) -> Sources {
-        Sources(set.iter().cloned().collect())
-    }
-}
-
 /// The link between the running exporter and its durable store.
 pub struct Durable {
     writer: Writer,
-    meta: Mutex<HashMap<TargetId, Meta>>,
     /// The tasks whose stop is counted (durably, or on its way): a task is counted once.
     counted: Mutex<HashSet<TaskRef>>,
     /// Callback event ids the store kept, until the callback receiver takes them.
@@ -139,7 +80,6 @@ impl Durable {
         } = state;
         let durable = Durable {
             writer,
-            meta: Mutex::new(HashMap::new()),
             counted: Mutex::new(counted),
             events: Mutex::new(events),
         };
@@ -193,13 +133,6 @@ impl Durable {
                 let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
                 queued[target.key.kind.action()][lane].push((id, target.clone(), restored));
             }
-            lock(&durable.meta).insert(
-                id,
-                Meta {
-                    sources: Sources::from(&record.sources),
-                    added_ms: record.added_ms,
-                },
-            );
             if changed {
                 record.labels = target.labels.to_vec();
                 durable.writer.submit(Change::Put {
@@ -225,19 +158,12 @@ impl Durable {
         // Targets new in the config.
         let mut added = Vec::new();
         for t in targets.iter().filter(|t| !seen.contains(&t.key)) {
-            let (id, fresh) = store.insert(t.clone());
+            let (id, fresh, _) = store.give(t, &Source::Config, now_ms);
             if !fresh {
                 continue;
             }
             added.push((id, t));
             let record = TargetRecord::new(t, Source::Config, now_ms);
-            lock(&durable.meta).insert(
-                id,
-                Meta {
-                    sources: Sources::from(&record.sources),
-                    added_ms: now_ms,
-                },
-            );
             durable.writer.submit(Change::Put {
                 key: t.key.clone(),
                 record,
@@ -271,7 +197,6 @@ impl Durable {
     ) -> Option<Submitted> {
         let target = store.target(id)?;
         let state = store.state(id)?;
-        let meta = lock(&self.meta).get(&id).cloned()?;
         let snapshot = state.snapshot.as_ref();
         let stop = match (stop, snapshot) {
             (Some(stop), Some(snap)) => Some(StopCount {
@@ -286,9 +211,9 @@ impl Durable {
             _ => None,
         };
         let record = TargetRecord {
-            sources: meta.sources.to_set(),
+            sources: state.sources.iter().cloned().collect(),
             labels: target.labels.to_vec(),
-            added_ms: meta.added_ms,
+            added_ms: state.added_ms,
             snapshot: snapshot.map(StoredSnapshot::from),
             up: state.up,
             last_success_ms: state.last_success_ms,
@@ -309,44 +234,8 @@ impl Durable {
     }
 
     /// Deletes a removed target's row (its counted stops and counters stay).
-    pub fn remove(&self, id: TargetId, key: &TargetKey) -> Submitted {
-        lock(&self.meta).remove(&id);
+    pub fn remove(&self, key: &TargetKey) -> Submitted {
         self.writer.submit(Change::Remove(key.clone()))
-    }
-
-    /// A target just added to the store under `id`, from `source`, at `now_ms`.
-    pub fn added(&self, id: TargetId, source: Source, now_ms: i64) {
-        lock(&self.meta).insert(
-            id,
-            Meta {
-                sources: Sources::one(source),
-                added_ms: now_ms,
-            },
-        );
-    }
-
-    /// Adds `source` to target `id`'s sources; true if it was not there.
-    pub fn add_source(&self, id: TargetId, source: Source) -> bool {
-        lock(&self.meta)
-            .get_mut(&id)
-            .is_some_and(|m| m.sources.insert(source))
-    }
-
-    /// Drops `source` from target `id`'s sources; returns how many sources it has left
-    /// (`None` if it did not have that source).
-    pub fn drop_source(&self, id: TargetId, source: &Source) -> Option<usize> {
-        let mut meta = lock(&self.meta);
-        let m = meta.get_mut(&id)?;
-        m.sources.remove(source).then_some(m.sources.len())
-    }
-
-    /// The ids of the targets that `source` lists.
-    pub fn ids_of(&self, source: &Source) -> Vec<TargetId> {
-        lock(&self.meta)
-            .iter()
-            .filter(|(_, m)| m.sources.contains(source))
-            .map(|(&id, _)| id)
-            .collect()
     }
 
     /// The callback event ids the store kept (once; later calls get none).
@@ -360,22 +249,6 @@ impl Durable {
             id: id.to_string(),
             received_ms,
         });
-    }
-
-    /// Every source some target has.
-    pub fn sources_in_use(&self) -> BTreeSet<Source> {
-        lock(&self.meta)
-            .values()
-            .flat_map(|m| m.sources.iter().cloned())
-            .collect()
-    }
-
-    /// Target `id`'s sources, as `config`, `file:<path>`, `api`, `callback`.
-    pub fn sources_of(&self, id: TargetId) -> Vec<String> {
-        lock(&self.meta)
-            .get(&id)
-            .map(|m| m.sources.iter().map(ToString::to_string).collect())
-            .unwrap_or_default()
     }
 
     /// Prunes rows (and counted tasks) whose time is up.
@@ -407,6 +280,8 @@ fn entry_state(record: &TargetRecord) -> EntryState {
         stop_counted: record.settle.stop_counted,
         terminal_since_ms: record.settle.terminal_since_ms,
         expired: record.settle.expired,
+        sources: record.sources.iter().cloned().collect(),
+        added_ms: record.added_ms,
     }
 }
 

@@ -14,7 +14,6 @@
 //!
 //! The HTTP server renders `/metrics` from the table at scrape time and never waits on the API.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -75,6 +74,8 @@ pub struct TargetChange {
     pub added: usize,
     /// Targets removed (no source left).
     pub removed: usize,
+    /// Targets that took other labels (from the source that ranks first).
+    pub relabelled: usize,
 }
 
 /// The parts, wired: everything the loops share.
@@ -166,10 +167,11 @@ impl Exporter {
         }
         // Recordings a callback announced before the restart are still announced.
         scheduler.set_announced_interval(settings.callbacks.as_ref().map(|c| c.active_interval));
-        let callback = crate::targets::Source::Callback.to_string();
         for (id, target) in store.targets() {
             if target.key.kind == crate::model::Kind::Record
-                && durable.sources_of(id).contains(&callback)
+                && store
+                    .sources(id)
+                    .contains(&crate::targets::Source::Callback)
             {
                 scheduler.announce(id);
             }

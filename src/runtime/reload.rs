@@ -53,24 +53,11 @@ impl Apply for Exporter {
             self.scheduler().set_schedule(&new.schedule);
             lines.push("schedule: new intervals apply from each target's next answer".into());
         }
-        // Labels changed in place: the same target, its state kept.
-        let mut relabelled = 0;
-        for t in &new.targets {
-            if let Some(id) = self.store.id_of(&t.key) {
-                let same = self
-                    .store
-                    .target(id)
-                    .is_some_and(|old| old.labels == t.labels);
-                if !same && self.store.relabel(id, t.clone()) {
-                    relabelled += 1;
-                }
-            }
-        }
         let change = self.set_targets(Source::Config, &new.targets);
-        if change.added + change.removed + relabelled > 0 {
+        if change.added + change.removed + change.relabelled > 0 {
             lines.push(format!(
-                "targets: {} added, {} removed, {relabelled} relabelled",
-                change.added, change.removed
+                "targets: {} added, {} removed, {} relabelled",
+                change.added, change.removed, change.relabelled
             ));
         }
         if old.callbacks != new.callbacks {

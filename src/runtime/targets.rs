@@ -3,6 +3,7 @@
 //! scheduler and the durable state change together. Also the target files' follower.
 
 use super::*;
+use crate::targets::merge::{Changed, MergedTargets};
 
 impl Exporter {
     /// Follows the target files of the settings in force until `shutdown` (or until a
@@ -42,85 +43,96 @@ impl Exporter {
     }
 
     /// Replaces every target of `source` by `targets` (a config reload, a target file read
-    /// again): targets already known keep their state and schedule (no new poll, no second
-    /// count), new ones start as `new` spread over one `active_interval`, and those `source`
-    /// no longer lists lose it; a target left without sources is removed at once (its series
-    /// and its row). The same target from two sources is one target.
+    /// again): the source's old and new lists are diffed ([`MergedTargets::diff`]); targets
+    /// already known keep their state and schedule (no new poll, no second count), new ones
+    /// start as `new` spread over one `active_interval`, those whose labels from `source`
+    /// changed take them if `source` ranks first, and those `source` no longer lists lose it;
+    /// a target left without sources is removed at once (its series and its row). The same
+    /// target from two sources is one target.
     pub fn set_targets(&self, source: Source, targets: &[Target]) -> TargetChange {
-        let keep: HashSet<&TargetKey> = targets.iter().map(|t| &t.key).collect();
-        let gone: Vec<TargetKey> = self
-            .durable
-            .ids_of(&source)
+        let listed: Vec<Target> = self
+            .store
+            .listed_by(&source)
             .into_iter()
-            .filter_map(|id| self.store.target(id))
-            .filter(|t| !keep.contains(&t.key))
-            .map(|t| t.key.clone())
+            .map(|(_, t)| t)
             .collect();
-        let mut change = self.remove_targets(&source, &gone);
-        let added = self.add_targets(source, targets);
-        change.added = added.added;
+        let old = MergedTargets::merge([(source.clone(), &listed)]);
+        let diff = old.diff(&MergedTargets::merge([(source.clone(), targets)]));
+        let mut change = self.remove_targets(&source, &diff.removed);
+        let given = self.add_targets(source, diff.added.iter().chain(&diff.labels_changed));
+        change.added = given.added;
+        change.relabelled += given.relabelled;
         change
     }
 
-    /// Adds `targets` from `source` (the registration API, a callback): new ones start as
-    /// `new`, spread over one `active_interval` (a single one is due at once); known ones
-    /// gain the source and keep their state.
-    pub fn add_targets(&self, source: Source, targets: &[Target]) -> TargetChange {
+    /// `source` lists `targets` too (the registration API, a callback, or a source's changed
+    /// entries): new ones start as `new`, spread over one `active_interval` (a single one is
+    /// due at once); known ones gain the source (or its new labels) and keep their state.
+    pub fn add_targets<'t>(
+        &self,
+        source: Source,
+        targets: impl IntoIterator<Item = &'t Target>,
+    ) -> TargetChange {
         let now = Instant::now();
         let now_ms = crate::clock::system_time_to_ms(crate::clock::wall_at(now));
         let mut fresh = Vec::new();
+        let mut change = TargetChange::default();
         for t in targets {
-            let (id, new) = self.store.insert(t.clone());
+            let (id, new, changed) = self.store.give(t, &source, now_ms);
             if new {
-                self.durable.added(id, source.clone(), now_ms);
                 fresh.push((id, t));
-            } else if !self.durable.add_source(id, source.clone()) {
+            } else if changed == Changed::default() {
                 continue;
             }
+            change.relabelled += usize::from(changed.labels);
             let phase = self.scheduler().phase(id);
             self.durable.put(&self.store, id, phase, None);
         }
+        change.added = fresh.len();
         if !fresh.is_empty() {
             self.scheduler().insert(&fresh, now);
             for action in Action::ALL {
                 self.wake[action].notify_one();
             }
         }
-        TargetChange {
-            added: fresh.len(),
-            removed: 0,
-        }
+        change
     }
 
     /// Drops `source` from the targets with these keys; a target left without sources is
     /// removed at once: its series leave `/metrics` and its row the store.
     pub fn remove_targets(&self, source: &Source, keys: &[TargetKey]) -> TargetChange {
-        let mut removed = 0;
+        let mut change = TargetChange::default();
         for key in keys {
             let Some(id) = self.store.id_of(key) else {
                 continue;
             };
-            match self.durable.drop_source(id, source) {
+            match self.store.take(id, source) {
                 None => {}
-                Some(0) => {
+                Some((_, 0)) => {
                     self.scheduler().remove(id);
                     self.store.remove(id);
                     self.log.forget(id);
-                    self.durable.remove(id, key);
-                    removed += 1;
+                    self.durable.remove(key);
+                    change.removed += 1;
                 }
-                Some(_) => {
+                Some((changed, _)) if changed.sources => {
+                    change.relabelled += usize::from(changed.labels);
                     let phase = self.scheduler().phase(id);
                     self.durable.put(&self.store, id, phase, None);
                 }
+                Some(_) => {}
             }
         }
-        TargetChange { added: 0, removed }
+        change
     }
 
     /// Target `id`'s sources (`config`, `file:<path>`, `api`, `callback`).
     pub fn sources_of(&self, id: TargetId) -> Vec<String> {
-        self.durable.sources_of(id)
+        self.store
+            .sources(id)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
     /// Applies one snapshot of the target files; returns the file sources it holds.
     pub(super) fn apply_target_files(
@@ -169,7 +181,7 @@ pub(super) async fn follow_target_files(
 ) -> Option<tokio::task::JoinHandle<()>> {
     let patterns = exporter.settings().target_files.clone();
     let known: Vec<Source> = exporter
-        .durable
+        .store
         .sources_in_use()
         .into_iter()
         .filter(|s| matches!(s, Source::File(_)))

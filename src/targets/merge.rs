@@ -6,11 +6,16 @@
 //! **Labels** are taken whole from the source that ranks first by [`Source`]'s order: the config,
 //! then target files in path order, then the registration API, then callbacks. They are never
 //! mixed label by label, so a target's labels are always exactly as one source wrote them.
+//!
+//! The rule is written once, per target, in [`give`] and [`take`] (a target's sources, each with
+//! the labels it gave): [`MergedTargets::merge`] folds whole sources with them, and the target
+//! table applies each change of a running source with them (`crate::runtime`'s `targets`: a
+//! source's old and new lists are diffed with [`MergedTargets::diff`], then each target gains or
+//! loses that source).
 
-use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use crate::model::{Target, TargetKey};
+use crate::model::{Labels, Target, TargetKey};
 
 use super::Source;
 
@@ -55,6 +60,53 @@ impl Diff {
     }
 }
 
+/// A target's sources, each with the labels it gave, sorted by rank, each once; the first gives
+/// the target its labels.
+pub type Given = Vec<(Source, Labels)>;
+
+/// What [`give`] or [`take`] changed for one target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Changed {
+    /// The list of sources changed (one was added or removed).
+    pub sources: bool,
+    /// The target's labels (the first-ranked source's) changed.
+    pub labels: bool,
+}
+
+/// `source` lists the target with `labels` (again, or for the first time).
+pub fn give(given: &mut Given, source: &Source, labels: &Labels) -> Changed {
+    match given.binary_search_by(|(s, _)| s.cmp(source)) {
+        Ok(at) => {
+            let same = given[at].1 == *labels;
+            given[at].1 = labels.clone();
+            Changed {
+                sources: false,
+                labels: at == 0 && !same,
+            }
+        }
+        Err(at) => {
+            let labels_changed = at == 0 && given.first().is_none_or(|(_, l)| l != labels);
+            given.insert(at, (source.clone(), labels.clone()));
+            Changed {
+                sources: true,
+                labels: labels_changed && given.len() > 1,
+            }
+        }
+    }
+}
+
+/// `source` no longer lists the target; the next-ranked source's labels take over.
+pub fn take(given: &mut Given, source: &Source) -> Changed {
+    let Ok(at) = given.binary_search_by(|(s, _)| s.cmp(source)) else {
+        return Changed::default();
+    };
+    let (_, old) = given.remove(at);
+    Changed {
+        sources: true,
+        labels: at == 0 && given.first().is_some_and(|(_, l)| *l != old),
+    }
+}
+
 impl MergedTargets {
     /// Merges `sources`, each a source and its targets, given in any order; see the module doc
     /// for the rule on labels.
@@ -63,29 +115,25 @@ impl MergedTargets {
         I: IntoIterator<Item = (Source, T)>,
         T: IntoIterator<Item = &'a Target>,
     {
-        let mut targets: BTreeMap<TargetKey, MergedTarget> = BTreeMap::new();
+        let mut given: BTreeMap<TargetKey, Given> = BTreeMap::new();
         for (source, list) in sources {
             for target in list {
-                match targets.entry(target.key.clone()) {
-                    Entry::Vacant(e) => {
-                        e.insert(MergedTarget {
-                            target: target.clone(),
-                            sources: vec![source.clone()],
-                        });
-                    }
-                    Entry::Occupied(mut e) => {
-                        let merged = e.get_mut();
-                        let Err(at) = merged.sources.binary_search(&source) else {
-                            continue;
-                        };
-                        if at == 0 {
-                            merged.target.labels.clone_from(&target.labels);
-                        }
-                        merged.sources.insert(at, source.clone());
-                    }
-                }
+                let g = given.entry(target.key.clone()).or_default();
+                give(g, &source, &target.labels);
             }
         }
+        let targets = given
+            .into_iter()
+            .map(|(key, g)| {
+                let labels = g.first().map(|(_, l)| l.clone()).unwrap_or_default();
+                let sources = g.into_iter().map(|(s, _)| s).collect();
+                let target = Target {
+                    key: key.clone(),
+                    labels,
+                };
+                (key, MergedTarget { target, sources })
+            })
+            .collect();
         MergedTargets { targets }
     }
 
@@ -174,6 +222,37 @@ mod tests {
             *m.get(&api[0].key).unwrap().target.labels,
             [("zone".into(), "b".into())]
         );
+    }
+
+    #[test]
+    fn taking_the_first_source_hands_the_labels_to_the_next() {
+        let labels = |v: &str| -> Labels { vec![("team".to_string(), v.to_string())].into() };
+        let mut given = Given::new();
+        let f = Source::file("/t/a.yaml");
+        assert_eq!(give(&mut given, &Source::Api, &labels("api")).labels, false);
+        let c = give(&mut given, &Source::Config, &labels("config"));
+        assert!(c.sources && c.labels);
+        // A lower-ranked source's labels change nothing the target shows.
+        assert_eq!(
+            give(&mut given, &f, &labels("file")),
+            Changed {
+                sources: true,
+                labels: false
+            }
+        );
+        assert_eq!(given[0].1, labels("config"));
+        let c = take(&mut given, &Source::Config);
+        assert!(c.sources && c.labels);
+        assert_eq!(given[0], (f.clone(), labels("file")));
+        assert_eq!(take(&mut given, &Source::Config), Changed::default());
+        assert_eq!(
+            take(&mut given, &Source::Api),
+            Changed {
+                sources: true,
+                labels: false
+            }
+        );
+        assert_eq!(given.len(), 1);
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! - [`api`] — the registration API's input: a `POST`/`DELETE /api/v1/targets` body (a JSON array
 //!   of targets written as under `targets:`) checked with the config's own rules, every problem
 //!   listed with the target's index, the field and the fix.
-//! - [`merge`] — the pure core: several sources merged into one [`merge::MergedTargets`] (the same
-//!   target in two sources is one target that remembers both), and the [`merge::Diff`] between two
-//!   merged sets that a reload applies.
+//! - [`merge`] — the pure core and the one path by which the set changes: a target's sources,
+//!   each with its labels, ranked ([`merge::give`], [`merge::take`]: the same target in two
+//!   sources is one target that remembers both), whole sources merged into one
+//!   [`merge::MergedTargets`], and the [`merge::Diff`] between a source's old and new lists.
 
 pub mod api;
 pub mod files;

@@ -70,12 +70,13 @@ use crate::exposition::{
     push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
     Page,
 };
-use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
+use crate::model::{Kind, LastPoll, Outcome, RecordFile, Source, Target, TargetKey, TaskSnapshot};
 
 /// Slots per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
 pub const BLOCK: usize = 128;
 
+use super::merge::{self, Changed, Given};
 pub use super::TargetId;
 
 mod series;
@@ -98,6 +99,10 @@ pub struct EntryState {
     pub terminal_since_ms: Option<i64>,
     /// Its series were removed after retention.
     pub expired: bool,
+    /// Where it came from, sorted, each once; it leaves when the last one drops it.
+    pub sources: Vec<Source>,
+    /// When it was added, ms since the epoch.
+    pub added_ms: i64,
 }
 
 /// A stop revealed by [`Store::record_success_deferred`], to be counted with
@@ -205,6 +210,11 @@ struct Entry {
     terminal_since_ms: Option<i64>,
     /// Its series were removed by [`Store::expire`].
     expired: bool,
+    /// Where it came from, each source with the labels it gave, sorted by rank (see
+    /// [`merge`]); a few bytes, where a set of one takes ≈ 300.
+    sources: Given,
+    /// When it was added, ms since the epoch.
+    added_ms: i64,
     /// The tails of every series line, family after family. Empty for a target in the cold
     /// part: its tails are made again from its state when its block's chunks are.
     text: String,
@@ -339,6 +349,10 @@ impl Store {
         entry.stop_counted = state.stop_counted;
         entry.terminal_since_ms = state.terminal_since_ms;
         entry.expired = state.expired;
+        for source in &state.sources {
+            merge::give(&mut entry.sources, source, &target.labels);
+        }
+        entry.added_ms = state.added_ms;
         let id = match inner.free.pop() {
             Some(id) => id,
             None => {
@@ -446,7 +460,108 @@ impl Store {
             stop_counted: e.stop_counted,
             terminal_since_ms: e.terminal_since_ms,
             expired: e.expired,
+            sources: e.sources.iter().map(|(s, _)| s.clone()).collect(),
+            added_ms: e.added_ms,
         })
+    }
+
+    /// `source` lists `target` (the one way a source adds or updates a target): a new key is
+    /// added, added at `added_ms`; a known one gains the source, or that source's labels, and
+    /// takes the labels of its first-ranked source ([`merge::give`]). Returns its id, whether it
+    /// is new, and what changed.
+    pub fn give(
+        &self,
+        target: &Target,
+        source: &Source,
+        added_ms: i64,
+    ) -> (TargetId, bool, Changed) {
+        let state = EntryState {
+            sources: vec![source.clone()],
+            added_ms,
+            ..EntryState::default()
+        };
+        let (id, new) = self.insert_with(target.clone(), state);
+        if new {
+            return (id, true, Changed::default());
+        }
+        let changed = self.change_sources(id, |given| merge::give(given, source, &target.labels));
+        (id, false, changed)
+    }
+
+    /// `source` no longer lists target `id` ([`merge::take`]): the next-ranked source's labels
+    /// take over. Returns what changed and how many sources are left; `None` for an unknown id.
+    pub fn take(&self, id: TargetId, source: &Source) -> Option<(Changed, usize)> {
+        let changed = self.change_sources(id, |given| merge::take(given, source));
+        let left = self.read().entries.get(id)?.sources.len();
+        Some((changed, left))
+    }
+
+    /// Changes target `id`'s sources with `f`, and its labels if the first-ranked source's
+    /// changed.
+    fn change_sources(&self, id: TargetId, f: impl FnOnce(&mut Given) -> Changed) -> Changed {
+        let relabel = {
+            let mut inner = self.write();
+            let Some(e) = inner.entries.get_mut(id) else {
+                return Changed::default();
+            };
+            let Some(target) = e.target.clone() else {
+                return Changed::default();
+            };
+            let changed = f(&mut e.sources);
+            let first = e.sources.first().map(|(_, l)| l.clone());
+            match first {
+                Some(labels) if changed.labels => Some(Target {
+                    key: target.key.clone(),
+                    labels,
+                }),
+                _ => None,
+            }
+            .map(|t| (t, changed))
+            .ok_or(changed)
+        };
+        match relabel {
+            Ok((target, changed)) => {
+                self.relabel(id, target);
+                changed
+            }
+            Err(changed) => changed,
+        }
+    }
+
+    /// Target `id`'s sources, sorted (the first ranks first).
+    pub fn sources(&self, id: TargetId) -> Vec<Source> {
+        let inner = self.read();
+        let e = inner.entries.get(id);
+        e.map(|e| e.sources.iter().map(|(s, _)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The targets `source` lists, each with the labels that source gave.
+    pub fn listed_by(&self, source: &Source) -> Vec<(TargetId, Target)> {
+        let inner = self.read();
+        let listed = inner.entries.iter().enumerate().filter_map(|(id, e)| {
+            let target = e.target.as_ref()?;
+            let (_, labels) = e.sources.iter().find(|(s, _)| s == source)?;
+            let key = target.key.clone();
+            Some((
+                id,
+                Target {
+                    key,
+                    labels: labels.clone(),
+                },
+            ))
+        });
+        listed.collect()
+    }
+
+    /// Every source some target has.
+    pub fn sources_in_use(&self) -> std::collections::BTreeSet<Source> {
+        let inner = self.read();
+        inner
+            .entries
+            .iter()
+            .flat_map(|e| e.sources.iter().map(|(s, _)| s.clone()))
+            .collect()
     }
 
     /// Counts a stop revealed by [`Store::record_success_deferred`] (once it is durable).
