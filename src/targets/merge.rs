@@ -229,7 +229,7 @@ mod tests {
         let labels = |v: &str| -> Labels { vec![("team".to_string(), v.to_string())].into() };
         let mut given = Given::new();
         let f = Source::file("/t/a.yaml");
-        assert_eq!(give(&mut given, &Source::Api, &labels("api")).labels, false);
+        assert!(!give(&mut given, &Source::Api, &labels("api")).labels);
         let c = give(&mut given, &Source::Config, &labels("config"));
         assert!(c.sources && c.labels);
         // A lower-ranked source's labels change nothing the target shows.
