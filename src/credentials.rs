@@ -352,62 +352,49 @@ fn assemble(
     }
 }
 
+/// Both halves of a pair of keys (`names`), `None` when neither is given, or the error `half`
+/// makes of the one given without the other.
+fn both<A, B>(
+    (a, b): (Option<A>, Option<B>),
+    names: [&'static str; 2],
+    half: fn(&'static str, &'static str) -> CredentialError,
+) -> Result<Option<(A, B)>, Vec<CredentialError>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (Some(_), None) => Err(vec![half(names[0], names[1])]),
+        (None, Some(_)) => Err(vec![half(names[1], names[0])]),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Finds the credentials: the first configured source wins (see the module doc).
 pub fn resolve(
     cfg: &CredentialConfig,
     env: &dyn Environment,
 ) -> Result<(Credentials, CredentialSource), Vec<CredentialError>> {
+    let in_config = |given, missing| CredentialError::HalfConfigured { given, missing };
     // The session token configured in the file goes with a pair configured in the file.
     let config_token = match (&cfg.session_token_file, &cfg.session_token) {
         (Some(path), _) => Some(("session_token_file", read_file("session_token_file", path))),
         (None, Some(t)) => Some(("session_token", Ok(inline("session_token", t.expose())))),
         (None, None) => None,
     };
+    let token = |config_token: Option<(&str, _)>| config_token.map(|(_, t)| t);
 
     // 1. Files named in the config.
-    match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
-        (Some(ak), Some(sk)) => {
-            let ak = read_file("access_key_id_file", ak);
-            let sk = read_file("secret_access_key_file", sk);
-            return assemble(ak, sk, config_token.map(|(_, t)| t))
-                .map(|c| (c, CredentialSource::Files));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "access_key_id_file",
-                missing: "secret_access_key_file",
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "secret_access_key_file",
-                missing: "access_key_id_file",
-            }])
-        }
-        (None, None) => {}
+    let files = (&cfg.access_key_id_file, &cfg.secret_access_key_file);
+    let names = ["access_key_id_file", "secret_access_key_file"];
+    if let Some((ak, sk)) = both((files.0.as_ref(), files.1.as_ref()), names, in_config)? {
+        let (ak, sk) = (read_file(names[0], ak), read_file(names[1], sk));
+        return assemble(ak, sk, token(config_token)).map(|c| (c, CredentialSource::Files));
     }
 
     // 2. Inline keys.
-    match (&cfg.access_key_id, &cfg.secret_access_key) {
-        (Some(ak), Some(sk)) => {
-            let ak = Ok(inline("access_key_id", ak));
-            let sk = Ok(inline("secret_access_key", sk.expose()));
-            return assemble(ak, sk, config_token.map(|(_, t)| t))
-                .map(|c| (c, CredentialSource::Inline));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "access_key_id",
-                missing: "secret_access_key",
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "secret_access_key",
-                missing: "access_key_id",
-            }])
-        }
-        (None, None) => {}
+    let keys = (cfg.access_key_id.as_ref(), cfg.secret_access_key.as_ref());
+    let names = ["access_key_id", "secret_access_key"];
+    if let Some((ak, sk)) = both(keys, names, in_config)? {
+        let (ak, sk) = (Ok(inline(names[0], ak)), Ok(inline(names[1], sk.expose())));
+        return assemble(ak, sk, token(config_token)).map(|c| (c, CredentialSource::Inline));
     }
     if let Some((key, _)) = config_token {
         return Err(vec![CredentialError::TokenWithoutPair { key }]);
@@ -420,32 +407,16 @@ pub fn resolve(
 
     // 3. The environment (empty counts as unset).
     let var = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
-    match (var(ENV_ACCESS_KEY), var(ENV_SECRET_KEY)) {
-        (Some(ak), Some(sk)) => {
-            let session = var(ENV_SESSION_TOKEN).map(|t| Ok(from_env(ENV_SESSION_TOKEN, t)));
-            return assemble(
-                Ok(from_env(ENV_ACCESS_KEY, ak)),
-                Ok(from_env(ENV_SECRET_KEY, sk)),
-                session,
-            )
-            .map(|c| (c, CredentialSource::Environment));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfEnvironment {
-                given: ENV_ACCESS_KEY,
-                missing: ENV_SECRET_KEY,
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfEnvironment {
-                given: ENV_SECRET_KEY,
-                missing: ENV_ACCESS_KEY,
-            }])
-        }
-        (None, None) => searched.push(format!(
-            "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} (not set)"
-        )),
+    let names = [ENV_ACCESS_KEY, ENV_SECRET_KEY];
+    let in_env = |given, missing| CredentialError::HalfEnvironment { given, missing };
+    if let Some((ak, sk)) = both((var(names[0]), var(names[1])), names, in_env)? {
+        let session = var(ENV_SESSION_TOKEN).map(|t| Ok(from_env(ENV_SESSION_TOKEN, t)));
+        let (ak, sk) = (Ok(from_env(names[0], ak)), Ok(from_env(names[1], sk)));
+        return assemble(ak, sk, session).map(|c| (c, CredentialSource::Environment));
     }
+    searched.push(format!(
+        "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} (not set)"
+    ));
 
     // 4. The shared file.
     match env.home_dir() {

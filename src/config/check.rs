@@ -472,7 +472,7 @@ impl Checker {
             Ok(settings) => Some(settings),
             Err(problems) => {
                 for p in problems {
-                    self.problem(Some(at), format!("`{}`: {}", p.key, p.message));
+                    self.problem(Some(at), p.message);
                 }
                 None
             }

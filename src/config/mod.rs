@@ -33,15 +33,14 @@ mod targets;
 pub mod yaml;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::credentials::{CredentialConfig, Credentials};
 pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
 use crate::model::{Action, Kind, Target};
+pub use crate::model::{Pos, Problem};
 pub use check::is_valid_id;
-pub use yaml::Pos;
 
 /// The default endpoint (Volcengine, China).
 pub const DEFAULT_ENDPOINT: &str = "https://rtc.volcengineapi.com";
@@ -50,12 +49,6 @@ pub const DEFAULT_REGION: &str = "cn-north-1";
 pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 /// The vendor's per-action quota; a budget above it draws a warning.
 pub const VENDOR_QUOTA: f64 = 60.0;
-/// Label names the exporter sets itself; a target's own labels may not use them.
-pub const RESERVED_LABELS: [&str; 14] = [
-    "kind", "app_id", "room_id", "task_id", "file", "reason", "action", "outcome", "phase", "le",
-    "instance", "job", "version", "revision",
-];
-
 /// The default request budget of each action, requests per second: below the vendor's 60/s
 /// so other callers on the account keep some room.
 pub const fn default_budget() -> f64 {
@@ -296,40 +289,6 @@ impl Settings {
             out.push_str(&format!("  {w}\n"));
         }
         out
-    }
-}
-
-/// One finding: the file, where in it (when YAML gives a place), and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub pos: Option<Pos>,
-    pub message: String,
-}
-
-/// Text with control characters (newlines above all) escaped, so one problem stays one line.
-struct OneLine<'a>(&'a str);
-
-impl fmt::Display for OneLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_debug())?;
-            } else {
-                fmt::Write::write_char(f, c)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (file, message) = (OneLine(&self.file), OneLine(&self.message));
-        match self.pos {
-            Some(p) => write!(f, "{file}:{}:{}: {message}", p.line, p.col),
-            None => write!(f, "{file}: {message}"),
-        }
     }
 }
 

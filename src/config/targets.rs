@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::check::{closest, show, Checker, Field, Fields, One, TargetList};
 use super::yaml::{Node, Pos, Value};
-use super::RESERVED_LABELS;
-use crate::model::{is_valid_id, Kind, Labels, Target, TargetKey};
+use crate::model::{is_valid_id, Kind, Labels, Target, TargetKey, RESERVED_LABELS};
 
 const TARGET_KEYS: &[&str] = &["kind", "app_id", "room_id", "task_id", "labels"];
 /// Past this many label sets, new ones are no longer remembered for sharing: a file whose every
