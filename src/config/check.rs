@@ -581,6 +581,7 @@ impl Checker {
             max_in_flight,
             record_version,
             webcast_version,
+            retry: d.retry,
         }
     }
 

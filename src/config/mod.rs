@@ -36,6 +36,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rand::Rng as _;
+
 use crate::credentials::{CredentialConfig, Credentials};
 pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
 use crate::model::{Action, Kind, Target};
@@ -93,6 +95,8 @@ pub struct ApiSettings {
     pub max_in_flight: usize,
     pub record_version: String,
     pub webcast_version: String,
+    /// How a request is retried: not a config key, always [`RetryPolicy::default`] there.
+    pub retry: RetryPolicy,
 }
 
 impl ApiSettings {
@@ -101,6 +105,43 @@ impl ApiSettings {
             Action::GetRecordTask => &self.record_version,
             Action::GetWebCastTask => &self.webcast_version,
         }
+    }
+}
+
+/// How [`crate::volc::client::Client::fetch`] retries: at most `attempts` requests in all; before retry `n` (1, 2,
+/// ...) it waits a random time in `[0, min(cap, base * 2^(n-1))]` ("full jitter").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Requests in all, first try included; 0 counts as 1.
+    pub attempts: u32,
+    /// The first retry's backoff ceiling.
+    pub base: Duration,
+    /// No backoff is longer than this.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 250 ms base, doubling, capped at 2 s.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The upper bound of the backoff before retry `retry` (1-based).
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let doublings = retry.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << doublings).min(self.cap)
+    }
+
+    /// A random backoff before retry `retry` (1-based), uniform in `[0, ceiling(retry)]`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.ceiling(retry)
+            .mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
     }
 }
 
@@ -154,6 +195,7 @@ impl Default for ApiSettings {
             max_in_flight: 16,
             record_version: RECORD_VERSIONS[0].into(),
             webcast_version: WEBCAST_VERSIONS[0].into(),
+            retry: RetryPolicy::default(),
         }
     }
 }
