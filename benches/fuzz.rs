@@ -29,10 +29,11 @@ use tokio::time::Instant;
 
 use volc_rtc_exporter::callbacks::{self, verify, Dedup, Policy};
 use volc_rtc_exporter::config;
-use volc_rtc_exporter::credentials::{MapEnv, Secret};
+use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
 use volc_rtc_exporter::model::Kind;
 use volc_rtc_exporter::persist::EventRetention;
+use volc_rtc_exporter::sim::MapEnv;
 use volc_rtc_exporter::sources::api;
 use volc_rtc_exporter::volc::parse;
 

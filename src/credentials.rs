@@ -2,10 +2,10 @@
 //! them — config `*_file` keys, inline keys, `VOLC_ACCESSKEY`/`VOLC_SECRETKEY`, then
 //! `~/.volc/credentials`. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 //!
-//! The chain reads the environment only through [`Environment`], so tests pass a [`MapEnv`]
-//! instead of touching the process. The first source that is configured at all wins: a
-//! configured but broken source (half a pair, an unreadable file) is an error, never a silent
-//! fall-through to the next one. No message ever contains a secret or a token.
+//! The chain reads the environment only through [`Environment`], so tests pass a made-up one
+//! (`sim::MapEnv`) instead of touching the process. The first source that is configured at
+//! all wins: a configured but broken source (half a pair, an unreadable file) is an error,
+//! never a silent fall-through to the next one. No message ever contains a secret or a token.
 //!
 //! **Rotation.** The credentials in use live in a [`CredentialsHandle`], which the client asks
 //! for the current values on every request (an `Arc` swapped under a lock that is never held
@@ -153,50 +153,6 @@ impl Environment for ProcessEnv {
         std::env::var_os(var)
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
-    }
-}
-
-/// An environment made of a map and an optional home directory, for tests and embedding.
-/// Its `Debug` lists variable names only.
-#[derive(Clone, Default)]
-pub struct MapEnv {
-    vars: BTreeMap<String, String>,
-    home: Option<PathBuf>,
-}
-
-impl MapEnv {
-    /// No variables, no home directory.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.vars.insert(name.into(), value.into());
-        self
-    }
-
-    pub fn with_home(mut self, home: impl Into<PathBuf>) -> Self {
-        self.home = Some(home.into());
-        self
-    }
-}
-
-impl fmt::Debug for MapEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapEnv")
-            .field("vars", &self.vars.keys().collect::<Vec<_>>())
-            .field("home", &self.home)
-            .finish()
-    }
-}
-
-impl Environment for MapEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
-
-    fn home_dir(&self) -> Option<PathBuf> {
-        self.home.clone()
     }
 }
 
@@ -704,7 +660,7 @@ impl CredentialsHandle {
             return (generation, Observation::NotWatched);
         }
         // With a `*_file` key set, the chain never looks further than the config.
-        let seen = match resolve(&config, &MapEnv::new()) {
+        let seen = match resolve(&config, &ProcessEnv) {
             Ok((credentials, _)) => Observation::Usable(credentials),
             Err(errors) => Observation::Broken(
                 errors
@@ -785,6 +741,7 @@ impl CredentialsHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::MapEnv;
 
     const AK: &str = "AKLTexampleaccesskeyid1234";
     const SK: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
@@ -1131,11 +1088,5 @@ mod tests {
         assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
         assert_eq!(token_of(&h), "token-c");
         assert_eq!(h.reloads(), 1);
-    }
-
-    #[test]
-    fn map_env_debug_hides_values() {
-        let env = MapEnv::new().with_var(ENV_SECRET_KEY, SK);
-        assert!(!format!("{env:?}").contains(SK));
     }
 }

@@ -73,7 +73,7 @@ pub mod persist;
 pub mod reload;
 pub mod render;
 pub mod scheduler;
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod sources;
 pub mod state_log;

@@ -10,10 +10,11 @@ use serde_json::Value;
 
 use volc_rtc_exporter::callbacks::{self, verify, Dedup, Outcome, Policy};
 use volc_rtc_exporter::config;
-use volc_rtc_exporter::credentials::{MapEnv, Secret};
+use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
 use volc_rtc_exporter::model::Kind;
 use volc_rtc_exporter::persist::EventRetention;
+use volc_rtc_exporter::sim::MapEnv;
 use volc_rtc_exporter::sources::api;
 use volc_rtc_exporter::volc::parse;
 

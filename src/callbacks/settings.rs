@@ -272,7 +272,7 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::MapEnv;
+    use crate::sim::MapEnv;
 
     fn parse(yaml: &str) -> CallbacksConfig {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))

@@ -823,8 +823,8 @@ mod tests {
         assert_eq!(closest("max_in", &valid), Some("max_in_flight"));
     }
 
-    fn env() -> crate::credentials::MapEnv {
-        crate::credentials::MapEnv::new()
+    fn env() -> crate::sim::MapEnv {
+        crate::sim::MapEnv::new()
             .with_var("VOLC_ACCESSKEY", "AKLT0000000000001234")
             .with_var("VOLC_SECRETKEY", "c2VjcmV0")
     }

@@ -39,7 +39,7 @@ use std::time::Duration;
 use rand::Rng as _;
 
 use crate::credentials::{CredentialConfig, Credentials};
-pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
+pub use crate::credentials::{CredentialSource, Environment, ProcessEnv};
 use crate::model::{Action, Kind, Target};
 pub use crate::model::{Pos, Problem};
 pub use check::is_valid_id;
