@@ -140,6 +140,13 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name rule.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// What identifies a target: one task (or, for a webcast target without `task_id`, one room's
 /// newest web-capture task).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

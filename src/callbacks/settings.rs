@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::{Environment, Secret};
-use crate::model::{is_valid_id, Problem, RESERVED_LABELS};
+use crate::model::{is_label_name, is_valid_id, Problem, RESERVED_LABELS};
 
 /// The default `callbacks.path`.
 pub const DEFAULT_PATH: &str = "/callbacks/volcengine-rtc";
@@ -177,12 +177,7 @@ impl CallbacksConfig {
     fn label_problems(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for name in self.labels.keys() {
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with("__");
+            let valid = is_label_name(name) && !name.starts_with("__");
             let key = format!("callbacks.labels.{name}");
             if !valid {
                 problems.push(problem(
@@ -203,47 +198,29 @@ impl CallbacksConfig {
         base: Option<&Path>,
         env: &dyn Environment,
     ) -> Result<(Secret, KeySource), Problem> {
-        let fail = |key: &str, message: String| problem(key, message);
-        let (value, what, source, key) = if let Some(path) = &self.secret_key_file {
+        const FILE: &str = "callbacks.secret_key_file";
+        if let Some(path) = &self.secret_key_file {
             let path = match base {
                 Some(base) if path.is_relative() => base.join(path),
                 _ => path.clone(),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                fail(
-                    "callbacks.secret_key_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let what = format!("the file {}", path.display());
-            (
-                text,
-                what,
-                KeySource::File(path),
-                "callbacks.secret_key_file",
-            )
-        } else if let Some(inline) = &self.secret_key {
-            (
-                inline.clone(),
-                "the value".into(),
-                KeySource::Inline,
-                "callbacks.secret_key",
-            )
-        } else if let Some(v) = env.var(ENV_CALLBACK_KEY).filter(|v| !v.trim().is_empty()) {
-            (
-                v,
-                format!("environment variable {ENV_CALLBACK_KEY}"),
-                KeySource::Environment,
-                "callbacks.secret_key_file",
-            )
-        } else {
-            return Err(fail(
-                "callbacks.secret_key_file",
+            let secret = read_key_file(&path).map_err(|why| problem(FILE, why))?;
+            return Ok((secret, KeySource::File(path)));
+        }
+        if let Some(inline) = &self.secret_key {
+            let secret = checked_key(inline, "the value");
+            let secret = secret.map_err(|why| problem("callbacks.secret_key", why))?;
+            return Ok((secret, KeySource::Inline));
+        }
+        let Some(value) = env.var(ENV_CALLBACK_KEY).filter(|v| !v.trim().is_empty()) else {
+            return Err(problem(
+                FILE,
                 format!("no callback key: set `callbacks.secret_key_file` to a file holding the key from the RTC console, or export {ENV_CALLBACK_KEY}"),
             ));
         };
-        let secret = checked_key(&value, &what).map_err(|message| fail(key, message))?;
-        Ok((secret, source))
+        let what = format!("environment variable {ENV_CALLBACK_KEY}");
+        let secret = checked_key(&value, &what).map_err(|why| problem(FILE, why))?;
+        Ok((secret, KeySource::Environment))
     }
 }
 

@@ -38,14 +38,13 @@ use std::time::Duration;
 
 use rand::Rng as _;
 
+use crate::callbacks::settings::{CallbackSettings, KeySource, ENV_CALLBACK_KEY};
 use crate::credentials::{CredentialConfig, Credentials};
 pub use crate::credentials::{CredentialSource, Environment, ProcessEnv};
 use crate::model::{Action, Kind, Target};
 pub use crate::model::{Pos, Problem};
 pub use check::is_valid_id;
 
-/// The default endpoint (Volcengine, China).
-pub const DEFAULT_ENDPOINT: &str = "https://rtc.volcengineapi.com";
 /// The default region.
 pub const DEFAULT_REGION: &str = "cn-north-1";
 pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
@@ -176,7 +175,7 @@ pub struct Settings {
     /// watching them (default 1m).
     pub target_files_refresh_interval: Duration,
     /// `callbacks:`: RTC's event notifications, when configured.
-    pub callbacks: Option<crate::callbacks::settings::CallbackSettings>,
+    pub callbacks: Option<CallbackSettings>,
     /// Non-fatal findings (e.g. a budget above 60/s).
     pub warnings: Vec<String>,
 }
@@ -184,6 +183,7 @@ pub struct Settings {
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
+            // Volcengine, China.
             endpoint: Endpoint {
                 scheme: "https".into(),
                 host: "rtc.volcengineapi.com".into(),
@@ -311,11 +311,9 @@ impl Settings {
                 ),
             };
             let key = match &cb.key_source {
-                crate::callbacks::settings::KeySource::File(p) => format!("file {}", p.display()),
-                crate::callbacks::settings::KeySource::Inline => "the config".to_owned(),
-                crate::callbacks::settings::KeySource::Environment => {
-                    crate::callbacks::settings::ENV_CALLBACK_KEY.to_owned()
-                }
+                KeySource::File(p) => format!("file {}", p.display()),
+                KeySource::Inline => "the config".to_owned(),
+                KeySource::Environment => ENV_CALLBACK_KEY.to_owned(),
             };
             out.push_str(&format!(
                 "callbacks:   on {} for {apps}, key from {key}; announced recordings every {}\n",
@@ -461,7 +459,7 @@ mod tests {
         };
         let s = Settings::new(creds, CredentialSource::Inline, vec![target]);
         assert_eq!(s.budget_for(Action::GetWebCastTask), default_budget());
-        assert_eq!(s.api.endpoint.base_url(), DEFAULT_ENDPOINT);
+        assert_eq!(s.api.endpoint.base_url(), "https://rtc.volcengineapi.com");
         assert_eq!(s.schedule.active_interval, Duration::from_secs(15));
         let summary = s.summary();
         assert!(
