@@ -29,10 +29,11 @@ use tokio::time::Instant;
 
 use volc_rtc_exporter::callbacks::{self, verify, Dedup, Policy};
 use volc_rtc_exporter::config;
-use volc_rtc_exporter::credentials::{MapEnv, Secret};
+use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
 use volc_rtc_exporter::model::Kind;
 use volc_rtc_exporter::persist::EventRetention;
+use volc_rtc_exporter::sim::MapEnv;
 use volc_rtc_exporter::targets::api;
 use volc_rtc_exporter::volc::parse;
 
@@ -251,6 +252,7 @@ fn targets() -> Vec<Target> {
     ];
     // Valid bcrypt hashes would make each input cost a bcrypt run (the decoy hash); the seeds'
     // hashes are cut so the checks around them are fuzzed, not bcrypt itself.
+    let web_dir = tempfile::tempdir().ok();
     let web_seeds: Vec<Vec<u8>> = files_in(&fixtures.join("web"))
         .into_iter()
         .map(|b| {
@@ -320,13 +322,14 @@ fn targets() -> Vec<Target> {
         Target {
             name: "web-config",
             seeds: web_seeds,
-            run: Box::new(|b| {
+            // Through a file, as the exporter reads it; in a folder of its own, so the files
+            // it names are not found.
+            run: Box::new(move |b| {
+                let file = web_dir.as_ref().map(|d| d.path().join("web.yml"));
                 let text = String::from_utf8_lossy(b);
-                let _ = WebConfig::check_text(
-                    &text,
-                    Path::new("/nonexistent-fuzz-dir"),
-                    &LoadOptions::default(),
-                );
+                if let Some(file) = file.filter(|f| std::fs::write(f, text.as_bytes()).is_ok()) {
+                    let _ = WebConfig::load_with(&file, &LoadOptions::default());
+                }
             }),
             wrap: None,
         },

@@ -2,10 +2,10 @@
 //! them — config `*_file` keys, inline keys, `VOLC_ACCESSKEY`/`VOLC_SECRETKEY`, then
 //! `~/.volc/credentials`. Secrets are wrapped in [`Secret`], whose `Debug` never shows them.
 //!
-//! The chain reads the environment only through [`Environment`], so tests pass a [`MapEnv`]
-//! instead of touching the process. The first source that is configured at all wins: a
-//! configured but broken source (half a pair, an unreadable file) is an error, never a silent
-//! fall-through to the next one. No message ever contains a secret or a token.
+//! The chain reads the environment only through [`Environment`], so tests pass a made-up one
+//! (`sim::MapEnv`) instead of touching the process. The first source that is configured at
+//! all wins: a configured but broken source (half a pair, an unreadable file) is an error,
+//! never a silent fall-through to the next one. No message ever contains a secret or a token.
 //!
 //! **Rotation.** The credentials in use live in a [`CredentialsHandle`], which the client asks
 //! for the current values on every request (an `Arc` swapped under a lock that is never held
@@ -153,50 +153,6 @@ impl Environment for ProcessEnv {
         std::env::var_os(var)
             .filter(|h| !h.is_empty())
             .map(PathBuf::from)
-    }
-}
-
-/// An environment made of a map and an optional home directory, for tests and embedding.
-/// Its `Debug` lists variable names only.
-#[derive(Clone, Default)]
-pub struct MapEnv {
-    vars: BTreeMap<String, String>,
-    home: Option<PathBuf>,
-}
-
-impl MapEnv {
-    /// No variables, no home directory.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn with_var(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.vars.insert(name.into(), value.into());
-        self
-    }
-
-    pub fn with_home(mut self, home: impl Into<PathBuf>) -> Self {
-        self.home = Some(home.into());
-        self
-    }
-}
-
-impl fmt::Debug for MapEnv {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MapEnv")
-            .field("vars", &self.vars.keys().collect::<Vec<_>>())
-            .field("home", &self.home)
-            .finish()
-    }
-}
-
-impl Environment for MapEnv {
-    fn var(&self, name: &str) -> Option<String> {
-        self.vars.get(name).cloned()
-    }
-
-    fn home_dir(&self) -> Option<PathBuf> {
-        self.home.clone()
     }
 }
 
@@ -352,62 +308,49 @@ fn assemble(
     }
 }
 
+/// Both halves of a pair of keys (`names`), `None` when neither is given, or the error `half`
+/// makes of the one given without the other.
+fn both<A, B>(
+    (a, b): (Option<A>, Option<B>),
+    names: [&'static str; 2],
+    half: fn(&'static str, &'static str) -> CredentialError,
+) -> Result<Option<(A, B)>, Vec<CredentialError>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Ok(Some((a, b))),
+        (Some(_), None) => Err(vec![half(names[0], names[1])]),
+        (None, Some(_)) => Err(vec![half(names[1], names[0])]),
+        (None, None) => Ok(None),
+    }
+}
+
 /// Finds the credentials: the first configured source wins (see the module doc).
 pub fn resolve(
     cfg: &CredentialConfig,
     env: &dyn Environment,
 ) -> Result<(Credentials, CredentialSource), Vec<CredentialError>> {
+    let in_config = |given, missing| CredentialError::HalfConfigured { given, missing };
     // The session token configured in the file goes with a pair configured in the file.
     let config_token = match (&cfg.session_token_file, &cfg.session_token) {
         (Some(path), _) => Some(("session_token_file", read_file("session_token_file", path))),
         (None, Some(t)) => Some(("session_token", Ok(inline("session_token", t.expose())))),
         (None, None) => None,
     };
+    let token = |config_token: Option<(&str, _)>| config_token.map(|(_, t)| t);
 
     // 1. Files named in the config.
-    match (&cfg.access_key_id_file, &cfg.secret_access_key_file) {
-        (Some(ak), Some(sk)) => {
-            let ak = read_file("access_key_id_file", ak);
-            let sk = read_file("secret_access_key_file", sk);
-            return assemble(ak, sk, config_token.map(|(_, t)| t))
-                .map(|c| (c, CredentialSource::Files));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "access_key_id_file",
-                missing: "secret_access_key_file",
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "secret_access_key_file",
-                missing: "access_key_id_file",
-            }])
-        }
-        (None, None) => {}
+    let files = (&cfg.access_key_id_file, &cfg.secret_access_key_file);
+    let names = ["access_key_id_file", "secret_access_key_file"];
+    if let Some((ak, sk)) = both((files.0.as_ref(), files.1.as_ref()), names, in_config)? {
+        let (ak, sk) = (read_file(names[0], ak), read_file(names[1], sk));
+        return assemble(ak, sk, token(config_token)).map(|c| (c, CredentialSource::Files));
     }
 
     // 2. Inline keys.
-    match (&cfg.access_key_id, &cfg.secret_access_key) {
-        (Some(ak), Some(sk)) => {
-            let ak = Ok(inline("access_key_id", ak));
-            let sk = Ok(inline("secret_access_key", sk.expose()));
-            return assemble(ak, sk, config_token.map(|(_, t)| t))
-                .map(|c| (c, CredentialSource::Inline));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "access_key_id",
-                missing: "secret_access_key",
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfConfigured {
-                given: "secret_access_key",
-                missing: "access_key_id",
-            }])
-        }
-        (None, None) => {}
+    let keys = (cfg.access_key_id.as_ref(), cfg.secret_access_key.as_ref());
+    let names = ["access_key_id", "secret_access_key"];
+    if let Some((ak, sk)) = both(keys, names, in_config)? {
+        let (ak, sk) = (Ok(inline(names[0], ak)), Ok(inline(names[1], sk.expose())));
+        return assemble(ak, sk, token(config_token)).map(|c| (c, CredentialSource::Inline));
     }
     if let Some((key, _)) = config_token {
         return Err(vec![CredentialError::TokenWithoutPair { key }]);
@@ -420,32 +363,16 @@ pub fn resolve(
 
     // 3. The environment (empty counts as unset).
     let var = |name: &str| env.var(name).filter(|v| !v.trim().is_empty());
-    match (var(ENV_ACCESS_KEY), var(ENV_SECRET_KEY)) {
-        (Some(ak), Some(sk)) => {
-            let session = var(ENV_SESSION_TOKEN).map(|t| Ok(from_env(ENV_SESSION_TOKEN, t)));
-            return assemble(
-                Ok(from_env(ENV_ACCESS_KEY, ak)),
-                Ok(from_env(ENV_SECRET_KEY, sk)),
-                session,
-            )
-            .map(|c| (c, CredentialSource::Environment));
-        }
-        (Some(_), None) => {
-            return Err(vec![CredentialError::HalfEnvironment {
-                given: ENV_ACCESS_KEY,
-                missing: ENV_SECRET_KEY,
-            }])
-        }
-        (None, Some(_)) => {
-            return Err(vec![CredentialError::HalfEnvironment {
-                given: ENV_SECRET_KEY,
-                missing: ENV_ACCESS_KEY,
-            }])
-        }
-        (None, None) => searched.push(format!(
-            "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} (not set)"
-        )),
+    let names = [ENV_ACCESS_KEY, ENV_SECRET_KEY];
+    let in_env = |given, missing| CredentialError::HalfEnvironment { given, missing };
+    if let Some((ak, sk)) = both((var(names[0]), var(names[1])), names, in_env)? {
+        let session = var(ENV_SESSION_TOKEN).map(|t| Ok(from_env(ENV_SESSION_TOKEN, t)));
+        let (ak, sk) = (Ok(from_env(names[0], ak)), Ok(from_env(names[1], sk)));
+        return assemble(ak, sk, session).map(|c| (c, CredentialSource::Environment));
     }
+    searched.push(format!(
+        "environment variables {ENV_ACCESS_KEY}/{ENV_SECRET_KEY} (not set)"
+    ));
 
     // 4. The shared file.
     match env.home_dir() {
@@ -733,7 +660,7 @@ impl CredentialsHandle {
             return (generation, Observation::NotWatched);
         }
         // With a `*_file` key set, the chain never looks further than the config.
-        let seen = match resolve(&config, &MapEnv::new()) {
+        let seen = match resolve(&config, &ProcessEnv) {
             Ok((credentials, _)) => Observation::Usable(credentials),
             Err(errors) => Observation::Broken(
                 errors
@@ -814,6 +741,7 @@ impl CredentialsHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sim::MapEnv;
 
     const AK: &str = "AKLTexampleaccesskeyid1234";
     const SK: &str = "c2VjcmV0LXNlY3JldC1zZWNyZXQ=";
@@ -1160,11 +1088,5 @@ mod tests {
         assert_eq!(h.reload_now(), ReloadOutcome::Reloaded);
         assert_eq!(token_of(&h), "token-c");
         assert_eq!(h.reloads(), 1);
-    }
-
-    #[test]
-    fn map_env_debug_hides_values() {
-        let env = MapEnv::new().with_var(ENV_SECRET_KEY, SK);
-        assert!(!format!("{env:?}").contains(SK));
     }
 }

@@ -76,7 +76,7 @@ pub mod persist;
 pub mod reload;
 pub mod runtime;
 pub mod scheduler;
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod targets;
 pub mod volc;

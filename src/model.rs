@@ -143,6 +143,13 @@ pub fn is_valid_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'@' | b'.' | b'-'))
 }
 
+/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name rule.
+pub fn is_label_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// What identifies a target: one task (or, for a webcast target without `task_id`, one room's
 /// newest web-capture task).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -163,6 +170,68 @@ pub type Labels = std::sync::Arc<[(String, String)]>;
 pub struct Target {
     pub key: TargetKey,
     pub labels: Labels,
+}
+
+/// Label names the exporter sets itself; a target's own labels (from the config, target files,
+/// the API or `callbacks.labels`) may not use them.
+pub const RESERVED_LABELS: [&str; 14] = [
+    "kind", "app_id", "room_id", "task_id", "file", "reason", "action", "outcome", "phase", "le",
+    "instance", "job", "version", "revision",
+];
+
+/// A place in a file: 1-based line and column (columns count characters). Kept small, as
+/// every node of a config's tree has one; past `u32::MAX` a number stays at that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pos {
+    pub line: u32,
+    pub col: u32,
+}
+
+impl Pos {
+    /// The place of 1-based `line` and `col`.
+    pub fn new(line: usize, col: usize) -> Pos {
+        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        Pos {
+            line: small(line),
+            col: small(col),
+        }
+    }
+}
+
+impl fmt::Display for Pos {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.line, self.col)
+    }
+}
+
+/// One problem found in a file the exporter reads (the config, a targets file, the web config,
+/// its `callbacks:` section): the file, where in it when known, and what is wrong and what to
+/// do. Shown as `file:line:col: message` (a part left out when empty or unknown), control
+/// characters escaped so that one problem stays one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub pos: Option<Pos>,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let one_line = |f: &mut fmt::Formatter<'_>, text: &str| {
+            text.chars().try_for_each(|c| match c.is_control() {
+                true => write!(f, "{}", c.escape_debug()),
+                false => fmt::Write::write_char(f, c),
+            })
+        };
+        if !self.file.is_empty() {
+            one_line(f, &self.file)?;
+            f.write_str(if self.pos.is_some() { ":" } else { ": " })?;
+        }
+        if let Some(pos) = self.pos {
+            write!(f, "{pos}: ")?;
+        }
+        one_line(f, &self.message)
+    }
 }
 
 /// How far back the API can see: a task that started longer ago than this is no longer

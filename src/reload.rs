@@ -260,16 +260,9 @@ impl Reload for Reloader {
 pub fn web_config_problems(err: &WebConfigError) -> Vec<String> {
     match err {
         WebConfigError::Read { .. } => vec![err.to_string()],
-        WebConfigError::Invalid { path, problems } => problems
-            .iter()
-            .map(|p| {
-                if p.line.is_some() {
-                    format!("{}:{p}", path.display())
-                } else {
-                    format!("{}: {p}", path.display())
-                }
-            })
-            .collect(),
+        WebConfigError::Invalid { problems, .. } => {
+            problems.iter().map(ToString::to_string).collect()
+        }
     }
 }
 

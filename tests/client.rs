@@ -12,12 +12,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use volc_rtc_exporter::budget::Limiter;
-use volc_rtc_exporter::config::{ApiSettings, Endpoint};
+use volc_rtc_exporter::config::{ApiSettings, Endpoint, RetryPolicy};
 use volc_rtc_exporter::credentials::{CredentialConfig, Credentials, CredentialsHandle, Secret};
 use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Kind, Outcome, PerAction, TargetKey};
 use volc_rtc_exporter::sim::verify::{self, VerifyError, VerifyRequest, MAX_SKEW};
-use volc_rtc_exporter::volc::client::{Client, RetryPolicy};
+use volc_rtc_exporter::volc::client::{Client, MAX_BODY_BYTES};
 use volc_rtc_exporter::volc::parse::ApiError;
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
@@ -266,6 +266,7 @@ fn settings(port: u16, timeout: Duration) -> ApiSettings {
         max_in_flight: 4,
         record_version: "2023-06-01".into(),
         webcast_version: "2020-12-01".into(),
+        retry: FAST_RETRY,
     }
 }
 
@@ -304,8 +305,7 @@ fn harness_for(
         limiters.clone(),
         telemetry.clone(),
     )
-    .expect("client")
-    .with_retry_policy(FAST_RETRY);
+    .expect("client");
     Harness {
         client,
         telemetry,
@@ -640,10 +640,14 @@ async fn retries_stop_after_the_policy_attempts() {
 #[tokio::test]
 async fn a_single_attempt_policy_never_retries() {
     let (server, h) = scripted(vec![fixture_reply(500, "error_internal_500.json")]).await;
-    let client = h.client.with_retry_policy(RetryPolicy {
-        attempts: 1,
-        ..RetryPolicy::default()
-    });
+    let api = ApiSettings {
+        retry: RetryPolicy {
+            attempts: 1,
+            ..RetryPolicy::default()
+        },
+        ..settings(server.port, Duration::from_secs(5))
+    };
+    let client = Client::new(&api, creds(None), h.limiters, h.telemetry).expect("client");
     let e = expect_err(client.fetch(&key()).await);
     assert_eq!(e.outcome, Outcome::ServerError);
     assert_eq!(server.connections(), 1);
@@ -708,14 +712,21 @@ async fn oversized_bodies_are_decode_errors() {
     assert_eq!(e.message, "HTTP 200 with a body over 1048576 bytes");
     assert_eq!(h.counts(), record_only(&[(Outcome::DecodeError, 1)]));
 
-    // Exactly at a (lowered) cap is fine.
-    let body = fixture("record_running.json");
-    let (_server, h) = scripted(vec![fixture_reply(200, "record_running.json")]).await;
-    let client = h.client.with_max_body(body.len());
-    assert!(client.fetch(&key()).await.is_ok());
-    let client = client.with_max_body(body.len() - 1);
+    // Exactly at the cap is fine; a byte more is not.
+    let mut body = fixture("record_running.json");
+    body.resize(MAX_BODY_BYTES, b' ');
+    let over = [body.clone(), b" ".to_vec()].concat();
+    let replies = vec![
+        Reply::Http { status: 200, body },
+        Reply::Http {
+            status: 200,
+            body: over,
+        },
+    ];
+    let (_server, h) = scripted(replies).await;
+    assert!(h.client.fetch(&key()).await.is_ok());
     assert_eq!(
-        expect_err(client.fetch(&key()).await).outcome,
+        expect_err(h.client.fetch(&key()).await).outcome,
         Outcome::DecodeError
     );
 }

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use volc_rtc_exporter::config::{self, CredentialSource, MapEnv, Settings};
+use volc_rtc_exporter::config::{self, CredentialSource, Settings};
 use volc_rtc_exporter::model::{Action, Kind};
+use volc_rtc_exporter::sim::MapEnv;
 
 const AK: &str = "AKLTexampleaccesskeyid1234";
 const SK: &str = "U2VjcmV0S2V5VGhhdE11c3ROZXZlckxlYWs=";

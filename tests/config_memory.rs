@@ -3,7 +3,8 @@
 //! bytes (exact and repeatable, unlike the process's resident size).
 
 use peak_alloc::PeakAlloc;
-use volc_rtc_exporter::config::{self, MapEnv};
+use volc_rtc_exporter::config;
+use volc_rtc_exporter::sim::MapEnv;
 
 /// The system allocator, counting the bytes live now and the most live since the last reset.
 #[global_allocator]

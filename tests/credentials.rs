@@ -17,8 +17,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use volc_rtc_exporter::credentials::{
-    resolve, CredentialConfig, CredentialsHandle, MapEnv, DEFAULT_RELOAD_INTERVAL,
+    resolve, CredentialConfig, CredentialsHandle, DEFAULT_RELOAD_INTERVAL,
 };
+use volc_rtc_exporter::sim::MapEnv;
 
 const AK: &str = "AKLTrotating0000key0001";
 const SK: &str = "c2VjcmV0LXJvdGF0aW5nLTE=";

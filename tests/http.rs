@@ -27,7 +27,7 @@ use reqwest::header::WWW_AUTHENTICATE;
 use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use volc_rtc_exporter::config::{MapEnv, Settings};
+use volc_rtc_exporter::config::Settings;
 use volc_rtc_exporter::exposition::Page;
 use volc_rtc_exporter::http::pages::TargetRow;
 use volc_rtc_exporter::http::web_config::{SharedWebConfig, WebConfig};
@@ -37,6 +37,7 @@ use volc_rtc_exporter::http::{
 use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Kind, Target, TargetKey};
 use volc_rtc_exporter::reload::{Apply, ApplySummary, Reloader};
+use volc_rtc_exporter::sim::MapEnv;
 use volc_rtc_exporter::targets::Source;
 
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";

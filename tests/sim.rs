@@ -930,6 +930,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
         max_in_flight: 4,
         record_version: "2022-06-01".into(),
         webcast_version: "2020-12-01".into(),
+        retry: Default::default(),
     };
     let client = Client::new(
         &api,

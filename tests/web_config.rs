@@ -332,7 +332,8 @@ fn bad_config_files_name_the_place_and_the_fix() {
         let text = err.to_string();
         assert!(text.contains(&path.display().to_string()), "{file}: {text}");
         assert_eq!(err.problems().len(), 1, "{file}: {text}");
-        assert_eq!(err.problems()[0].line, line, "{file}: {text}");
+        let got = err.problems()[0].pos.map(|p| p.line as usize);
+        assert_eq!(got, line, "{file}: {text}");
         for word in words {
             assert!(text.contains(word), "{file}: missing {word:?} in {text}");
         }

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::credentials::{Environment, Secret};
-use crate::model::is_valid_id;
+use crate::model::{is_label_name, is_valid_id, Problem, RESERVED_LABELS};
 
 /// The default `callbacks.path`.
 pub const DEFAULT_PATH: &str = "/callbacks/volcengine-rtc";
@@ -36,11 +36,6 @@ const TAKEN_PATHS: [&str; 6] = [
     "/targets",
     "/api",
 ];
-/// Label names the exporter sets itself.
-const RESERVED_LABELS: [&str; 7] = [
-    "kind", "app_id", "room_id", "task_id", "source", "phase", "file",
-];
-
 /// `callbacks:` as written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,13 +88,12 @@ pub struct CallbackSettings {
     pub active_interval: Duration,
 }
 
-/// One problem with `callbacks:`: the key (`callbacks.path`, `callbacks.app_ids[1]`, ...) and
-/// what to do. Never contains the key.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("`{key}`: {message}")]
-pub struct SettingsProblem {
-    pub key: String,
-    pub message: String,
+/// A problem with `callbacks:` about `key` (`callbacks.path`, `callbacks.app_ids[1]`, ...):
+/// the config places it at the section. Never contains the callback key.
+fn problem(key: &str, message: impl std::fmt::Display) -> Problem {
+    let (file, pos) = (String::new(), None);
+    let message = format!("`{key}`: {message}");
+    Problem { file, pos, message }
 }
 
 impl CallbacksConfig {
@@ -108,88 +102,24 @@ impl CallbacksConfig {
         &self,
         base: Option<&Path>,
         env: &dyn Environment,
-    ) -> Result<CallbackSettings, Vec<SettingsProblem>> {
+    ) -> Result<CallbackSettings, Vec<Problem>> {
         let mut problems = Vec::new();
-        let mut problem = |key: String, message: String| {
-            problems.push(SettingsProblem { key, message });
-        };
-        let key = match self.key(base, env) {
-            Ok(k) => Some(k),
-            Err(p) => {
-                problem(p.key, p.message);
-                None
-            }
-        };
-        if !self.path.starts_with('/') || self.path.contains(['?', '#', ' ']) {
-            problem(
-                "callbacks.path".into(),
-                "must be an absolute URL path such as /callbacks/volcengine-rtc".into(),
-            );
-        } else if TAKEN_PATHS.contains(&self.path.trim_end_matches('/'))
-            || self.path.starts_with("/api/")
-            || self.path.starts_with("/-/")
-            || self.path == "/"
-        {
-            problem(
-                "callbacks.path".into(),
-                format!(
-                    "{} is served by the exporter itself; use e.g. {DEFAULT_PATH}",
-                    self.path
-                ),
-            );
-        }
-        if let Some(ids) = &self.app_ids {
-            if ids.is_empty() {
-                problem(
-                    "callbacks.app_ids".into(),
-                    "is empty, which would refuse every delivery; list the apps, or remove the key to accept any app".into(),
-                );
-            }
-            for (i, id) in ids.iter().enumerate() {
-                if !is_valid_id(id) {
-                    problem(
-                        format!("callbacks.app_ids[{i}]"),
-                        "must be 1 to 128 of a-z A-Z 0-9 _ @ . - (the AppId from the RTC console)"
-                            .into(),
-                    );
-                }
-            }
-        }
-        for name in self.labels.keys() {
-            let valid = name
-                .chars()
-                .next()
-                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-                && !name.starts_with("__");
-            if !valid {
-                problem(
-                    format!("callbacks.labels.{name}"),
-                    "is not a Prometheus label name; use letters, digits and _ (not first a digit, not __ first)".into(),
-                );
-            } else if RESERVED_LABELS.contains(&name.as_str()) {
-                problem(
-                    format!("callbacks.labels.{name}"),
-                    "is set by the exporter itself; choose another name".into(),
-                );
-            }
-        }
-        let active_interval = match self.active_interval.as_deref() {
+        let key = self.key(base, env).map_err(|p| problems.push(p)).ok();
+        problems.extend(self.path_problem());
+        problems.extend(self.app_id_problems());
+        problems.extend(self.label_problems());
+        let active_interval = match self.active_interval.as_deref().map(crate::duration::parse) {
             None => DEFAULT_ACTIVE_INTERVAL,
-            Some(text) => match crate::duration::parse(text) {
-                Ok(d) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
-                Ok(_) => {
-                    problem(
-                        "callbacks.active_interval".into(),
-                        "must be between 1s and 1h (the default 1m)".into(),
-                    );
-                    DEFAULT_ACTIVE_INTERVAL
-                }
-                Err(e) => {
-                    problem("callbacks.active_interval".into(), e.to_string());
-                    DEFAULT_ACTIVE_INTERVAL
-                }
-            },
+            Some(Ok(d)) if d >= Duration::from_secs(1) && d <= Duration::from_secs(3600) => d,
+            Some(Ok(_)) => {
+                let why = "must be between 1s and 1h (the default 1m)";
+                problems.push(problem("callbacks.active_interval", why));
+                DEFAULT_ACTIVE_INTERVAL
+            }
+            Some(Err(e)) => {
+                problems.push(problem("callbacks.active_interval", e));
+                DEFAULT_ACTIVE_INTERVAL
+            }
         };
         match key {
             Some((key, key_source)) if problems.is_empty() => Ok(CallbackSettings {
@@ -201,14 +131,65 @@ impl CallbacksConfig {
                     .app_ids
                     .as_ref()
                     .map(|ids| ids.iter().cloned().collect()),
-                labels: self
-                    .labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
+                labels: self.labels.clone().into_iter().collect(),
             }),
             _ => Err(problems),
         }
+    }
+
+    /// `path`: absolute, and none the exporter serves itself.
+    fn path_problem(&self) -> Option<Problem> {
+        let path = &self.path;
+        if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+            let why = "must be an absolute URL path such as /callbacks/volcengine-rtc";
+            return Some(problem("callbacks.path", why));
+        }
+        let taken = TAKEN_PATHS.contains(&path.trim_end_matches('/'))
+            || path.starts_with("/api/")
+            || path.starts_with("/-/")
+            || path == "/";
+        let why = format!("{path} is served by the exporter itself; use e.g. {DEFAULT_PATH}");
+        taken.then(|| problem("callbacks.path", why))
+    }
+
+    /// `app_ids`: not empty, each a valid ID.
+    fn app_id_problems(&self) -> Vec<Problem> {
+        let Some(ids) = &self.app_ids else {
+            return Vec::new();
+        };
+        let mut problems = Vec::new();
+        if ids.is_empty() {
+            problems.push(problem(
+                "callbacks.app_ids",
+                "is empty, which would refuse every delivery; list the apps, or remove the key to accept any app",
+            ));
+        }
+        for (i, _) in ids.iter().enumerate().filter(|(_, id)| !is_valid_id(id)) {
+            problems.push(problem(
+                &format!("callbacks.app_ids[{i}]"),
+                "must be 1 to 128 of a-z A-Z 0-9 _ @ . - (the AppId from the RTC console)",
+            ));
+        }
+        problems
+    }
+
+    /// `labels`: Prometheus label names, none of [`RESERVED_LABELS`].
+    fn label_problems(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for name in self.labels.keys() {
+            let valid = is_label_name(name) && !name.starts_with("__");
+            let key = format!("callbacks.labels.{name}");
+            if !valid {
+                problems.push(problem(
+                    &key,
+                    "is not a Prometheus label name; use letters, digits and _ (not first a digit, not __ first)",
+                ));
+            } else if RESERVED_LABELS.contains(&name.as_str()) {
+                let why = "is set by the exporter itself; choose another name";
+                problems.push(problem(&key, why));
+            }
+        }
+        problems
     }
 
     /// The key: the file, else the inline value, else the environment.
@@ -216,51 +197,30 @@ impl CallbacksConfig {
         &self,
         base: Option<&Path>,
         env: &dyn Environment,
-    ) -> Result<(Secret, KeySource), SettingsProblem> {
-        let fail = |key: &str, message: String| SettingsProblem {
-            key: key.into(),
-            message,
-        };
-        let (value, what, source, key) = if let Some(path) = &self.secret_key_file {
+    ) -> Result<(Secret, KeySource), Problem> {
+        const FILE: &str = "callbacks.secret_key_file";
+        if let Some(path) = &self.secret_key_file {
             let path = match base {
                 Some(base) if path.is_relative() => base.join(path),
                 _ => path.clone(),
             };
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                fail(
-                    "callbacks.secret_key_file",
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
-            let what = format!("the file {}", path.display());
-            (
-                text,
-                what,
-                KeySource::File(path),
-                "callbacks.secret_key_file",
-            )
-        } else if let Some(inline) = &self.secret_key {
-            (
-                inline.clone(),
-                "the value".into(),
-                KeySource::Inline,
-                "callbacks.secret_key",
-            )
-        } else if let Some(v) = env.var(ENV_CALLBACK_KEY).filter(|v| !v.trim().is_empty()) {
-            (
-                v,
-                format!("environment variable {ENV_CALLBACK_KEY}"),
-                KeySource::Environment,
-                "callbacks.secret_key_file",
-            )
-        } else {
-            return Err(fail(
-                "callbacks.secret_key_file",
+            let secret = read_key_file(&path).map_err(|why| problem(FILE, why))?;
+            return Ok((secret, KeySource::File(path)));
+        }
+        if let Some(inline) = &self.secret_key {
+            let secret = checked_key(inline, "the value");
+            let secret = secret.map_err(|why| problem("callbacks.secret_key", why))?;
+            return Ok((secret, KeySource::Inline));
+        }
+        let Some(value) = env.var(ENV_CALLBACK_KEY).filter(|v| !v.trim().is_empty()) else {
+            return Err(problem(
+                FILE,
                 format!("no callback key: set `callbacks.secret_key_file` to a file holding the key from the RTC console, or export {ENV_CALLBACK_KEY}"),
             ));
         };
-        let secret = checked_key(&value, &what).map_err(|message| fail(key, message))?;
-        Ok((secret, source))
+        let what = format!("environment variable {ENV_CALLBACK_KEY}");
+        let secret = checked_key(&value, &what).map_err(|why| problem(FILE, why))?;
+        Ok((secret, KeySource::Environment))
     }
 }
 
@@ -289,7 +249,7 @@ pub fn read_key_file(path: &Path) -> Result<Secret, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::MapEnv;
+    use crate::sim::MapEnv;
 
     fn parse(yaml: &str) -> CallbacksConfig {
         serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("{e}"))
@@ -328,7 +288,8 @@ mod tests {
             "secret_key: 'two words'\npath: metrics\napp_ids: ['ok', 'bad id']\nlabels: {kind: x, 9a: y}\n",
         );
         let problems = c.check(None, &MapEnv::new()).err().unwrap_or_default();
-        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        let key = |p: &Problem| p.message.split('`').nth(1).unwrap_or_default().to_owned();
+        let keys: Vec<String> = problems.iter().map(key).collect();
         assert_eq!(
             keys,
             [

@@ -85,21 +85,7 @@ pub async fn demo(
         simulator.clone(),
         shutdown.clone(),
     ));
-
-    let mut settings = Settings::new(
-        scenario.credentials.clone(),
-        CredentialSource::Inline,
-        scenario.targets.clone(),
-    );
-    settings.api.endpoint = Endpoint {
-        scheme: "http".into(),
-        host: "127.0.0.1".into(),
-        port: Some(sim_addr.port()),
-    };
-    settings.schedule = demo_schedule();
-    settings.budget = [20.0, 20.0];
-    let callbacks = demo_callbacks();
-    settings.callbacks = Some(callbacks.clone());
+    let settings = demo_settings(&scenario, sim_addr);
 
     let listener = TcpListener::bind(listen)
         .await
@@ -116,37 +102,12 @@ pub async fn demo(
         scenario.targets.len()
     );
     println!("demo: exporter listening on {local}; open http://{shown}/ or http://{shown}/metrics");
+    // The simulator sends plain HTTP to loopback only.
+    let reachable = !tls && (local.ip().is_loopback() || local.ip().is_unspecified());
+    let since_ms = crate::clock::system_time_to_ms(started);
     let unlisted = scenario.unlisted_tasks().len();
-    let sender = (!tls && (local.ip().is_loopback() || local.ip().is_unspecified()))
-        .then(|| format!("http://{shown}{}", callbacks.path))
-        .and_then(|url| {
-            sim::CallbackSender::new(&url, callbacks.key.clone())
-                .ok()
-                .map(|s| (url, s))
-        });
-    let callback_driver = match sender {
-        Some((url, sender)) => {
-            println!(
-                "demo: RTC callbacks: the simulator POSTs each task's signed lifecycle events to {url}; \
-                 {unlisted} tasks are in no target list and are discovered from them \
-                 (source \"callback\" on http://{shown}/targets)"
-            );
-            Some(tokio::spawn(sim::run_callbacks(
-                simulator,
-                sender,
-                crate::clock::system_time_to_ms(started),
-                CALLBACK_TICK,
-                shutdown.clone(),
-            )))
-        }
-        None => {
-            println!(
-                "demo: RTC callbacks not sent: the simulator sends plain HTTP to loopback only, \
-                 so {unlisted} tasks known only from callbacks stay unseen"
-            );
-            None
-        }
-    };
+    let to = reachable.then_some(shown);
+    let callback_driver = send_callbacks(simulator, to, since_ms, unlisted, &shutdown);
     println!("demo: press Ctrl-C to stop");
     // `--storage.path` when given (kept); else a fresh temporary store each run (removed).
     let temporary = storage.is_none();
@@ -174,4 +135,55 @@ pub async fn demo(
         let _ = std::fs::remove_dir_all(&storage);
     }
     Ok(served?)
+}
+
+/// The exporter's settings for `demo`: the scenario's credentials and targets, the simulator
+/// at `sim_addr` as the API, [`demo_schedule`] and [`demo_callbacks`].
+fn demo_settings(scenario: &sim::Scenario, sim_addr: SocketAddr) -> Settings {
+    let mut settings = Settings::new(
+        scenario.credentials.clone(),
+        CredentialSource::Inline,
+        scenario.targets.clone(),
+    );
+    settings.api.endpoint = Endpoint {
+        scheme: "http".into(),
+        host: "127.0.0.1".into(),
+        port: Some(sim_addr.port()),
+    };
+    settings.schedule = demo_schedule();
+    settings.budget = [20.0, 20.0];
+    settings.callbacks = Some(demo_callbacks());
+    settings
+}
+
+/// The simulator's lifecycle events (from `since_ms`) POSTed to the exporter at `to`, when it
+/// can reach it; says which on stdout, with the `unlisted` tasks known from them alone.
+fn send_callbacks(
+    simulator: Arc<sim::Simulator>,
+    to: Option<SocketAddr>,
+    since_ms: i64,
+    unlisted: usize,
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let callbacks = demo_callbacks();
+    let sender = to.and_then(|to| {
+        let url = format!("http://{to}{}", callbacks.path);
+        let sender = sim::CallbackSender::new(&url, callbacks.key.clone()).ok()?;
+        Some((to, url, sender))
+    });
+    let Some((shown, url, sender)) = sender else {
+        println!(
+            "demo: RTC callbacks not sent: the simulator sends plain HTTP to loopback only, \
+             so {unlisted} tasks known only from callbacks stay unseen"
+        );
+        return None;
+    };
+    println!(
+        "demo: RTC callbacks: the simulator POSTs each task's signed lifecycle events to {url}; \
+         {unlisted} tasks are in no target list and are discovered from them \
+         (source \"callback\" on http://{shown}/targets)"
+    );
+    let shutdown = shutdown.clone();
+    let run = sim::run_callbacks(simulator, sender, since_ms, CALLBACK_TICK, shutdown);
+    Some(tokio::spawn(run))
 }

@@ -472,7 +472,7 @@ impl Checker {
             Ok(settings) => Some(settings),
             Err(problems) => {
                 for p in problems {
-                    self.problem(Some(at), format!("`{}`: {}", p.key, p.message));
+                    self.problem(Some(at), p.message);
                 }
                 None
             }
@@ -581,6 +581,7 @@ impl Checker {
             max_in_flight,
             record_version,
             webcast_version,
+            retry: d.retry,
         }
     }
 
@@ -822,8 +823,8 @@ mod tests {
         assert_eq!(closest("max_in", &valid), Some("max_in_flight"));
     }
 
-    fn env() -> crate::credentials::MapEnv {
-        crate::credentials::MapEnv::new()
+    fn env() -> crate::sim::MapEnv {
+        crate::sim::MapEnv::new()
             .with_var("VOLC_ACCESSKEY", "AKLT0000000000001234")
             .with_var("VOLC_SECRETKEY", "c2VjcmV0")
     }

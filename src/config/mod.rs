@@ -33,29 +33,23 @@ mod targets;
 pub mod yaml;
 
 use std::collections::BTreeSet;
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::credentials::{CredentialConfig, Credentials};
-pub use crate::credentials::{CredentialSource, Environment, MapEnv, ProcessEnv};
-use crate::model::{Action, Kind, Target};
-pub use check::is_valid_id;
-pub use yaml::Pos;
+use rand::Rng as _;
 
-/// The default endpoint (Volcengine, China).
-pub const DEFAULT_ENDPOINT: &str = "https://rtc.volcengineapi.com";
+use crate::callbacks::settings::{CallbackSettings, KeySource, ENV_CALLBACK_KEY};
+use crate::credentials::{CredentialConfig, Credentials};
+pub use crate::credentials::{CredentialSource, Environment, ProcessEnv};
+use crate::model::{Action, Kind, Target};
+pub use crate::model::{Pos, Problem};
+pub use check::is_valid_id;
+
 /// The default region.
 pub const DEFAULT_REGION: &str = "cn-north-1";
 pub use crate::model::{RECORD_VERSIONS, SERVICE, WEBCAST_VERSIONS};
 /// The vendor's per-action quota; a budget above it draws a warning.
 pub const VENDOR_QUOTA: f64 = 60.0;
-/// Label names the exporter sets itself; a target's own labels may not use them.
-pub const RESERVED_LABELS: [&str; 14] = [
-    "kind", "app_id", "room_id", "task_id", "file", "reason", "action", "outcome", "phase", "le",
-    "instance", "job", "version", "revision",
-];
-
 /// The default request budget of each action, requests per second: below the vendor's 60/s
 /// so other callers on the account keep some room.
 pub const fn default_budget() -> f64 {
@@ -100,6 +94,8 @@ pub struct ApiSettings {
     pub max_in_flight: usize,
     pub record_version: String,
     pub webcast_version: String,
+    /// How a request is retried: not a config key, always [`RetryPolicy::default`] there.
+    pub retry: RetryPolicy,
 }
 
 impl ApiSettings {
@@ -108,6 +104,43 @@ impl ApiSettings {
             Action::GetRecordTask => &self.record_version,
             Action::GetWebCastTask => &self.webcast_version,
         }
+    }
+}
+
+/// How [`crate::volc::client::Client::fetch`] retries: at most `attempts` requests in all; before retry `n` (1, 2,
+/// ...) it waits a random time in `[0, min(cap, base * 2^(n-1))]` ("full jitter").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Requests in all, first try included; 0 counts as 1.
+    pub attempts: u32,
+    /// The first retry's backoff ceiling.
+    pub base: Duration,
+    /// No backoff is longer than this.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// 3 attempts, 250 ms base, doubling, capped at 2 s.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 3,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(2),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The upper bound of the backoff before retry `retry` (1-based).
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        let doublings = retry.saturating_sub(1).min(30);
+        self.base.saturating_mul(1u32 << doublings).min(self.cap)
+    }
+
+    /// A random backoff before retry `retry` (1-based), uniform in `[0, ceiling(retry)]`.
+    pub fn backoff(&self, retry: u32) -> Duration {
+        self.ceiling(retry)
+            .mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
     }
 }
 
@@ -142,7 +175,7 @@ pub struct Settings {
     /// watching them (default 1m).
     pub target_files_refresh_interval: Duration,
     /// `callbacks:`: RTC's event notifications, when configured.
-    pub callbacks: Option<crate::callbacks::settings::CallbackSettings>,
+    pub callbacks: Option<CallbackSettings>,
     /// Non-fatal findings (e.g. a budget above 60/s).
     pub warnings: Vec<String>,
 }
@@ -150,6 +183,7 @@ pub struct Settings {
 impl Default for ApiSettings {
     fn default() -> Self {
         ApiSettings {
+            // Volcengine, China.
             endpoint: Endpoint {
                 scheme: "https".into(),
                 host: "rtc.volcengineapi.com".into(),
@@ -161,6 +195,7 @@ impl Default for ApiSettings {
             max_in_flight: 16,
             record_version: RECORD_VERSIONS[0].into(),
             webcast_version: WEBCAST_VERSIONS[0].into(),
+            retry: RetryPolicy::default(),
         }
     }
 }
@@ -276,11 +311,9 @@ impl Settings {
                 ),
             };
             let key = match &cb.key_source {
-                crate::callbacks::settings::KeySource::File(p) => format!("file {}", p.display()),
-                crate::callbacks::settings::KeySource::Inline => "the config".to_owned(),
-                crate::callbacks::settings::KeySource::Environment => {
-                    crate::callbacks::settings::ENV_CALLBACK_KEY.to_owned()
-                }
+                KeySource::File(p) => format!("file {}", p.display()),
+                KeySource::Inline => "the config".to_owned(),
+                KeySource::Environment => ENV_CALLBACK_KEY.to_owned(),
             };
             out.push_str(&format!(
                 "callbacks:   on {} for {apps}, key from {key}; announced recordings every {}\n",
@@ -296,40 +329,6 @@ impl Settings {
             out.push_str(&format!("  {w}\n"));
         }
         out
-    }
-}
-
-/// One finding: the file, where in it (when YAML gives a place), and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: String,
-    pub pos: Option<Pos>,
-    pub message: String,
-}
-
-/// Text with control characters (newlines above all) escaped, so one problem stays one line.
-struct OneLine<'a>(&'a str);
-
-impl fmt::Display for OneLine<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for c in self.0.chars() {
-            if c.is_control() {
-                write!(f, "{}", c.escape_debug())?;
-            } else {
-                fmt::Write::write_char(f, c)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (file, message) = (OneLine(&self.file), OneLine(&self.message));
-        match self.pos {
-            Some(p) => write!(f, "{file}:{}:{}: {message}", p.line, p.col),
-            None => write!(f, "{file}: {message}"),
-        }
     }
 }
 
@@ -460,7 +459,7 @@ mod tests {
         };
         let s = Settings::new(creds, CredentialSource::Inline, vec![target]);
         assert_eq!(s.budget_for(Action::GetWebCastTask), default_budget());
-        assert_eq!(s.api.endpoint.base_url(), DEFAULT_ENDPOINT);
+        assert_eq!(s.api.endpoint.base_url(), "https://rtc.volcengineapi.com");
         assert_eq!(s.schedule.active_interval, Duration::from_secs(15));
         let summary = s.summary();
         assert!(

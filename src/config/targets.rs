@@ -7,20 +7,12 @@ use std::collections::{HashMap, HashSet};
 
 use super::check::{closest, show, Checker, Field, Fields, One, TargetList};
 use super::yaml::{Node, Pos, Value};
-use super::RESERVED_LABELS;
-use crate::model::{is_valid_id, Kind, Labels, Target, TargetKey};
+use crate::model::{is_label_name, is_valid_id, Kind, Labels, Target, TargetKey, RESERVED_LABELS};
 
 const TARGET_KEYS: &[&str] = &["kind", "app_id", "room_id", "task_id", "labels"];
 /// Past this many label sets, new ones are no longer remembered for sharing: a file whose every
 /// target has labels of its own would only grow the index.
 const MAX_LABEL_SETS: usize = 4096;
-
-/// `[a-zA-Z_][a-zA-Z0-9_]*`, the Prometheus label name rule.
-fn is_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
 
 impl Checker {
     /// The targets of a list, named `targets[i]`; `empty_at` is where an empty list under

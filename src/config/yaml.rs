@@ -10,39 +10,15 @@
 //! shared rather than repeated.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::rc::Rc;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-/// A place in the text: 1-based line and column (columns count characters). Kept small, as
-/// every node of the tree has one; past `u32::MAX` a number stays at that.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Pos {
-    pub line: u32,
-    pub col: u32,
-}
+pub use crate::model::Pos;
 
-impl Pos {
-    /// The place of 1-based `line` and `col`.
-    pub fn new(line: usize, col: usize) -> Pos {
-        let small = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        Pos {
-            line: small(line),
-            col: small(col),
-        }
-    }
-
-    fn from_marker(m: &Marker) -> Pos {
-        Pos::new(m.line().max(1), m.col().saturating_add(1))
-    }
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.col)
-    }
+fn pos_of(m: &Marker) -> Pos {
+    Pos::new(m.line().max(1), m.col().saturating_add(1))
 }
 
 /// One node of the tree and where it starts.
@@ -165,30 +141,65 @@ pub fn load_list(text: &str, item: &mut dyn FnMut(Node)) -> Result<Option<Node>,
 /// not all kept alive by the sharing set.
 const MAX_SHARED_STREAMING: usize = 1024;
 
+/// What the loader keeps between events: open lists and mappings, anchors (each with its
+/// size), shared texts, and counts for the caps.
+#[derive(Default)]
+struct Loader {
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, (Node, usize)>,
+    texts: HashSet<Rc<str>>,
+    expanded: usize,
+    documents: usize,
+}
+
 fn parse(
     text: &str,
     mut stream: Option<&mut dyn FnMut(Node)>,
 ) -> Result<Option<Node>, SyntaxError> {
     let mut parser = Parser::new_from_str(text);
-    let mut stack: Vec<Frame> = Vec::new();
-    let mut anchors: HashMap<usize, (Node, usize)> = HashMap::new();
-    let mut texts: HashSet<Rc<str>> = HashSet::new();
-    let (mut expanded, mut documents) = (0usize, 0usize);
+    let mut l = Loader::default();
     let mut root: Option<Node> = None;
     loop {
         let (event, marker) = parser.next_token().map_err(|e| {
-            let at = Pos::from_marker(e.marker());
+            let at = pos_of(e.marker());
             indenting_tab(text)
-                .or_else(|| unclosed_bracket(text, &stack, at, e.info()))
+                .or_else(|| unclosed_bracket(text, &l.stack, at, e.info()))
                 .unwrap_or_else(|| refuse(at, format!("YAML syntax error: {}", e.info())))
         })?;
-        let pos = Pos::from_marker(&marker);
-        let (node, anchor) = match event {
-            Event::StreamStart | Event::Nothing | Event::DocumentEnd => continue,
-            Event::StreamEnd => break,
+        if event == Event::StreamEnd {
+            break;
+        }
+        let Some((node, anchor)) = l.node(event, pos_of(&marker))? else {
+            continue;
+        };
+        if anchor != 0 {
+            let n = size(&node);
+            l.anchors.insert(anchor, (node.clone(), n));
+        }
+        match (l.stack.as_mut_slice(), stream.as_mut()) {
+            ([], _) => root = Some(node),
+            ([list], Some(item)) if !list.map => {
+                item(node);
+                if l.texts.len() > MAX_SHARED_STREAMING {
+                    l.texts.clear();
+                }
+            }
+            ([.., frame], _) => frame.nodes.push(node),
+        }
+    }
+    Ok(root)
+}
+
+impl Loader {
+    /// The node an event completes, with its anchor; `None` for events that complete none.
+    fn node(&mut self, event: Event, pos: Pos) -> Result<Option<(Node, usize)>, SyntaxError> {
+        Ok(Some(match event {
+            Event::StreamStart | Event::Nothing | Event::DocumentEnd | Event::StreamEnd => {
+                return Ok(None)
+            }
             Event::DocumentStart => {
-                documents += 1;
-                if documents > 1 {
+                self.documents += 1;
+                if self.documents > 1 {
                     return Err(refuse(
                         pos,
                         "a second YAML document starts here; the config is one document: \
@@ -196,93 +207,82 @@ fn parse(
                             .into(),
                     ));
                 }
-                continue;
+                return Ok(None);
             }
-            Event::Alias(id) => {
-                let Some((node, n)) = anchors.get(&id) else {
-                    return Err(refuse(pos, "alias to an unknown anchor".into()));
-                };
-                expanded = expanded.saturating_add(*n);
-                if expanded > MAX_ALIAS_NODES {
-                    return Err(refuse(
-                        pos,
-                        format!(
-                            "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the \
-                             values out instead of nesting aliases"
-                        ),
-                    ));
-                }
-                (node.clone(), 0)
-            }
+            Event::Alias(id) => (self.alias(id, pos)?, 0),
             Event::Scalar(text, style, anchor, _tag) => {
                 let value = if style == TScalarStyle::Plain
                     && matches!(text.as_str(), "" | "~" | "null" | "Null" | "NULL")
                 {
                     Value::Null
-                } else if let Some(shared) = texts.get(text.as_str()) {
+                } else if let Some(shared) = self.texts.get(text.as_str()) {
                     Value::Scalar(Rc::clone(shared))
                 } else {
                     let shared: Rc<str> = Rc::from(text);
-                    texts.insert(Rc::clone(&shared));
+                    self.texts.insert(Rc::clone(&shared));
                     Value::Scalar(shared)
                 };
                 (Node { pos, value }, anchor)
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err(refuse(
-                        pos,
-                        format!(
-                            "nesting deeper than {MAX_DEPTH} levels; the config needs at most 4"
-                        ),
-                    ));
+                if self.stack.len() >= MAX_DEPTH {
+                    let why = format!(
+                        "nesting deeper than {MAX_DEPTH} levels; the config needs at most 4"
+                    );
+                    return Err(refuse(pos, why));
                 }
                 let map = matches!(event, Event::MappingStart(..));
-                let frame = Frame {
+                let nodes = Vec::new();
+                self.stack.push(Frame {
                     pos,
                     anchor,
                     map,
-                    nodes: Vec::new(),
-                };
-                stack.push(frame);
-                continue;
+                    nodes,
+                });
+                return Ok(None);
             }
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some(frame) = stack.pop() else {
-                    let message = "YAML syntax error: unbalanced collection end".into();
-                    return Err(refuse(pos, message));
-                };
-                let (mut pos, mut nodes) = (frame.pos, frame.nodes.into_iter());
-                let value = if frame.map {
-                    let pairs = std::iter::from_fn(|| Some((nodes.next()?, nodes.next()?)));
-                    Value::Map(pairs.collect())
-                } else {
-                    Value::Seq(nodes.collect())
-                };
-                // A block mapping's start event is marked at its first `:`; the mapping is
-                // better placed at its first key.
-                if let Value::Map(entries) = &value {
-                    pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
-                }
-                (Node { pos, value }, frame.anchor)
-            }
-        };
-        if anchor != 0 {
-            let n = size(&node);
-            anchors.insert(anchor, (node.clone(), n));
-        }
-        match (stack.as_mut_slice(), stream.as_mut()) {
-            ([], _) => root = Some(node),
-            ([list], Some(item)) if !list.map => {
-                item(node);
-                if texts.len() > MAX_SHARED_STREAMING {
-                    texts.clear();
-                }
-            }
-            ([.., frame], _) => frame.nodes.push(node),
-        }
+            Event::SequenceEnd | Event::MappingEnd => self.end(pos)?,
+        }))
     }
-    Ok(root)
+
+    /// The node an alias stands for, counted against [`MAX_ALIAS_NODES`].
+    fn alias(&mut self, id: usize, pos: Pos) -> Result<Node, SyntaxError> {
+        let Some((node, n)) = self.anchors.get(&id) else {
+            return Err(refuse(pos, "alias to an unknown anchor".into()));
+        };
+        self.expanded = self.expanded.saturating_add(*n);
+        if self.expanded > MAX_ALIAS_NODES {
+            return Err(refuse(
+                pos,
+                format!(
+                    "aliases expand to more than {MAX_ALIAS_NODES} nodes; write the \
+                     values out instead of nesting aliases"
+                ),
+            ));
+        }
+        Ok(node.clone())
+    }
+
+    /// The list or mapping that ends at `pos`, with its anchor.
+    fn end(&mut self, pos: Pos) -> Result<(Node, usize), SyntaxError> {
+        let Some(frame) = self.stack.pop() else {
+            let message = "YAML syntax error: unbalanced collection end".into();
+            return Err(refuse(pos, message));
+        };
+        let (mut pos, mut nodes) = (frame.pos, frame.nodes.into_iter());
+        let value = if frame.map {
+            let pairs = std::iter::from_fn(|| Some((nodes.next()?, nodes.next()?)));
+            Value::Map(pairs.collect())
+        } else {
+            Value::Seq(nodes.collect())
+        };
+        // A block mapping's start event is marked at its first `:`; the mapping is better
+        // placed at its first key.
+        if let Value::Map(entries) = &value {
+            pos = entries.first().map_or(pos, |(k, _)| pos.min(k.pos));
+        }
+        Ok((Node { pos, value }, frame.anchor))
+    }
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! - [`verify`] — the server side of V4 signing: the check the vendor makes on each request.
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
+//! - [`env`] — [`MapEnv`], a made-up process environment (credentials, the callback key).
 //! - [`callback`] — the vendor's callbacks: each task's lifecycle events, signed and POSTed to
 //!   a loopback URL ([`CallbackSender`], [`run_callbacks`]).
 //!
@@ -36,6 +37,7 @@
 
 pub mod callback;
 pub mod clock;
+pub mod env;
 pub mod fault;
 pub mod handler;
 pub mod scenario;
@@ -55,6 +57,7 @@ use crate::model::{Action, Kind, Outcome, PerAction};
 
 pub use callback::{run_callbacks, CallbackSender, Delivery, NonceSpelling, SimCallback};
 pub use clock::Clock;
+pub use env::MapEnv;
 pub use fault::{Fault, FaultId, FaultSpec, TaskMatch};
 pub use handler::{Reply, SimRequest};
 pub use scenario::{bulk_scenario, demo_scenario, Scenario};

@@ -24,12 +24,11 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, HOST};
 use tokio::time::Instant;
 
 use crate::budget::Limiter;
-use crate::config::ApiSettings;
+use crate::config::{ApiSettings, RetryPolicy};
 use crate::credentials::{Credentials, CredentialsHandle};
 use crate::metrics::own::Telemetry;
 use crate::model::{Outcome, PerAction, TargetKey, TaskSnapshot};
@@ -40,43 +39,6 @@ use crate::volc::sign::{self, SignRequest, Signed};
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 const USER_AGENT: &str = concat!("volcengine-rtc-exporter/", env!("CARGO_PKG_VERSION"));
-
-/// How [`Client::fetch`] retries: at most `attempts` requests in all; before retry `n` (1, 2,
-/// ...) it waits a random time in `[0, min(cap, base * 2^(n-1))]` ("full jitter").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Requests in all, first try included; 0 counts as 1.
-    pub attempts: u32,
-    /// The first retry's backoff ceiling.
-    pub base: Duration,
-    /// No backoff is longer than this.
-    pub cap: Duration,
-}
-
-impl Default for RetryPolicy {
-    /// 3 attempts, 250 ms base, doubling, capped at 2 s.
-    fn default() -> Self {
-        RetryPolicy {
-            attempts: 3,
-            base: Duration::from_millis(250),
-            cap: Duration::from_secs(2),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// The upper bound of the backoff before retry `retry` (1-based).
-    pub fn ceiling(&self, retry: u32) -> Duration {
-        let doublings = retry.saturating_sub(1).min(30);
-        self.base.saturating_mul(1u32 << doublings).min(self.cap)
-    }
-
-    /// A random backoff before retry `retry` (1-based), uniform in `[0, ceiling(retry)]`.
-    pub fn backoff(&self, retry: u32) -> Duration {
-        self.ceiling(retry)
-            .mul_f64(rand::thread_rng().gen_range(0.0..=1.0))
-    }
-}
 
 /// Why a [`Client`] could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +62,6 @@ pub struct Client {
     limiters: PerAction<Arc<Limiter>>,
     telemetry: Arc<Telemetry>,
     retry: RetryPolicy,
-    max_body: usize,
 }
 
 impl fmt::Debug for Client {
@@ -147,21 +108,8 @@ impl Client {
             creds: creds.into(),
             limiters,
             telemetry,
-            retry: RetryPolicy::default(),
-            max_body: MAX_BODY_BYTES,
+            retry: api.retry,
         })
-    }
-
-    /// Replace the retry policy (the default is [`RetryPolicy::default`]).
-    pub fn with_retry_policy(mut self, retry: RetryPolicy) -> Self {
-        self.retry = retry;
-        self
-    }
-
-    /// Replace the body cap (the default is [`MAX_BODY_BYTES`]).
-    pub fn with_max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
     }
 
     /// The credentials this client signs with (rotate them through the handle).
@@ -295,12 +243,12 @@ impl Client {
             ApiError::new(
                 Outcome::DecodeError,
                 Some(status),
-                format!("HTTP {status} with a body over {} bytes", self.max_body),
+                format!("HTTP {status} with a body over {} bytes", MAX_BODY_BYTES),
             )
         };
         if response
             .content_length()
-            .is_some_and(|n| n > self.max_body as u64)
+            .is_some_and(|n| n > MAX_BODY_BYTES as u64)
         {
             return Err(too_big());
         }
@@ -308,14 +256,14 @@ impl Client {
             response
                 .content_length()
                 .map_or(4096, |n| n as usize)
-                .min(self.max_body),
+                .min(MAX_BODY_BYTES),
         );
         while let Some(chunk) = response
             .chunk()
             .await
             .map_err(|e| transport_error(e, Some(status)))?
         {
-            if body.len() + chunk.len() > self.max_body {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(too_big());
             }
             body.extend_from_slice(&chunk);

@@ -33,7 +33,6 @@ pub mod auth;
 pub mod tls;
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +46,7 @@ use rustls::{SupportedCipherSuite, SupportedProtocolVersion};
 use serde::Deserialize;
 use tokio::net::TcpStream;
 
+use crate::model::{Pos, Problem};
 pub use auth::{BasicAuth, Caller, Unauthorized, WWW_AUTHENTICATE_VALUE};
 pub use tls::{ClientAuth, MaybeTlsStream, TlsReloader};
 
@@ -65,34 +65,6 @@ const CONFIGURABLE_HEADERS: [(&str, &[&str]); 5] = [
     ("X-XSS-Protection", &[]),
     ("Content-Security-Policy", &[]),
 ];
-
-/// One problem in the web config file: where, which key, what is wrong and what to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// 1-based line of the key, when it can be found.
-    pub line: Option<usize>,
-    /// 1-based column of the key, when it can be found.
-    pub column: Option<usize>,
-    /// The key's path, e.g. `tls_server_config.cert_file`.
-    pub key: String,
-    /// What is wrong and how to fix it. Never contains a key or a password.
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(line), Some(column)) => write!(f, "{line}:{column}: ")?,
-            (Some(line), None) => write!(f, "{line}: ")?,
-            _ => {}
-        }
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
-    }
-}
 
 /// Why a web config file cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +106,7 @@ fn invalid_text(path: &Path, problems: &[Problem]) -> String {
         if problems.len() == 1 { "" } else { "s" }
     );
     for problem in problems {
-        let separator = if problem.line.is_some() { ":" } else { ": " };
-        text.push_str(&format!("\n  {}{separator}{problem}", path.display()));
+        text.push_str(&format!("\n  {problem}"));
     }
     text
 }
@@ -192,26 +163,16 @@ impl WebConfig {
             source,
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let config = Checker::new(&text)
+        let config = Checker::new(&text, path)
             .check(base, options)
-            .map_err(|problems| WebConfigError::Invalid {
-                path: path.to_path_buf(),
-                problems,
+            .map_err(|problems| {
+                let path = path.to_path_buf();
+                WebConfigError::Invalid { path, problems }
             })?;
         for warning in &config.warnings {
             tracing::warn!(file = %path.display(), "{warning}");
         }
         Ok(config)
-    }
-
-    /// Checks web config `text` as [`WebConfig::load_with`] checks a file's, with files it
-    /// names resolved against `base`; every problem, or the config. Logs nothing.
-    pub fn check_text(
-        text: &str,
-        base: &Path,
-        options: &LoadOptions,
-    ) -> Result<WebConfig, Vec<Problem>> {
-        Checker::new(text).check(base, options)
     }
 
     /// Whether connections are TLS.
@@ -366,33 +327,39 @@ struct RawHttp {
 
 struct Checker<'a> {
     text: &'a str,
+    /// The file, as problems name it.
+    file: String,
     problems: Vec<Problem>,
     warnings: Vec<String>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(text: &'a str) -> Checker<'a> {
+    fn new(text: &'a str, file: &Path) -> Checker<'a> {
         Checker {
             text,
+            file: file.display().to_string(),
             problems: Vec::new(),
             warnings: Vec::new(),
         }
     }
 
     fn problem(&mut self, path: &[&str], message: impl Into<String>) {
-        let place = locate(self.text, path);
         self.problems.push(Problem {
-            line: place.map(|(line, _)| line),
-            column: place.map(|(_, column)| column),
-            key: path.join("."),
-            message: message.into(),
+            file: self.file.clone(),
+            pos: locate(self.text, path).map(|(line, col)| Pos::new(line, col)),
+            message: format!("{}: {}", path.join("."), message.into()),
         });
     }
 
     fn check(mut self, base: &Path, options: &LoadOptions) -> Result<WebConfig, Vec<Problem>> {
         let raw = match parse(self.text) {
             Ok(raw) => raw,
-            Err(problem) => return Err(vec![problem]),
+            Err(problem) => {
+                return Err(vec![Problem {
+                    file: self.file,
+                    ..problem
+                }])
+            }
         };
         let mut config = WebConfig::default();
 
@@ -432,8 +399,7 @@ impl<'a> Checker<'a> {
     }
 
     fn sorted_problems(mut self) -> Vec<Problem> {
-        self.problems
-            .sort_by_key(|problem| (problem.line.is_none(), problem.line, problem.column));
+        self.problems.sort_by_key(|p| (p.pos.is_none(), p.pos));
         self.problems
     }
 
@@ -780,16 +746,14 @@ impl<'a> Checker<'a> {
 /// Step one: YAML into the raw structs, an empty file being the defaults.
 fn parse(text: &str) -> Result<RawWebConfig, Problem> {
     let fail = |err: serde_yaml::Error| {
-        let location = err.location();
         Problem {
-            line: location.as_ref().map(|l| l.line()),
-            column: location.as_ref().map(|l| l.column()),
-            key: String::new(),
-            message: format!(
-                "{}; the keys are those of the exporter-toolkit web configuration: tls_server_config, http_server_config, basic_auth_users",
-                strip_location(&err.to_string())
-            ),
-        }
+        file: String::new(),
+        pos: err.location().map(|l| Pos::new(l.line(), l.column())),
+        message: format!(
+            "{}; the keys are those of the exporter-toolkit web configuration: tls_server_config, http_server_config, basic_auth_users",
+            strip_location(&err.to_string())
+        ),
+    }
     };
     let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(fail)?;
     if value.is_null() {
@@ -906,7 +870,8 @@ mod tests {
     use super::*;
 
     fn check(text: &str) -> Result<WebConfig, Vec<Problem>> {
-        Checker::new(text).check(Path::new("/nonexistent"), &LoadOptions::default())
+        let base = Path::new("/nonexistent");
+        Checker::new(text, Path::new("")).check(base, &LoadOptions::default())
     }
 
     fn messages(text: &str) -> Vec<String> {
@@ -937,7 +902,7 @@ mod tests {
     fn unknown_keys_are_refused_with_their_place() {
         let problems = check("tls_server_config:\n  cert_file: a\n  kee_file: b\n").unwrap_err();
         assert_eq!(problems.len(), 1);
-        assert_eq!(problems[0].line, Some(3));
+        assert_eq!(problems[0].pos.map(|p| p.line), Some(3));
         assert!(
             problems[0].message.contains("unknown field `kee_file`"),
             "{}",
@@ -985,7 +950,7 @@ mod tests {
 
     #[test]
     fn versions_map_to_what_rustls_offers() {
-        let mut checker = Checker::new("");
+        let mut checker = Checker::new("", Path::new(""));
         assert_eq!(checker.versions(None, None).len(), 2);
         assert_eq!(
             checker.versions(Some("TLS13"), None),
@@ -1008,7 +973,7 @@ mod tests {
 
     #[test]
     fn cipher_suites_unsupported_by_rustls_are_warned_and_dropped() {
-        let mut checker = Checker::new("");
+        let mut checker = Checker::new("", Path::new(""));
         let names: Vec<String> = [
             "TLS_RSA_WITH_AES_128_CBC_SHA",
             "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
