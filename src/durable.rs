@@ -1,4 +1,4 @@
-//! Keeps the durable store ([`crate::persist`]) in step with the target table ([`Store`]) and the
+//! Keeps the durable store ([`crate::state`]) in step with the target table ([`Store`]) and the
 //! [`Scheduler`]: what a restart finds, and what each answer writes.
 //!
 //! - **At start** ([`Durable::start`]) every stored target is put back as it was: its series
@@ -20,11 +20,11 @@ use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
 use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
-use crate::persist::{
+use crate::scheduler::{Phase, Restored, Scheduler};
+use crate::state::{
     Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
     StoredPoll, StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
 };
-use crate::scheduler::{Phase, Restored, Scheduler};
 use crate::targets::table::{EntryState, PendingStop, Store, TargetId};
 
 /// A restored target to queue.

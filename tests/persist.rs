@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use redb::StorageBackend;
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
-use volc_rtc_exporter::persist::{
+use volc_rtc_exporter::state::{
     self, BackendFactory, Change, EventRetention, Op, Opened, Source, StopCount, StoredPhase,
     StoredSnapshot, TargetRecord, TaskRef, WriterConfig, FILE_NAME,
 };
@@ -93,7 +93,7 @@ fn running(i: usize, source: Source) -> Change {
 }
 
 fn open(dir: &Path) -> Opened {
-    match persist::open(dir, WriterConfig::default()) {
+    match state::open(dir, WriterConfig::default()) {
         Ok(o) => o,
         Err(e) => panic!("open {}: {e}", dir.display()),
     }
@@ -311,7 +311,7 @@ fn child_open() {
     let Some(dir) = std::env::var_os(DIR_VAR) else {
         return;
     };
-    match persist::open(Path::new(&dir), WriterConfig::default()) {
+    match state::open(Path::new(&dir), WriterConfig::default()) {
         Ok(_) => println!("OPENED"),
         Err(e) => println!("REFUSED locked={} {e}", e.is_locked()),
     }
@@ -355,7 +355,7 @@ fn child_write_until_killed() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let o = persist::open(Path::new(&dir), WriterConfig::default()).unwrap();
+        let o = state::open(Path::new(&dir), WriterConfig::default()).unwrap();
         let start = o.state.targets.len();
         for i in start..start + 100_000 {
             // Each task ends, its stop counted in the same transaction; and the same answer
@@ -535,7 +535,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
     let ro = ReadOnly::new(&src, &base.path().join("ro"));
 
     let sub = ro.path.join("sub");
-    let e = persist::open(&sub, WriterConfig::default())
+    let e = state::open(&sub, WriterConfig::default())
         .err()
         .expect("a folder that cannot be created");
     assert!(
@@ -545,7 +545,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
 
     if ro.mounted {
         // Root, read-only file system: the file cannot be opened for writing.
-        let e = persist::open(&ro.path, WriterConfig::default())
+        let e = state::open(&ro.path, WriterConfig::default())
             .err()
             .expect("a read-only store");
         assert!(
@@ -555,7 +555,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
         assert!(corrupt_files(&ro.path).is_empty(), "nothing moved aside");
     }
     // The caller's fallback: memory.
-    let m = persist::open_in_memory(WriterConfig::default()).unwrap();
+    let m = state::open_in_memory(WriterConfig::default()).unwrap();
     m.writer
         .submit(finished(1, T0, "StopByAPI"))
         .durable()
@@ -628,7 +628,7 @@ async fn a_failing_disk_delays_commits_and_nothing_is_lost() {
         retry_delay: Duration::from_millis(20),
         ..WriterConfig::default()
     };
-    let o = persist::open_with_backend(factory, Some(path), config).unwrap();
+    let o = state::open_with_backend(factory, Some(path), config).unwrap();
     o.writer
         .submit(finished(1, T0, "StopByAPI"))
         .durable()
@@ -667,7 +667,7 @@ async fn a_failing_disk_delays_commits_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn memory_mode_has_the_same_api() {
-    let o = persist::open_in_memory(WriterConfig::default()).unwrap();
+    let o = state::open_in_memory(WriterConfig::default()).unwrap();
     assert!(o.path.is_none());
     for i in 0..10 {
         o.writer.submit(finished(i, T0, "StopByAPI"));

@@ -30,8 +30,8 @@ use crate::config::Settings;
 use crate::durable::Durable;
 use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
-use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
+use crate::state::{self, PersistError, Source, Submitted};
 use crate::targets::table::{PendingStop, Store, TargetId};
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
@@ -118,7 +118,7 @@ impl Exporter {
         settings: Settings,
         telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Exporter>, ExporterError> {
-        let opened = persist::open_in_memory(persist::WriterConfig::default())?;
+        let opened = state::open_in_memory(state::WriterConfig::default())?;
         Exporter::with_store(settings, telemetry, opened)
     }
 
@@ -128,7 +128,7 @@ impl Exporter {
     pub fn with_store(
         settings: Settings,
         telemetry: Arc<Telemetry>,
-        opened: persist::Opened,
+        opened: state::Opened,
     ) -> Result<Arc<Exporter>, ExporterError> {
         let limiters = PerAction::new(|a| Arc::new(Limiter::new(settings.budget_for(a))));
         // The handle knows the `*_file` keys, so the files can be re-read (see
@@ -206,7 +206,7 @@ impl Exporter {
     }
 
     /// The durable store's statistics.
-    pub fn storage_stats(&self) -> &Arc<persist::Stats> {
+    pub fn storage_stats(&self) -> &Arc<state::Stats> {
         self.durable.stats()
     }
 
