@@ -81,7 +81,7 @@ use redb::{Database, DatabaseError, StorageBackend, StorageError};
 pub use prune::EventRetention;
 pub use schema::{
     Loaded, Settle, Source, StopKey, StoredFile, StoredPhase, StoredPoll, StoredSnapshot,
-    TargetRecord, TaskRef, UnknownSource, SCHEMA_VERSION, VISIBILITY_WINDOW_MS,
+    TargetRecord, TaskRef, UnknownSource, SCHEMA_VERSION,
 };
 pub use writer::{Change, StopCount, Submitted, Writer, WriterConfig, MAX_RETRY_DELAY};
 
@@ -248,6 +248,7 @@ impl Stats {
         &self.commit_seconds
     }
 }
+
 // ---------------------------------------------------------------------------------------------
 // Backends
 
@@ -312,6 +313,7 @@ impl Db {
         self.backend.len().unwrap_or(0)
     }
 }
+
 // ---------------------------------------------------------------------------------------------
 // Open and load
 

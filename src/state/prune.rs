@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use redb::{Database, ReadableTable, ReadableTableMetadata};
 
-use super::schema::{TargetRecord, COUNTED, EVENTS, TARGETS, VISIBILITY_WINDOW_MS};
+use super::schema::{TargetRecord, COUNTED, EVENTS, TARGETS};
+use crate::model::VISIBILITY_WINDOW;
 
-/// How old and how many callback event ids [`Writer::prune`] keeps.
+/// How old and how many callback event ids [`Writer::prune`](super::Writer::prune) keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventRetention {
     pub max_age: Duration,
@@ -22,6 +23,7 @@ impl Default for EventRetention {
         }
     }
 }
+
 #[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 pub(super) fn prune(
     db: &Database,
@@ -29,9 +31,11 @@ pub(super) fn prune(
     retention: Duration,
     ev: EventRetention,
 ) -> Result<(), redb::Error> {
-    let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
-    let counted_ms = retention_ms.max(VISIBILITY_WINDOW_MS);
-    let events_ms = i64::try_from(ev.max_age.as_millis()).unwrap_or(i64::MAX);
+    let retention_ms = millis(retention);
+    // `counted` entries are kept at least as long as the API shows a task after its end, so
+    // that a task seen again is not counted again.
+    let counted_ms = millis(retention.max(VISIBILITY_WINDOW));
+    let events_ms = millis(ev.max_age);
     let txn = db.begin_write()?;
     {
         // Collect, then remove: cheaper in file space than `retain` in redb 2.6.
@@ -92,4 +96,9 @@ fn remove_older(
         table.remove(k.as_str())?;
     }
     Ok(())
+}
+
+/// `d` in ms, saturating.
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

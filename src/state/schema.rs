@@ -12,10 +12,6 @@ use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskS
 /// The version of the tables' layout, kept in `meta`.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// How long the API shows a task; `counted` entries are kept at least this long after a task's
-/// end so that a task seen again is not counted again.
-pub const VISIBILITY_WINDOW_MS: i64 = 72 * 3600 * 1000;
-
 pub(super) const TARGETS: TableDefinition<&str, &[u8]> = TableDefinition::new("targets");
 pub(super) const COUNTED: TableDefinition<&str, i64> = TableDefinition::new("counted");
 pub(super) const STOPS: TableDefinition<&str, u64> = TableDefinition::new("stops");
@@ -297,6 +293,7 @@ impl TaskRef {
         }
     }
 }
+
 /// The `(kind, app_id, reason)` of a `task_stops_total` counter.
 pub type StopKey = (Kind, String, String);
 
@@ -375,6 +372,7 @@ fn parse_stop_key(s: &str) -> Option<StopKey> {
     let (kind, app_id, reason): (String, String, String) = serde_json::from_str(s).ok()?;
     Some((kind_from_str(&kind)?, app_id, reason))
 }
+
 /// A row that does not decode.
 #[derive(Debug, thiserror::Error)]
 #[error("table {table}: a row does not decode: {what}")]

@@ -43,6 +43,7 @@ impl Default for WriterConfig {
         }
     }
 }
+
 /// A stop to count together with the terminal answer that reveals it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StopCount {
@@ -71,6 +72,7 @@ pub enum Change {
     /// Remember a callback's `EventId`, received at `received_ms`.
     Event { id: String, received_ms: i64 },
 }
+
 #[allow(clippy::large_enum_variant)] // see Change
 enum Msg {
     Change(Change, u64),
@@ -430,6 +432,7 @@ impl WriterThread {
         Ok(())
     }
 }
+
 #[allow(clippy::result_large_err)] // redb's own error type, rare and kept inside this module
 fn write_changes(db: &Database, p: &Pending) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
