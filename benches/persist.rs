@@ -13,10 +13,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use volc_rtc_exporter::clock::Stopwatch;
+use volc_rtc_exporter::model::Phase;
 
 use volc_rtc_exporter::state::{
-    self, Change, EventRetention, Source, StopCount, StoredPhase, StoredSnapshot, TargetRecord,
-    TaskRef, WriterConfig, FILE_NAME,
+    self, Change, EventRetention, Source, StopCount, StoredSnapshot, TargetRecord, TaskRef,
+    WriterConfig, FILE_NAME,
 };
 
 use common::{ended_record, ms, own_rss_kib, record_target, FILES};
@@ -61,7 +62,7 @@ fn finished(i: usize, generation: i64) -> Change {
     record.snapshot = Some(StoredSnapshot::from(&snap));
     record.up = Some(true);
     record.last_success_ms = Some(start + 3_700_000);
-    record.settle.phase = StoredPhase::Done;
+    record.settle.phase = Phase::Done;
     record.settle.identical = 2;
     record.settle.terminal_since_ms = Some(start + 3_601_000);
     record.settle.stop_counted = true;

@@ -22,8 +22,8 @@ use crate::config::ScheduleSettings;
 use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::scheduler::{Phase, Restored, Scheduler};
 use crate::state::{
-    Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
-    StoredPoll, StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
+    Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPoll,
+    StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
 };
 use crate::targets::table::{EntryState, PendingStop, Store, TargetId};
 
@@ -176,7 +176,7 @@ impl Durable {
                 continue;
             }
             seen.insert(key);
-            let phase = phase_of(record.settle.phase);
+            let phase = record.settle.phase;
             let restored = Restored {
                 phase,
                 start_time_ms: record.snapshot.as_ref().map_or(0, |s| s.start_time_ms),
@@ -294,7 +294,7 @@ impl Durable {
             last_success_ms: state.last_success_ms,
             last_poll: state.last_poll.as_ref().map(StoredPoll::from),
             settle: Settle {
-                phase: phase.map_or(StoredPhase::New, stored_phase),
+                phase: phase.unwrap_or(Phase::New),
                 identical: 0,
                 terminal_since_ms: state.terminal_since_ms,
                 stop_counted: state.stop_counted,
@@ -407,25 +407,5 @@ fn entry_state(record: &TargetRecord) -> EntryState {
         stop_counted: record.settle.stop_counted,
         terminal_since_ms: record.settle.terminal_since_ms,
         expired: record.settle.expired,
-    }
-}
-
-fn phase_of(p: StoredPhase) -> Phase {
-    match p {
-        StoredPhase::New => Phase::New,
-        StoredPhase::Active => Phase::Active,
-        StoredPhase::Settling => Phase::Settling,
-        StoredPhase::Done => Phase::Done,
-        StoredPhase::Expired => Phase::Expired,
-    }
-}
-
-fn stored_phase(p: Phase) -> StoredPhase {
-    match p {
-        Phase::New => StoredPhase::New,
-        Phase::Active => StoredPhase::Active,
-        Phase::Settling => StoredPhase::Settling,
-        Phase::Done => StoredPhase::Done,
-        Phase::Expired => StoredPhase::Expired,
     }
 }

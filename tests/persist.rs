@@ -13,10 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redb::StorageBackend;
-use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::model::{status, Kind, Phase, RecordFile, Target, TargetKey, TaskSnapshot};
 use volc_rtc_exporter::state::{
-    self, BackendFactory, Change, EventRetention, Op, Opened, Source, StopCount, StoredPhase,
-    StoredSnapshot, TargetRecord, TaskRef, WriterConfig, FILE_NAME,
+    self, BackendFactory, Change, EventRetention, Op, Opened, Source, StopCount, StoredSnapshot,
+    TargetRecord, TaskRef, WriterConfig, FILE_NAME,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -58,7 +58,7 @@ fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
     record.snapshot = Some(StoredSnapshot::from(&snap));
     record.up = Some(true);
     record.last_success_ms = Some(end_ms + 1_000);
-    record.settle.phase = StoredPhase::Settling;
+    record.settle.phase = Phase::Settling;
     record.settle.identical = 1;
     record.settle.terminal_since_ms = Some(end_ms + 1_000);
     record.settle.stop_counted = true;
@@ -84,7 +84,7 @@ fn running(i: usize, source: Source) -> Change {
         start_time_ms: T0,
         ..Default::default()
     });
-    record.settle.phase = StoredPhase::Active;
+    record.settle.phase = Phase::Active;
     Change::Put {
         key: key(i),
         record,
@@ -153,7 +153,7 @@ async fn everything_survives_a_reopen_and_a_stop_counts_once() {
     assert_eq!(r1.sources.iter().collect::<Vec<_>>(), vec![&Source::Config]);
     assert_eq!(r1.labels, vec![("team".to_string(), "a".to_string())]);
     assert_eq!(r1.task_snapshot(), Some(ended(1, T0, "StopByAPI")));
-    assert_eq!(r1.settle.phase, StoredPhase::Settling);
+    assert_eq!(r1.settle.phase, Phase::Settling);
     assert_eq!(r1.settle.identical, 1);
     assert_eq!(r1.last_success_ms, Some(T0 + 1_000));
     assert_eq!(o.state.targets[2].1.sources.first(), Some(&Source::Api));

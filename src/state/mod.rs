@@ -80,8 +80,8 @@ use redb::{Database, DatabaseError, StorageBackend, StorageError};
 
 pub use prune::EventRetention;
 pub use schema::{
-    Loaded, Settle, Source, StopKey, StoredFile, StoredPhase, StoredPoll, StoredSnapshot,
-    TargetRecord, TaskRef, UnknownSource, SCHEMA_VERSION,
+    Loaded, Settle, Source, StopKey, StoredFile, StoredPoll, StoredSnapshot, TargetRecord, TaskRef,
+    UnknownSource, SCHEMA_VERSION,
 };
 pub use writer::{Change, StopCount, Submitted, Writer, WriterConfig, MAX_RETRY_DELAY};
 

@@ -7,7 +7,7 @@ use std::fmt;
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition, TableError};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Kind, LastPoll, Outcome, RecordFile, Target, TargetKey, TaskSnapshot};
+use crate::model::{Kind, LastPoll, Outcome, Phase, RecordFile, Target, TargetKey, TaskSnapshot};
 
 /// The version of the tables' layout, kept in `meta`.
 pub const SCHEMA_VERSION: u64 = 1;
@@ -23,23 +23,11 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 
 pub use crate::model::{Source, UnknownSource};
 
-/// A target's scheduling phase as stored; the same names as the `phase` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoredPhase {
-    #[default]
-    New,
-    Active,
-    Settling,
-    Done,
-    Expired,
-}
-
 /// Where a target is on its way to "done", so that a restart resumes instead of starting over.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settle {
-    pub phase: StoredPhase,
+    pub phase: Phase,
     /// Consecutive identical answers so far (the settle rule needs two, with files for a
     /// finished record task).
     #[serde(skip_serializing_if = "is_zero")]
@@ -606,6 +594,16 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(r.ended_ms(), Some(55));
+    }
+
+    #[test]
+    fn phases_are_stored_under_their_label_names() {
+        for phase in Phase::ALL {
+            let json = serde_json::to_string(&phase).unwrap();
+            assert_eq!(json, format!("\"{}\"", phase.as_str()));
+            assert_eq!(serde_json::from_str::<Phase>(&json).unwrap(), phase);
+        }
+        assert_eq!(Settle::default().phase, Phase::New);
     }
 
     #[test]
