@@ -63,7 +63,6 @@ fn finished(i: usize, generation: i64) -> Change {
     record.up = Some(true);
     record.last_success_ms = Some(start + 3_700_000);
     record.settle.phase = Phase::Done;
-    record.settle.identical = 2;
     record.settle.terminal_since_ms = Some(start + 3_601_000);
     record.settle.stop_counted = true;
     Change::Put {

@@ -295,7 +295,6 @@ impl Durable {
             last_poll: state.last_poll.as_ref().map(StoredPoll::from),
             settle: Settle {
                 phase: phase.unwrap_or(Phase::New),
-                identical: 0,
                 terminal_since_ms: state.terminal_since_ms,
                 stop_counted: state.stop_counted,
                 expired: state.expired,

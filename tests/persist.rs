@@ -59,7 +59,6 @@ fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
     record.up = Some(true);
     record.last_success_ms = Some(end_ms + 1_000);
     record.settle.phase = Phase::Settling;
-    record.settle.identical = 1;
     record.settle.terminal_since_ms = Some(end_ms + 1_000);
     record.settle.stop_counted = true;
     Change::Put {
@@ -154,7 +153,6 @@ async fn everything_survives_a_reopen_and_a_stop_counts_once() {
     assert_eq!(r1.labels, vec![("team".to_string(), "a".to_string())]);
     assert_eq!(r1.task_snapshot(), Some(ended(1, T0, "StopByAPI")));
     assert_eq!(r1.settle.phase, Phase::Settling);
-    assert_eq!(r1.settle.identical, 1);
     assert_eq!(r1.last_success_ms, Some(T0 + 1_000));
     assert_eq!(o.state.targets[2].1.sources.first(), Some(&Source::Api));
     assert_eq!(stops(&o, "StopByAPI"), 1);

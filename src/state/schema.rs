@@ -24,14 +24,13 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 pub use crate::model::{Source, UnknownSource};
 
 /// Where a target is on its way to "done", so that a restart resumes instead of starting over.
+///
+/// Rows of earlier versions may also hold `identical` (a count that was always written as 0):
+/// it is ignored on load and no longer written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Settle {
     pub phase: Phase,
-    /// Consecutive identical answers so far (the settle rule needs two, with files for a
-    /// finished record task).
-    #[serde(skip_serializing_if = "is_zero")]
-    pub identical: u32,
     /// When the current task was first seen terminal, ms since the epoch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub terminal_since_ms: Option<i64>,
@@ -42,10 +41,6 @@ pub struct Settle {
     /// them again).
     #[serde(skip_serializing_if = "is_false")]
     pub expired: bool,
-}
-
-fn is_zero(n: &u32) -> bool {
-    *n == 0
 }
 
 fn is_false(b: &bool) -> bool {
@@ -594,6 +589,18 @@ mod tests {
             ..Default::default()
         });
         assert_eq!(r.ended_ms(), Some(55));
+    }
+
+    #[test]
+    fn a_settle_with_the_old_identical_count_still_loads() {
+        let old: TargetRecord = serde_json::from_str(
+            r#"{"sources":["config"],"added_ms":1,"settle":{"phase":"settling","identical":1,"stop_counted":true}}"#,
+        )
+        .unwrap();
+        assert_eq!(old.settle.phase, Phase::Settling);
+        assert!(old.settle.stop_counted);
+        let json = serde_json::to_string(&old).unwrap();
+        assert!(!json.contains("identical"), "{json}");
     }
 
     #[test]
