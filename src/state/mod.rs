@@ -254,8 +254,7 @@ impl Stats {
 
 /// A factory of storage backends, called at open and again after an I/O error (redb refuses
 /// further writes on a database that saw one; a fresh open recovers the last commit).
-pub type BackendFactory =
-    Box<dyn Fn() -> Result<Box<dyn StorageBackend>, DatabaseError> + Send + Sync>;
+type BackendFactory = Box<dyn Fn() -> Result<Box<dyn StorageBackend>, DatabaseError> + Send + Sync>;
 
 /// Hands redb a backend while keeping a handle on it, to read the store's size.
 #[derive(Debug, Clone)]
@@ -381,16 +380,8 @@ pub fn open_in_memory(config: WriterConfig) -> Result<Opened, PersistError> {
     open_with(factory, None, config)
 }
 
-/// Open a store over backends made by `factory` (tests use it to inject failures). `path` is
-/// the file the backend writes, if any: it is what gets moved aside when unreadable.
-pub fn open_with_backend(
-    factory: BackendFactory,
-    path: Option<PathBuf>,
-    config: WriterConfig,
-) -> Result<Opened, PersistError> {
-    open_with(factory, path, config)
-}
-
+/// Open a store over backends made by `factory` (the unit tests inject failures with it).
+/// `path` is the file the backend writes, if any: it is what gets moved aside when unreadable.
 fn open_with(
     factory: BackendFactory,
     path: Option<PathBuf>,

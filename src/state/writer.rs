@@ -120,7 +120,8 @@ impl Submitted {
     }
 
     /// Whether the change is committed already.
-    pub fn is_durable(&self) -> bool {
+    #[cfg(test)]
+    fn is_durable(&self) -> bool {
         *self.committed.borrow() >= self.seq
     }
 }
@@ -201,12 +202,6 @@ impl Writer {
         }
         .durable()
         .await
-    }
-
-    /// The highest committed sequence number, as a watch (for a `/metrics` that shows counts
-    /// only once committed).
-    pub fn committed(&self) -> watch::Receiver<u64> {
-        self.inner.committed.clone()
     }
 
     /// The store's self-metrics.
@@ -471,4 +466,196 @@ fn write_changes(db: &Database, p: &Pending) -> Result<(), redb::Error> {
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The writer against a disk that fails for a while (a backend only these tests can
+    //! inject), and in memory; the rest of the store's behaviour is tested on real files in
+    //! `tests/persist.rs`.
+
+    use std::sync::atomic::AtomicBool;
+
+    use redb::StorageBackend;
+
+    use super::*;
+    use crate::model::{status, Kind, RecordFile, Target, TaskSnapshot};
+    use crate::state::{open_with, Opened, Source, StoredSnapshot, FILE_NAME};
+
+    const T0: i64 = 1_700_000_000_000;
+    const HOUR_MS: i64 = 3_600_000;
+
+    fn key(i: usize) -> TargetKey {
+        TargetKey {
+            kind: Kind::Record,
+            app_id: "app1".into(),
+            room_id: format!("room{i}"),
+            task_id: Some(format!("task{i}")),
+        }
+    }
+
+    /// A Put of target `i` with a terminal answer, counting its stop.
+    fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
+        let snap = TaskSnapshot {
+            status: status::ENDED,
+            start_time_ms: end_ms - HOUR_MS,
+            end_time_ms: end_ms,
+            stop_reason: reason.into(),
+            files: vec![RecordFile {
+                vid: Some(format!("v{i}")),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let target = Target {
+            key: key(i),
+            labels: Default::default(),
+        };
+        let mut record = TargetRecord::new(&target, Source::Config, T0);
+        record.snapshot = Some(StoredSnapshot::from(&snap));
+        record.settle.stop_counted = true;
+        Change::Put {
+            key: key(i),
+            stop: Some(StopCount {
+                task: TaskRef::of(&key(i), &snap),
+                reason: reason.into(),
+                ended_ms: end_ms,
+            }),
+            record,
+        }
+    }
+
+    fn running(i: usize, source: Source) -> Change {
+        let target = Target {
+            key: key(i),
+            labels: Default::default(),
+        };
+        Change::Put {
+            key: key(i),
+            record: TargetRecord::new(&target, source, T0),
+            stop: None,
+        }
+    }
+
+    fn stops(o: &Opened, reason: &str) -> u64 {
+        o.state
+            .stops
+            .get(&(Kind::Record, "app1".to_string(), reason.to_string()))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// A file backend that fails every write and sync while `failing` is set, like a full disk.
+    #[derive(Debug)]
+    struct Flaky {
+        inner: redb::backends::FileBackend,
+        failing: Arc<AtomicBool>,
+    }
+
+    impl Flaky {
+        fn check(&self) -> Result<(), std::io::Error> {
+            if self.failing.load(Ordering::SeqCst) {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "no space left on device",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+    }
+
+    impl StorageBackend for Flaky {
+        fn len(&self) -> Result<u64, std::io::Error> {
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+            self.inner.read(offset, len)
+        }
+        fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self, eventual: bool) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.sync_data(eventual)
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+            self.check()?;
+            self.inner.write(offset, data)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failing_disk_delays_commits_and_nothing_is_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        let failing = Arc::new(AtomicBool::new(false));
+        let (p, f) = (path.clone(), failing.clone());
+        let factory: BackendFactory = Box::new(move || {
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&p)?;
+            Ok(Box::new(Flaky {
+                inner: redb::backends::FileBackend::new(file)?,
+                failing: f.clone(),
+            }))
+        });
+        let config = WriterConfig {
+            retry_delay: Duration::from_millis(20),
+            ..WriterConfig::default()
+        };
+        let o = open_with(factory, Some(path), config).unwrap();
+        o.writer
+            .submit(finished(1, T0, "StopByAPI"))
+            .durable()
+            .await
+            .unwrap();
+
+        failing.store(true, Ordering::SeqCst);
+        let pending = o.writer.submit(finished(2, T0, "IdleTimeOut"));
+        let also = o.writer.submit(running(3, Source::Api));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!pending.is_durable() && !also.is_durable());
+        // The first attempt fails in the commit; the retries fail already reopening the file.
+        let stats = o.writer.stats();
+        let (commit, reopen) = (stats.errors(Op::Commit), stats.errors(Op::Open));
+        assert!(
+            commit >= 1 && commit + reopen >= 3,
+            "{commit} commit, {reopen} open errors"
+        );
+        let commits = o.writer.stats().commits();
+
+        failing.store(false, Ordering::SeqCst);
+        tokio::time::timeout(Duration::from_secs(10), pending.durable())
+            .await
+            .expect("committed once the disk recovers")
+            .unwrap();
+        assert!(also.is_durable());
+        assert!(o.writer.stats().commits() > commits);
+        assert!(o.writer.close(Duration::from_secs(5)));
+        drop(o);
+
+        let o = crate::state::open(dir.path(), WriterConfig::default()).unwrap();
+        assert_eq!(o.state.targets.len(), 3);
+        assert_eq!(stops(&o, "StopByAPI"), 1);
+        assert_eq!(stops(&o, "IdleTimeOut"), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_mode_has_the_same_api() {
+        let o = crate::state::open_in_memory(WriterConfig::default()).unwrap();
+        assert!(o.path.is_none());
+        for i in 0..10 {
+            o.writer.submit(finished(i, T0, "StopByAPI"));
+        }
+        let seq = o.writer.flush().await.unwrap();
+        assert_eq!(seq, 10);
+        assert_eq!(*o.writer.inner.committed.borrow(), 10);
+        assert!(o.writer.stats().changes() >= 10);
+        assert!(o.writer.close(Duration::from_secs(5)));
+    }
 }
