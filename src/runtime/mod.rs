@@ -31,7 +31,7 @@ use crate::durable::Durable;
 use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
-use crate::state::{self, PersistError, Source, Submitted};
+use crate::state::{self, Source, StateError, Submitted};
 use crate::targets::table::{PendingStop, Store, TargetId};
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
@@ -59,7 +59,7 @@ pub enum ExporterError {
     PollTask(#[source] JoinError),
     /// The durable store could not be opened (in memory: never expected).
     #[error("cannot open the store")]
-    Store(#[from] PersistError),
+    Store(#[from] StateError),
 }
 
 /// How long shutdown waits for the store to write what is queued.

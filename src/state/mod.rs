@@ -46,7 +46,7 @@
 //! # The lock
 //!
 //! redb takes a non-blocking exclusive `flock` on the file, so a second process opening the
-//! same folder is refused at once with [`PersistError::Locked`] ("locked: in use by another
+//! same folder is refused at once with [`StateError::Locked`] ("locked: in use by another
 //! process") before it reads or writes a byte; it cannot corrupt the store. The lock goes with
 //! the process, so a killed exporter never leaves a stale lock behind.
 //!
@@ -99,7 +99,7 @@ const CACHE_BYTES: usize = 2 * 1024 * 1024;
 
 /// Why the store could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum PersistError {
+pub enum StateError {
     #[error(
         "the store {path} is locked: it is in use by another process; stop that process or give \
          this one its own --storage.path"
@@ -127,10 +127,10 @@ pub enum PersistError {
     Closed,
 }
 
-impl PersistError {
+impl StateError {
     /// The store is held by another process.
     pub fn is_locked(&self) -> bool {
-        matches!(self, PersistError::Locked { .. })
+        matches!(self, StateError::Locked { .. })
     }
 }
 
@@ -356,12 +356,12 @@ impl fmt::Display for Recovered {
 
 /// Open (or create) the store in folder `dir`, read everything in it, and start its writer.
 ///
-/// A second process on the same folder gets [`PersistError::Locked`] at once. An unreadable
+/// A second process on the same folder gets [`StateError::Locked`] at once. An unreadable
 /// file is moved aside (see [`Opened::recovered`]). A folder that cannot be created, or a file
 /// that can neither be opened nor moved aside (a read-only folder), is an error: the caller
 /// may log it, count it under [`Op::Open`] and run with [`open_in_memory`] instead.
-pub fn open(dir: &Path, config: WriterConfig) -> Result<Opened, PersistError> {
-    std::fs::create_dir_all(dir).map_err(|source| PersistError::Folder {
+pub fn open(dir: &Path, config: WriterConfig) -> Result<Opened, StateError> {
+    std::fs::create_dir_all(dir).map_err(|source| StateError::Folder {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -373,7 +373,7 @@ pub fn open(dir: &Path, config: WriterConfig) -> Result<Opened, PersistError> {
 
 /// A store that lives in memory only (`--storage.path=` empty): the same API, nothing kept
 /// across a restart.
-pub fn open_in_memory(config: WriterConfig) -> Result<Opened, PersistError> {
+pub fn open_in_memory(config: WriterConfig) -> Result<Opened, StateError> {
     let backend: Arc<dyn StorageBackend> = Arc::new(redb::backends::InMemoryBackend::new());
     // Reopening after an error must find the same memory, hence one shared backend.
     let factory: BackendFactory = Box::new(move || Ok(Box::new(Shared(backend.clone()))));
@@ -386,22 +386,20 @@ fn open_with(
     factory: BackendFactory,
     path: Option<PathBuf>,
     config: WriterConfig,
-) -> Result<Opened, PersistError> {
+) -> Result<Opened, StateError> {
     let stats = Arc::new(Stats::new());
     let mut recovered = None;
     let (db, state) = match open_and_load(&factory, &stats) {
         Ok(pair) => pair,
         Err(Failure::Locked) => {
             stats.error(Op::Open);
-            return Err(PersistError::Locked {
+            return Err(StateError::Locked {
                 path: path.unwrap_or_default(),
             });
         }
         Err(Failure::Unreadable(cause)) => {
             let Some(path) = path.clone() else {
-                return Err(PersistError::Storage(Box::new(redb::Error::Corrupted(
-                    cause,
-                ))));
+                return Err(StateError::Storage(Box::new(redb::Error::Corrupted(cause))));
             };
             let moved_to = move_aside(&path, &cause)?;
             recovered = Some(Recovered {
@@ -410,20 +408,20 @@ fn open_with(
                 cause,
             });
             open_and_load(&factory, &stats).map_err(|f| match f {
-                Failure::Locked => PersistError::Locked {
+                Failure::Locked => StateError::Locked {
                     path: path_or_default(&recovered),
                 },
                 Failure::Unreadable(cause) => {
-                    PersistError::Storage(Box::new(redb::Error::Corrupted(cause)))
+                    StateError::Storage(Box::new(redb::Error::Corrupted(cause)))
                 }
-                Failure::Other(source) => PersistError::Open {
+                Failure::Other(source) => StateError::Open {
                     path: path_or_default(&recovered),
                     source: Box::new(source),
                 },
             })?
         }
         Err(Failure::Other(source)) => {
-            return Err(PersistError::Open {
+            return Err(StateError::Open {
                 path: path.unwrap_or_default(),
                 source: Box::new(source),
             })
@@ -498,14 +496,14 @@ fn open_and_load(factory: &BackendFactory, stats: &Stats) -> Result<(Db, Loaded)
     }
 }
 
-fn move_aside(path: &Path, cause: &str) -> Result<PathBuf, PersistError> {
+fn move_aside(path: &Path, cause: &str) -> Result<PathBuf, StateError> {
     let secs = crate::clock::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".corrupt-{secs}"));
     let to = PathBuf::from(name);
-    std::fs::rename(path, &to).map_err(|source| PersistError::MoveAside {
+    std::fs::rename(path, &to).map_err(|source| StateError::MoveAside {
         path: path.to_path_buf(),
         to: to.clone(),
         cause: cause.to_string(),

@@ -16,7 +16,7 @@ use super::schema::{
     bad, stop_key_str, target_key_str, task_key_str, TargetRecord, TaskRef, COUNTED, EVENTS, META,
     SCHEMA_VERSION, STOPS, TARGETS,
 };
-use super::{BackendFactory, Db, Op, PersistError, Stats};
+use super::{BackendFactory, Db, Op, StateError, Stats};
 use crate::clock::real_now;
 use crate::model::TargetKey;
 
@@ -110,13 +110,13 @@ pub struct Submitted {
 impl Submitted {
     /// Wait until the change is on disk. Resolves only after a successful commit (a failing
     /// disk makes it wait, it never fails on its own); errors if the writer stopped first.
-    pub async fn durable(mut self) -> Result<u64, PersistError> {
+    pub async fn durable(mut self) -> Result<u64, StateError> {
         let seq = self.seq;
         self.committed
             .wait_for(|&c| c >= seq)
             .await
             .map(|_| seq)
-            .map_err(|_| PersistError::Closed)
+            .map_err(|_| StateError::Closed)
     }
 
     /// Whether the change is committed already.
@@ -189,7 +189,7 @@ impl Writer {
     }
 
     /// Wait until everything submitted so far is committed.
-    pub async fn flush(&self) -> Result<u64, PersistError> {
+    pub async fn flush(&self) -> Result<u64, StateError> {
         let seq = self
             .inner
             .tx
