@@ -61,9 +61,16 @@
 //!
 //! [`Writer::prune`] deletes a finished task's target row `retention` after its end (EndTime,
 //! else the time it was first seen terminal), its `counted` entry only once the API can no
-//! longer show the task either (`max(retention, 72 h)` after its end, so a target added again
-//! is not counted twice), and callback event ids older than their own age limit or beyond
-//! their cap.
+//! longer show the task either (`max(retention, 72 h)` after its end, the 72 h being
+//! [`crate::model::VISIBILITY_WINDOW`], so a target added again is not counted twice), and
+//! callback event ids older than their own age limit or beyond their cap.
+//!
+//! # Where is what
+//!
+//! This file opens the store (file or memory, the lock, moving an unreadable file aside) and
+//! keeps its self-metrics; `schema.rs` has the stored rows, their JSON, the tables' keys and
+//! the load at open; `writer.rs` the group-committing writer; `prune.rs` retention.
+
 mod prune;
 mod schema;
 mod writer;
