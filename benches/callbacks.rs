@@ -41,12 +41,12 @@ use volc_rtc_exporter::config::{default_budget, CredentialSource, Endpoint, Sett
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{Action, Outcome, Target};
-use volc_rtc_exporter::persist::{self, Source};
 use volc_rtc_exporter::runtime::{self, Exporter, ExporterError};
 use volc_rtc_exporter::sim::scenario::sim_credentials;
 use volc_rtc_exporter::sim::{
     self, stop_reason, CallbackSender, Clock, SimCallback, SimFile, SimOptions, SimTask, Simulator,
 };
+use volc_rtc_exporter::state::{self, Source};
 
 use common::{ms, quantile};
 
@@ -228,7 +228,7 @@ struct Running {
 
 impl Running {
     /// With an in-memory store, or the one given.
-    async fn start(settings: Settings, opened: Option<persist::Opened>) -> anyhow::Result<Self> {
+    async fn start(settings: Settings, opened: Option<state::Opened>) -> anyhow::Result<Self> {
         let telemetry = Arc::new(Telemetry::new());
         let exporter = match opened {
             Some(opened) => Exporter::with_store(settings, telemetry, opened)?,
@@ -661,7 +661,7 @@ async fn storm_row(plan: &Plan) -> anyhow::Result<StormFigures> {
         start_sim(listed.into_iter().chain(pool).collect(), &stop_sim).await?;
     let dir = std::env::temp_dir().join(format!("volc-callbacks-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let opened = persist::open(&dir, persist::WriterConfig::default())?;
+    let opened = state::open(&dir, state::WriterConfig::default())?;
     let one = Duration::from_secs(1);
     let running = Running::start(
         settings(endpoint, targets, true, (one, one * 4), budget),

@@ -32,8 +32,8 @@ use volc_rtc_exporter::config;
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
 use volc_rtc_exporter::model::Kind;
-use volc_rtc_exporter::persist::EventRetention;
 use volc_rtc_exporter::sim::MapEnv;
+use volc_rtc_exporter::state::EventRetention;
 use volc_rtc_exporter::targets::api;
 use volc_rtc_exporter::volc::parse;
 

@@ -13,10 +13,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use volc_rtc_exporter::clock::Stopwatch;
+use volc_rtc_exporter::model::Phase;
 
-use volc_rtc_exporter::persist::{
-    self, Change, EventRetention, Source, StopCount, StoredPhase, StoredSnapshot, TargetRecord,
-    TaskRef, WriterConfig, FILE_NAME,
+use volc_rtc_exporter::state::{
+    self, Change, EventRetention, Source, StopCount, StoredSnapshot, TargetRecord, TaskRef,
+    WriterConfig, FILE_NAME,
 };
 
 use common::{ended_record, ms, own_rss_kib, record_target, FILES};
@@ -61,8 +62,7 @@ fn finished(i: usize, generation: i64) -> Change {
     record.snapshot = Some(StoredSnapshot::from(&snap));
     record.up = Some(true);
     record.last_success_ms = Some(start + 3_700_000);
-    record.settle.phase = StoredPhase::Done;
-    record.settle.identical = 2;
+    record.settle.phase = Phase::Done;
     record.settle.terminal_since_ms = Some(start + 3_601_000);
     record.settle.stop_counted = true;
     Change::Put {
@@ -76,8 +76,8 @@ fn finished(i: usize, generation: i64) -> Change {
     }
 }
 
-fn fill(dir: &Path, n: usize) -> persist::Opened {
-    let o = persist::open(dir, WriterConfig::default()).expect("open");
+fn fill(dir: &Path, n: usize) -> state::Opened {
+    let o = state::open(dir, WriterConfig::default()).expect("open");
     let rt = runtime();
     for i in 0..n {
         o.writer.submit(finished(i, 0));
@@ -108,7 +108,7 @@ fn time_load(dir: &Path, loads: usize, expect: usize) -> Duration {
     let mut times = Vec::new();
     for _ in 0..loads {
         let t = Stopwatch::start();
-        let o = persist::open(dir, WriterConfig::default()).expect("open");
+        let o = state::open(dir, WriterConfig::default()).expect("open");
         times.push(t.elapsed());
         assert_eq!(o.state.targets.len(), expect);
         assert!(o.recovered.is_none());
@@ -161,7 +161,7 @@ fn main() {
         .expect("child");
     assert!(status.success());
     let t = Stopwatch::start();
-    let o = persist::open(crashed.path(), WriterConfig::default()).expect("open after crash");
+    let o = state::open(crashed.path(), WriterConfig::default()).expect("open after crash");
     let after_crash = t.elapsed();
     assert_eq!(o.state.targets.len(), s.targets);
     o.writer.close(Duration::from_secs(10));
@@ -172,7 +172,7 @@ fn main() {
     );
 
     // Retention: prune everything, then store as many again: the file does not grow.
-    let o = persist::open(dir.path(), WriterConfig::default()).expect("open");
+    let o = state::open(dir.path(), WriterConfig::default()).expect("open");
     rt.block_on(
         o.writer
             .prune(

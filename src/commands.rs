@@ -17,9 +17,9 @@ use crate::http::web_config::{SharedWebConfig, WebConfig};
 use crate::http::Options;
 use crate::metrics::own::Telemetry;
 use crate::model::Target;
-use crate::persist;
 use crate::reload::{self, Reloader};
 use crate::runtime::{self, Exporter, WebSetup};
+use crate::state;
 
 #[cfg(feature = "sim")]
 mod demo;
@@ -171,13 +171,13 @@ pub async fn once(mut settings: Settings) -> anyhow::Result<bool> {
 /// Opens the durable store in `path` (empty: in memory). A store locked by another process is
 /// an error; an unreadable file is moved aside (logged); any other failure is logged and the
 /// state kept in memory (the returned flag is then true, for `storage_errors_total`).
-pub fn open_store(path: &Path) -> anyhow::Result<(persist::Opened, bool)> {
-    let config = persist::WriterConfig::default();
+pub fn open_store(path: &Path) -> anyhow::Result<(state::Opened, bool)> {
+    let config = state::WriterConfig::default();
     if path.as_os_str().is_empty() {
         tracing::info!("--storage.path is empty: state is kept in memory only");
-        return Ok((persist::open_in_memory(config)?, false));
+        return Ok((state::open_in_memory(config)?, false));
     }
-    match persist::open(path, config) {
+    match state::open(path, config) {
         Ok(opened) => {
             if let Some(recovered) = &opened.recovered {
                 tracing::error!("{recovered}");
@@ -198,7 +198,7 @@ pub fn open_store(path: &Path) -> anyhow::Result<(persist::Opened, bool)> {
                  every target again. Fix: make the folder writable (or free space), or choose \
                  another with --storage.path"
             );
-            Ok((persist::open_in_memory(config)?, true))
+            Ok((state::open_in_memory(config)?, true))
         }
     }
 }

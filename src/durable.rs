@@ -1,4 +1,4 @@
-//! Keeps the durable store ([`crate::persist`]) in step with the target table ([`Store`]) and the
+//! Keeps the durable store ([`crate::state`]) in step with the target table ([`Store`]) and the
 //! [`Scheduler`]: what a restart finds, and what each answer writes. It keeps nothing of its
 //! own about a target: each row is written from what the table holds (key, labels, sources,
 //! when it was added, last answer and poll, stop counted) and the phase the scheduler gives.
@@ -22,11 +22,11 @@ use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
 use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
-use crate::persist::{
-    Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPhase,
-    StoredPoll, StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
-};
 use crate::scheduler::{Phase, Restored, Scheduler};
+use crate::state::{
+    Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPoll,
+    StoredSnapshot, Submitted, TargetRecord, TaskRef, Writer,
+};
 use crate::targets::table::{EntryState, PendingStop, Store, TargetId};
 
 /// A restored target to queue.
@@ -116,7 +116,7 @@ impl Durable {
                 continue;
             }
             seen.insert(key);
-            let phase = phase_of(record.settle.phase);
+            let phase = record.settle.phase;
             let restored = Restored {
                 phase,
                 start_time_ms: record.snapshot.as_ref().map_or(0, |s| s.start_time_ms),
@@ -219,8 +219,7 @@ impl Durable {
             last_success_ms: state.last_success_ms,
             last_poll: state.last_poll.as_ref().map(StoredPoll::from),
             settle: Settle {
-                phase: phase.map_or(StoredPhase::New, stored_phase),
-                identical: 0,
+                phase: phase.unwrap_or(Phase::New),
                 terminal_since_ms: state.terminal_since_ms,
                 stop_counted: state.stop_counted,
                 expired: state.expired,
@@ -282,25 +281,5 @@ fn entry_state(record: &TargetRecord) -> EntryState {
         expired: record.settle.expired,
         sources: record.sources.iter().cloned().collect(),
         added_ms: record.added_ms,
-    }
-}
-
-fn phase_of(p: StoredPhase) -> Phase {
-    match p {
-        StoredPhase::New => Phase::New,
-        StoredPhase::Active => Phase::Active,
-        StoredPhase::Settling => Phase::Settling,
-        StoredPhase::Done => Phase::Done,
-        StoredPhase::Expired => Phase::Expired,
-    }
-}
-
-fn stored_phase(p: Phase) -> StoredPhase {
-    match p {
-        Phase::New => StoredPhase::New,
-        Phase::Active => StoredPhase::Active,
-        Phase::Settling => StoredPhase::Settling,
-        Phase::Done => StoredPhase::Done,
-        Phase::Expired => StoredPhase::Expired,
     }
 }

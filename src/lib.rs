@@ -34,8 +34,9 @@
 //!   target's key, labels, sources, last answer and poll, stop counted, and its series kept
 //!   ready; where targets come from besides the config (watched target files, the
 //!   registration API) and the one merge by which any source changes the set.
-//! - [`persist`] — the durable store (redb): targets, answers, settle state and stop counts
-//!   kept across restarts, written by a group-committing writer; [`durable`] — keeps it in
+//! - [`state`] — the durable state (redb): targets, answers, settle state and stop counts
+//!   kept across restarts; the stored rows and their load, a group-committing writer, and
+//!   retention, one file each; [`durable`] — keeps it in
 //!   step with the store and the scheduler: what a restart restores, what each answer writes.
 //! - [`metrics`] — the `/metrics` page: the store's task families and [`metrics::own`], the
 //!   exporter's own metrics.
@@ -72,12 +73,12 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod persist;
 pub mod reload;
 pub mod runtime;
 pub mod scheduler;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
+pub mod state;
 pub mod targets;
 pub mod volc;
 

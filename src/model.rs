@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 /// The two kinds of task the exporter follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kind {
@@ -237,6 +239,59 @@ impl fmt::Display for Problem {
 /// How far back the API can see: a task that started longer ago than this is no longer
 /// answered for.
 pub const VISIBILITY_WINDOW: std::time::Duration = std::time::Duration::from_secs(72 * 3600);
+
+/// Where a target is in its life (see [`crate::scheduler`]): the `phase` label of
+/// `volcengine_rtc_targets`, and stored by [`crate::state`] under the same names.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    #[default]
+    New,
+    Active,
+    Settling,
+    Done,
+    Expired,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 5] = [
+        Phase::New,
+        Phase::Active,
+        Phase::Settling,
+        Phase::Done,
+        Phase::Expired,
+    ];
+
+    /// The `phase` label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::New => "new",
+            Phase::Active => "active",
+            Phase::Settling => "settling",
+            Phase::Done => "done",
+            Phase::Expired => "expired",
+        }
+    }
+
+    /// Dense index into [`Phase::ALL`], for per-phase arrays.
+    pub fn index(self) -> usize {
+        match self {
+            Phase::New => 0,
+            Phase::Active => 1,
+            Phase::Settling => 2,
+            Phase::Done => 3,
+            Phase::Expired => 4,
+        }
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// StopReason values the vendor documents.
 pub mod stop_reason {

@@ -135,7 +135,7 @@ use crate::model::{status, stop_reason, Action, Outcome, PerAction, Target, Task
 pub use crate::targets::TargetId;
 
 /// How far back the API can see: tasks that started earlier are never polled.
-pub use crate::model::VISIBILITY_WINDOW;
+pub use crate::model::{Phase, VISIBILITY_WINDOW};
 
 /// The cap of the per-target failure backoff (unless the queue's own interval is longer).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -152,54 +152,6 @@ const THROTTLE_RETRY: Duration = Duration::from_secs(1);
 
 /// Stand-in for "never" when an addition to an [`Instant`] would overflow.
 const FAR_FUTURE: Duration = Duration::from_secs(86_400 * 365 * 30);
-
-/// Where a target is in its life; the `phase` label of `volcengine_rtc_targets`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Phase {
-    New,
-    Active,
-    Settling,
-    Done,
-    Expired,
-}
-
-impl Phase {
-    pub const ALL: [Phase; 5] = [
-        Phase::New,
-        Phase::Active,
-        Phase::Settling,
-        Phase::Done,
-        Phase::Expired,
-    ];
-
-    /// The `phase` label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::New => "new",
-            Phase::Active => "active",
-            Phase::Settling => "settling",
-            Phase::Done => "done",
-            Phase::Expired => "expired",
-        }
-    }
-
-    /// Dense index into [`Phase::ALL`], for per-phase arrays.
-    pub fn index(self) -> usize {
-        match self {
-            Phase::New => 0,
-            Phase::Active => 1,
-            Phase::Settling => 2,
-            Phase::Done => 3,
-            Phase::Expired => 4,
-        }
-    }
-}
-
-impl std::fmt::Display for Phase {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What a restart found of a target in the durable store, for [`Scheduler::restore`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,11 +20,11 @@ use volc_rtc_exporter::callbacks::{
 };
 use volc_rtc_exporter::credentials::Secret;
 use volc_rtc_exporter::model::{Kind, TargetKey};
-use volc_rtc_exporter::persist::EventRetention;
 use volc_rtc_exporter::sim::{
     run_callbacks, stop_reason, CallbackSender, Clock, NonceSpelling, SimFile, SimOptions, SimTask,
     Simulator,
 };
+use volc_rtc_exporter::state::EventRetention;
 
 const KEY: &str = "callback-key-for-tests";
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";

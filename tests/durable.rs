@@ -582,15 +582,15 @@ async fn a_restart_keeps_each_targets_last_poll_time_outcome_and_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_from_before_last_polls_were_kept_opens_and_shows_no_made_up_outcome() {
-    use volc_rtc_exporter::model::TargetKey;
-    use volc_rtc_exporter::persist::{self, Change, Settle, Source, StoredPhase, TargetRecord};
+    use volc_rtc_exporter::model::{Phase, TargetKey};
+    use volc_rtc_exporter::state::{self, Change, Settle, Source, TargetRecord};
 
     let dir = common::scratch_dir("durable-old-rows");
     let store = dir.join("data");
     let polled_ms = now_ms() - 60_000;
     // Rows as an older version wrote them: no `last_poll`, only whether the last poll
     // succeeded and when the last success was.
-    let opened = persist::open(&store, persist::WriterConfig::default()).expect("open");
+    let opened = state::open(&store, state::WriterConfig::default()).expect("open");
     for (room, up) in [("room-was-up", true), ("room-was-down", false)] {
         let key = TargetKey {
             kind: Kind::Record,
@@ -604,7 +604,7 @@ async fn a_store_from_before_last_polls_were_kept_opens_and_shows_no_made_up_out
             up: Some(up),
             last_success_ms: Some(polled_ms),
             settle: Settle {
-                phase: StoredPhase::Active,
+                phase: Phase::Active,
                 ..Settle::default()
             },
             ..TargetRecord::default()

@@ -1,6 +1,7 @@
 //! The durable store on real files: what survives a reopen and a `kill -9`, counting a stop
 //! once, retention, and the faults (another process holding the lock, a corrupt file, a
-//! read-only folder, a disk that fails for a while).
+//! read-only folder; a disk that fails for a while, and memory mode, are unit tests of
+//! `src/state/writer.rs`, which can inject a failing backend).
 //!
 //! Tests that need a second process re-run this test binary on the ignored `child_*` helpers,
 //! with the folder in an environment variable.
@@ -8,15 +9,12 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
-use redb::StorageBackend;
-use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
-use volc_rtc_exporter::persist::{
-    self, BackendFactory, Change, EventRetention, Op, Opened, Source, StopCount, StoredPhase,
-    StoredSnapshot, TargetRecord, TaskRef, WriterConfig, FILE_NAME,
+use volc_rtc_exporter::model::{status, Kind, Phase, RecordFile, Target, TargetKey, TaskSnapshot};
+use volc_rtc_exporter::state::{
+    self, Change, EventRetention, Op, Opened, Source, StopCount, StoredSnapshot, Submitted,
+    TargetRecord, TaskRef, WriterConfig, FILE_NAME,
 };
 
 const T0: i64 = 1_700_000_000_000;
@@ -58,8 +56,7 @@ fn finished(i: usize, end_ms: i64, reason: &str) -> Change {
     record.snapshot = Some(StoredSnapshot::from(&snap));
     record.up = Some(true);
     record.last_success_ms = Some(end_ms + 1_000);
-    record.settle.phase = StoredPhase::Settling;
-    record.settle.identical = 1;
+    record.settle.phase = Phase::Settling;
     record.settle.terminal_since_ms = Some(end_ms + 1_000);
     record.settle.stop_counted = true;
     Change::Put {
@@ -84,7 +81,7 @@ fn running(i: usize, source: Source) -> Change {
         start_time_ms: T0,
         ..Default::default()
     });
-    record.settle.phase = StoredPhase::Active;
+    record.settle.phase = Phase::Active;
     Change::Put {
         key: key(i),
         record,
@@ -93,7 +90,7 @@ fn running(i: usize, source: Source) -> Change {
 }
 
 fn open(dir: &Path) -> Opened {
-    match persist::open(dir, WriterConfig::default()) {
+    match state::open(dir, WriterConfig::default()) {
         Ok(o) => o,
         Err(e) => panic!("open {}: {e}", dir.display()),
     }
@@ -104,6 +101,13 @@ async fn commit_and_reopen(o: &Opened, change: Change, dir: &Path) -> Opened {
     o.writer.submit(change).durable().await.unwrap();
     o.writer.close(Duration::from_secs(5));
     open(dir)
+}
+
+/// Whether `s` is committed already: its `durable` resolves without waiting.
+async fn is_durable(s: Submitted) -> bool {
+    tokio::time::timeout(Duration::ZERO, s.durable())
+        .await
+        .is_ok_and(|r| r.is_ok())
 }
 
 fn stops(o: &Opened, reason: &str) -> u64 {
@@ -137,7 +141,7 @@ async fn everything_survives_a_reopen_and_a_stop_counts_once() {
         .durable()
         .await
         .unwrap();
-        assert!(first.is_durable());
+        assert!(is_durable(first).await);
         assert!(again.durable().await.is_ok());
         let stats = w.stats();
         assert!(stats.commits() >= 1);
@@ -153,8 +157,7 @@ async fn everything_survives_a_reopen_and_a_stop_counts_once() {
     assert_eq!(r1.sources.iter().collect::<Vec<_>>(), vec![&Source::Config]);
     assert_eq!(r1.labels, vec![("team".to_string(), "a".to_string())]);
     assert_eq!(r1.task_snapshot(), Some(ended(1, T0, "StopByAPI")));
-    assert_eq!(r1.settle.phase, StoredPhase::Settling);
-    assert_eq!(r1.settle.identical, 1);
+    assert_eq!(r1.settle.phase, Phase::Settling);
     assert_eq!(r1.last_success_ms, Some(T0 + 1_000));
     assert_eq!(o.state.targets[2].1.sources.first(), Some(&Source::Api));
     assert_eq!(stops(&o, "StopByAPI"), 1);
@@ -311,7 +314,7 @@ fn child_open() {
     let Some(dir) = std::env::var_os(DIR_VAR) else {
         return;
     };
-    match persist::open(Path::new(&dir), WriterConfig::default()) {
+    match state::open(Path::new(&dir), WriterConfig::default()) {
         Ok(_) => println!("OPENED"),
         Err(e) => println!("REFUSED locked={} {e}", e.is_locked()),
     }
@@ -355,7 +358,7 @@ fn child_write_until_killed() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let o = persist::open(Path::new(&dir), WriterConfig::default()).unwrap();
+        let o = state::open(Path::new(&dir), WriterConfig::default()).unwrap();
         let start = o.state.targets.len();
         for i in start..start + 100_000 {
             // Each task ends, its stop counted in the same transaction; and the same answer
@@ -535,7 +538,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
     let ro = ReadOnly::new(&src, &base.path().join("ro"));
 
     let sub = ro.path.join("sub");
-    let e = persist::open(&sub, WriterConfig::default())
+    let e = state::open(&sub, WriterConfig::default())
         .err()
         .expect("a folder that cannot be created");
     assert!(
@@ -545,7 +548,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
 
     if ro.mounted {
         // Root, read-only file system: the file cannot be opened for writing.
-        let e = persist::open(&ro.path, WriterConfig::default())
+        let e = state::open(&ro.path, WriterConfig::default())
             .err()
             .expect("a read-only store");
         assert!(
@@ -555,7 +558,7 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
         assert!(corrupt_files(&ro.path).is_empty(), "nothing moved aside");
     }
     // The caller's fallback: memory.
-    let m = persist::open_in_memory(WriterConfig::default()).unwrap();
+    let m = state::open_in_memory(WriterConfig::default()).unwrap();
     m.writer
         .submit(finished(1, T0, "StopByAPI"))
         .durable()
@@ -563,118 +566,4 @@ async fn a_read_only_folder_is_a_clear_error_not_a_panic() {
         .unwrap();
     assert!(m.writer.stats().size_bytes() > 0);
     drop(ro);
-}
-
-/// A file backend that fails every write and sync while `failing` is set, like a full disk.
-#[derive(Debug)]
-struct Flaky {
-    inner: redb::backends::FileBackend,
-    failing: Arc<AtomicBool>,
-}
-
-impl Flaky {
-    fn check(&self) -> Result<(), std::io::Error> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::StorageFull,
-                "no space left on device",
-            ))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl StorageBackend for Flaky {
-    fn len(&self) -> Result<u64, std::io::Error> {
-        self.inner.len()
-    }
-    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
-        self.inner.read(offset, len)
-    }
-    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.set_len(len)
-    }
-    fn sync_data(&self, eventual: bool) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.sync_data(eventual)
-    }
-    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
-        self.check()?;
-        self.inner.write(offset, data)
-    }
-}
-
-#[tokio::test]
-async fn a_failing_disk_delays_commits_and_nothing_is_lost() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join(FILE_NAME);
-    let failing = Arc::new(AtomicBool::new(false));
-    let (p, f) = (path.clone(), failing.clone());
-    let factory: BackendFactory = Box::new(move || {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&p)?;
-        Ok(Box::new(Flaky {
-            inner: redb::backends::FileBackend::new(file)?,
-            failing: f.clone(),
-        }))
-    });
-    let config = WriterConfig {
-        retry_delay: Duration::from_millis(20),
-        ..WriterConfig::default()
-    };
-    let o = persist::open_with_backend(factory, Some(path), config).unwrap();
-    o.writer
-        .submit(finished(1, T0, "StopByAPI"))
-        .durable()
-        .await
-        .unwrap();
-
-    failing.store(true, Ordering::SeqCst);
-    let pending = o.writer.submit(finished(2, T0, "IdleTimeOut"));
-    let also = o.writer.submit(running(3, Source::Api));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!pending.is_durable() && !also.is_durable());
-    // The first attempt fails in the commit; the retries fail already reopening the file.
-    let stats = o.writer.stats();
-    let (commit, reopen) = (stats.errors(Op::Commit), stats.errors(Op::Open));
-    assert!(
-        commit >= 1 && commit + reopen >= 3,
-        "{commit} commit, {reopen} open errors"
-    );
-    let commits = o.writer.stats().commits();
-
-    failing.store(false, Ordering::SeqCst);
-    tokio::time::timeout(Duration::from_secs(10), pending.durable())
-        .await
-        .expect("committed once the disk recovers")
-        .unwrap();
-    assert!(also.is_durable());
-    assert!(o.writer.stats().commits() > commits);
-    assert!(o.writer.close(Duration::from_secs(5)));
-    drop(o);
-
-    let o = open(dir.path());
-    assert_eq!(o.state.targets.len(), 3);
-    assert_eq!(stops(&o, "StopByAPI"), 1);
-    assert_eq!(stops(&o, "IdleTimeOut"), 1);
-}
-
-#[tokio::test]
-async fn memory_mode_has_the_same_api() {
-    let o = persist::open_in_memory(WriterConfig::default()).unwrap();
-    assert!(o.path.is_none());
-    for i in 0..10 {
-        o.writer.submit(finished(i, T0, "StopByAPI"));
-    }
-    let seq = o.writer.flush().await.unwrap();
-    assert_eq!(seq, 10);
-    assert_eq!(*o.writer.committed().borrow(), 10);
-    assert!(o.writer.stats().changes() >= 10);
-    assert!(o.writer.close(Duration::from_secs(5)));
 }

@@ -1,7 +1,7 @@
 //! Bounded de-duplication of callback deliveries on `EventId`: an id seen within the window
 //! (default 24 h) is a duplicate; at most `max_count` ids are remembered (default 100,000), the
 //! oldest forgotten first. The bounds are [`EventRetention`], the same that prune the stored
-//! ids, so what survives a restart ([`Dedup::seeded`] from `persist::Loaded::events`) is
+//! ids, so what survives a restart ([`Dedup::seeded`] from `state::Loaded::events`) is
 //! exactly what was remembered before it.
 //!
 //! Memory is bounded by the count and by the id length: an id longer than [`MAX_ID_BYTES`] is
@@ -11,7 +11,7 @@ use std::collections::{HashMap, VecDeque};
 
 use sha2::{Digest, Sha256};
 
-use crate::persist::EventRetention;
+use crate::state::EventRetention;
 
 /// Ids up to this length are kept as they are; longer ones as `sha256:<hex>`.
 pub const MAX_ID_BYTES: usize = 128;

@@ -121,7 +121,7 @@ pub struct Decision {
     pub outcome: Outcome,
     /// `EventType` once the signature held; `None` before (count it as `unverified`).
     pub event_type: Option<String>,
-    /// The id to persist (`persist::Change::Event`, in [`Dedup::key`] form) for an accepted
+    /// The id to persist (`state::Change::Event`, in [`Dedup::key`] form) for an accepted
     /// delivery.
     pub remember: Option<String>,
     pub action: Action,
@@ -424,7 +424,7 @@ impl Receiver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::persist::EventRetention;
+    use crate::state::EventRetention;
     use serde_json::json;
 
     const KEY: &str = "cb-key-123";

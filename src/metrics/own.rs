@@ -13,7 +13,7 @@ use prometheus::{
 
 use crate::exposition::{push_float, push_header, push_label, Format};
 use crate::model::{Action, Outcome};
-use crate::persist::{Op, Stats};
+use crate::state::{Op, Stats};
 
 /// The namespace of every self-metric.
 const NS: &str = "volcengine_rtc";

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use super::Exporter;
 use crate::callbacks::{self, Action, CallbackSettings, Dedup, Receiver};
 use crate::http::Callbacks;
-use crate::persist::{EventRetention, Source};
+use crate::state::{EventRetention, Source};
 
 /// What the server calls for `POST <callbacks.path>`.
 pub struct CallbackEndpoint {

@@ -29,8 +29,8 @@ use crate::config::Settings;
 use crate::durable::Durable;
 use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
-use crate::persist::{self, PersistError, Source, Submitted};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
+use crate::state::{self, Source, StateError, Submitted};
 use crate::targets::table::{PendingStop, Store, TargetId};
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
@@ -58,7 +58,7 @@ pub enum ExporterError {
     PollTask(#[source] JoinError),
     /// The durable store could not be opened (in memory: never expected).
     #[error("cannot open the store")]
-    Store(#[from] PersistError),
+    Store(#[from] StateError),
 }
 
 /// How long shutdown waits for the store to write what is queued.
@@ -119,7 +119,7 @@ impl Exporter {
         settings: Settings,
         telemetry: Arc<Telemetry>,
     ) -> Result<Arc<Exporter>, ExporterError> {
-        let opened = persist::open_in_memory(persist::WriterConfig::default())?;
+        let opened = state::open_in_memory(state::WriterConfig::default())?;
         Exporter::with_store(settings, telemetry, opened)
     }
 
@@ -129,7 +129,7 @@ impl Exporter {
     pub fn with_store(
         settings: Settings,
         telemetry: Arc<Telemetry>,
-        opened: persist::Opened,
+        opened: state::Opened,
     ) -> Result<Arc<Exporter>, ExporterError> {
         let limiters = PerAction::new(|a| Arc::new(Limiter::new(settings.budget_for(a))));
         // The handle knows the `*_file` keys, so the files can be re-read (see
@@ -208,7 +208,7 @@ impl Exporter {
     }
 
     /// The durable store's statistics.
-    pub fn storage_stats(&self) -> &Arc<persist::Stats> {
+    pub fn storage_stats(&self) -> &Arc<state::Stats> {
         self.durable.stats()
     }
 

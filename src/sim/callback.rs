@@ -344,8 +344,8 @@ pub async fn run_callbacks(
 mod tests {
     use super::*;
     use crate::callbacks::{handle, Action, Dedup, Outcome, Policy};
-    use crate::persist::EventRetention;
     use crate::sim::task::SimFile;
+    use crate::state::EventRetention;
 
     fn policy() -> Policy {
         Policy {
