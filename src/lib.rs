@@ -66,7 +66,6 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod credentials;
-pub mod durable;
 pub mod duration;
 pub mod exposition;
 pub mod http;

@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 
 use crate::budget::Limiter;
 use crate::config::Settings;
-use crate::durable::Durable;
 use crate::metrics::own::Telemetry;
 use crate::model::{Action, Kind, Outcome, PerAction, Target, TargetKey, TaskSnapshot};
 use crate::scheduler::{AuthGate, Gate, Phase, PollResult, Scheduler};
@@ -34,6 +33,7 @@ use crate::state::{self, Source, StateError, Submitted};
 use crate::targets::table::{PendingStop, Store, TargetId};
 use crate::volc::client::{Client, ClientError};
 use crate::volc::parse::ApiError;
+use durable::Durable;
 use log::StateLog;
 
 /// How long shutdown waits for requests in flight before giving up on them.
@@ -275,6 +275,7 @@ impl Exporter {
     }
 }
 
+mod durable;
 mod housekeeping;
 mod poll;
 mod reload;

@@ -84,100 +84,33 @@ impl Durable {
             events: Mutex::new(events),
         };
         let now_ms = crate::clock::system_time_to_ms(wall);
+        let mut start = Start {
+            store,
+            scheduler,
+            summary: StartSummary::default(),
+            queued: PerAction::default(),
+            seen: HashSet::with_capacity(stored.len()),
+            now,
+            wall,
+        };
         let configured: HashMap<&TargetKey, &Target> =
             targets.iter().map(|t| (&t.key, t)).collect();
-        let mut summary = StartSummary::default();
-        // Queued restored targets, per (action, settle lane), to spread their next polls.
-        let mut queued: PerAction<[Vec<Queued>; 2]> = PerAction::default();
-        let mut seen: HashSet<TargetKey> = HashSet::with_capacity(stored.len());
-        for (key, mut record) in stored {
+        for (key, record) in stored {
             let in_config = configured.get(&key).copied();
-            let had_config = record.sources.contains(&Source::Config);
-            match in_config {
-                Some(_) => {
-                    record.sources.insert(Source::Config);
-                }
-                None => {
-                    record.sources.remove(&Source::Config);
-                }
-            }
-            if record.sources.is_empty() {
-                durable.writer.submit(Change::Remove(key));
-                summary.removed += 1;
-                continue;
-            }
-            let target = match in_config {
-                Some(t) => (*t).clone(),
-                None => record.target(&key),
-            };
-            let changed = in_config.is_some() != had_config || *target.labels != *record.labels;
-            let (id, fresh) = store.restore(target.clone(), entry_state(&record));
-            if !fresh {
-                continue;
-            }
-            seen.insert(key);
-            let phase = record.settle.phase;
-            let restored = Restored {
-                phase,
-                start_time_ms: record.snapshot.as_ref().map_or(0, |s| s.start_time_ms),
-                terminal_since_ms: record.settle.terminal_since_ms,
-                added_ms: record.added_ms,
-            };
-            summary.restored += 1;
-            let room = target.key.task_id.is_none();
-            if matches!(phase, Phase::Done | Phase::Expired) && !room {
-                summary.parked += 1;
-                scheduler.restore(id, &target, restored, now, wall);
-                store.set_parked(id, true);
-            } else {
-                let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
-                queued[target.key.kind.action()][lane].push((id, target.clone(), restored));
-            }
-            if changed {
-                record.labels = target.labels.to_vec();
-                durable.writer.submit(Change::Put {
-                    key: target.key.clone(),
-                    record,
-                    stop: None,
-                });
+            if let Some(change) = start.restore(key, record, in_config) {
+                durable.writer.submit(change);
             }
         }
-        for action in Action::ALL {
-            for (lane, interval) in [schedule.active_interval, schedule.settle_interval]
-                .into_iter()
-                .enumerate()
-            {
-                let list = &queued[action][lane];
-                let n = list.len().max(1) as u32;
-                for (k, (id, target, restored)) in list.iter().enumerate() {
-                    let offset = interval.mul_f64(k as f64 / f64::from(n));
-                    scheduler.restore(*id, target, *restored, now + offset, wall + offset);
-                }
-            }
+        start.spread(schedule);
+        for change in start.add_new(targets, now_ms) {
+            durable.writer.submit(change);
         }
-        // Targets new in the config.
-        let mut added = Vec::new();
-        for t in targets.iter().filter(|t| !seen.contains(&t.key)) {
-            let (id, fresh, _) = store.give(t, &Source::Config, now_ms);
-            if !fresh {
-                continue;
-            }
-            added.push((id, t));
-            let record = TargetRecord::new(t, Source::Config, now_ms);
-            durable.writer.submit(Change::Put {
-                key: t.key.clone(),
-                record,
-                stop: None,
-            });
-        }
-        summary.added = added.len();
-        scheduler.insert(&added, now);
         store.restore_stops(
             stops
                 .into_iter()
                 .map(|((kind, app, reason), n)| (kind, app, reason, n)),
         );
-        (durable, summary)
+        (durable, start.summary)
     }
 
     /// Claims the stop of the task `snapshot` describes for `key`: true the first time, false
@@ -266,6 +199,121 @@ impl Durable {
     /// writer. Returns false if the wait ran out.
     pub fn close(&self, wait: Duration) -> bool {
         self.writer.close(wait)
+    }
+}
+
+/// What [`Durable::start`] is doing: the restored targets, queued to spread their next polls.
+struct Start<'a> {
+    store: &'a Store,
+    scheduler: &'a mut Scheduler,
+    summary: StartSummary,
+    /// Queued restored targets, per (action, settle lane), to spread their next polls.
+    queued: PerAction<[Vec<Queued>; 2]>,
+    seen: HashSet<TargetKey>,
+    now: Instant,
+    wall: SystemTime,
+}
+
+impl Start<'_> {
+    /// Puts one stored target back, reconciled with the config (`in_config`: how the config
+    /// lists it, if it does); returns the change to write, if any.
+    fn restore(
+        &mut self,
+        key: TargetKey,
+        mut record: TargetRecord,
+        in_config: Option<&Target>,
+    ) -> Option<Change> {
+        let had_config = record.sources.contains(&Source::Config);
+        if in_config.is_some() {
+            record.sources.insert(Source::Config);
+        } else {
+            record.sources.remove(&Source::Config);
+        }
+        if record.sources.is_empty() {
+            self.summary.removed += 1;
+            return Some(Change::Remove(key));
+        }
+        let target = match in_config {
+            Some(t) => t.clone(),
+            None => record.target(&key),
+        };
+        let changed = in_config.is_some() != had_config || *target.labels != *record.labels;
+        let (id, fresh) = self.store.restore(target.clone(), entry_state(&record));
+        if !fresh {
+            return None;
+        }
+        self.seen.insert(key);
+        let phase = record.settle.phase;
+        let restored = Restored {
+            phase,
+            start_time_ms: record.snapshot.as_ref().map_or(0, |s| s.start_time_ms),
+            terminal_since_ms: record.settle.terminal_since_ms,
+            added_ms: record.added_ms,
+        };
+        self.summary.restored += 1;
+        let room = target.key.task_id.is_none();
+        if matches!(phase, Phase::Done | Phase::Expired) && !room {
+            self.summary.parked += 1;
+            self.scheduler
+                .restore(id, &target, restored, self.now, self.wall);
+            self.store.set_parked(id, true);
+        } else {
+            let lane = usize::from(!matches!(phase, Phase::New | Phase::Active));
+            self.queued[target.key.kind.action()][lane].push((id, target.clone(), restored));
+        }
+        changed.then(|| {
+            record.labels = target.labels.to_vec();
+            Change::Put {
+                key: target.key.clone(),
+                record,
+                stop: None,
+            }
+        })
+    }
+
+    /// Queues the restored targets that are still polled, spread over one interval of their
+    /// lane per action.
+    fn spread(&mut self, schedule: &ScheduleSettings) {
+        for action in Action::ALL {
+            for (lane, interval) in [schedule.active_interval, schedule.settle_interval]
+                .into_iter()
+                .enumerate()
+            {
+                let list = &self.queued[action][lane];
+                let n = list.len().max(1) as u32;
+                for (k, (id, target, restored)) in list.iter().enumerate() {
+                    let offset = interval.mul_f64(k as f64 / f64::from(n));
+                    self.scheduler.restore(
+                        *id,
+                        target,
+                        *restored,
+                        self.now + offset,
+                        self.wall + offset,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adds the config's targets the store did not have; returns their rows to write.
+    fn add_new(&mut self, targets: &[Target], now_ms: i64) -> Vec<Change> {
+        let mut added = Vec::new();
+        let mut changes = Vec::new();
+        for t in targets.iter().filter(|t| !self.seen.contains(&t.key)) {
+            let (id, fresh, _) = self.store.give(t, &Source::Config, now_ms);
+            if !fresh {
+                continue;
+            }
+            added.push((id, t));
+            changes.push(Change::Put {
+                key: t.key.clone(),
+                record: TargetRecord::new(t, Source::Config, now_ms),
+                stop: None,
+            });
+        }
+        self.summary.added = added.len();
+        self.scheduler.insert(&added, self.now);
+        changes
     }
 }
 
