@@ -131,6 +131,7 @@ use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
 use crate::model::{status, stop_reason, Action, Outcome, PerAction, Target, TaskSnapshot};
+use crate::targets::lifecycle::{Answer, Lifecycle, Shape};
 
 pub use crate::targets::TargetId;
 
@@ -232,15 +233,11 @@ struct TargetState {
     action: Action,
     /// A webcast target without `task_id`: follows the room's newest task.
     room: bool,
-    phase: Phase,
+    /// Its phase, StartTime and since when its task is terminal ([`Lifecycle`]).
+    life: Lifecycle,
     slot: Slot,
-    /// StartTime of the task last answered about, ms since the epoch; 0 while unknown.
-    start_time_ms: i64,
-    /// When that task becomes older than [`VISIBILITY_WINDOW`]; `None` while unknown.
+    /// When its task becomes older than [`VISIBILITY_WINDOW`]; `None` while unknown.
     expires_at: Option<Instant>,
-    /// When the current task was first answered as terminal, wall-clock ms since the epoch;
-    /// `None` while it has not been.
-    terminal_since_ms: Option<i64>,
     /// When the target was added (for the never-seen not-found backoff).
     added_at: Instant,
     /// Consecutive backoff-class failures (not found, auth, client, decode).
@@ -295,16 +292,67 @@ pub struct Scheduler {
 }
 
 impl TargetState {
+    /// The lane and time of the next attempt after a failed poll (see the table in the module
+    /// documentation); `None`: never polled again.
+    fn failed(
+        &mut self,
+        id: TargetId,
+        outcome: Outcome,
+        now: Instant,
+        active_interval: Duration,
+        settle_interval: Duration,
+    ) -> Option<(Lane, Instant)> {
+        if outcome == Outcome::NotFound && self.expires_at.is_some_and(|e| e <= now) {
+            // The API cannot see a task this old any more. A room stays watched.
+            self.life.phase = Phase::Expired;
+        }
+        if outcome != Outcome::Throttled {
+            self.throttles = 0;
+        }
+        let (lane, lane_interval) = match self.life.phase {
+            Phase::New | Phase::Active => (Lane::Active, active_interval),
+            Phase::Settling | Phase::Done | Phase::Expired => (Lane::Settle, settle_interval),
+        };
+        match outcome {
+            _ if self.life.phase == Phase::Expired && !self.room => None,
+            Outcome::Throttled => {
+                self.throttles = self.throttles.saturating_add(1);
+                let delay = THROTTLE_RETRY
+                    .saturating_mul(pow2(self.throttles))
+                    .min(active_interval);
+                Some((lane, later(now, delay)))
+            }
+            Outcome::NotFound
+            | Outcome::AuthError
+            | Outcome::ClientError
+            | Outcome::DecodeError => {
+                self.failures = self.failures.saturating_add(1);
+                // A target never answered for is often announced a moment before the
+                // API knows its task: keep looking for it often in its first hour.
+                let never_seen = outcome == Outcome::NotFound
+                    && self.life.phase == Phase::New
+                    && now < later(self.added_at, NEVER_SEEN_GRACE);
+                let cap = if never_seen {
+                    NEVER_SEEN_MAX_BACKOFF
+                } else {
+                    MAX_BACKOFF
+                };
+                let delay = backoff(lane_interval, self.failures, id, cap);
+                Some((lane, later(now, delay)))
+            }
+            Outcome::ServerError | Outcome::Timeout | Outcome::NetworkError | Outcome::Success => {
+                Some((lane, later(now, active_interval)))
+            }
+        }
+    }
     /// The placeholder of a removed target.
     fn removed(at: Instant) -> TargetState {
         TargetState {
             action: Action::GetRecordTask,
             room: false,
-            phase: Phase::New,
+            life: Lifecycle::default(),
             slot: Slot::Removed,
-            start_time_ms: 0,
             expires_at: None,
-            terminal_since_ms: None,
             added_at: at,
             failures: 0,
             throttles: 0,
@@ -363,14 +411,12 @@ impl Scheduler {
             let state = TargetState {
                 action,
                 room: t.key.task_id.is_none(),
-                phase: Phase::New,
+                life: Lifecycle::default(),
                 slot: Slot::Queued {
                     lane: Lane::Active,
                     due,
                 },
-                start_time_ms: 0,
                 expires_at: None,
-                terminal_since_ms: None,
                 added_at: now,
                 failures: 0,
                 throttles: 0,
@@ -424,11 +470,13 @@ impl Scheduler {
         let state = TargetState {
             action,
             room,
-            phase,
+            life: Lifecycle {
+                phase,
+                start_time_ms,
+                terminal_since_ms,
+            },
             slot,
-            start_time_ms,
             expires_at,
-            terminal_since_ms,
             added_at,
             failures: 0,
             throttles: 0,
@@ -509,7 +557,7 @@ impl Scheduler {
                 continue;
             };
             if !t.room && t.expires_at.is_some_and(|e| e <= now) {
-                t.phase = Phase::Expired;
+                t.life.phase = Phase::Expired;
                 t.slot = Slot::Parked;
                 continue;
             }
@@ -552,54 +600,32 @@ impl Scheduler {
             } => {
                 t.failures = 0;
                 t.throttles = 0;
-                // Only a room-following target can move on to another task.
-                let new_task = t.room
-                    && t.start_time_ms != 0
-                    && start_time_ms != 0
-                    && start_time_ms != t.start_time_ms;
                 if start_time_ms > 0 {
-                    t.start_time_ms = start_time_ms;
                     t.expires_at = expiry(start_time_ms, now, wall);
                 }
-                if !terminal || new_task {
-                    t.terminal_since_ms = None;
-                }
-                let wall_ms = millis_since_epoch(wall);
-                if terminal && t.terminal_since_ms.is_none() {
-                    t.terminal_since_ms = Some(wall_ms);
-                }
-                let expired = t.expires_at.is_some_and(|e| e <= now);
-                // Two identical terminal answers in a row.
-                let identical =
-                    !changed && !new_task && matches!(t.phase, Phase::Settling | Phase::Done);
-                // A finished recording's files are uploaded after its end: it needs a file
-                // list that stays put. Any task target gives up after `settle_timeout` (a
-                // room keeps being watched anyway).
-                let needs_files = t.action == Action::GetRecordTask && !failed;
-                let settled = (identical && (files > 0 || !needs_files))
-                    || (!t.room
-                        && settle_timed_out(
-                            end_time_ms,
-                            t.terminal_since_ms,
-                            settle_timeout,
-                            wall_ms,
-                        ));
-                t.phase = if expired {
-                    Phase::Expired
-                } else if !terminal {
-                    Phase::Active
-                } else if settled {
-                    Phase::Done
-                } else {
-                    Phase::Settling
+                let answer = Answer {
+                    terminal,
+                    start_time_ms,
+                    end_time_ms,
+                    failed,
+                    files,
+                    changed,
                 };
+                let shape = Shape {
+                    room: t.room,
+                    record: t.action == Action::GetRecordTask,
+                };
+                let expired = t.expires_at.is_some_and(|e| e <= now);
+                let wall_ms = millis_since_epoch(wall);
+                t.life
+                    .answered(&answer, shape, expired, settle_timeout, wall_ms);
                 // Keep the grid when dispatched on time; restart it from the dispatch when late.
                 let anchor = if popped_at <= later(due, active_interval / 4) {
                     due
                 } else {
                     popped_at
                 };
-                match (t.phase, t.room) {
+                match (t.life.phase, t.room) {
                     (Phase::New | Phase::Active, _) => {
                         Some((Lane::Active, later(anchor, active_interval)))
                     }
@@ -610,51 +636,7 @@ impl Scheduler {
                 }
             }
             PollResult::Failed(outcome) => {
-                if outcome == Outcome::NotFound && t.expires_at.is_some_and(|e| e <= now) {
-                    // The API cannot see a task this old any more. A room stays watched.
-                    t.phase = Phase::Expired;
-                }
-                if outcome != Outcome::Throttled {
-                    t.throttles = 0;
-                }
-                let (lane, lane_interval) = match t.phase {
-                    Phase::New | Phase::Active => (Lane::Active, active_interval),
-                    Phase::Settling | Phase::Done | Phase::Expired => {
-                        (Lane::Settle, settle_interval)
-                    }
-                };
-                match outcome {
-                    _ if t.phase == Phase::Expired && !t.room => None,
-                    Outcome::Throttled => {
-                        t.throttles = t.throttles.saturating_add(1);
-                        let delay = THROTTLE_RETRY
-                            .saturating_mul(pow2(t.throttles))
-                            .min(active_interval);
-                        Some((lane, later(now, delay)))
-                    }
-                    Outcome::NotFound
-                    | Outcome::AuthError
-                    | Outcome::ClientError
-                    | Outcome::DecodeError => {
-                        t.failures = t.failures.saturating_add(1);
-                        // A target never answered for is often announced a moment before the
-                        // API knows its task: keep looking for it often in its first hour.
-                        let never_seen = outcome == Outcome::NotFound
-                            && t.phase == Phase::New
-                            && now < later(t.added_at, NEVER_SEEN_GRACE);
-                        let cap = if never_seen {
-                            NEVER_SEEN_MAX_BACKOFF
-                        } else {
-                            MAX_BACKOFF
-                        };
-                        let delay = backoff(lane_interval, t.failures, id, cap);
-                        Some((lane, later(now, delay)))
-                    }
-                    Outcome::ServerError
-                    | Outcome::Timeout
-                    | Outcome::NetworkError
-                    | Outcome::Success => Some((lane, later(now, active_interval))),
-                }
+                t.failed(id, outcome, now, active_interval, settle_interval)
             }
         };
         let next = match (std::mem::take(&mut t.repoll), next) {
@@ -662,7 +644,7 @@ impl Scheduler {
             (true, Some((lane, _))) => Some((lane, now)),
             (true, None) => {
                 // Done for the poller, but a callback came with news meanwhile.
-                t.phase = Phase::Settling;
+                t.life.phase = Phase::Settling;
                 Some((Lane::Settle, now))
             }
         };
@@ -686,7 +668,7 @@ impl Scheduler {
     pub fn phase_counts(&self) -> PerAction<[usize; 5]> {
         let mut counts = PerAction::<[usize; 5]>::default();
         for t in self.targets.iter().filter(|t| t.slot != Slot::Removed) {
-            if let Some(c) = counts[t.action].get_mut(t.phase.index()) {
+            if let Some(c) = counts[t.action].get_mut(t.life.phase.index()) {
                 *c += 1;
             }
         }
@@ -698,7 +680,7 @@ impl Scheduler {
         self.targets
             .get(id)
             .filter(|t| t.slot != Slot::Removed)
-            .map(|t| t.phase)
+            .map(|t| t.life.phase)
     }
 
     /// Whether target `id` is parked: a done or expired task target, never polled again unless
@@ -769,24 +751,6 @@ fn millis_since_epoch(wall: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// Whether a finished task has been given `timeout` to settle: `timeout` has passed at
-/// `wall_ms` since its EndTime (`end_time_ms`, 0 if absent) or since it was first answered as
-/// terminal (`terminal_since_ms`), whichever is earlier, so an EndTime in the future (a skewed
-/// clock) cannot keep it settling for ever.
-fn settle_timed_out(
-    end_time_ms: i64,
-    terminal_since_ms: Option<i64>,
-    timeout: Duration,
-    wall_ms: i64,
-) -> bool {
-    let end = (end_time_ms > 0).then_some(end_time_ms);
-    let Some(from) = [end, terminal_since_ms].into_iter().flatten().min() else {
-        return false;
-    };
-    let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-    wall_ms >= from.saturating_add(timeout_ms)
-}
-
 /// The instant at which a task that started at `start_time_ms` leaves the API's 72-hour
 /// window, given that `now` corresponds to `wall`; `None` if that is beyond representation.
 fn expiry(start_time_ms: i64, now: Instant, wall: SystemTime) -> Option<Instant> {
@@ -824,7 +788,7 @@ impl Scheduler {
             }
             Slot::Parked => {
                 // Done for the poller, but the callback says there is news: settle again.
-                t.phase = Phase::Settling;
+                t.life.phase = Phase::Settling;
             }
             Slot::InFlight { .. } => {
                 // Its answer may predate the news: poll again once it is back.
@@ -833,7 +797,7 @@ impl Scheduler {
             }
             Slot::Removed => return,
         }
-        let lane = match t.phase {
+        let lane = match t.life.phase {
             Phase::New | Phase::Active => Lane::Active,
             _ => Lane::Settle,
         };
@@ -988,11 +952,15 @@ mod tests {
                 match t.slot {
                     Slot::Queued { lane, due } => {
                         queued[t.action] += 1;
-                        let expected = match t.phase {
+                        let expected = match t.life.phase {
                             Phase::New | Phase::Active => Lane::Active,
                             _ => Lane::Settle,
                         };
-                        assert_eq!(lane, expected, "{id} in the wrong queue for {}", t.phase);
+                        assert_eq!(
+                            lane, expected,
+                            "{id} in the wrong queue for {}",
+                            t.life.phase
+                        );
                         let (this, other) = match lane {
                             Lane::Active => (&q.active, &q.settle),
                             Lane::Settle => (&q.settle, &q.active),
@@ -1004,7 +972,7 @@ mod tests {
                     Slot::Removed => {}
                     Slot::Parked => {
                         assert!(!t.room, "{id}: rooms are never parked");
-                        assert!(matches!(t.phase, Phase::Done | Phase::Expired), "{id}");
+                        assert!(matches!(t.life.phase, Phase::Done | Phase::Expired), "{id}");
                     }
                 }
             }

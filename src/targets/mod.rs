@@ -4,6 +4,8 @@
 //! - [`table`] — the one table of targets, by [`TargetId`]: key and labels, sources and when it
 //!   was added, the last answer and the last poll, whether its stop was counted, with the
 //!   target's series kept ready for a scrape.
+//! - [`lifecycle`] — what an answer changes of a target's phase, StartTime and terminal time:
+//!   one pure function, and the one rule for "a new task".
 //! - [`files`] — `target_files`: files matched by globs, each a YAML (or JSON) list of targets,
 //!   watched with `notify` and re-read every refresh interval as a fallback, published as a
 //!   [`files::FileTargets`] snapshot on a `tokio::sync::watch` channel. A broken file keeps its
@@ -18,6 +20,7 @@
 
 pub mod api;
 pub mod files;
+pub mod lifecycle;
 pub mod merge;
 pub mod table;
 

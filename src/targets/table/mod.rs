@@ -635,13 +635,14 @@ impl Store {
         let key = &target.key;
         let follows_room = key.kind == Kind::Webcast && key.task_id.is_none();
         let changed = e.snapshot.as_ref() != Some(&snap);
-        // A StartTime appearing on a task that had none and had not ended is the same task
-        // starting, not a new one.
-        let new_task = follows_room
-            && e.snapshot.as_ref().is_some_and(|prev| {
-                prev.start_time_ms != snap.start_time_ms
-                    && (prev.start_time_ms != 0 || prev.is_terminal())
-            });
+        let new_task = e.snapshot.as_ref().is_some_and(|prev| {
+            super::lifecycle::is_new_task(
+                follows_room,
+                prev.start_time_ms,
+                prev.is_terminal(),
+                snap.start_time_ms,
+            )
+        });
         let followed_task = follows_room
             && snap.start_time_ms > 0
             && e.snapshot
