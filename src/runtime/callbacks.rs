@@ -136,8 +136,7 @@ impl Exporter {
         };
         if let Some(files) = files {
             if self.store.apply_files(id, files) {
-                let phase = self.scheduler().phase(id);
-                self.durable.put(&self.store, id, phase, None);
+                self.durable.put(&self.store, id, None);
             }
         }
         let now = tokio::time::Instant::now();
@@ -148,6 +147,7 @@ impl Exporter {
         }
         scheduler.poll_now(id, now);
         drop(scheduler);
+        self.sync_phase(id);
         self.wake[key.kind.action()].notify_one();
     }
 }

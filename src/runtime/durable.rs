@@ -119,13 +119,12 @@ impl Durable {
         lock(&self.counted).insert(TaskRef::of(key, snapshot))
     }
 
-    /// Writes target `id`'s record as it is now in `store`, in phase `phase`, with `stop`
-    /// counted in the same transaction. `None` for a target no longer in the store.
+    /// Writes target `id`'s record as it is now in `store`, with `stop` counted in the same
+    /// transaction. `None` for a target no longer in the store.
     pub fn put(
         &self,
         store: &Store,
         id: TargetId,
-        phase: Option<Phase>,
         stop: Option<&PendingStop>,
     ) -> Option<Submitted> {
         let target = store.target(id)?;
@@ -152,7 +151,7 @@ impl Durable {
             last_success_ms: state.last_success_ms,
             last_poll: state.last_poll.as_ref().map(StoredPoll::from),
             settle: Settle {
-                phase: phase.unwrap_or(Phase::New),
+                phase: state.phase,
                 terminal_since_ms: state.terminal_since_ms,
                 stop_counted: state.stop_counted,
                 expired: state.expired,
@@ -329,5 +328,6 @@ fn entry_state(record: &TargetRecord) -> EntryState {
         expired: record.settle.expired,
         sources: record.sources.iter().cloned().collect(),
         added_ms: record.added_ms,
+        phase: record.settle.phase,
     }
 }

@@ -68,11 +68,8 @@ impl Exporter {
                     expired = expired.len(),
                     "series of finished tasks dropped after retention"
                 );
-                let sched = self.scheduler();
-                let phases: Vec<_> = expired.iter().map(|&id| sched.phase(id)).collect();
-                drop(sched);
-                for (&id, phase) in expired.iter().zip(phases) {
-                    self.durable.put(&self.store, id, phase, None);
+                for &id in &expired {
+                    self.durable.put(&self.store, id, None);
                 }
             }
             if ticks % PRUNE_EVERY == 0 {

@@ -179,13 +179,24 @@ impl Exporter {
                     .complete(id, PollResult::Failed(err.outcome), now, wall);
             }
         }
+        self.sync_phase(id);
+        let submitted = self.durable.put(&self.store, id, stop.as_ref())?;
+        stop.map(|stop| (submitted, stop))
+    }
+}
+
+impl Exporter {
+    /// Writes the scheduler's judgement of target `id` (its phase, and whether it is parked)
+    /// into the table, which the pages, `/metrics` and the durable state read.
+    pub(super) fn sync_phase(&self, id: TargetId) {
         let (phase, parked) = {
             let sched = self.scheduler();
             (sched.phase(id), sched.is_parked(id))
         };
+        if let Some(phase) = phase {
+            self.store.set_phase(id, phase);
+        }
         self.store.set_parked(id, parked);
-        let submitted = self.durable.put(&self.store, id, phase, stop.as_ref())?;
-        stop.map(|stop| (submitted, stop))
     }
 }
 

@@ -61,49 +61,38 @@ impl Targets for Exporter {
         let now_ms = crate::clock::now_ms();
         let targets = self.store.targets();
         let sched = self.scheduler();
-        let plans: Vec<_> = targets
-            .iter()
-            .map(|(id, _)| (sched.phase(*id), sched.due(*id)))
-            .collect();
+        let dues: Vec<_> = targets.iter().map(|(id, _)| sched.due(*id)).collect();
         drop(sched);
-        targets
-            .iter()
-            .zip(plans)
-            .map(|((id, target), (phase, due))| {
-                let id = *id;
-                let snapshot = self.store.snapshot(id);
-                let (up, _) = self.store.poll_status(id).unwrap_or((None, None));
-                // Kept across restarts (see `TargetRecord::last_poll` for older rows).
-                let last = self.store.last_poll(id);
-                let key = &target.key;
-                TargetRow {
-                    kind: key.kind,
-                    app_id: key.app_id.clone(),
-                    room_id: key.room_id.clone(),
-                    task_id: key.task_id.clone(),
-                    labels: target.labels.to_vec(),
-                    sources: self.sources_of(id),
-                    phase: phase.unwrap_or(crate::scheduler::Phase::New),
-                    status: snapshot.as_ref().map(|s| s.status),
-                    stop_reason: snapshot
-                        .as_ref()
-                        .map(|s| s.stop_reason.clone())
-                        .filter(|r| !r.is_empty()),
-                    up: up == Some(true),
-                    last_poll_ms: last.as_ref().map(|l| l.at_ms),
-                    last_outcome: last.as_ref().map(|l| l.outcome.to_string()),
-                    last_error: last.and_then(|l| l.error),
-                    next_due_ms: due.map(|due| {
-                        let ahead = due.saturating_duration_since(now).as_millis();
-                        now_ms.saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
-                    }),
-                    end_time_ms: snapshot
-                        .as_ref()
-                        .map(|s| s.end_time_ms)
-                        .filter(|&ms| ms > 0),
-                }
+        let rows = targets.iter().zip(dues).filter_map(|((id, target), due)| {
+            // Everything but when it is next due comes from the table.
+            let state = self.store.state(*id)?;
+            let snapshot = state.snapshot.as_ref();
+            let last = state.last_poll.as_ref();
+            let key = &target.key;
+            Some(TargetRow {
+                kind: key.kind,
+                app_id: key.app_id.clone(),
+                room_id: key.room_id.clone(),
+                task_id: key.task_id.clone(),
+                labels: target.labels.to_vec(),
+                sources: state.sources.iter().map(ToString::to_string).collect(),
+                phase: state.phase,
+                status: snapshot.map(|s| s.status),
+                stop_reason: snapshot
+                    .map(|s| s.stop_reason.clone())
+                    .filter(|r| !r.is_empty()),
+                up: state.up == Some(true),
+                last_poll_ms: last.map(|l| l.at_ms),
+                last_outcome: last.map(|l| l.outcome.to_string()),
+                last_error: last.and_then(|l| l.error.clone()),
+                next_due_ms: due.map(|due| {
+                    let ahead = due.saturating_duration_since(now).as_millis();
+                    now_ms.saturating_add(i64::try_from(ahead).unwrap_or(i64::MAX))
+                }),
+                end_time_ms: snapshot.map(|s| s.end_time_ms).filter(|&ms| ms > 0),
             })
-            .collect()
+        });
+        rows.collect()
     }
 }
 

@@ -85,8 +85,7 @@ impl Exporter {
                 continue;
             }
             change.relabelled += usize::from(changed.labels);
-            let phase = self.scheduler().phase(id);
-            self.durable.put(&self.store, id, phase, None);
+            self.durable.put(&self.store, id, None);
         }
         change.added = fresh.len();
         if !fresh.is_empty() {
@@ -117,8 +116,7 @@ impl Exporter {
                 }
                 Some((changed, _)) if changed.sources => {
                     change.relabelled += usize::from(changed.labels);
-                    let phase = self.scheduler().phase(id);
-                    self.durable.put(&self.store, id, phase, None);
+                    self.durable.put(&self.store, id, None);
                 }
                 Some(_) => {}
             }

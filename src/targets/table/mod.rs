@@ -70,7 +70,9 @@ use crate::exposition::{
     push_float, push_header, push_label, push_label_value, push_millis_as_seconds, Chunk, Format,
     Page,
 };
-use crate::model::{Kind, LastPoll, Outcome, RecordFile, Source, Target, TargetKey, TaskSnapshot};
+use crate::model::{
+    Kind, LastPoll, Outcome, Phase, RecordFile, Source, Target, TargetKey, TaskSnapshot,
+};
 
 /// Slots per block: the unit a changed target makes the store copy and compress again.
 /// 128 targets make chunks of ≈ 20–80 KB on a typical page, big enough to compress well.
@@ -103,6 +105,8 @@ pub struct EntryState {
     pub sources: Vec<Source>,
     /// When it was added, ms since the epoch.
     pub added_ms: i64,
+    /// Its phase, as the scheduler last judged it.
+    pub phase: Phase,
 }
 
 /// A stop revealed by [`Store::record_success_deferred`], to be counted with
@@ -215,6 +219,8 @@ struct Entry {
     sources: Given,
     /// When it was added, ms since the epoch.
     added_ms: i64,
+    /// Its phase, as the scheduler last judged it ([`Store::set_phase`]).
+    phase: Phase,
     /// The tails of every series line, family after family. Empty for a target in the cold
     /// part: its tails are made again from its state when its block's chunks are.
     text: String,
@@ -353,6 +359,7 @@ impl Store {
             merge::give(&mut entry.sources, source, &target.labels);
         }
         entry.added_ms = state.added_ms;
+        entry.phase = state.phase;
         let id = match inner.free.pop() {
             Some(id) => id,
             None => {
@@ -462,7 +469,15 @@ impl Store {
             expired: e.expired,
             sources: e.sources.iter().map(|(s, _)| s.clone()).collect(),
             added_ms: e.added_ms,
+            phase: e.phase,
         })
+    }
+
+    /// Sets target `id`'s phase (after the scheduler judged an answer or a callback).
+    pub fn set_phase(&self, id: TargetId, phase: Phase) {
+        if let Some(e) = self.write().entries.get_mut(id) {
+            e.phase = phase;
+        }
     }
 
     /// `source` lists `target` (the one way a source adds or updates a target): a new key is
