@@ -8,4 +8,5 @@ mod http_body;
 mod http_routes;
 mod parse;
 mod parse_fixtures;
+mod scheduler;
 mod sign;
