@@ -10,3 +10,4 @@ mod parse;
 mod parse_fixtures;
 mod scheduler;
 mod sign;
+mod table;
