@@ -10,4 +10,6 @@ mod parse;
 mod parse_fixtures;
 mod scheduler;
 mod sign;
+#[cfg(feature = "sim")]
+mod sim_verify;
 mod table;
