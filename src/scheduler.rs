@@ -766,12 +766,14 @@ impl Scheduler {
     }
 
     /// Number of popped targets of `action` not yet completed.
-    pub fn in_flight(&self, action: Action) -> usize {
+    #[cfg(test)]
+    fn in_flight(&self, action: Action) -> usize {
         self.queues[action].in_flight
     }
 
     /// Number of targets of `action` waiting in its queues.
-    pub fn queued(&self, action: Action) -> usize {
+    #[cfg(test)]
+    fn queued(&self, action: Action) -> usize {
         let q = &self.queues[action];
         q.active.len() + q.settle.len()
     }
@@ -1140,6 +1142,76 @@ mod tests {
         assert_eq!(s.phase(4), Some(Phase::Expired));
     }
 
+    #[test]
+    fn settling_until_two_identical_answers_then_done_for_good() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(1), &schedule(), t0);
+        let start = started_ago(secs(7200));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, running(start), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Active));
+        assert_eq!(s.next_due(R), Some(t0 + ACTIVE));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        assert_eq!(s.next_due(R), Some(at + SETTLE));
+        // Files still uploading: the answer changed again.
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, true), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Settling));
+        let (id, at) = pop_next(&mut s, R).unwrap();
+        s.complete(id, ended(start, false), at, wall(t0, at));
+        assert_eq!(s.phase(id), Some(Phase::Done));
+        assert_eq!(s.next_due(R), None);
+        assert_eq!(s.pop_due(R, t0 + secs(86_400)), None);
+        assert_eq!(s.queued(R), 0);
+        assert_eq!(s.in_flight(R), 0);
+    }
+
+    #[test]
+    fn not_found_for_a_task_known_to_be_too_old_expires_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        let ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, t0 + ACTIVE)).collect();
+        assert_eq!(ids, [0, 1]);
+        let at = t0 + ACTIVE;
+        // 0 is known to leave the 72-hour window 20 s after its next poll is dispatched;
+        // 1 is a day younger.
+        let old = started_ago(VISIBILITY_WINDOW - ACTIVE - ACTIVE - secs(20));
+        let young = started_ago(VISIBILITY_WINDOW - secs(86_400));
+        s.complete(0, running(old), at, wall(t0, at));
+        s.complete(1, running(young), at, wall(t0, at));
+        let at = t0 + ACTIVE + ACTIVE;
+        let mut ids: Vec<_> = std::iter::from_fn(|| s.pop_due(R, at)).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, [0, 1]);
+        // Both answers arrive after 0 has grown too old.
+        let late = at + secs(25);
+        s.complete(
+            0,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        s.complete(
+            1,
+            PollResult::Failed(Outcome::NotFound),
+            late,
+            wall(t0, late),
+        );
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(
+            s.phase(1),
+            Some(Phase::Active),
+            "young task: backoff, not expiry"
+        );
+        assert_eq!(s.queued(R), 1);
+        // A completion for a target that is not in flight any more is ignored.
+        s.complete(0, running(young), late, wall(t0, late));
+        assert_eq!(s.phase(0), Some(Phase::Expired));
+        assert_eq!(s.queued(R), 1);
+    }
+
     /// Answers every poll of `s`'s record targets with NotFound until `until`; returns the
     /// gaps between polls (of its one target), with the time each gap started.
     fn not_found_gaps(s: &mut Scheduler, t0: Instant, until: Instant) -> Vec<(Instant, Duration)> {
@@ -1260,6 +1332,17 @@ mod tests {
         let mut s3 = Scheduler::new(&[target(Kind::Webcast, 0, true)], &schedule(), t0);
         s3.announce(0);
         assert!(!s3.is_announced(0));
+    }
+
+    #[test]
+    fn completions_for_unknown_or_idle_targets_are_ignored() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(&records(2), &schedule(), t0);
+        s.complete(7, running(1), t0, wall0());
+        s.complete(1, running(1), t0, wall0());
+        assert_eq!(s.phase(1), Some(Phase::New));
+        assert_eq!(s.phase(7), None);
+        assert_eq!(s.queued(R), 2);
     }
 
     #[test]
