@@ -322,13 +322,6 @@ impl Page {
         Page::default()
     }
 
-    /// A page of one chunk of text.
-    pub fn from_text(text: impl Into<Bytes>) -> Page {
-        let mut page = Page::new();
-        page.push_text(text);
-        page
-    }
-
     /// Append a shared chunk.
     pub fn push(&mut self, chunk: Arc<Chunk>) {
         self.len += chunk.len;

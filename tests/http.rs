@@ -175,7 +175,11 @@ async fn start(app: App) -> Running {
 
 fn app() -> App {
     App::new(
-        Box::new(|_| Page::from_text(b"demo_value 1\n".to_vec())),
+        Box::new(|_| {
+            let mut page = Page::new();
+            page.push_text(b"demo_value 1\n".to_vec());
+            page
+        }),
         Arc::new(AtomicBool::new(true)),
         LandingInfo::new("2 record targets"),
     )
@@ -333,7 +337,9 @@ async fn requests_above_max_requests_get_503_and_probes_still_answer() {
             while !gate.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Page::from_text(b"slow 1\n".to_vec())
+            let mut page = Page::new();
+            page.push_text(b"slow 1\n".to_vec());
+            page
         }),
         Arc::new(AtomicBool::new(true)),
         LandingInfo::new(""),
