@@ -343,7 +343,8 @@ impl Page {
     }
 
     /// The chunks, in order.
-    pub fn chunks(&self) -> &[Arc<Chunk>] {
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> &[Arc<Chunk>] {
         &self.chunks
     }
 

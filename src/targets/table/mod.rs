@@ -789,6 +789,62 @@ mod tests {
         assert!(store.render_size_hint() >= rendered(&store).len());
     }
 
+    #[test]
+    fn only_the_changed_family_blocks_are_rebuilt_and_compressed_again() {
+        let targets: Vec<Target> = (0..3 * BLOCK)
+            .map(|i| {
+                let mut t = target(Kind::Record, Some("t"), &[]);
+                t.key.task_id = Some(format!("t{i}"));
+                t
+            })
+            .collect();
+        let store = Store::new(targets);
+        for id in 0..3 * BLOCK {
+            store.record_success(id, running(T0), at(T0 + 1_000));
+        }
+        let page_of = |store: &Store| {
+            let mut page = Page::new();
+            store.page(Format::Text, None, &mut page);
+            page
+        };
+        let first = page_of(&store);
+        first.gzip(1).unwrap();
+        let second = page_of(&store);
+        // Every chunk but the stop counter (made per page) is shared, and already compressed.
+        let (shared, own) = second.chunks().split_at(second.chunks().len() - 1);
+        assert_eq!(shared.len(), first.chunks().len() - 1);
+        for (a, b) in shared.iter().zip(first.chunks()) {
+            assert!(Arc::ptr_eq(a, b));
+            assert!(a.is_deflated());
+        }
+        assert!(!Arc::ptr_eq(&own[0], first.chunks().last().unwrap()));
+
+        // Target BLOCK + 1 is polled again: its duration and last-success lines change, the
+        // other families' lines do not.
+        store.record_success(BLOCK + 1, running(T0), at(T0 + 2_000));
+        let third = page_of(&store);
+        let rebuilt: Vec<String> = third
+            .chunks()
+            .iter()
+            .zip(second.chunks())
+            .take(second.chunks().len() - 1)
+            .filter(|(a, b)| !Arc::ptr_eq(a, b))
+            .map(|(a, _)| String::from_utf8(a.text().unwrap().to_vec()).unwrap())
+            .collect();
+        assert_eq!(rebuilt.len(), 2, "{rebuilt:?}");
+        assert!(rebuilt[0].starts_with("volcengine_rtc_task_duration_seconds{"));
+        assert!(rebuilt[1].starts_with("volcengine_rtc_target_last_success_timestamp_seconds{"));
+        for text in &rebuilt {
+            assert_eq!(text.lines().count(), BLOCK);
+            assert!(text.contains(&format!("task_id=\"t{}\"", BLOCK + 1)));
+            assert!(!text.contains("task_id=\"t0\""));
+        }
+        let fresh: usize = third.chunks().iter().filter(|c| !c.is_deflated()).count();
+        assert_eq!(fresh, 3, "two rebuilt chunks and the stop counter");
+        // And the page still reads the same as a full render.
+        assert_eq!(third.to_vec().unwrap(), rendered(&store).into_bytes());
+    }
+
     /// A store of `n` record targets `t0`, `t1`, … each polled once (running, two files).
     fn polled_store(n: usize) -> Store {
         let targets: Vec<Target> = (0..n)
