@@ -1,7 +1,9 @@
 //! The unit tests of modules whose tests need only their public items, one module per source
 //! file, in one test binary.
 
+mod auth_hold;
 mod budget;
+mod cli;
 mod exposition;
 mod http_accept;
 mod http_body;
