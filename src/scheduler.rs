@@ -381,12 +381,9 @@ impl Scheduler {
     }
 
     /// Number of targets.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.targets.len() - self.removed
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Adds targets while running, each under the id its caller chose (the store's): an id
