@@ -223,7 +223,8 @@ impl Chunk {
     }
 
     /// The text's length in bytes.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
@@ -370,7 +371,8 @@ impl Page {
     }
 
     /// The identity body in one buffer (a copy).
-    pub fn to_vec(&self) -> Result<Vec<u8>, CompressError> {
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Result<Vec<u8>, CompressError> {
         let mut out = Vec::new();
         self.write_to(&mut out)?;
         Ok(out)

@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::config::{MapEnv, Settings};
-use volc_rtc_exporter::exposition::Page;
+use volc_rtc_exporter::exposition::{Format, Page};
 use volc_rtc_exporter::http::pages::TargetRow;
 use volc_rtc_exporter::http::web_config::{SharedWebConfig, WebConfig};
 use volc_rtc_exporter::http::{
@@ -417,7 +417,7 @@ fn config_yaml(rooms: &[&str]) -> String {
 
 fn gauge(telemetry: &Telemetry, name: &str) -> Option<f64> {
     let mut out = Vec::new();
-    telemetry.encode(&mut out);
+    telemetry.gather().encode(Format::Text, &mut out);
     let m = parse_exposition(&String::from_utf8(out).unwrap()).unwrap();
     get(&m, name)
 }

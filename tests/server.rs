@@ -533,7 +533,11 @@ async fn non_reading_clients() {
         })
         .await
     };
-    let page_len: usize = chunks.iter().map(|c| c.len()).sum();
+    let page_len = {
+        let mut page = Page::new();
+        chunks.iter().for_each(|c| page.push(c.clone()));
+        page.len()
+    };
     // Warm up (thread pools, buffers) with one full scrape of each encoding.
     let full = get_metrics(&running, None).await.bytes().await.unwrap();
     assert_eq!(full.len(), page_len);

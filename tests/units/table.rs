@@ -505,7 +505,9 @@ fn openmetrics_stop_counter_has_created() {
     store.record_success(0, ended(T0 + 30, T0 + 40, "Brand\"New"), at(T0 + 2_500));
     let mut page = Page::new();
     store.page(Format::OpenMetrics, Some(1_690_000_000.5), &mut page);
-    let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
+    let mut text = Vec::new();
+    page.write_to(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
     let stops = &text[text.find("# HELP volcengine_rtc_task_stops ").unwrap()..];
     let l = |reason: &str| format!("{{kind=\"webcast\",app_id=\"app1\",reason=\"{reason}\"}}");
     assert_eq!(
@@ -543,6 +545,8 @@ fn openmetrics_stop_counter_has_created() {
     // Without a start time the counted-from-start reasons have no `_created`.
     let mut page = Page::new();
     store.page(Format::OpenMetrics, None, &mut page);
-    let text = String::from_utf8(page.to_vec().unwrap()).unwrap();
+    let mut text = Vec::new();
+    page.write_to(&mut text).unwrap();
+    let text = String::from_utf8(text).unwrap();
     assert_eq!(text.matches("_created{").count(), 2);
 }
