@@ -223,7 +223,8 @@ impl Chunk {
     }
 
     /// The text's length in bytes.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.len
     }
 
@@ -322,13 +323,6 @@ impl Page {
         Page::default()
     }
 
-    /// A page of one chunk of text.
-    pub fn from_text(text: impl Into<Bytes>) -> Page {
-        let mut page = Page::new();
-        page.push_text(text);
-        page
-    }
-
     /// Append a shared chunk.
     pub fn push(&mut self, chunk: Arc<Chunk>) {
         self.len += chunk.len;
@@ -350,7 +344,8 @@ impl Page {
     }
 
     /// The chunks, in order.
-    pub fn chunks(&self) -> &[Arc<Chunk>] {
+    #[cfg(test)]
+    pub(crate) fn chunks(&self) -> &[Arc<Chunk>] {
         &self.chunks
     }
 
@@ -376,7 +371,8 @@ impl Page {
     }
 
     /// The identity body in one buffer (a copy).
-    pub fn to_vec(&self) -> Result<Vec<u8>, CompressError> {
+    #[cfg(test)]
+    pub(crate) fn to_vec(&self) -> Result<Vec<u8>, CompressError> {
         let mut out = Vec::new();
         self.write_to(&mut out)?;
         Ok(out)

@@ -95,16 +95,6 @@ impl<T> PerAction<T> {
     pub fn new(f: impl FnMut(Action) -> T) -> Self {
         PerAction(Action::ALL.map(f))
     }
-
-    /// Each action with its value, in [`Action::ALL`] order.
-    pub fn iter(&self) -> impl Iterator<Item = (Action, &T)> {
-        Action::ALL.into_iter().zip(self.0.iter())
-    }
-
-    /// `f` applied to each value.
-    pub fn map<U>(&self, mut f: impl FnMut(Action, &T) -> U) -> PerAction<U> {
-        PerAction::new(|a| f(a, &self[a]))
-    }
 }
 
 impl<T> std::ops::Index<Action> for PerAction<T> {

@@ -14,7 +14,7 @@
 //! serialized: a SIGHUP during an HTTP-triggered reload waits for it.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
@@ -129,10 +129,6 @@ impl Reloader {
     pub fn with_targets_api(mut self, enabled: bool) -> Reloader {
         self.targets_api = enabled;
         self
-    }
-
-    pub fn config_file(&self) -> &Path {
-        &self.config_file
     }
 
     /// Reads and checks both files, then applies them; blocks (file reads, one bcrypt run

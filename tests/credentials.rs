@@ -319,7 +319,9 @@ async fn broken_files_keep_the_old_credentials_are_logged_and_counted_once_each(
     let telemetry = volc_rtc_exporter::metrics::own::Telemetry::new();
     telemetry.register_credentials(h.clone());
     let mut out = Vec::new();
-    telemetry.encode(&mut out);
+    telemetry
+        .gather()
+        .encode(volc_rtc_exporter::exposition::Format::Text, &mut out);
     let metrics = String::from_utf8(out).expect("utf-8");
     for (outcome, n) in [("failure", h.reload_failures()), ("success", h.reloads())] {
         let line = format!("volcengine_rtc_credentials_reloads_total{{outcome=\"{outcome}\"}} {n}");
@@ -531,7 +533,9 @@ mod end_to_end {
         assert_eq!(h.reloads(), 1);
         // Every request, the refused ones too, is counted.
         let mut out = Vec::new();
-        telemetry.encode(&mut out);
+        telemetry
+            .gather()
+            .encode(volc_rtc_exporter::exposition::Format::Text, &mut out);
         let metrics = String::from_utf8(out).expect("utf-8");
         for (outcome, n) in [("auth_error", 2), ("success", 2)] {
             let line = format!(

@@ -28,7 +28,7 @@ use reqwest::{Method, StatusCode};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::config::Settings;
-use volc_rtc_exporter::exposition::Page;
+use volc_rtc_exporter::exposition::{Format, Page};
 use volc_rtc_exporter::http::pages::TargetRow;
 use volc_rtc_exporter::http::web_config::{SharedWebConfig, WebConfig};
 use volc_rtc_exporter::http::{
@@ -176,7 +176,11 @@ async fn start(app: App) -> Running {
 
 fn app() -> App {
     App::new(
-        Box::new(|_| Page::from_text(b"demo_value 1\n".to_vec())),
+        Box::new(|_| {
+            let mut page = Page::new();
+            page.push_text(b"demo_value 1\n".to_vec());
+            page
+        }),
         Arc::new(AtomicBool::new(true)),
         LandingInfo::new("2 record targets"),
     )
@@ -334,7 +338,9 @@ async fn requests_above_max_requests_get_503_and_probes_still_answer() {
             while !gate.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Page::from_text(b"slow 1\n".to_vec())
+            let mut page = Page::new();
+            page.push_text(b"slow 1\n".to_vec());
+            page
         }),
         Arc::new(AtomicBool::new(true)),
         LandingInfo::new(""),
@@ -412,7 +418,7 @@ fn config_yaml(rooms: &[&str]) -> String {
 
 fn gauge(telemetry: &Telemetry, name: &str) -> Option<f64> {
     let mut out = Vec::new();
-    telemetry.encode(&mut out);
+    telemetry.gather().encode(Format::Text, &mut out);
     let m = parse_exposition(&String::from_utf8(out).unwrap()).unwrap();
     get(&m, name)
 }

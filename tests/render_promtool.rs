@@ -152,12 +152,11 @@ fn body() -> String {
 
 fn openmetrics_body() -> String {
     let (store, telemetry) = store_and_telemetry();
-    String::from_utf8(
-        page(&store, &telemetry, Format::OpenMetrics)
-            .to_vec()
-            .unwrap(),
-    )
-    .expect("the body is UTF-8")
+    let mut out = Vec::new();
+    page(&store, &telemetry, Format::OpenMetrics)
+        .write_to(&mut out)
+        .unwrap();
+    String::from_utf8(out).expect("the body is UTF-8")
 }
 
 /// Parses `text` with `prometheus_client`'s OpenMetrics parser and prints one line per

@@ -14,8 +14,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use volc_rtc_exporter::exposition::{Chunk, Format, Page};
-use volc_rtc_exporter::http::{serve, App, LandingInfo, METRICS_CONTENT_TYPE};
+use volc_rtc_exporter::exposition::{Chunk, Format, Page, TEXT_CONTENT_TYPE};
+use volc_rtc_exporter::http::{serve, App, LandingInfo};
 use volc_rtc_exporter::metrics;
 use volc_rtc_exporter::metrics::own::Telemetry;
 use volc_rtc_exporter::model::{status, Kind, RecordFile, Target, TargetKey, TaskSnapshot};
@@ -77,7 +77,9 @@ async fn start_with(render: impl Fn(&mut Vec<u8>) + Send + Sync + 'static) -> Ru
     start_pages(move |_format| {
         let mut out = Vec::new();
         render(&mut out);
-        Page::from_text(out)
+        let mut page = Page::new();
+        page.push_text(out);
+        page
     })
     .await
 }
@@ -127,10 +129,7 @@ async fn metrics_identity_body_is_the_rendered_page() {
     let running = start().await;
     let response = get_metrics(&running, None).await;
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        header(&response, "content-type"),
-        Some(METRICS_CONTENT_TYPE)
-    );
+    assert_eq!(header(&response, "content-type"), Some(TEXT_CONTENT_TYPE));
     assert_eq!(header(&response, "content-encoding"), None);
     assert_eq!(header(&response, "vary"), Some("Accept-Encoding"));
     assert_eq!(
@@ -152,10 +151,7 @@ async fn metrics_gzip_when_accepted_and_not_otherwise() {
             Some("gzip"),
             "{value}"
         );
-        assert_eq!(
-            header(&response, "content-type"),
-            Some(METRICS_CONTENT_TYPE)
-        );
+        assert_eq!(header(&response, "content-type"), Some(TEXT_CONTENT_TYPE));
         let compressed = response.bytes().await.unwrap();
         assert!(
             compressed.len() * 4 < identity.len(),
@@ -397,10 +393,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
     let prometheus_accept = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 
     let identity = get_with(&running, &[]).await;
-    assert_eq!(
-        header(&identity, "content-type"),
-        Some(METRICS_CONTENT_TYPE)
-    );
+    assert_eq!(header(&identity, "content-type"), Some(TEXT_CONTENT_TYPE));
     let vary: Vec<&str> = identity
         .headers()
         .get_all("vary")
@@ -434,7 +427,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
     for round in 0..2 {
         let gzip = get_with(&running, &[("Accept-Encoding", "gzip")]).await;
         assert_eq!(header(&gzip, "content-encoding"), Some("gzip"));
-        assert_eq!(header(&gzip, "content-type"), Some(METRICS_CONTENT_TYPE));
+        assert_eq!(header(&gzip, "content-type"), Some(TEXT_CONTENT_TYPE));
         let compressed = gzip.bytes().await.unwrap();
         assert!(
             compressed.len() * 8 < expected.len(),
@@ -540,7 +533,11 @@ async fn non_reading_clients() {
         })
         .await
     };
-    let page_len: usize = chunks.iter().map(|c| c.len()).sum();
+    let page_len = {
+        let mut page = Page::new();
+        chunks.iter().for_each(|c| page.push(c.clone()));
+        page.len()
+    };
     // Warm up (thread pools, buffers) with one full scrape of each encoding.
     let full = get_metrics(&running, None).await.bytes().await.unwrap();
     assert_eq!(full.len(), page_len);

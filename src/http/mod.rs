@@ -84,7 +84,7 @@ pub use app::{
     DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT, MAX_UPLOADS, PER_CONNECTION_REQUESTS,
 };
 pub use body::{Body, JOINED_FRAME};
-pub use routes::{accepts_gzip, METRICS_CONTENT_TYPE};
+pub use routes::accepts_gzip;
 pub use stats::HttpStats;
 
 use std::sync::Arc;

@@ -25,9 +25,6 @@ use super::web_config::{Unauthorized, WebConfig};
 use crate::exposition::Format;
 use crate::targets::api;
 
-/// `Content-Type` of the Prometheus text exposition format.
-pub const METRICS_CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;
-
 /// The paths the server answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {

@@ -11,9 +11,6 @@ use crate::exposition::{Format, Page};
 use crate::targets::table::Store;
 use own::Telemetry;
 
-/// The `Content-Type` of the body [`render`] produces.
-pub const CONTENT_TYPE: &str = crate::exposition::TEXT_CONTENT_TYPE;
-
 /// The whole `/metrics` body in `format`: the store's per-target families and stop counter,
 /// then the self-metrics (and `# EOF` in OpenMetrics).
 ///

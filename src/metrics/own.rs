@@ -335,11 +335,6 @@ impl Telemetry {
             .observe(latency.as_secs_f64());
     }
 
-    /// Append the text exposition of every self-metric.
-    pub fn encode(&self, out: &mut Vec<u8>) {
-        self.gather().encode(Format::Text, out);
-    }
-
     /// Every self-metric's current value.
     pub fn gather(&self) -> Gathered {
         Gathered(self.registry.gather())

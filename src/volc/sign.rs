@@ -32,10 +32,6 @@ type HmacSha256 = Hmac<Sha256>;
 /// The algorithm name at the head of the string to sign and of `Authorization`.
 pub const ALGORITHM: &str = "HMAC-SHA256";
 
-/// Hex SHA-256 of an empty body (every GET).
-pub const EMPTY_BODY_SHA256: &str =
-    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-
 /// Everything except `A–Z a–z 0–9 - _ . ~` is percent-encoded (RFC 3986 unreserved).
 const QUERY_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')

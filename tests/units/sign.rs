@@ -5,6 +5,9 @@ use std::time::{Duration, SystemTime};
 use volc_rtc_exporter::credentials::{Credentials, Secret};
 use volc_rtc_exporter::volc::sign::*;
 
+/// Hex SHA-256 of an empty body (every GET).
+const EMPTY_BODY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
 const APP: &str = "661e8f0d1ab2c3d4e5f60718";
 
 fn creds(token: Option<&str>) -> Credentials {
