@@ -515,6 +515,29 @@ impl<'de> serde::Deserialize<'de> for Source {
     }
 }
 
+/// One task, for the set of tasks already counted as stopped: the target's key and, for a
+/// room-following webcast target (no `task_id`), the task's StartTime, which tells its tasks
+/// apart. For a target with a `task_id` the StartTime is 0.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskRef {
+    pub key: TargetKey,
+    pub start_time_ms: i64,
+}
+
+impl TaskRef {
+    /// The task `snapshot` describes, answered for the target `key`.
+    pub fn of(key: &TargetKey, snapshot: &TaskSnapshot) -> TaskRef {
+        TaskRef {
+            key: key.clone(),
+            start_time_ms: if key.task_id.is_some() {
+                0
+            } else {
+                snapshot.start_time_ms
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

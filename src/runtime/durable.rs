@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::config::ScheduleSettings;
-use crate::model::{Action, PerAction, Target, TargetKey, TaskSnapshot};
+use crate::model::{Action, PerAction, Target, TargetKey};
 use crate::scheduler::{Phase, Restored, Scheduler};
 use crate::state::{
     Change, EventRetention, Loaded, Opened, Settle, Source, Stats, StopCount, StoredPoll,
@@ -35,8 +35,6 @@ type Queued = (TargetId, Target, Restored);
 /// The link between the running exporter and its durable store.
 pub struct Durable {
     writer: Writer,
-    /// The tasks whose stop is counted (durably, or on its way): a task is counted once.
-    counted: Mutex<HashSet<TaskRef>>,
     /// Callback event ids the store kept, until the callback receiver takes them.
     events: Mutex<HashMap<String, i64>>,
 }
@@ -80,7 +78,6 @@ impl Durable {
         } = state;
         let durable = Durable {
             writer,
-            counted: Mutex::new(counted),
             events: Mutex::new(events),
         };
         let now_ms = crate::clock::system_time_to_ms(wall);
@@ -109,14 +106,9 @@ impl Durable {
             stops
                 .into_iter()
                 .map(|((kind, app, reason), n)| (kind, app, reason, n)),
+            counted,
         );
         (durable, start.summary)
-    }
-
-    /// Claims the stop of the task `snapshot` describes for `key`: true the first time, false
-    /// if that task was counted before (also before a restart).
-    pub fn claim_stop(&self, key: &TargetKey, snapshot: &TaskSnapshot) -> bool {
-        lock(&self.counted).insert(TaskRef::of(key, snapshot))
     }
 
     /// Writes target `id`'s record as it is now in `store`, with `stop` counted in the same

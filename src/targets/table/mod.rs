@@ -71,7 +71,7 @@ use crate::exposition::{
     Page,
 };
 use crate::model::{
-    Kind, LastPoll, Outcome, Phase, RecordFile, Source, Target, TargetKey, TaskSnapshot,
+    Kind, LastPoll, Outcome, Phase, RecordFile, Source, Target, TargetKey, TaskRef, TaskSnapshot,
 };
 
 /// Slots per block: the unit a changed target makes the store copy and compress again.
@@ -163,6 +163,9 @@ struct Inner {
     /// The id of every target by key.
     index: HashMap<KeyOf, TargetId>,
     stops: BTreeMap<StopKey, Stops>,
+    /// The tasks whose stop is counted (durably, or on its way), also before a restart and for
+    /// targets removed since: a task is counted once.
+    counted: HashSet<TaskRef>,
     /// Where the targets' lines are, `[Part::Hot]` and `[Part::Cold]`.
     parts: [Layout; 2],
 }
@@ -288,6 +291,7 @@ impl Store {
                 entries,
                 free: Vec::new(),
                 index,
+                counted: HashSet::new(),
                 stops,
                 parts: [hot, Layout::default()],
             }),
@@ -592,9 +596,15 @@ impl Store {
             .count += 1;
     }
 
-    /// Sets the stop counters kept by the durable store (a restart continues them).
-    pub fn restore_stops(&self, counts: impl IntoIterator<Item = (Kind, String, String, u64)>) {
+    /// Sets the stop counters and the counted tasks kept by the durable store (a restart
+    /// continues them).
+    pub fn restore_stops(
+        &self,
+        counts: impl IntoIterator<Item = (Kind, String, String, u64)>,
+        counted: HashSet<TaskRef>,
+    ) {
         let mut inner = self.write();
+        inner.counted.extend(counted);
         for (kind, app_id, reason, count) in counts {
             let stops = inner.stops.entry((kind, app_id, reason)).or_default();
             stops.count = stops.count.max(count);
@@ -671,7 +681,12 @@ impl Store {
             e.expired = false;
         }
         let newly_terminal = snap.is_terminal() && !e.stop_counted;
-        let stop = newly_terminal.then(|| PendingStop {
+        // Counted once per task, whatever its targets or restarts.
+        let first = newly_terminal && inner.counted.insert(TaskRef::of(key, &snap));
+        let Some(e) = inner.entries.get_mut(id) else {
+            return (Update::default(), None);
+        };
+        let stop = first.then(|| PendingStop {
             kind: key.kind,
             app_id: key.app_id.clone(),
             reason: snap.stop_reason.clone(),
