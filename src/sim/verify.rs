@@ -227,7 +227,21 @@ where
         .header("authorization")
         .ok_or(VerifyError::MissingAuthenticationToken)?;
     let auth = parse_authorization(auth)?;
+    let x_date_value = check_scope(req, &auth, now, max_skew)?;
+    let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+    let creds = check_token(req, &auth, &signed, lookup)?;
+    check_signature(req, &auth, &signed, x_date_value, &creds)?;
+    Ok(auth.access_key_id.to_string())
+}
 
+/// The `X-Date` within `max_skew` of `now`, and the credential scope's date, service and
+/// region as the request's; returns the `X-Date` value.
+fn check_scope<'r>(
+    req: &'r VerifyRequest<'r>,
+    auth: &ParsedAuthorization<'_>,
+    now: SystemTime,
+    max_skew: Duration,
+) -> Result<&'r str, VerifyError> {
     let x_date_value = req
         .header("x-date")
         .map(str::trim)
@@ -254,7 +268,20 @@ where
         }
     }
 
-    let signed: Vec<&str> = auth.signed_headers.split(';').collect();
+    Ok(x_date_value)
+}
+
+/// `host` and `x-date` signed (and the token, when one is sent); the access key known and the
+/// session token it must come with; returns its credentials.
+fn check_token<F>(
+    req: &VerifyRequest<'_>,
+    auth: &ParsedAuthorization<'_>,
+    signed: &[&str],
+    lookup: F,
+) -> Result<Credentials, VerifyError>
+where
+    F: FnOnce(&str) -> Option<Credentials>,
+{
     for required in ["host", "x-date"] {
         if !signed.contains(&required) {
             return Err(VerifyError::InvalidAuthorization(
@@ -281,6 +308,18 @@ where
         _ => return Err(VerifyError::InvalidSecretToken),
     }
 
+    Ok(creds)
+}
+
+/// The signature recomputed from the signed headers, the re-canonicalised query and the hash
+/// of the actual body.
+fn check_signature(
+    req: &VerifyRequest<'_>,
+    auth: &ParsedAuthorization<'_>,
+    signed: &[&str],
+    x_date_value: &str,
+    creds: &Credentials,
+) -> Result<(), VerifyError> {
     let body_sha256 = sha256_hex(req.body);
     if let Some(claimed) = req.header("x-content-sha256") {
         if !claimed.trim().eq_ignore_ascii_case(&body_sha256) {
@@ -289,11 +328,11 @@ where
     }
 
     let mut headers: Vec<(&str, &str)> = Vec::with_capacity(signed.len());
-    for name in &signed {
+    for &name in signed {
         let value = req.header(name).ok_or(VerifyError::InvalidAuthorization(
             "a signed header is missing",
         ))?;
-        let value = if *name == "host" {
+        let value = if name == "host" {
             canonical_host(value)
         } else {
             value
@@ -326,7 +365,7 @@ where
     if !constant_time_eq(&hmac(&key, sts.as_bytes()), &provided) {
         return Err(VerifyError::SignatureDoesNotMatch);
     }
-    Ok(auth.access_key_id.to_string())
+    Ok(())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
