@@ -125,7 +125,7 @@ impl Exporter {
 
     /// Builds the pieces from checked settings over an opened durable store: every stored
     /// target is served at once as it was, and reconciled with the config (see
-    /// [`Durable::start`]).
+    /// `Durable::start`).
     pub fn with_store(
         settings: Settings,
         telemetry: Arc<Telemetry>,

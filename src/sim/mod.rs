@@ -12,7 +12,7 @@
 //! - [`verify`] — the server side of V4 signing: the check the vendor makes on each request.
 //! - [`server`] — [`serve`]: hyper on a bound listener, until a `CancellationToken` fires.
 //! - [`scenario`] — ready-made worlds: [`demo_scenario`] and [`bulk_scenario`].
-//! - [`env`] — [`MapEnv`], a made-up process environment (credentials, the callback key).
+//! - [`env`](mod@env) — [`MapEnv`], a made-up process environment (credentials, the callback key).
 //! - [`callback`] — the vendor's callbacks: each task's lifecycle events, signed and POSTed to
 //!   a loopback URL ([`CallbackSender`], [`run_callbacks`]).
 //!
