@@ -3,6 +3,8 @@
 
 mod auth_hold;
 mod budget;
+mod callbacks_event;
+mod callbacks_verify;
 mod cli;
 mod exposition;
 mod http_accept;
