@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use volc_rtc_exporter::clock::Stopwatch;
+use volc_rtc_exporter::clock::real_now;
 use volc_rtc_exporter::model::Phase;
 
 use volc_rtc_exporter::state::{
@@ -107,7 +107,7 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
 fn time_load(dir: &Path, loads: usize, expect: usize) -> Duration {
     let mut times = Vec::new();
     for _ in 0..loads {
-        let t = Stopwatch::start();
+        let t = real_now();
         let o = state::open(dir, WriterConfig::default()).expect("open");
         times.push(t.elapsed());
         assert_eq!(o.state.targets.len(), expect);
@@ -160,7 +160,7 @@ fn main() {
         .status()
         .expect("child");
     assert!(status.success());
-    let t = Stopwatch::start();
+    let t = real_now();
     let o = state::open(crashed.path(), WriterConfig::default()).expect("open after crash");
     let after_crash = t.elapsed();
     assert_eq!(o.state.targets.len(), s.targets);
@@ -209,7 +209,7 @@ fn main() {
         let mut waits = Vec::new();
         for i in 0..total as usize {
             tick.tick().await;
-            let sent = Stopwatch::start();
+            let sent = real_now();
             let sub = writer.submit(finished(i % s.targets, 1 + i as i64));
             waits.push(tokio::spawn(async move {
                 sub.durable().await.expect("durable");
@@ -235,7 +235,7 @@ fn main() {
 
     // Flat out: as many changes as can be submitted.
     let (c0, n0) = (stats.commits(), stats.changes());
-    let t = Stopwatch::start();
+    let t = real_now();
     for i in 0..s.burst {
         o.writer
             .submit(finished(i % s.targets, 1_000_000 + i as i64));
@@ -254,7 +254,7 @@ fn main() {
 
     // One change per commit: the fsync-bound ceiling.
     let c0 = stats.commits();
-    let t = Stopwatch::start();
+    let t = real_now();
     for i in 0..s.serial {
         rt.block_on(o.writer.submit(finished(i, 2_000_000 + i as i64)).durable())
             .expect("durable");

@@ -347,7 +347,7 @@ fn settings_section_of_any_yaml() {
     let mut runner = proptest::test_runner::TestRunner::new(cases(256));
     let result = runner.run(&yaml(), |text| {
         let full = format!("secret_key: Zq9KEYxx\n{text}");
-        if let Ok(c) = serde_yaml::from_str::<callbacks::CallbacksConfig>(&full) {
+        if let Ok(c) = serde_yaml::from_str::<callbacks::settings::CallbacksConfig>(&full) {
             if let Err(problems) = c.check(None, &MapEnv::new()) {
                 for p in problems {
                     prop_assert!(!p.to_string().contains("Zq9KEYxx"));

@@ -329,7 +329,7 @@ async fn a_second_process_is_refused_at_once() {
         .durable()
         .await
         .unwrap();
-    let started = volc_rtc_exporter::clock::Stopwatch::start();
+    let started = volc_rtc_exporter::clock::real_now();
     let out = child("child_open", dir.path()).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(

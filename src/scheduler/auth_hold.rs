@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Authentication failures in a row (with no other answer between) that hold an action.
-pub const AUTH_TRIP: u32 = 3;
+const AUTH_TRIP: u32 = 3;
 
 /// What [`AuthGate::check`] allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,8 +87,8 @@ use redb::{Database, DatabaseError, StorageBackend, StorageError};
 
 pub use prune::EventRetention;
 pub use schema::{
-    Loaded, Settle, Source, StopKey, StoredFile, StoredPoll, StoredSnapshot, TargetRecord, TaskRef,
-    UnknownSource, SCHEMA_VERSION,
+    Loaded, Settle, Source, StoredFile, StoredPoll, StoredSnapshot, TargetRecord, TaskRef,
+    SCHEMA_VERSION,
 };
 pub use writer::{Change, StopCount, Submitted, Writer, WriterConfig, MAX_RETRY_DELAY};
 

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The `WWW-Authenticate` value of every 401 answer.
-pub const WWW_AUTHENTICATE_VALUE: &str = "Basic realm=\"volcengine-rtc-exporter\"";
+const WWW_AUTHENTICATE_VALUE: &str = "Basic realm=\"volcengine-rtc-exporter\"";
 
 /// How long an accepted (user, password) stays cached after its last use.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(10 * 60);

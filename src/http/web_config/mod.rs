@@ -47,7 +47,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::model::{Pos, Problem};
-pub use auth::{BasicAuth, Caller, Unauthorized, WWW_AUTHENTICATE_VALUE};
+pub use auth::{BasicAuth, Caller, Unauthorized};
 pub use tls::{ClientAuth, MaybeTlsStream, TlsReloader};
 
 /// How often, at most, the certificate files are looked at for changes by default.
