@@ -88,16 +88,6 @@ pub enum WebConfigError {
     },
 }
 
-impl WebConfigError {
-    /// The problems, empty for [`WebConfigError::Read`].
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            WebConfigError::Read { .. } => &[],
-            WebConfigError::Invalid { problems, .. } => problems,
-        }
-    }
-}
-
 fn invalid_text(path: &Path, problems: &[Problem]) -> String {
     let mut text = format!(
         "the web config file {} has {} problem{}:",
@@ -223,17 +213,8 @@ impl WebConfig {
         self.auth.as_ref()
     }
 
-    /// Checks a request's `Authorization` header. `Ok` when no users are configured. Blocks
-    /// for one bcrypt run on a cache miss: on a runtime, use [`WebConfig::authorize_async`].
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Unauthorized> {
-        match &self.auth {
-            None => Ok(()),
-            Some(auth) => auth.check(headers),
-        }
-    }
-
-    /// [`WebConfig::authorize`] for a runtime: bcrypt runs on the blocking pool, a few at a
-    /// time, `caller` (one per connection) queued behind clients that have not failed a login
+    /// Checks a request's `Authorization` header (`Ok` when no users are configured): bcrypt
+    /// runs on the blocking pool, a few at a time, `caller` (one per connection) queued behind clients that have not failed a login
     /// when it has, and its repeated failures answered later; see [`auth`].
     pub async fn authorize_async(
         &self,
