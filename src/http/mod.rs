@@ -81,7 +81,7 @@ pub use app::{
     ApiRefusal, App, Callbacks, LandingInfo, Options, Registered, Reload, Reloading, Render,
     Targets, Unregistered, DEFAULT_MAX_REQUESTS, MAX_UPLOADS, PER_CONNECTION_REQUESTS,
 };
-pub use body::{Body, JOINED_FRAME};
+pub use body::Body;
 pub use routes::accepts_gzip;
 pub use stats::HttpStats;
 
