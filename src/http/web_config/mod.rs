@@ -22,8 +22,8 @@
 //!
 //! 1. wraps each accepted connection with [`WebConfig::accept`] (TLS when configured; the
 //!    certificate files are re-read when they change, see [`tls`]);
-//! 2. answers each request with [`Unauthorized::response`] when [`WebConfig::authorize`]
-//!    (or [`WebConfig::authorize_async`] on a runtime) refuses it;
+//! 2. answers each request with [`Unauthorized::response`] when
+//!    [`WebConfig::authorize_async`] refuses it;
 //! 3. adds [`WebConfig::response_headers`] to every answer.
 //!
 //! What rustls cannot do the way Go's `crypto/tls` does is accepted and said once as a
