@@ -237,7 +237,12 @@ impl Running {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let base = format!("http://{}", listener.local_addr()?);
         let stop = CancellationToken::new();
-        let handle = tokio::spawn(runtime::run(exporter.clone(), listener, stop.clone()));
+        let handle = tokio::spawn(runtime::run_with(
+            exporter.clone(),
+            listener,
+            runtime::WebSetup::default(),
+            stop.clone(),
+        ));
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(30))

@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         })
         .collect();
 
-    let cpu = volc_rtc_exporter::clock::Stopwatch::start();
+    let cpu = volc_rtc_exporter::clock::real_now();
     let t0 = Instant::now();
     let end = t0 + HOUR;
     let mut scheduler = Scheduler::new(&targets, &schedule, t0);

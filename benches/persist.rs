@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use volc_rtc_exporter::clock::Stopwatch;
+use volc_rtc_exporter::clock::real_now;
 use volc_rtc_exporter::model::Phase;
 
 use volc_rtc_exporter::state::{
@@ -79,10 +79,13 @@ fn finished(i: usize, generation: i64) -> Change {
 fn fill(dir: &Path, n: usize) -> state::Opened {
     let o = state::open(dir, WriterConfig::default()).expect("open");
     let rt = runtime();
+    let mut last = None;
     for i in 0..n {
-        o.writer.submit(finished(i, 0));
+        last = Some(o.writer.submit(finished(i, 0)));
     }
-    rt.block_on(o.writer.flush()).expect("flush");
+    if let Some(last) = last {
+        rt.block_on(last.durable()).expect("flush");
+    }
     o
 }
 
@@ -107,7 +110,7 @@ fn pct(mut v: Vec<Duration>, p: f64) -> Duration {
 fn time_load(dir: &Path, loads: usize, expect: usize) -> Duration {
     let mut times = Vec::new();
     for _ in 0..loads {
-        let t = Stopwatch::start();
+        let t = real_now();
         let o = state::open(dir, WriterConfig::default()).expect("open");
         times.push(t.elapsed());
         assert_eq!(o.state.targets.len(), expect);
@@ -160,7 +163,7 @@ fn main() {
         .status()
         .expect("child");
     assert!(status.success());
-    let t = Stopwatch::start();
+    let t = real_now();
     let o = state::open(crashed.path(), WriterConfig::default()).expect("open after crash");
     let after_crash = t.elapsed();
     assert_eq!(o.state.targets.len(), s.targets);
@@ -183,10 +186,13 @@ fn main() {
             .durable(),
     )
     .expect("prune");
+    let mut last = None;
     for i in 0..s.targets {
-        o.writer.submit(finished(i + s.targets, 0));
+        last = Some(o.writer.submit(finished(i + s.targets, 0)));
     }
-    rt.block_on(o.writer.flush()).expect("flush");
+    if let Some(last) = last {
+        rt.block_on(last.durable()).expect("flush");
+    }
     o.writer.close(Duration::from_secs(30));
     drop(o);
     let after = std::fs::metadata(&file).expect("size").len();
@@ -200,7 +206,10 @@ fn main() {
     // Paced: 120 answers/s (2 actions × 60/s), each waited for until durable.
     let dir = tempfile::tempdir().expect("tempdir");
     let o = fill(dir.path(), s.targets);
-    let (c0, n0) = (o.writer.stats().commits(), o.writer.stats().changes());
+    let (c0, n0) = (
+        o.writer.stats().commit_duration().get_sample_count(),
+        o.writer.stats().changes(),
+    );
     let rate = 120u64;
     let total = rate * s.paced_secs;
     let writer = o.writer.clone();
@@ -209,7 +218,7 @@ fn main() {
         let mut waits = Vec::new();
         for i in 0..total as usize {
             tick.tick().await;
-            let sent = Stopwatch::start();
+            let sent = real_now();
             let sub = writer.submit(finished(i % s.targets, 1 + i as i64));
             waits.push(tokio::spawn(async move {
                 sub.durable().await.expect("durable");
@@ -226,35 +235,40 @@ fn main() {
     println!(
         "paced {rate} changes/s for {} s: {} commits ({:.1}/s), {} changes; submit→durable p50 {:.2} ms, p99 {:.2} ms",
         s.paced_secs,
-        stats.commits() - c0,
-        (stats.commits() - c0) as f64 / s.paced_secs as f64,
+        stats.commit_duration().get_sample_count() - c0,
+        (stats.commit_duration().get_sample_count() - c0) as f64 / s.paced_secs as f64,
         stats.changes() - n0,
         ms(pct(latencies.clone(), 0.5)),
         ms(pct(latencies, 0.99)),
     );
 
     // Flat out: as many changes as can be submitted.
-    let (c0, n0) = (stats.commits(), stats.changes());
-    let t = Stopwatch::start();
+    let (c0, n0) = (stats.commit_duration().get_sample_count(), stats.changes());
+    let t = real_now();
+    let mut last = None;
     for i in 0..s.burst {
-        o.writer
-            .submit(finished(i % s.targets, 1_000_000 + i as i64));
+        last = Some(
+            o.writer
+                .submit(finished(i % s.targets, 1_000_000 + i as i64)),
+        );
     }
-    rt.block_on(o.writer.flush()).expect("flush");
+    if let Some(last) = last {
+        rt.block_on(last.durable()).expect("flush");
+    }
     let took = t.elapsed().as_secs_f64();
     println!(
         "flat out: {} changes in {:.2} s = {:.0} changes/s, {} commits ({:.0} commits/s, {:.0} changes merged per commit)",
         s.burst,
         took,
         s.burst as f64 / took,
-        stats.commits() - c0,
-        (stats.commits() - c0) as f64 / took,
-        (stats.changes() - n0) as f64 / (stats.commits() - c0).max(1) as f64,
+        stats.commit_duration().get_sample_count() - c0,
+        (stats.commit_duration().get_sample_count() - c0) as f64 / took,
+        (stats.changes() - n0) as f64 / (stats.commit_duration().get_sample_count() - c0).max(1) as f64,
     );
 
     // One change per commit: the fsync-bound ceiling.
-    let c0 = stats.commits();
-    let t = Stopwatch::start();
+    let c0 = stats.commit_duration().get_sample_count();
+    let t = real_now();
     for i in 0..s.serial {
         rt.block_on(o.writer.submit(finished(i, 2_000_000 + i as i64)).durable())
             .expect("durable");
@@ -262,8 +276,8 @@ fn main() {
     let took = t.elapsed().as_secs_f64();
     println!(
         "one change per commit: {:.0} commits/s ({} commits, mean {:.2} ms)",
-        (stats.commits() - c0) as f64 / took,
-        stats.commits() - c0,
+        (stats.commit_duration().get_sample_count() - c0) as f64 / took,
+        stats.commit_duration().get_sample_count() - c0,
         took * 1e3 / s.serial as f64,
     );
     o.writer.close(Duration::from_secs(30));

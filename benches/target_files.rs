@@ -73,7 +73,7 @@ fn measure(n: usize, labels: bool) -> std::io::Result<bool> {
         .zip(cpu_started)
         .map(|(b, a)| b.saturating_sub(a));
     let (after, peak) = own_rss_kib().unwrap_or_default();
-    let loaded = loader.current().targets().count();
+    let loaded: usize = loader.current().files().map(|(_, e)| e.targets.len()).sum();
     let ok = loader
         .current()
         .files()

@@ -37,23 +37,6 @@ pub fn wall_at(at: Instant) -> SystemTime {
     }
 }
 
-/// Real elapsed time, whatever tokio's clock does: for benchmarks that time work done while
-/// tokio's clock is paused. Not for logic: that takes tokio's `Instant`.
-#[derive(Debug, Clone, Copy)]
-pub struct Stopwatch(std::time::Instant);
-
-impl Stopwatch {
-    /// Starts now.
-    pub fn start() -> Stopwatch {
-        Stopwatch(std::time::Instant::now())
-    }
-
-    /// Real time since [`Stopwatch::start`].
-    pub fn elapsed(&self) -> Duration {
-        self.0.elapsed()
-    }
-}
-
 /// The real monotonic time now, whatever tokio's clock does: for deadlines of OS threads that
 /// block in the kernel (the store's writer thread), where tokio's clock does not apply.
 pub fn real_now() -> std::time::Instant {

@@ -24,7 +24,7 @@ use crate::state;
 #[cfg(feature = "sim")]
 mod demo;
 #[cfg(feature = "sim")]
-pub use demo::{demo, demo_callbacks, demo_schedule, DEMO_CALLBACK_KEY};
+pub use demo::{demo, DEMO_CALLBACK_KEY};
 
 /// Loads and checks the config; the error lists every problem.
 pub fn load_settings(path: &Path) -> anyhow::Result<Settings> {

@@ -559,11 +559,6 @@ impl CredentialsHandle {
         self.shared.current.borrow().clone()
     }
 
-    /// A receiver that sees every change of the credentials in use.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Credentials>> {
-        self.shared.current.subscribe()
-    }
-
     /// Whether the config names any `*_file` key (else [`CredentialsHandle::watch`] returns at
     /// once).
     pub fn watches_files(&self) -> bool {
@@ -1030,7 +1025,7 @@ mod tests {
     #[test]
     fn a_receiver_sees_each_rotation() {
         let (dir, h) = rotating("subscribe", "token-1");
-        let mut rx = h.subscribe();
+        let mut rx = h.shared.current.subscribe();
         assert!(!rx.has_changed().unwrap());
         std::fs::write(dir.join("tok"), "token-2").unwrap();
         h.reload_now();

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{self, Environment, ProcessEnv, Settings};
+use crate::config::{self, ProcessEnv, Settings};
 use crate::http::web_config::{SharedWebConfig, WebConfig, WebConfigError};
 use crate::http::{Reload, Reloading};
 use crate::metrics::own::Telemetry;
@@ -80,7 +80,6 @@ pub struct Reloader {
     web: SharedWebConfig,
     apply: Arc<dyn Apply>,
     telemetry: Arc<Telemetry>,
-    env: Box<dyn Environment + Send + Sync>,
     /// `--web.enable-targets-api` is on: warn when a reloaded web config has no users.
     targets_api: bool,
     /// One reload at a time.
@@ -113,16 +112,9 @@ impl Reloader {
             web,
             apply,
             telemetry,
-            env: Box::new(ProcessEnv),
             targets_api: false,
             turn: Mutex::new(()),
         }
-    }
-
-    /// The same, reading credentials' environment variables from `env` (tests).
-    pub fn with_environment(mut self, env: impl Environment + Send + Sync + 'static) -> Reloader {
-        self.env = Box::new(env);
-        self
     }
 
     /// Warn, as at start-up, when a reload leaves the registration API without basic auth.
@@ -176,7 +168,7 @@ impl Reloader {
 
     fn load_and_apply(&self) -> Result<ApplySummary, ReloadError> {
         let mut problems = Vec::new();
-        let settings = match config::load(&self.config_file, self.env.as_ref()) {
+        let settings = match config::load(&self.config_file, &ProcessEnv) {
             Ok(settings) => Some(settings),
             Err(err) => {
                 problems.extend(err.problems().iter().map(ToString::to_string));

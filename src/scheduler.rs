@@ -122,7 +122,7 @@
 
 pub mod auth_hold;
 
-pub use auth_hold::{AuthGate, Gate, AUTH_TRIP};
+pub use auth_hold::{AuthGate, Gate};
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -230,9 +230,8 @@ async fn every_lifecycle_event_arrives_signed_and_becomes_its_action() {
     assert_eq!(files[0].size_bytes, list[0]["Size"].as_i64());
     assert_eq!(files[0].duration_ms, list[0]["Duration"].as_i64());
     assert_eq!(files[0].start_time_ms, list[0]["StartTime"].as_i64());
-    let m = sink.receiver.metrics();
-    assert_eq!(m.get("RecordStarted", Outcome::Accepted), 2);
-    assert_eq!(m.get("RecordStopped", Outcome::Accepted), 1);
+    assert_eq!(count(&sink.receiver, "RecordStarted", Outcome::Accepted), 2);
+    assert_eq!(count(&sink.receiver, "RecordStopped", Outcome::Accepted), 1);
 }
 
 #[tokio::test]
@@ -276,8 +275,33 @@ async fn retries_duplicates_and_refusals_end_as_the_vendor_expects() {
         .await;
     assert_eq!((lost.status, lost.attempts), (None, 3));
 
-    let m = sink.receiver.metrics();
-    assert_eq!(m.get("RecordStarted", Outcome::Accepted), 1);
-    assert_eq!(m.get("RecordStarted", Outcome::Duplicate), 1);
-    assert_eq!(m.get("unverified", Outcome::BadSignature), 3);
+    assert_eq!(count(&sink.receiver, "RecordStarted", Outcome::Accepted), 1);
+    assert_eq!(
+        count(&sink.receiver, "RecordStarted", Outcome::Duplicate),
+        1
+    );
+    assert_eq!(
+        count(&sink.receiver, "unverified", Outcome::BadSignature),
+        3
+    );
+}
+
+/// `volcengine_rtc_callbacks_total{event_type,outcome}` as the exporter's registry shows it.
+fn count(receiver: &Receiver, event_type: &str, outcome: Outcome) -> u64 {
+    let registry = prometheus::Registry::new();
+    receiver.metrics().register(&registry).unwrap();
+    let is = |p: &prometheus::proto::LabelPair, name: &str, value: &str| {
+        p.name() == name && p.value() == value
+    };
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "volcengine_rtc_callbacks_total")
+        .flat_map(|f| f.get_metric())
+        .find(|m| {
+            let l = m.get_label();
+            l.iter().any(|p| is(p, "event_type", event_type))
+                && l.iter().any(|p| is(p, "outcome", outcome.as_str()))
+        })
+        .map_or(0, |m| m.get_counter().get_value() as u64)
 }

@@ -451,11 +451,11 @@ mod end_to_end {
             Err(e) => e.outcome,
         };
 
-        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+        assert_eq!(outcome(client.fetch(&key).await), Outcome::Success);
 
         // The token rotates: the API now takes only the new one, and the old one is refused.
         sim.add_credentials(&accepted(AK, SK, TOKEN_2));
-        assert_eq!(outcome(client.attempt(&key).await), Outcome::AuthError);
+        assert_eq!(outcome(client.fetch(&key).await), Outcome::AuthError);
 
         // The kubelet swaps the Secret; the same client, unrestarted, follows.
         volume.swap([AK, SK, TOKEN_2]);
@@ -463,19 +463,19 @@ mod end_to_end {
             token(&h) == TOKEN_2
         })
         .await;
-        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+        assert_eq!(outcome(client.fetch(&key).await), Outcome::Success);
 
         // A full STS rotation: new pair and token; the old key is withdrawn.
         let (ak3, sk3, token3) = ("AKLTrotating0000key0003", "c2VjcmV0LTM=", "STS.three");
         sim.remove_credentials(AK);
         sim.add_credentials(&accepted(ak3, sk3, token3));
-        assert_eq!(outcome(client.attempt(&key).await), Outcome::AuthError);
+        assert_eq!(outcome(client.fetch(&key).await), Outcome::AuthError);
         volume.swap([ak3, sk3, token3]);
         until(Duration::from_secs(10), "the new pair", || {
             h.current().access_key_id == ak3
         })
         .await;
-        assert_eq!(outcome(client.attempt(&key).await), Outcome::Success);
+        assert_eq!(outcome(client.fetch(&key).await), Outcome::Success);
         assert_eq!((h.reloads(), h.reload_failures()), (2, 0));
         assert_eq!(
             sim.request_count(

@@ -1,4 +1,4 @@
-//! The whole exporter (`runtime::run`) against the simulated OpenAPI, both on 127.0.0.1 ports,
+//! The whole exporter (`runtime::run_with`) against the simulated OpenAPI, both on 127.0.0.1 ports,
 //! asserting exact values scraped from `/metrics` over HTTP: task lifecycles through every
 //! phase, stops counted once, every fault kind of the simulator (with the budget held), and a
 //! saturated budget with thousands of targets.

@@ -11,7 +11,7 @@ use serde_json::Value;
 use volc_rtc_exporter::callbacks::{self, verify, Dedup, Outcome, Policy};
 use volc_rtc_exporter::config;
 use volc_rtc_exporter::credentials::Secret;
-use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig};
+use volc_rtc_exporter::http::web_config::{LoadOptions, WebConfig, WebConfigError};
 use volc_rtc_exporter::model::Kind;
 use volc_rtc_exporter::sim::MapEnv;
 use volc_rtc_exporter::state::EventRetention;
@@ -299,7 +299,11 @@ proptest! {
         let file = dir.path().join("web.yml");
         std::fs::write(&file, &text).map_err(|e| TestCaseError::fail(e.to_string()))?;
         if let Err(e) = WebConfig::load_with(&file, &LoadOptions::default()) {
-            prop_assert!(!e.problems().is_empty(), "{}", e);
+            let problems = match &e {
+                WebConfigError::Invalid { problems, .. } => problems.as_slice(),
+                WebConfigError::Read { .. } => &[],
+            };
+            prop_assert!(!problems.is_empty(), "{}", e);
         }
     }
 
@@ -347,7 +351,7 @@ fn settings_section_of_any_yaml() {
     let mut runner = proptest::test_runner::TestRunner::new(cases(256));
     let result = runner.run(&yaml(), |text| {
         let full = format!("secret_key: Zq9KEYxx\n{text}");
-        if let Ok(c) = serde_yaml::from_str::<callbacks::CallbacksConfig>(&full) {
+        if let Ok(c) = serde_yaml::from_str::<callbacks::settings::CallbacksConfig>(&full) {
             if let Err(problems) = c.check(None, &MapEnv::new()) {
                 for p in problems {
                     prop_assert!(!p.to_string().contains("Zq9KEYxx"));

@@ -427,26 +427,23 @@ fn gauge(telemetry: &Telemetry, name: &str) -> Option<f64> {
 async fn reload_endpoint_applies_a_good_config_and_keeps_the_running_one_when_broken() {
     let scratch = Scratch::new("http-reload");
     let config = scratch.path("config.yaml");
-    std::fs::write(&config, config_yaml(&["room-1"])).unwrap();
+    let credentials = format!(
+        "credentials:\n  access_key_id: AKLTexampleAccessKey0001\n  secret_access_key: {SECRET}\n"
+    );
+    let with_credentials = |yaml: &str| format!("{yaml}{credentials}");
+    std::fs::write(&config, with_credentials(&config_yaml(&["room-1"]))).unwrap();
     let web_file = scratch.path("web.yml");
     std::fs::copy(scratch.path("auth_only.good.yml"), &web_file).unwrap();
     let web = SharedWebConfig::new(WebConfig::load(&web_file).unwrap());
     let recorder = Arc::new(Recorder::default());
     let telemetry = Arc::new(Telemetry::new());
-    let reloader = Arc::new(
-        Reloader::new(
-            config.clone(),
-            Some(web_file.clone()),
-            web.clone(),
-            recorder.clone(),
-            telemetry.clone(),
-        )
-        .with_environment(
-            MapEnv::new()
-                .with_var("VOLC_ACCESSKEY", "AKLTexampleAccessKey0001")
-                .with_var("VOLC_SECRETKEY", SECRET),
-        ),
-    );
+    let reloader = Arc::new(Reloader::new(
+        config.clone(),
+        Some(web_file.clone()),
+        web.clone(),
+        recorder.clone(),
+        telemetry.clone(),
+    ));
     let client = plain_client();
 
     // Without --web.enable-lifecycle: 403, as Prometheus answers.
@@ -487,7 +484,11 @@ async fn reload_endpoint_applies_a_good_config_and_keeps_the_running_one_when_br
     );
 
     // A good config with two targets, and a web config with one user left.
-    std::fs::write(&config, config_yaml(&["room-1", "room-2"])).unwrap();
+    std::fs::write(
+        &config,
+        with_credentials(&config_yaml(&["room-1", "room-2"])),
+    )
+    .unwrap();
     let only_prometheus = std::fs::read_to_string(&web_file)
         .unwrap()
         .lines()
@@ -520,11 +521,8 @@ async fn reload_endpoint_applies_a_good_config_and_keeps_the_running_one_when_br
     );
 
     // A broken config and a broken web config: both listed, nothing applied, old ones kept.
-    std::fs::write(
-        &config,
-        "api:\n  timeout: 5s\n  bogus_key: 1\ntargets: []\n",
-    )
-    .unwrap();
+    let broken = with_credentials("api:\n  timeout: 5s\n  bogus_key: 1\ntargets: []\n");
+    std::fs::write(&config, broken).unwrap();
     std::fs::copy(scratch.path("bad_hash.bad.yml"), &web_file).unwrap();
     let answer = send(&client, Method::PUT, &url, Some(PROMETHEUS), None).await;
     assert_eq!(answer.status(), 500);

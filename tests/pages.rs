@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use volc_rtc_exporter::http::pages::{
-    landing_page, targets_page, PageInfo, TargetRow, TargetsQuery, DEFAULT_ROWS_PER_GROUP,
+    landing_page, targets_page, PageInfo, TargetRow, TargetsQuery,
 };
 use volc_rtc_exporter::model::{status, stop_reason, Kind};
 use volc_rtc_exporter::scheduler::Phase;
@@ -239,7 +239,7 @@ fn large_groups_are_cut_with_failing_first_and_a_show_all_link() {
     let rows = many(1500, 300);
     let html = targets_page(&info(), &rows, &TargetsQuery::default());
     let ids = row_ids(&html);
-    assert_eq!(ids.len(), DEFAULT_ROWS_PER_GROUP);
+    assert_eq!(ids.len(), TargetsQuery::default().rows_per_group);
     // The 5 failing ones (rooms 299, 599, …) come first though they sort last by room.
     assert_eq!(html.matches("class=\"fail\"").count(), 5);
     assert_eq!(ids[0], rows[299].anchor());

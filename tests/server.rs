@@ -413,7 +413,7 @@ async fn real_pages_in_both_formats_identity_and_gzip() {
     assert!(identity.len() > 500_000, "{} bytes", identity.len());
 
     // The store changes between scrapes: one target in the middle of a block.
-    let mut changed = store.snapshot(BLOCK + 3).unwrap();
+    let mut changed = store.state(BLOCK + 3).and_then(|s| s.snapshot).unwrap();
     changed.files[1].size_bytes = Some(42);
     store.record_success(
         BLOCK + 3,

@@ -930,7 +930,11 @@ async fn the_projects_client_agrees_with_the_simulator() {
         max_in_flight: 4,
         record_version: "2022-06-01".into(),
         webcast_version: "2020-12-01".into(),
-        retry: Default::default(),
+        // One attempt each, so every fault is seen as the simulator logged it.
+        retry: volc_rtc_exporter::config::RetryPolicy {
+            attempts: 1,
+            ..Default::default()
+        },
     };
     let client = Client::new(
         &api,
@@ -948,7 +952,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
     let rec = key(Kind::Record, "user@example.com", Some("rec.task-01"));
     let web = key(Kind::Webcast, "lobby", None);
 
-    let snap = client.attempt(&rec).await.expect("record snapshot");
+    let snap = client.fetch(&rec).await.expect("record snapshot");
     assert_eq!(snap.status, status::ENDED);
     assert_eq!(snap.start_time_ms, t0 - 600_000);
     assert_eq!(snap.end_time_ms, t0 - 60_000);
@@ -956,7 +960,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
     let sizes: Vec<Option<i64>> = snap.files.iter().map(|f| f.size_bytes).collect();
     assert_eq!(sizes, [Some(300_000 * 187), Some(7_000_000_000)]);
     assert_eq!(snap.files[1].vid.as_deref(), Some("v0d123"));
-    let snap = client.attempt(&web).await.expect("webcast snapshot");
+    let snap = client.fetch(&web).await.expect("webcast snapshot");
     assert_eq!(
         (snap.status, snap.start_time_ms, snap.max_running_time_s),
         (status::RUNNING, t0 - 120_000, Some(86_400))
@@ -993,7 +997,7 @@ async fn the_projects_client_agrees_with_the_simulator() {
             let action = key.kind.action();
             s.sim
                 .inject(FaultSpec::once(fault.clone()).for_action(action));
-            let got = match client.attempt(key).await {
+            let got = match client.fetch(key).await {
                 Ok(_) => Outcome::Success,
                 Err(e) => e.outcome,
             };

@@ -13,8 +13,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use volc_rtc_exporter::model::{Kind, Target, TargetKey};
 use volc_rtc_exporter::targets::api::{self, BodyError, MAX_BODY_BYTES};
-use volc_rtc_exporter::targets::files::{self, FileTargets, TargetFilesConfig};
-use volc_rtc_exporter::targets::merge::MergedTargets;
+use volc_rtc_exporter::targets::files::{self, FileEntry, FileTargets, TargetFilesConfig};
+use volc_rtc_exporter::targets::merge::{Diff, MergedTarget, MergedTargets};
 use volc_rtc_exporter::targets::Source;
 
 const DEADLINE: Duration = Duration::from_secs(10);
@@ -47,8 +47,48 @@ fn key(room: &str) -> TargetKey {
 }
 
 /// The rooms of one file's targets, in file order; `None` when the file is not in the set.
+/// Every target of `merged` with its sources, read back through `diff`: from nothing every
+/// target is added; from the same targets under a source no test uses, every one's sources
+/// changed.
+fn merged_targets(merged: &MergedTargets) -> Vec<MergedTarget> {
+    let targets = MergedTargets::default().diff(merged).added;
+    let probe = MergedTargets::merge([(Source::file("/probe"), &targets)]);
+    probe.diff(merged).sources_changed
+}
+
+fn merged_target(merged: &MergedTargets, key: &TargetKey) -> Option<MergedTarget> {
+    merged_targets(merged)
+        .into_iter()
+        .find(|m| m.target.key == *key)
+}
+
+/// Nothing to apply.
+fn nothing(diff: &Diff) -> bool {
+    diff.added.is_empty()
+        && diff.removed.is_empty()
+        && diff.labels_changed.is_empty()
+        && diff.sources_changed.is_empty()
+}
+
+/// How many targets of `old` are in `diff`'s new set with the same labels and sources.
+fn unchanged(old: &MergedTargets, diff: &Diff) -> usize {
+    let changed = diff.removed.len() + diff.labels_changed.len() + diff.sources_changed.len();
+    merged_targets(old).len() - changed
+}
+
+/// The entry of the file at `path`.
+fn file_entry<'a>(set: &'a FileTargets, path: &Path) -> Option<&'a FileEntry> {
+    set.files().find(|(p, _)| *p == path).map(|(_, e)| e)
+}
+
+/// Every target with the file it came from.
+fn targets(set: &FileTargets) -> impl Iterator<Item = (&Path, &Target)> {
+    set.files()
+        .flat_map(|(p, e)| e.targets.iter().map(move |t| (p, t)))
+}
+
 fn rooms_of(set: &FileTargets, path: &Path) -> Option<Vec<String>> {
-    let entry = set.get(path)?;
+    let entry = file_entry(set, path)?;
     Some(
         entry
             .targets
@@ -126,7 +166,7 @@ async fn file_added_edited_replaced_by_rename_and_deleted() {
     .await;
     // The temporary file never matched.
     assert_eq!(s.files().count(), 1);
-    assert!(s.get(&file).is_some_and(|e| e.last_load_successful));
+    assert!(file_entry(&s, &file).is_some_and(|e| e.last_load_successful));
 
     std::fs::remove_file(&file).unwrap();
     wait_for(&mut w.targets, "the deletion", |s| s.files().count() == 0).await;
@@ -176,7 +216,11 @@ async fn broken_file_keeps_its_targets_until_fixed() {
     let file = dir.join("a.yaml");
     std::fs::write(&file, rooms(&["r1", "r2"])).unwrap();
     let mut w = start(vec![dir.join("*.yaml")], NO_REFRESH, true).await;
-    assert!(w.targets.borrow().get(&file).unwrap().last_load_successful);
+    assert!(
+        file_entry(&w.targets.borrow(), &file)
+            .unwrap()
+            .last_load_successful
+    );
 
     // An app ID with a space on line 2: an error placed at file:line:col.
     replace(
@@ -184,10 +228,10 @@ async fn broken_file_keeps_its_targets_until_fixed() {
         "- {kind: webcast, app_id: a, room_id: r1}\n- {kind: webcast, app_id: my app, room_id: r9}\n",
     );
     let s = wait_for(&mut w.targets, "the failed load", |s| {
-        s.get(&file).is_some_and(|e| !e.last_load_successful)
+        file_entry(s, &file).is_some_and(|e| !e.last_load_successful)
     })
     .await;
-    let entry = s.get(&file).unwrap();
+    let entry = file_entry(&s, &file).unwrap();
     assert_eq!(rooms_of(&s, &file), Some(vec!["r1".into(), "r2".into()]));
     let error = entry.last_error.as_deref().unwrap();
     let place = format!("{}:2:27: `targets[1].app_id` is `my app`", file.display());
@@ -195,11 +239,11 @@ async fn broken_file_keeps_its_targets_until_fixed() {
 
     replace(&file, &rooms(&["r5"]));
     let s = wait_for(&mut w.targets, "the fixed file", |s| {
-        s.get(&file).is_some_and(|e| e.last_load_successful)
+        file_entry(s, &file).is_some_and(|e| e.last_load_successful)
     })
     .await;
     assert_eq!(rooms_of(&s, &file), Some(vec!["r5".into()]));
-    assert_eq!(s.get(&file).unwrap().last_error, None);
+    assert_eq!(file_entry(&s, &file).unwrap().last_error, None);
 }
 
 #[tokio::test]
@@ -209,7 +253,7 @@ async fn a_file_broken_from_the_start_is_listed_with_no_targets() {
     std::fs::write(&file, "- {kind: webcast, app_id: a\n").unwrap();
     let w = start(vec![dir.join("*.yaml")], NO_REFRESH, true).await;
     let s = w.targets.borrow();
-    let entry = s.get(&file).unwrap();
+    let entry = file_entry(&s, &file).unwrap();
     assert!(!entry.last_load_successful);
     assert!(entry.targets.is_empty());
     assert!(entry
@@ -245,14 +289,15 @@ async fn globs_match_several_files_and_one_target_in_two_files_is_one_target() {
         .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert_eq!(names, ["a.yaml", "b.json", "other.yml"]);
-    assert_eq!(s.targets().count(), 4);
-    assert!(s
-        .targets()
-        .all(|(p, t)| rooms_of(&s, p).unwrap().contains(&t.key.room_id)));
+    assert_eq!(targets(&s).count(), 4);
+    assert!(targets(&s).all(|(p, t)| rooms_of(&s, p).unwrap().contains(&t.key.room_id)));
 
-    let merged = MergedTargets::merge(s.sources());
-    assert_eq!(merged.len(), 3);
-    let shared = merged.get(&key("shared")).unwrap();
+    let sources = s
+        .files()
+        .map(|(p, e)| (Source::file(p), e.targets.as_slice()));
+    let merged = MergedTargets::merge(sources);
+    assert_eq!(merged_targets(&merged).len(), 3);
+    let shared = merged_target(&merged, &key("shared")).unwrap();
     assert_eq!(
         shared.sources,
         [
@@ -292,7 +337,7 @@ async fn refresh_rereads_files_when_no_event_is_seen() {
 
     // A new file and a directory that did not exist when the watcher started.
     std::fs::write(dir.join("b.yaml"), rooms(&["r3"])).unwrap();
-    wait_for(&mut w.targets, "the new file", |s| s.targets().count() == 2).await;
+    wait_for(&mut w.targets, "the new file", |s| targets(s).count() == 2).await;
 }
 
 #[tokio::test]
@@ -304,12 +349,12 @@ async fn a_directory_made_after_start_is_picked_up() {
     std::fs::create_dir(&sub).unwrap();
     std::fs::write(sub.join("a.yaml"), rooms(&["r1"])).unwrap();
     wait_for(&mut w.targets, "the file in the new directory", |s| {
-        s.targets().count() == 1
+        targets(s).count() == 1
     })
     .await;
     // Now watched: a rename is seen.
     replace(&sub.join("a.yaml"), &rooms(&["r1", "r2"]));
-    wait_for(&mut w.targets, "the edit", |s| s.targets().count() == 2).await;
+    wait_for(&mut w.targets, "the edit", |s| targets(s).count() == 2).await;
 }
 
 #[tokio::test]
@@ -354,8 +399,8 @@ fn merge_and_diff() {
         (Source::Config, &config[..]),
         (file.clone(), &from_file[..]),
     ]);
-    assert_eq!(old.len(), 3);
-    let both = old.get(&key("both")).unwrap();
+    assert_eq!(merged_targets(&old).len(), 3);
+    let both = merged_target(&old, &key("both")).unwrap();
     assert_eq!(both.sources, [Source::Config, file.clone()]);
     assert_eq!(*both.target.labels, [("team".into(), "config".into())]);
 
@@ -384,8 +429,8 @@ fn merge_and_diff() {
         diff.sources_changed[0].sources,
         [Source::Config, file.clone()]
     );
-    assert_eq!(diff.unchanged, 0);
-    assert!(!diff.is_empty());
+    assert_eq!(unchanged(&old, &diff), 0);
+    assert!(!nothing(&diff));
 
     // Back: `new` is removed, nothing else; the same set twice is an empty diff.
     let back = MergedTargets::merge([
@@ -396,8 +441,8 @@ fn merge_and_diff() {
     let diff = new.diff(&back);
     assert_eq!(diff.removed, [key("new")]);
     assert!(diff.added.is_empty() && diff.labels_changed.is_empty());
-    assert_eq!(diff.unchanged, 3);
-    assert!(back.diff(&back).is_empty());
+    assert_eq!(unchanged(&new, &diff), 3);
+    assert!(nothing(&back.diff(&back)));
 }
 
 /// A problem as (index, field, (line, column), message).

@@ -82,15 +82,6 @@ impl Dedup {
         true
     }
 
-    /// How many ids are remembered.
-    pub fn len(&self) -> usize {
-        self.seen.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
-    }
-
     fn fresh(&self, at: i64, now_ms: i64) -> bool {
         now_ms.saturating_sub(at) < self.window_ms
     }
@@ -151,7 +142,7 @@ mod tests {
         assert!(d.contains("a", 999));
         assert!(!d.contains("a", 1_000));
         assert!(d.check_and_insert("a", 1_000));
-        assert_eq!(d.len(), 1);
+        assert_eq!(d.seen.len(), 1);
     }
 
     #[test]
@@ -160,14 +151,14 @@ mod tests {
         for (i, id) in ["a", "b", "c", "d"].iter().enumerate() {
             assert!(d.check_and_insert(id, i as i64));
         }
-        assert_eq!(d.len(), 3);
+        assert_eq!(d.seen.len(), 3);
         assert!(!d.contains("a", 10));
         assert!(d.contains("b", 10) && d.contains("d", 10));
         // Memory stays bounded under a stream of distinct ids.
         for i in 0..10_000 {
             d.check_and_insert(&format!("id{i}"), 100 + i);
         }
-        assert_eq!(d.len(), 3);
+        assert_eq!(d.seen.len(), 3);
         assert!(d.order.len() <= 32);
     }
 
@@ -178,7 +169,7 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v))
             .collect();
         let d = Dedup::seeded(bounds(4_000, 2), &events, 8_000);
-        assert_eq!(d.len(), 2);
+        assert_eq!(d.seen.len(), 2);
         assert!(d.contains("y", 8_000) && d.contains("z", 8_000));
         assert!(!d.contains("x", 8_000) && !d.contains("old", 8_000));
         let d = Dedup::seeded(bounds(2_500, 10), &events, 8_000);

@@ -26,8 +26,8 @@ pub const MAX_TYPE_LEN: usize = 64;
 /// The counter and the type names seen.
 #[derive(Debug)]
 pub struct CallbackMetrics {
-    total: IntCounterVec,
-    key_reloads: IntCounterVec,
+    pub(super) total: IntCounterVec,
+    pub(super) key_reloads: IntCounterVec,
     seen: Mutex<HashSet<String>>,
 }
 
@@ -88,17 +88,6 @@ impl CallbackMetrics {
         self.key_reloads.with_label_values(&[outcome]).inc();
     }
 
-    /// `volcengine_rtc_callback_key_reloads_total{outcome}`.
-    pub fn key_reloads(&self, success: bool) -> u64 {
-        let outcome = if success { "success" } else { "failure" };
-        self.key_reloads.with_label_values(&[outcome]).get()
-    }
-
-    /// The counter itself (for a registry of one's own, or tests).
-    pub fn counter(&self) -> &IntCounterVec {
-        &self.total
-    }
-
     /// The label for a verified event type, and whether this is the first time an
     /// undocumented type is seen (to log it once).
     pub fn event_type_label(&self, event_type: &str) -> (String, bool) {
@@ -129,13 +118,6 @@ impl CallbackMetrics {
         self.total
             .with_label_values(&[label, outcome.as_str()])
             .inc();
-    }
-
-    /// The count for one label pair (tests and `check`).
-    pub fn get(&self, label: &str, outcome: Outcome) -> u64 {
-        self.total
-            .with_label_values(&[label, outcome.as_str()])
-            .get()
     }
 }
 

@@ -35,9 +35,9 @@ use crate::credentials::Secret;
 use crate::model::{Kind, RecordFile, Target, TargetKey};
 
 pub use dedup::Dedup;
-pub use event::{Envelope, Event, TaskIds, MAX_BODY_BYTES};
+pub use event::{Event, TaskIds, MAX_BODY_BYTES};
 pub use metrics::CallbackMetrics;
-pub use settings::{CallbackSettings, CallbacksConfig};
+pub use settings::CallbackSettings;
 
 /// How one delivery was judged: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,15 +51,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Accepted,
-        Outcome::Duplicate,
-        Outcome::BadSignature,
-        Outcome::UnknownApp,
-        Outcome::TooLarge,
-        Outcome::Malformed,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Accepted => "accepted",
@@ -105,7 +96,8 @@ pub enum Action {
 
 impl Action {
     /// The target acted on, if any.
-    pub fn target(&self) -> Option<&Target> {
+    #[cfg(test)]
+    pub(crate) fn target(&self) -> Option<&Target> {
         match self {
             Action::Nothing => None,
             Action::RegisterAndPoll { target, .. }
@@ -700,10 +692,11 @@ mod tests {
             200
         );
         let m = r.metrics();
-        assert_eq!(m.get("RecordStarted", Outcome::Accepted), 1);
-        assert_eq!(m.get("RecordStarted", Outcome::Duplicate), 1);
-        assert_eq!(m.get(metrics::UNVERIFIED, Outcome::BadSignature), 1);
-        assert_eq!(m.get("Odd", Outcome::Accepted), 1);
+        let n = |label: &str, o: Outcome| m.total.with_label_values(&[label, o.as_str()]).get();
+        assert_eq!(n("RecordStarted", Outcome::Accepted), 1);
+        assert_eq!(n("RecordStarted", Outcome::Duplicate), 1);
+        assert_eq!(n(metrics::UNVERIFIED, Outcome::BadSignature), 1);
+        assert_eq!(n("Odd", Outcome::Accepted), 1);
         assert!(!format!("{r:?}").contains(KEY));
     }
 
@@ -731,7 +724,13 @@ mod tests {
         assert_eq!(r.reread_key(), KeyReread::Rotated);
         assert_eq!(r.receive(&new("e3"), 0).status(), 200);
         assert_eq!(r.receive(&old("e4"), 0).status(), 401);
-        assert_eq!(r.metrics().key_reloads(true), 1);
+        assert_eq!(
+            r.metrics()
+                .key_reloads
+                .with_label_values(&["success"])
+                .get(),
+            1
+        );
         assert!(!format!("{r:?}").contains("new-key-456"));
         // Emptied, then gone: the key in use stays, one failure counted for the broken state.
         std::fs::write(&file, "  \n").unwrap();
@@ -740,14 +739,26 @@ mod tests {
         );
         std::fs::remove_file(&file).unwrap();
         assert!(matches!(r.reread_key(), KeyReread::Failed(_)));
-        assert_eq!(r.metrics().key_reloads(false), 1);
+        assert_eq!(
+            r.metrics()
+                .key_reloads
+                .with_label_values(&["failure"])
+                .get(),
+            1
+        );
         assert_eq!(r.receive(&new("e5"), 0).status(), 200);
         // Back with the same key: nothing to rotate; a later break is counted again.
         std::fs::write(&file, "new-key-456").unwrap();
         assert_eq!(r.reread_key(), KeyReread::Unchanged);
         std::fs::write(&file, "").unwrap();
         assert!(matches!(r.reread_key(), KeyReread::Failed(_)));
-        assert_eq!(r.metrics().key_reloads(false), 2);
+        assert_eq!(
+            r.metrics()
+                .key_reloads
+                .with_label_values(&["failure"])
+                .get(),
+            2
+        );
         // A reload's settings (inline key now) replace the policy and stop the file re-reads.
         let inline = CallbackSettings {
             key: Secret::new(KEY),

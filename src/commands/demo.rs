@@ -21,7 +21,7 @@ use crate::sim;
 /// How `demo` schedules: short intervals, because the simulated tasks live for seconds; a
 /// retention as long as the API's 72-hour horizon, so the scenario's tasks that finished hours
 /// before the demo started are shown rather than dropped right after their first poll.
-pub fn demo_schedule() -> ScheduleSettings {
+fn demo_schedule() -> ScheduleSettings {
     ScheduleSettings {
         active_interval: Duration::from_secs(3),
         settle_interval: Duration::from_secs(5),
@@ -39,7 +39,7 @@ const CALLBACK_TICK: Duration = Duration::from_millis(250);
 
 /// `demo`'s `callbacks:` section: the default path, the demo key, any app, discovered targets
 /// labelled `env="demo"` like the listed ones.
-pub fn demo_callbacks() -> CallbackSettings {
+fn demo_callbacks() -> CallbackSettings {
     CallbackSettings {
         key: Secret::new(DEMO_CALLBACK_KEY),
         key_source: KeySource::Inline,

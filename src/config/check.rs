@@ -269,8 +269,6 @@ pub(super) fn show(value: &str) -> String {
     }
 }
 
-pub use crate::model::is_valid_id;
-
 /// The valid name nearest to `name` by edit distance (ignoring case), if near enough to be a
 /// plausible typo; else one that `name` merely extends or shortens (`recording`, `record`).
 pub(super) fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
@@ -777,6 +775,7 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::is_valid_id;
 
     #[test]
     fn id_rule() {

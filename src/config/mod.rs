@@ -43,7 +43,6 @@ use crate::credentials::{CredentialConfig, Credentials};
 pub use crate::credentials::{CredentialSource, Environment, ProcessEnv};
 use crate::model::{Action, Kind, Target};
 pub use crate::model::{Pos, Problem};
-pub use check::is_valid_id;
 
 /// The default region.
 pub const DEFAULT_REGION: &str = "cn-north-1";

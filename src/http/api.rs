@@ -126,14 +126,10 @@ pub(super) async fn targets_write(
             serde_json::json!({"status": "success", "data": data}).to_string(),
         ),
         Ok(Err(WriteError::Body(err))) => body_error(&err),
-        Ok(Err(WriteError::Refused(refusal))) => {
-            let (status, kind) = match &refusal {
-                ApiRefusal::Unsupported => (StatusCode::NOT_IMPLEMENTED, "unavailable"),
-                ApiRefusal::Invalid(_) => (StatusCode::BAD_REQUEST, "bad_data"),
-                ApiRefusal::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            };
-            json(status, api_error(kind, &refusal.to_string()))
-        }
+        Ok(Err(WriteError::Refused(refusal))) => json(
+            StatusCode::NOT_IMPLEMENTED,
+            api_error("unavailable", &refusal.to_string()),
+        ),
         Err(err) => {
             tracing::error!(error = %err, "a registration API request failed");
             json(
@@ -165,7 +161,7 @@ pub(super) fn api_error(kind: &str, message: &str) -> String {
 /// `GET /api/v1/targets`: `{"status":"success","data":[…]}`, one object per target with its
 /// key, labels, sources, phase, health, task status, last poll (time, outcome, error) and next
 /// due time. Times are RFC 3339 in UTC, `null` when unknown.
-pub fn targets_json(rows: &[TargetRow]) -> String {
+fn targets_json(rows: &[TargetRow]) -> String {
     let data: Vec<serde_json::Value> = rows
         .iter()
         .map(|row| {

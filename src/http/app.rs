@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::pages::{self, PageInfo, TargetRow};
+use super::pages::{Link, PageInfo, TargetRow};
 use super::stats::HttpStats;
 use super::web_config::SharedWebConfig;
 use crate::exposition::{Format, Page};
@@ -21,11 +21,11 @@ use crate::targets::Source;
 /// The default of `--web.max-requests`, as node_exporter's.
 pub const DEFAULT_MAX_REQUESTS: usize = 40;
 /// The default of `--web.read-header-timeout`.
-pub const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_READ_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default of `--web.read-timeout`.
-pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default of `--web.write-timeout`.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most `--web.max-requests` places one connection may hold at once.
 pub const PER_CONNECTION_REQUESTS: usize = 4;
 /// The most registration bodies read at once (each up to 1 MiB); more get `503`.
@@ -206,17 +206,11 @@ pub enum ApiRefusal {
     /// This exporter cannot change its targets through the API (answer 501).
     #[error("registering targets through the API is not available in this build")]
     Unsupported,
-    /// The targets are fine as JSON but cannot be taken; every reason (answer 400).
-    #[error("{}", .0.join("; "))]
-    Invalid(Vec<String>),
-    /// Something failed on the exporter's side, e.g. persisting (answer 500).
-    #[error("{0}")]
-    Failed(String),
 }
 
 /// No targets and no registration: for servers that only serve `/metrics`.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoTargets;
+struct NoTargets;
 
 impl Targets for NoTargets {
     fn target_rows(&self) -> Vec<TargetRow> {
@@ -238,9 +232,6 @@ pub struct LandingInfo {
 
 /// The name of the landing page's line about the configuration.
 pub(super) const CONFIGURATION: &str = "Configuration";
-
-/// One link on the pages' navigation bar.
-pub type Link = pages::Link;
 
 impl LandingInfo {
     /// This crate's name, version and revision, the given summary, and a link to the

@@ -41,7 +41,7 @@ pub(super) type Answer = Response<Body>;
 /// A response body sent frame by frame from shared buffers: hyper writes each large `Bytes`
 /// as it is (vectored), so a page is not copied per request and a client that does not read
 /// holds only references. Runs of small pieces (the deflate pieces of a gzip page, headers)
-/// are joined into frames of up to [`JOINED_FRAME`] bytes as they are sent: many small writes
+/// are joined into frames of up to `JOINED_FRAME` bytes as they are sent: many small writes
 /// would each leave a short TCP segment that Nagle's algorithm holds back until the peer's
 /// delayed ACK, 40 ms later. Its exact size is known, so the answer has a `Content-Length`.
 pub struct Body {

@@ -15,7 +15,7 @@
 //! - `connection.rs` — one connection's bookkeeping, its places, and its stall watchdog;
 //! - `routes.rs` — each request routed, authorized, given its places and answered: `/metrics`
 //!   (format and gzip negotiation), the pages, the probes, `/-/reload`, the callback path;
-//! - `api.rs` — `/api/v1/targets` ([`targets_json`], registration and removal);
+//! - `api.rs` — `/api/v1/targets` (`targets_json`, registration and removal);
 //! - `body.rs` — the response [`Body`] streamed from shared chunks, holding the request's
 //!   places until it is sent; a request's body read against a deadline and drained before a
 //!   refusal;
@@ -77,13 +77,11 @@ mod routes;
 mod stats;
 pub mod web_config;
 
-pub use api::targets_json;
 pub use app::{
-    ApiRefusal, App, Callbacks, LandingInfo, Link, NoTargets, Options, Registered, Reload,
-    Reloading, Render, Targets, Unregistered, DEFAULT_MAX_REQUESTS, DEFAULT_READ_HEADER_TIMEOUT,
-    DEFAULT_READ_TIMEOUT, DEFAULT_WRITE_TIMEOUT, MAX_UPLOADS, PER_CONNECTION_REQUESTS,
+    ApiRefusal, App, Callbacks, LandingInfo, Options, Registered, Reload, Reloading, Render,
+    Targets, Unregistered, DEFAULT_MAX_REQUESTS, MAX_UPLOADS, PER_CONNECTION_REQUESTS,
 };
-pub use body::{Body, JOINED_FRAME};
+pub use body::Body;
 pub use routes::accepts_gzip;
 pub use stats::HttpStats;
 

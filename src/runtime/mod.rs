@@ -17,7 +17,6 @@
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinError;
 use tokio::time::Instant;
@@ -286,13 +285,3 @@ mod log;
 mod serve;
 pub use callbacks::CallbackEndpoint;
 pub use serve::{run_with, WebSetup};
-
-/// Runs the exporter until `shutdown`: polling in the background, HTTP on `listener` with the
-/// default web setup (plain HTTP, no auth, no lifecycle or targets API); see [`run_with`].
-pub async fn run(
-    exporter: Arc<Exporter>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<(), ExporterError> {
-    run_with(exporter, listener, WebSetup::default(), shutdown).await
-}

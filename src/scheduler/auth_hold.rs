@@ -2,7 +2,7 @@
 //!
 //! Wrong credentials fail every target of an action alike, so per-target backoff alone would
 //! still send one request per target at first (a storm with thousands of targets). After
-//! [`AUTH_TRIP`] authentication failures in a row an action's polling is held: one probe
+//! `AUTH_TRIP` (3) authentication failures in a row an action's polling is held: one probe
 //! request at a time, after a pause that starts at `active_interval` and doubles per failed
 //! probe (capped at [`super::MAX_BACKOFF`]). Any other answer lifts the hold.
 //!
@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Authentication failures in a row (with no other answer between) that hold an action.
-pub const AUTH_TRIP: u32 = 3;
+const AUTH_TRIP: u32 = 3;
 
 /// What [`AuthGate::check`] allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

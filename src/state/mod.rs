@@ -87,8 +87,8 @@ use redb::{Database, DatabaseError, StorageBackend, StorageError};
 
 pub use prune::EventRetention;
 pub use schema::{
-    Loaded, Settle, Source, StopKey, StoredFile, StoredPoll, StoredSnapshot, TargetRecord, TaskRef,
-    UnknownSource, SCHEMA_VERSION,
+    Loaded, Settle, Source, StoredFile, StoredPoll, StoredSnapshot, TargetRecord, TaskRef,
+    SCHEMA_VERSION,
 };
 pub use writer::{Change, StopCount, Submitted, Writer, WriterConfig, MAX_RETRY_DELAY};
 
@@ -185,7 +185,6 @@ pub struct Stats {
     errors: [AtomicU64; 4],
     last_commit_ms: AtomicI64,
     size_bytes: AtomicU64,
-    commits: AtomicU64,
     changes: AtomicU64,
     commit_seconds: prometheus::Histogram,
 }
@@ -206,7 +205,6 @@ impl Stats {
             errors: Default::default(),
             last_commit_ms: AtomicI64::new(0),
             size_bytes: AtomicU64::new(0),
-            commits: AtomicU64::new(0),
             changes: AtomicU64::new(0),
             commit_seconds,
         }
@@ -237,11 +235,6 @@ impl Stats {
     /// open or the last commit.
     pub fn size_bytes(&self) -> u64 {
         self.size_bytes.load(Ordering::Relaxed)
-    }
-
-    /// Successful commits so far.
-    pub fn commits(&self) -> u64 {
-        self.commits.load(Ordering::Relaxed)
     }
 
     /// Changes written by those commits (after merging changes to the same target).
@@ -331,8 +324,6 @@ pub struct Opened {
     pub writer: Writer,
     /// Set when an unreadable store file was moved aside and the store started empty.
     pub recovered: Option<Recovered>,
-    /// Where the store lives; `None` in memory.
-    pub path: Option<PathBuf>,
 }
 
 /// An unreadable store file moved aside: log [`Recovered`]'s `Display`, which says what
@@ -440,7 +431,6 @@ fn open_with(
         state,
         writer,
         recovered,
-        path,
     })
 }
 

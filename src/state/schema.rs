@@ -21,7 +21,7 @@ pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta")
 // ---------------------------------------------------------------------------------------------
 // Stored types
 
-pub use crate::model::{Source, UnknownSource};
+pub use crate::model::Source;
 
 /// Where a target is on its way to "done", so that a restart resumes instead of starting over.
 ///

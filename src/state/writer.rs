@@ -188,22 +188,6 @@ impl Writer {
         })
     }
 
-    /// Wait until everything submitted so far is committed.
-    pub async fn flush(&self) -> Result<u64, StateError> {
-        let seq = self
-            .inner
-            .tx
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .0;
-        Submitted {
-            seq,
-            committed: self.inner.committed.clone(),
-        }
-        .durable()
-        .await
-    }
-
     /// The store's self-metrics.
     pub fn stats(&self) -> &Arc<Stats> {
         &self.inner.stats
@@ -212,7 +196,7 @@ impl Writer {
     /// Commit what is pending and stop the writer thread, waiting at most `wait` (a failing
     /// disk may not let the last changes through). Returns whether everything submitted was
     /// committed. Later submissions are not written. It blocks: from async code call it in
-    /// `spawn_blocking`, or await [`Writer::flush`] first.
+    /// `spawn_blocking`, or await the last [`Submitted::durable`] first.
     pub fn close(&self, wait: Duration) -> bool {
         let seq = {
             let guard = self.inner.tx.lock().unwrap_or_else(PoisonError::into_inner);
@@ -417,7 +401,6 @@ impl WriterThread {
         self.stats
             .commit_seconds
             .observe(started.elapsed().as_secs_f64());
-        self.stats.commits.fetch_add(1, Ordering::Relaxed);
         self.stats
             .changes
             .fetch_add(self.pending.count as u64, Ordering::Relaxed);
@@ -627,7 +610,7 @@ mod tests {
             commit >= 1 && commit + reopen >= 3,
             "{commit} commit, {reopen} open errors"
         );
-        let commits = o.writer.stats().commits();
+        let commits = o.writer.stats().commit_duration().get_sample_count();
 
         failing.store(false, Ordering::SeqCst);
         tokio::time::timeout(Duration::from_secs(10), pending.durable())
@@ -635,7 +618,7 @@ mod tests {
             .expect("committed once the disk recovers")
             .unwrap();
         assert!(also.is_durable());
-        assert!(o.writer.stats().commits() > commits);
+        assert!(o.writer.stats().commit_duration().get_sample_count() > commits);
         assert!(o.writer.close(Duration::from_secs(5)));
         drop(o);
 
@@ -648,11 +631,11 @@ mod tests {
     #[tokio::test]
     async fn memory_mode_has_the_same_api() {
         let o = crate::state::open_in_memory(WriterConfig::default()).unwrap();
-        assert!(o.path.is_none());
+        let mut last = None;
         for i in 0..10 {
-            o.writer.submit(finished(i, T0, "StopByAPI"));
+            last = Some(o.writer.submit(finished(i, T0, "StopByAPI")));
         }
-        let seq = o.writer.flush().await.unwrap();
+        let seq = last.unwrap().durable().await.unwrap();
         assert_eq!(seq, 10);
         assert_eq!(*o.writer.inner.committed.borrow(), 10);
         assert!(o.writer.stats().changes() >= 10);

@@ -37,8 +37,6 @@ use tokio_util::sync::CancellationToken;
 use crate::config;
 use crate::model::Target;
 
-use super::Source;
-
 /// `target_files_refresh_interval` when not set.
 pub const DEFAULT_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 /// Quiet time after the last file event before a re-scan.
@@ -130,25 +128,6 @@ impl FileTargets {
     /// Every matched file in path order.
     pub fn files(&self) -> impl Iterator<Item = (&Path, &FileEntry)> {
         self.files.iter().map(|(p, e)| (&**p, e))
-    }
-
-    pub fn get(&self, path: &Path) -> Option<&FileEntry> {
-        self.files.get(path)
-    }
-
-    /// Every target with the file it came from.
-    pub fn targets(&self) -> impl Iterator<Item = (&Path, &Target)> {
-        self.files
-            .iter()
-            .flat_map(|(p, e)| e.targets.iter().map(move |t| (&**p, t)))
-    }
-
-    /// Each file as a [`Source`] with its targets, ready for
-    /// [`MergedTargets::merge`](super::merge::MergedTargets::merge).
-    pub fn sources(&self) -> impl Iterator<Item = (Source, &[Target])> {
-        self.files
-            .iter()
-            .map(|(p, e)| (Source::File(Arc::clone(p)), e.targets.as_slice()))
     }
 }
 

@@ -46,18 +46,6 @@ pub struct Diff {
     /// Keys in both with the same labels whose list of sources changed (keep everything; show
     /// the new sources).
     pub sources_changed: Vec<MergedTarget>,
-    /// How many keys are in both with the same labels and sources (nothing to do).
-    pub unchanged: usize,
-}
-
-impl Diff {
-    /// Nothing to apply.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty()
-            && self.removed.is_empty()
-            && self.labels_changed.is_empty()
-            && self.sources_changed.is_empty()
-    }
 }
 
 /// A target's sources, each with the labels it gave, sorted by rank, each once; the first gives
@@ -137,28 +125,6 @@ impl MergedTargets {
         MergedTargets { targets }
     }
 
-    pub fn len(&self) -> usize {
-        self.targets.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.targets.is_empty()
-    }
-
-    pub fn get(&self, key: &TargetKey) -> Option<&MergedTarget> {
-        self.targets.get(key)
-    }
-
-    /// Every target in key order.
-    pub fn iter(&self) -> impl Iterator<Item = &MergedTarget> {
-        self.targets.values()
-    }
-
-    /// The targets alone (labels as merged), in key order.
-    pub fn targets(&self) -> impl Iterator<Item = &Target> {
-        self.targets.values().map(|m| &m.target)
-    }
-
     /// What changed from `self` (the running set) to `new`.
     pub fn diff(&self, new: &MergedTargets) -> Diff {
         let mut diff = Diff::default();
@@ -169,7 +135,7 @@ impl MergedTargets {
                     diff.labels_changed.push(n.target.clone());
                 }
                 Some(n) if n.sources != old.sources => diff.sources_changed.push(n.clone()),
-                Some(_) => diff.unchanged += 1,
+                Some(_) => {}
             }
         }
         let added = new
@@ -212,14 +178,14 @@ mod tests {
             (f.clone(), &file[..]),
             (Source::Config, &config[..]),
         ]);
-        assert_eq!(m.len(), 2);
-        let r1 = m.get(&api[0].key).unwrap();
+        assert_eq!(m.targets.len(), 2);
+        let r1 = m.targets.get(&api[0].key).unwrap();
         assert_eq!(*r1.target.labels, [("team".into(), "config".into())]);
         assert_eq!(r1.sources, [Source::Config, f.clone(), Source::Api]);
         // Without the config, the file ranks first.
         let m = MergedTargets::merge([(Source::Api, &api[..]), (f, &file[..])]);
         assert_eq!(
-            *m.get(&api[0].key).unwrap().target.labels,
+            *m.targets.get(&api[0].key).unwrap().target.labels,
             [("zone".into(), "b".into())]
         );
     }
@@ -259,6 +225,6 @@ mod tests {
     fn a_source_given_twice_is_listed_once() {
         let a = [t("r1", &[])];
         let m = MergedTargets::merge([(Source::Api, &a[..]), (Source::Api, &a[..])]);
-        assert_eq!(m.get(&a[0].key).unwrap().sources, [Source::Api]);
+        assert_eq!(m.targets.get(&a[0].key).unwrap().sources, [Source::Api]);
     }
 }

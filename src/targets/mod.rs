@@ -24,7 +24,7 @@ pub mod lifecycle;
 pub mod merge;
 pub mod table;
 
-pub use crate::model::{Source, TargetId, UnknownSource};
+pub use crate::model::{Source, TargetId};
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! The HTTP client (reqwest, rustls): one signed GET per attempt, per-request timeout, body cap,
 //! retries with jittered exponential backoff, every attempt inside the action's budget.
 //!
-//! - [`Client::attempt`] sends exactly one request and classifies the answer with
+//! - Each attempt (`attempt_with`) sends exactly one request and classifies the answer with
 //!   [`parse::classify`]; it knows nothing of budgets. Every attempt is counted in
 //!   [`Telemetry::observe_request`] with its outcome and latency.
 //! - [`Client::fetch`] takes a slot from the action's [`Limiter`] before *every* attempt (so
@@ -189,13 +189,9 @@ impl Client {
         Ok(h)
     }
 
-    /// One signed GET for `key`, classified; no budget, no retry. Counted in telemetry.
-    pub async fn attempt(&self, key: &TargetKey) -> Result<TaskSnapshot, ApiError> {
-        self.attempt_with(key, &self.creds.current()).await
-    }
-
-    /// [`Client::attempt`] signed with `creds`: one snapshot per attempt, so signature, token
-    /// header and redaction agree.
+    /// One signed GET for `key` signed with `creds`, classified; no budget, no retry. Counted in
+    /// telemetry. One snapshot of the credentials per attempt, so signature, token header and
+    /// redaction agree.
     async fn attempt_with(
         &self,
         key: &TargetKey,
@@ -271,7 +267,7 @@ impl Client {
         Ok((status, body))
     }
 
-    /// [`Client::attempt`] with retries, taking the action's budget before every attempt.
+    /// One GET with retries, taking the action's budget before every attempt.
     pub async fn fetch(&self, key: &TargetKey) -> Result<TaskSnapshot, ApiError> {
         self.fetch_inner(key, false).await
     }

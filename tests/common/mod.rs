@@ -265,7 +265,12 @@ impl ExporterServer {
             .expect("bind the exporter on loopback");
         let addr = listener.local_addr().expect("exporter address");
         let shutdown = CancellationToken::new();
-        let handle = tokio::spawn(runtime::run(exporter.clone(), listener, shutdown.clone()));
+        let handle = tokio::spawn(runtime::run_with(
+            exporter.clone(),
+            listener,
+            runtime::WebSetup::default(),
+            shutdown.clone(),
+        ));
         ExporterServer {
             base: format!("http://{addr}"),
             exporter,

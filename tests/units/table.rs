@@ -35,8 +35,10 @@ fn target(kind: Kind, task: Option<&str>, labels: &[(&str, &str)]) -> Target {
 }
 
 fn rendered(store: &Store) -> String {
+    let mut page = Page::new();
+    store.page(Format::Text, None, &mut page);
     let mut out = Vec::new();
-    store.render(&mut out);
+    page.write_to(&mut out).unwrap();
     String::from_utf8(out).unwrap()
 }
 
@@ -291,7 +293,7 @@ fn failure_keeps_last_values_and_sets_up_to_zero() {
         format!("volcengine_rtc_target_up{{{l}}} 0\n")
     );
     assert_eq!(
-        store.last_poll(0),
+        store.state(0).and_then(|s| s.last_poll),
         Some(LastPoll {
             at_ms: 0,
             outcome: Outcome::Timeout,
@@ -300,14 +302,17 @@ fn failure_keeps_last_values_and_sets_up_to_zero() {
     );
     store.record_success(0, running(T0), at(T0 + 10_000));
     assert_eq!(
-        store.last_poll(0),
+        store.state(0).and_then(|s| s.last_poll),
         Some(LastPoll {
             at_ms: T0 + 10_000,
             outcome: Outcome::Success,
             error: None
         })
     );
-    assert_eq!(store.state(0).and_then(|s| s.last_poll), store.last_poll(0));
+    assert_eq!(
+        store.state(0).and_then(|s| s.last_poll),
+        store.state(0).and_then(|s| s.last_poll)
+    );
     let before = series(&store);
     store.record_failure(0, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
     let after = series(&store);
@@ -319,7 +324,7 @@ fn failure_keeps_last_values_and_sets_up_to_zero() {
         )
     );
     assert_ne!(before, after);
-    assert_eq!(store.snapshot(0), Some(running(T0)));
+    assert_eq!(store.state(0).and_then(|s| s.snapshot), Some(running(T0)));
     store.record_success(0, running(T0), at(T0 + 20_000));
     assert!(series(&store).contains(&format!("volcengine_rtc_target_up{{{l}}} 1\n")));
 }
@@ -443,7 +448,7 @@ fn unknown_ids_are_ignored() {
         Update::default()
     );
     store.record_failure(7, Outcome::Timeout, "timeout", SystemTime::UNIX_EPOCH);
-    assert_eq!(store.snapshot(7), None);
+    assert_eq!(store.state(7).and_then(|s| s.snapshot), None);
     assert_eq!(series(&store), "");
 }
 

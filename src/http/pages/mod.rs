@@ -27,4 +27,4 @@ mod targets;
 
 pub use landing::landing_page;
 pub use row::{Health, Link, PageInfo, TargetRow};
-pub use targets::{targets_page, TargetsQuery, DEFAULT_ROWS_PER_GROUP};
+pub use targets::{targets_page, TargetsQuery};

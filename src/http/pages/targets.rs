@@ -17,7 +17,7 @@ use crate::model::status;
 use crate::scheduler::Phase;
 
 /// How many rows a phase section shows unless the query says otherwise.
-pub const DEFAULT_ROWS_PER_GROUP: usize = 1000;
+const DEFAULT_ROWS_PER_GROUP: usize = 1000;
 
 /// What the targets page shows: its query string, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 /// The `WWW-Authenticate` value of every 401 answer.
-pub const WWW_AUTHENTICATE_VALUE: &str = "Basic realm=\"volcengine-rtc-exporter\"";
+const WWW_AUTHENTICATE_VALUE: &str = "Basic realm=\"volcengine-rtc-exporter\"";
 
 /// How long an accepted (user, password) stays cached after its last use.
 pub const VERIFIED_TTL: Duration = Duration::from_secs(10 * 60);
@@ -184,8 +184,6 @@ pub struct BasicAuth {
     refused: Mutex<HashMap<[u8; 32], Instant>>,
     /// Turns to run bcrypt.
     gate: Arc<Gate>,
-    /// One bcrypt run at a time for the blocking [`BasicAuth::check`].
-    bcrypt_turn: Mutex<()>,
 }
 
 impl BasicAuth {
@@ -206,7 +204,6 @@ impl BasicAuth {
             verified: Mutex::new(HashMap::new()),
             refused: Mutex::new(HashMap::new()),
             gate: Arc::new(Gate::new(bcrypt_parallel())),
-            bcrypt_turn: Mutex::new(()),
         })
     }
 
@@ -215,24 +212,8 @@ impl BasicAuth {
         self.users.keys().map(String::as_str)
     }
 
-    /// Checks the `Authorization` header of a request, blocking for one bcrypt run unless the
-    /// same credentials were checked before. On a runtime use [`BasicAuth::check_async`].
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Unauthorized> {
-        let (user, password) = credentials(headers)?;
-        let (key, known) = self.key(&user, &password);
-        if let Some(decided) = self.cached(&key) {
-            return decided;
-        }
-        let hash = self.hash_of(&user);
-        let matches = {
-            let _turn = self.bcrypt_turn.lock();
-            bcrypt::verify(&password, hash).unwrap_or(false)
-        };
-        self.record(key, known && matches)
-    }
-
-    /// [`BasicAuth::check`] for a runtime: answered from the caches at once when possible,
-    /// else bcrypt runs on the blocking pool when its turn comes ([`Unauthorized::Busy`] when
+    /// Checks the `Authorization` header of a request: answered from the caches at once when
+    /// possible (the same credentials were checked before), else bcrypt runs on the blocking pool when its turn comes ([`Unauthorized::Busy`] when
     /// too many wait). A refusal counts against `caller`, and from its [`FREE_FAILURES`]th on
     /// is answered later.
     pub async fn check_async(
@@ -554,33 +535,44 @@ mod tests {
         header(&format!("Basic {encoded}"))
     }
 
+    /// What the server decides for a client with no refused logins.
+    async fn check(auth: &BasicAuth, headers: &HeaderMap) -> Result<(), Unauthorized> {
+        auth.check_async(headers, &Caller::default()).await
+    }
+
     fn auth() -> BasicAuth {
         let hash = bcrypt::hash("s3cret:with:colons", 4).unwrap();
         BasicAuth::new(BTreeMap::from([("alice".to_string(), hash)])).unwrap()
     }
 
-    #[test]
-    fn right_wrong_and_unknown_users() {
+    #[tokio::test]
+    async fn right_wrong_and_unknown_users() {
         let auth = auth();
-        assert_eq!(auth.check(&basic("alice", "s3cret:with:colons")), Ok(()));
         assert_eq!(
-            auth.check(&basic("alice", "s3cret")),
+            check(&auth, &basic("alice", "s3cret:with:colons")).await,
+            Ok(())
+        );
+        assert_eq!(
+            check(&auth, &basic("alice", "s3cret")).await,
             Err(Unauthorized::BadCredentials)
         );
         assert_eq!(
-            auth.check(&basic("bob", "s3cret:with:colons")),
+            check(&auth, &basic("bob", "s3cret:with:colons")).await,
             Err(Unauthorized::BadCredentials)
         );
         assert_eq!(
-            auth.check(&basic("Alice", "s3cret:with:colons")),
+            check(&auth, &basic("Alice", "s3cret:with:colons")).await,
             Err(Unauthorized::BadCredentials)
         );
     }
 
-    #[test]
-    fn malformed_and_missing_headers_are_refused() {
+    #[tokio::test]
+    async fn malformed_and_missing_headers_are_refused() {
         let auth = auth();
-        assert_eq!(auth.check(&HeaderMap::new()), Err(Unauthorized::Missing));
+        assert_eq!(
+            check(&auth, &HeaderMap::new()).await,
+            Err(Unauthorized::Missing)
+        );
         for bad in [
             "Bearer abc",
             "Basic",
@@ -588,38 +580,41 @@ mod tests {
             "Basic YWxpY2U=", // "alice", no colon
         ] {
             assert_eq!(
-                auth.check(&header(bad)),
+                check(&auth, &header(bad)).await,
                 Err(Unauthorized::Malformed),
                 "{bad}"
             );
         }
         // The scheme is case-insensitive.
         let encoded = base64::engine::general_purpose::STANDARD.encode("alice:s3cret:with:colons");
-        assert_eq!(auth.check(&header(&format!("bAsIc {encoded}"))), Ok(()));
+        assert_eq!(
+            check(&auth, &header(&format!("bAsIc {encoded}"))).await,
+            Ok(())
+        );
     }
 
-    #[test]
-    fn verdicts_are_cached_without_the_password() {
+    #[tokio::test]
+    async fn verdicts_are_cached_without_the_password() {
         let auth = auth();
         let good = basic("alice", "s3cret:with:colons");
         let (user, password) = credentials(&good).unwrap();
         let (key, known) = auth.key(&user, &password);
         assert!(known);
         assert_eq!(auth.cached(&key), None);
-        assert_eq!(auth.check(&good), Ok(()));
+        assert_eq!(check(&auth, &good).await, Ok(()));
         assert_eq!(auth.cached(&key), Some(Ok(())));
 
         let wrong = basic("alice", "nope");
         let (user, password) = credentials(&wrong).unwrap();
         let (wrong_key, _) = auth.key(&user, &password);
-        assert!(auth.check(&wrong).is_err());
+        assert!(check(&auth, &wrong).await.is_err());
         assert_eq!(
             auth.cached(&wrong_key),
             Some(Err(Unauthorized::BadCredentials))
         );
         // An unknown user's refusal is cached under the decoy.
         let stranger = basic("mallory", "x");
-        assert!(auth.check(&stranger).is_err());
+        assert!(check(&auth, &stranger).await.is_err());
         let (user, password) = credentials(&stranger).unwrap();
         let (stranger_key, known) = auth.key(&user, &password);
         assert!(!known);

@@ -22,8 +22,8 @@
 //!
 //! 1. wraps each accepted connection with [`WebConfig::accept`] (TLS when configured; the
 //!    certificate files are re-read when they change, see [`tls`]);
-//! 2. answers each request with [`Unauthorized::response`] when [`WebConfig::authorize`]
-//!    (or [`WebConfig::authorize_async`] on a runtime) refuses it;
+//! 2. answers each request with [`Unauthorized::response`] when
+//!    [`WebConfig::authorize_async`] refuses it;
 //! 3. adds [`WebConfig::response_headers`] to every answer.
 //!
 //! What rustls cannot do the way Go's `crypto/tls` does is accepted and said once as a
@@ -47,7 +47,7 @@ use serde::Deserialize;
 use tokio::net::TcpStream;
 
 use crate::model::{Pos, Problem};
-pub use auth::{BasicAuth, Caller, Unauthorized, WWW_AUTHENTICATE_VALUE};
+pub use auth::{BasicAuth, Caller, Unauthorized};
 pub use tls::{ClientAuth, MaybeTlsStream, TlsReloader};
 
 /// How often, at most, the certificate files are looked at for changes by default.
@@ -86,16 +86,6 @@ pub enum WebConfigError {
         /// Every problem found, in file order where known.
         problems: Vec<Problem>,
     },
-}
-
-impl WebConfigError {
-    /// The problems, empty for [`WebConfigError::Read`].
-    pub fn problems(&self) -> &[Problem] {
-        match self {
-            WebConfigError::Read { .. } => &[],
-            WebConfigError::Invalid { problems, .. } => problems,
-        }
-    }
 }
 
 fn invalid_text(path: &Path, problems: &[Problem]) -> String {
@@ -223,17 +213,8 @@ impl WebConfig {
         self.auth.as_ref()
     }
 
-    /// Checks a request's `Authorization` header. `Ok` when no users are configured. Blocks
-    /// for one bcrypt run on a cache miss: on a runtime, use [`WebConfig::authorize_async`].
-    pub fn authorize(&self, headers: &HeaderMap) -> Result<(), Unauthorized> {
-        match &self.auth {
-            None => Ok(()),
-            Some(auth) => auth.check(headers),
-        }
-    }
-
-    /// [`WebConfig::authorize`] for a runtime: bcrypt runs on the blocking pool, a few at a
-    /// time, `caller` (one per connection) queued behind clients that have not failed a login
+    /// Checks a request's `Authorization` header (`Ok` when no users are configured): bcrypt
+    /// runs on the blocking pool, a few at a time, `caller` (one per connection) queued behind clients that have not failed a login
     /// when it has, and its repeated failures answered later; see [`auth`].
     pub async fn authorize_async(
         &self,

@@ -331,7 +331,8 @@ impl Store {
     /// Adds a target while running: no series until its first poll. Returns its id, and
     /// whether it is new (`false`: a target with this key exists and keeps its id and state;
     /// its labels are not changed).
-    pub fn insert(&self, target: Target) -> (TargetId, bool) {
+    #[cfg(test)]
+    fn insert(&self, target: Target) -> (TargetId, bool) {
         self.insert_with(target, EntryState::default())
     }
 
@@ -736,7 +737,8 @@ impl Store {
     }
 
     /// The last successful answer for target `id` (kept after expiry).
-    pub fn snapshot(&self, id: TargetId) -> Option<TaskSnapshot> {
+    #[cfg(test)]
+    fn snapshot(&self, id: TargetId) -> Option<TaskSnapshot> {
         self.read().entries.get(id)?.snapshot.clone()
     }
 
@@ -749,7 +751,8 @@ impl Store {
     /// Remove the series of every finished task whose EndTime (or, without one, the time it was
     /// first seen terminal) is at least `retention` before `now`. Returns how many targets
     /// were expired by this call.
-    pub fn expire(&self, now: SystemTime, retention: Duration) -> usize {
+    #[cfg(test)]
+    fn expire(&self, now: SystemTime, retention: Duration) -> usize {
         self.expire_ids(now, retention).len()
     }
 
@@ -783,23 +786,6 @@ impl Store {
             }
         }
         expired
-    }
-}
-
-// ----- read by the pages and the registration API (HTTP side) -----
-
-impl Store {
-    /// Whether target `id`'s last poll got an answer (`None` before the first poll), and when
-    /// the last successful one was recorded (ms since the epoch).
-    pub fn poll_status(&self, id: TargetId) -> Option<(Option<bool>, Option<i64>)> {
-        let inner = self.read();
-        let e = inner.entries.get(id)?;
-        Some((e.up, e.last_success_ms))
-    }
-
-    /// How target `id`'s last poll went (also before a restart); `None` before the first.
-    pub fn last_poll(&self, id: TargetId) -> Option<LastPoll> {
-        self.read().entries.get(id)?.last_poll.clone()
     }
 }
 

@@ -419,7 +419,8 @@ impl Store {
 
     /// Append the per-target families and `volcengine_rtc_task_stops_total` in text format
     /// 0.0.4 (a copy of [`Store::page`]'s chunks).
-    pub fn render(&self, out: &mut Vec<u8>) {
+    #[cfg(test)]
+    pub(super) fn render(&self, out: &mut Vec<u8>) {
         let mut page = Page::new();
         self.page(Format::Text, None, &mut page);
         if let Err(err) = page.write_to(out) {
