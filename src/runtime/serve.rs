@@ -96,7 +96,7 @@ impl Targets for Exporter {
     }
 }
 
-/// Runs the exporter until `shutdown`, as [`super::run`], serving HTTP with `setup`: the
+/// Runs the exporter until `shutdown`: polling in the background, and HTTP with `setup`: the
 /// web config (TLS, basic auth), the `--web.*` switches, the pages from this exporter's
 /// targets, and `/-/reload` through `setup.reloader`.
 pub async fn run_with(

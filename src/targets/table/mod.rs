@@ -45,10 +45,10 @@
 //! - Before the first poll outcome a target has no series.
 //! - A success stores the snapshot and sets `target_up` 1; a failure keeps the last values and
 //!   sets `target_up` 0.
-//! - [`Store::expire`] removes all of a finished task's series — `task_*`, `record_*`,
+//! - [`Store::expire_ids`] removes all of a finished task's series — `task_*`, `record_*`,
 //!   `webcast_*` and also its `target_up` / `target_last_success_timestamp_seconds` — once
 //!   `retention` has passed since its EndTime (or, for a terminal task without EndTime, since
-//!   it was first seen terminal). The last snapshot stays readable with [`Store::snapshot`].
+//!   it was first seen terminal). The last snapshot stays readable with [`Store::state`].
 //!   An expired target comes back only when a later success brings a different answer or a
 //!   new task (a room-following webcast target whose StartTime changed); failures never bring
 //!   it back.
@@ -756,7 +756,9 @@ impl Store {
         self.expire_ids(now, retention).len()
     }
 
-    /// Like [`Store::expire`]; returns the ids of the targets expired by this call.
+    /// Removes the series of every finished task whose EndTime (or, without one, the time it
+    /// was first seen terminal) is at least `retention` before `now`. Returns the ids of the
+    /// targets expired by this call.
     pub fn expire_ids(&self, now: SystemTime, retention: Duration) -> Vec<TargetId> {
         let now_ms = millis_since_epoch(now);
         let retention_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
