@@ -99,9 +99,7 @@ impl Durable {
             }
         }
         start.spread(schedule);
-        for change in start.add_new(targets, now_ms) {
-            durable.writer.submit(change);
-        }
+        start.add_new(targets, now_ms, &durable.writer);
         store.restore_stops(
             stops
                 .into_iter()
@@ -286,17 +284,17 @@ impl Start<'_> {
         }
     }
 
-    /// Adds the config's targets the store did not have; returns their rows to write.
-    fn add_new(&mut self, targets: &[Target], now_ms: i64) -> Vec<Change> {
+    /// Adds the config's targets the store did not have, and writes their rows (one at a
+    /// time: a list of 10,000 rows would stay in the allocator's hands after start).
+    fn add_new(&mut self, targets: &[Target], now_ms: i64, writer: &Writer) {
         let mut added = Vec::new();
-        let mut changes = Vec::new();
         for t in targets.iter().filter(|t| !self.seen.contains(&t.key)) {
             let (id, fresh, _) = self.store.give(t, &Source::Config, now_ms);
             if !fresh {
                 continue;
             }
             added.push((id, t));
-            changes.push(Change::Put {
+            writer.submit(Change::Put {
                 key: t.key.clone(),
                 record: TargetRecord::new(t, Source::Config, now_ms),
                 stop: None,
@@ -304,7 +302,6 @@ impl Start<'_> {
         }
         self.summary.added = added.len();
         self.scheduler.insert(&added, self.now);
-        changes
     }
 }
 
