@@ -351,14 +351,16 @@ struct SoakPlan {
 impl SoakPlan {
     fn new(full: bool) -> SoakPlan {
         if full {
+            let duration = Duration::from_secs(env_u64("VOLC_BENCH_SOAK_SECS", 3600).max(60));
             SoakPlan {
                 full,
-                duration: Duration::from_secs(env_u64("VOLC_BENCH_SOAK_SECS", 3600)),
+                duration,
                 tasks: 3_200,
                 running: 825,
                 pause: Duration::from_secs(15),
-                rss_every: Duration::from_secs(60),
-                progress_every: Duration::from_secs(300),
+                // Every minute and every 5 minutes in the hour; more often in a shorter run.
+                rss_every: Duration::from_secs(60).min(duration / 60),
+                progress_every: Duration::from_secs(300).min(duration / 6),
                 register_every: Duration::from_secs(1),
                 schedule: "  active_interval: 15s\n  settle_interval: 60s",
             }
@@ -386,7 +388,7 @@ fn soak_files(i: usize) -> usize {
 
 async fn soak_row(plan: &SoakPlan) -> anyhow::Result<()> {
     println!(
-        "\n[soak] {} record tasks ending evenly over {} s (about {} running at a time, {} files \
+        "\n[soak] {} record tasks ending evenly over {} s (about {} running at a time, {:.1} files \
          each on average), registered as they start; the binary with --storage.path, budget \
          55/s; a gzip scrape every {} s, VmRSS every {} s; SIGTERM and a restart on the same \
          store at half time",
@@ -395,7 +397,7 @@ async fn soak_row(plan: &SoakPlan) -> anyhow::Result<()> {
         plan.running,
         (0..plan.tasks).map(soak_files).sum::<usize>() as f64 / plan.tasks.max(1) as f64,
         plan.pause.as_secs_f64(),
-        plan.rss_every.as_secs()
+        plan.rss_every.as_secs_f64()
     );
     let stop_sim = CancellationToken::new();
     let duration_ms = plan.duration.as_millis() as i64;
@@ -652,6 +654,11 @@ fn soak_progress(log: &SoakLog, at: Duration, window: Duration) {
         .collect();
     recent.sort();
     let (rss, load) = log.samples.last().map_or((0, 0.0), |s| (s.1, s.3));
+    let since = log.samples.iter().rfind(|s| s.0 + window <= at);
+    let rate = match (since, log.samples.last()) {
+        (Some(a), Some(b)) if b.0 > a.0 => (b.2 - a.2) as f64 / (b.0 - a.0).as_secs_f64(),
+        _ => 0.0,
+    };
     let body = log.last_body.iter().rev().flatten().next();
     let (series, phases) = body.map(|b| page_counts(b)).unwrap_or_default();
     let phases: Vec<String> = phases
@@ -661,7 +668,7 @@ fn soak_progress(log: &SoakLog, at: Duration, window: Duration) {
         .collect();
     println!(
         "  {:>5.0} s: last {} s: {} first scrapes, median {:.1} ms, max {:.1} ms; VmRSS {:.1} \
-         MiB; {series} series; record targets: {}; load {load:.2}",
+         MiB; {series} series; record targets: {}; polls {rate:.1}/s; load {load:.2}",
         at.as_secs_f64(),
         window.as_secs(),
         recent.len(),
