@@ -223,6 +223,35 @@ impl ChildExporter {
         self.child.id()
     }
 
+    /// Asks the child to stop with SIGTERM (the `kill` command, by its pid) and waits up to
+    /// `grace` for it to exit, then kills it; returns its exit status and how long it took.
+    pub async fn terminate(
+        &mut self,
+        grace: Duration,
+    ) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+        let began = tokio::time::Instant::now();
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .context("running kill -TERM")?;
+        if !sent.success() {
+            bail!("kill -TERM {} failed: {sent}", self.pid());
+        }
+        loop {
+            if let Some(status) = self.exited() {
+                return Ok((status, began.elapsed()));
+            }
+            if began.elapsed() > grace {
+                let _ = self.child.kill();
+                bail!(
+                    "the exporter did not exit within {grace:?} of SIGTERM; its last lines:\n{}",
+                    self.tail()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child.try_wait().ok().flatten()
     }

@@ -221,3 +221,104 @@ pub async fn wait_for_phase(
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
+
+/// The soak's world ([`soak_scenario`]): every task in the simulator, the targets that run
+/// from the start (in the config), and the later ones to register when their task starts.
+pub struct SoakWorld {
+    /// Every task; `targets` holds only the ones started by `t0` (the config's).
+    pub scenario: Scenario,
+    /// The targets of the tasks that start after `t0`, with their StartTime (ms since the
+    /// epoch), sorted by it: each is registered when its task starts.
+    pub later: Vec<(i64, super::Target)>,
+}
+
+/// `n` record tasks whose ends are spread evenly over `duration_ms` from `t0_ms`: task `i` ends
+/// at `t0_ms + (i + ½) · duration_ms / n`, after running `run_ms` on average (½–1½ of it, spread
+/// by `i`), so about `n · run_ms / duration_ms` run at any time. Those that started by `t0_ms`
+/// are the scenario's targets; the others start during the run. Each task lists `files(i)`
+/// files (object storage, VOD, object storage, …) 5 s after its end.
+pub fn soak_scenario(
+    n: usize,
+    t0_ms: i64,
+    duration_ms: i64,
+    run_ms: i64,
+    files: impl Fn(usize) -> usize,
+) -> SoakWorld {
+    let mut tasks = Vec::with_capacity(n);
+    let mut targets = Vec::new();
+    let mut later = Vec::new();
+    for i in 0..n {
+        let app = APPS[i % APPS.len()];
+        let room = format!("soak-room-{:05}", i / APPS.len());
+        let task = format!("soak-{i:06}");
+        let end = t0_ms + ((2 * i + 1) as i64 * duration_ms) / (2 * n as i64);
+        // ½ to 1½ of `run_ms`, in a spread that does not follow `i`.
+        let spread = ((i * 7_919) % 1_000) as i64;
+        let run = (run_ms / 2 + run_ms * spread / 1_000).max(1);
+        let start = end - run;
+        let count = files(i) as i64;
+        let each = run / count.max(1);
+        let list = (0..count)
+            .map(|f| {
+                let s = start + each * f;
+                if f % 2 == 1 {
+                    SimFile::vod(&format!("v0s{i:06}{f}"), s, each, "host")
+                } else {
+                    SimFile::object(&format!("{app}/{room}/{task}/{s}_{f}.mp4"), s, each, "host")
+                }
+            })
+            .collect();
+        let reason = if i % 2 == 0 {
+            stop_reason::STOP_BY_API
+        } else {
+            stop_reason::IDLE_TIME_OUT
+        };
+        tasks.push(
+            SimTask::record(app, &room, &task, start)
+                .ends(end, reason)
+                .uploads_after_end(5_000, list),
+        );
+        let target = record_target(
+            app,
+            room,
+            task,
+            vec![("team".into(), TEAMS[i % TEAMS.len()].into())],
+        );
+        if start <= t0_ms {
+            targets.push(target);
+        } else {
+            later.push((start, target));
+        }
+    }
+    later.sort_by_key(|(start, _)| *start);
+    SoakWorld {
+        scenario: Scenario {
+            tasks,
+            targets,
+            credentials: sim::scenario::sim_credentials(),
+            faults: Vec::new(),
+        },
+        later,
+    }
+}
+
+/// The body of `POST /api/v1/targets` registering `targets`.
+pub fn targets_json<'a>(targets: impl Iterator<Item = &'a super::Target>) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = targets
+        .map(|t| {
+            let labels: serde_json::Map<String, serde_json::Value> = t
+                .labels
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string().into()))
+                .collect();
+            serde_json::json!({
+                "kind": t.key.kind.to_string(),
+                "app_id": t.key.app_id,
+                "room_id": t.key.room_id,
+                "task_id": t.key.task_id,
+                "labels": labels,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(list)
+}
